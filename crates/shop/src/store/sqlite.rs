@@ -1,0 +1,55 @@
+//! SQLite: one file that several shop processes on one machine share.
+//!
+//! What makes that safe: WAL (readers never block the writer), a busy
+//! timeout (a writer waits for the lock instead of failing), transactions
+//! that write first (see `SqlStore::lock_product`), and `synchronous=FULL`
+//! by default so an acknowledged order survives a power cut, not only a
+//! process crash.
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::Executor;
+
+use super::sql::SqlStore;
+use super::{OpenError, StoreOptions};
+
+/// How long a writer waits for another process's write lock, in ms.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Constructs the SQLite flavour of [`SqlStore`].
+pub struct SqliteStore;
+
+impl SqliteStore {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn open(path: &str, options: &StoreOptions) -> Result<SqlStore, OpenError> {
+        if path.is_empty() || path.starts_with('?') {
+            return Err(OpenError::EmptyPath);
+        }
+        // Create the file on first use unless the URL says otherwise.
+        let url = if path.contains("mode=") {
+            format!("sqlite://{path}")
+        } else if path.contains('?') {
+            format!("sqlite://{path}&mode=rwc")
+        } else {
+            format!("sqlite://{path}?mode=rwc")
+        };
+        let connect = AnyConnectOptions::from_str(&url).map_err(OpenError::BadUrl)?;
+        let synchronous = options.sqlite_synchronous.clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |connection, _meta| {
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; \
+                     PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
+                );
+                Box::pin(async move {
+                    connection.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(connect);
+        Ok(SqlStore::new(pool, "sqlite", options))
+    }
+}

@@ -1,0 +1,11 @@
+//! What every flashguard server shares to be observable: the tracing
+//! subscriber (installed only by the binary), the process collector, and the
+//! `/metrics`, `/healthz` and `/readyz` answers.
+
+mod endpoints;
+mod process;
+mod tracing_init;
+
+pub use endpoints::{healthz, metrics_response, readiness_response};
+pub use process::{ProcessCollector, ProcessStats};
+pub use tracing_init::init_tracing;
