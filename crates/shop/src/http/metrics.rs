@@ -103,10 +103,10 @@ impl ShopMetrics {
         );
         registry.register(
             "shop_requests_shed",
-            "Requests refused with 503 overloaded, by reason (concurrency, timeout, order_queue).",
+            "Requests refused with 503 overloaded, by reason (concurrency, timeout, order_queue)",
             shed.clone(),
         );
-        registry.register("shop_orders", "Order requests by result.", orders.clone());
+        registry.register("shop_orders", "Order requests by result", orders.clone());
         registry.register(
             "shop_order_batch_size",
             "Orders decided per store transaction.",
@@ -127,7 +127,7 @@ impl ShopMetrics {
             "1 if the store answered its last probe.",
             store_up.clone(),
         );
-        registry.register("shop_ready", "1 if /readyz answers 200.", ready.clone());
+        registry.register("shop_ready", "1 if /readyz answers 200", ready.clone());
         registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
         ShopMetrics {
             registry,

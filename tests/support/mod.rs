@@ -1,0 +1,207 @@
+//! Shared by the end-to-end tests: real `flashguard` processes on loopback,
+//! fresh PostgreSQL databases, and an HTTP client.
+#![allow(dead_code, unreachable_pub)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A shop process; SIGKILLed when dropped so no test leaves one behind.
+pub struct Shop {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Shop {
+    /// Starts `flashguard shop` on a free port and waits for its
+    /// `listening on` line, then for `/readyz`.
+    pub async fn start(db_url: &str) -> Shop {
+        Shop::start_with(db_url, &[], Some(ADMIN_TOKEN)).await
+    }
+
+    pub async fn start_with(db_url: &str, extra_args: &[&str], admin_token: Option<&str>) -> Shop {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flashguard"));
+        command
+            .args(["shop", "--listen", "127.0.0.1:0", "--db", db_url])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .env_remove("FLASHGUARD_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(token) = admin_token {
+            command.env("FLASHGUARD_ADMIN_TOKEN", token);
+        }
+        let mut child = command.spawn().expect("the flashguard binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the shop printed its first line within 30 s")
+            .expect("stdout is readable")
+            .expect("the shop printed a line before exiting");
+        let url = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("first line must be `listening on URL`, got {first:?}"))
+            .to_string();
+        let shop = Shop { child, url };
+        shop.wait_ready().await;
+        shop
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "shop at {} never became ready",
+                self.url
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the shop is still running")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client builds")
+}
+
+/// A fresh SQLite file in its own temporary folder.
+pub struct SqliteDb {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+pub fn sqlite_db() -> SqliteDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("shop.db").display());
+    SqliteDb { dir, url }
+}
+
+/// The PostgreSQL server the tests use. CI always sets FLASHGUARD_TEST_PG;
+/// a missing variable fails loudly rather than skipping tests quietly.
+pub fn pg_admin_url() -> String {
+    std::env::var("FLASHGUARD_TEST_PG").expect(
+        "FLASHGUARD_TEST_PG must name a PostgreSQL server, e.g. postgres://postgres@127.0.0.1:5432/test \
+         (scripts/test sets it)",
+    )
+}
+
+/// A new, empty PostgreSQL database; dropped by `drop_pg_database`.
+pub async fn pg_database() -> String {
+    use sqlx::Connection;
+    let admin = pg_admin_url();
+    let name = format!("fg_test_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to FLASHGUARD_TEST_PG");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut connection)
+        .await
+        .expect("create test database");
+    let (base, _) = admin.rsplit_once('/').expect("the URL names a database");
+    format!("{base}/{name}")
+}
+
+pub async fn drop_pg_database(url: &str) {
+    use sqlx::Connection;
+    let name = url
+        .rsplit('/')
+        .next()
+        .expect("the URL names a database")
+        .to_string();
+    assert!(
+        name.starts_with("fg_test_"),
+        "only test databases are dropped"
+    );
+    if let Ok(mut connection) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut connection)
+            .await;
+    }
+}
+
+/// Creates or replaces a product through the admin API.
+pub async fn put_product(shop_url: &str, sku: &str, body: Value) -> reqwest::Response {
+    client()
+        .put(format!("{shop_url}/admin/products/{sku}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("admin PUT is answered")
+}
+
+/// Places an order; answers (status, headers, body as JSON).
+pub async fn order(
+    client: &reqwest::Client,
+    shop_url: &str,
+    key: &str,
+    body: Value,
+) -> Result<(u16, reqwest::header::HeaderMap, Value), reqwest::Error> {
+    let response = client
+        .post(format!("{shop_url}/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.json::<Value>().await?;
+    Ok((status, headers, body))
+}
+
+/// Every order in the store, from the admin export.
+pub async fn export(shop_url: &str) -> Vec<Value> {
+    let text = client()
+        .get(format!("{shop_url}/admin/orders"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("export is answered")
+        .text()
+        .await
+        .expect("export body");
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("each export line is JSON"))
+        .collect()
+}
+
+pub async fn inventory(shop_url: &str) -> Vec<Value> {
+    client()
+        .get(format!("{shop_url}/admin/inventory"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("inventory is answered")
+        .json()
+        .await
+        .expect("inventory is JSON")
+}
