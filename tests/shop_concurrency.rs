@@ -66,7 +66,10 @@ async fn surge(urls: Vec<String>, kill_after: Option<(usize, Box<dyn FnOnce() + 
             None
         }));
     }
-    let mut seen = Seen { acknowledged: Vec::new(), gave_up: 0 };
+    let mut seen = Seen {
+        acknowledged: Vec::new(),
+        gave_up: 0,
+    };
     for task in tasks {
         match task.await.expect("client task") {
             Some(Some(id)) => seen.acknowledged.push(id),
@@ -82,23 +85,56 @@ async fn assert_invariants(shop_url: &str, seen: &Seen) {
     let orders = export(shop_url).await;
     let units: i64 = orders.iter().map(|o| o["quantity"].as_i64().unwrap()).sum();
     assert!(units <= STOCK, "oversold: {units} units sold of {STOCK}");
-    let stored: HashSet<&str> = orders.iter().map(|o| o["order_id"].as_str().unwrap()).collect();
-    let lost: Vec<_> = seen.acknowledged.iter().filter(|id| !stored.contains(id.as_str())).collect();
-    assert!(lost.is_empty(), "acknowledged orders missing from the store: {lost:?}");
+    let stored: HashSet<&str> = orders
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    let lost: Vec<_> = seen
+        .acknowledged
+        .iter()
+        .filter(|id| !stored.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged orders missing from the store: {lost:?}"
+    );
     let mut per_key: HashMap<(String, String), usize> = HashMap::new();
     for o in &orders {
-        let key = (o["customer"].as_str().unwrap().to_string(), o["idempotency_key"].as_str().unwrap().to_string());
+        let key = (
+            o["customer"].as_str().unwrap().to_string(),
+            o["idempotency_key"].as_str().unwrap().to_string(),
+        );
         *per_key.entry(key).or_default() += 1;
     }
     let duplicated: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(duplicated.is_empty(), "keys with more than one order: {duplicated:?}");
-    let line = inventory(shop_url).await.into_iter().find(|l| l["sku"] == "hot").unwrap();
-    assert_eq!(line["sold"].as_i64(), Some(units), "inventory agrees with the orders");
+    assert!(
+        duplicated.is_empty(),
+        "keys with more than one order: {duplicated:?}"
+    );
+    let line = inventory(shop_url)
+        .await
+        .into_iter()
+        .find(|l| l["sku"] == "hot")
+        .unwrap();
+    assert_eq!(
+        line["sold"].as_i64(),
+        Some(units),
+        "inventory agrees with the orders"
+    );
 }
 
 async fn start_shops(db_url: &str) -> Vec<Shop> {
     let first = Shop::start(db_url).await;
-    assert_eq!(put_product(&first.url, "hot", json!({ "name": "Hot", "price_cents": 500, "stock": STOCK })).await.status(), 201);
+    assert_eq!(
+        put_product(
+            &first.url,
+            "hot",
+            json!({ "name": "Hot", "price_cents": 500, "stock": STOCK })
+        )
+        .await
+        .status(),
+        201
+    );
     let mut shops = vec![first];
     for _ in 1..SHOPS {
         shops.push(Shop::start(db_url).await);
@@ -110,7 +146,11 @@ async fn exactly_the_stock_is_sold(db_url: &str) {
     let shops = start_shops(db_url).await;
     let seen = surge(shops.iter().map(|s| s.url.clone()).collect(), None).await;
     assert_eq!(seen.gave_up, 0, "every customer got an answer");
-    assert_eq!(seen.acknowledged.len() as i64, STOCK, "exactly the stock was sold");
+    assert_eq!(
+        seen.acknowledged.len() as i64,
+        STOCK,
+        "exactly the stock was sold"
+    );
     assert_invariants(&shops[0].url, &seen).await;
 }
 
@@ -118,9 +158,14 @@ async fn a_killed_shop_loses_nothing(db_url: &str) {
     let mut shops = start_shops(db_url).await;
     let victim = shops.remove(1);
     let pid = victim.pid();
-    let urls: Vec<String> = std::iter::once(victim.url.clone()).chain(shops.iter().map(|s| s.url.clone())).collect();
+    let urls: Vec<String> = std::iter::once(victim.url.clone())
+        .chain(shops.iter().map(|s| s.url.clone()))
+        .collect();
     let kill = Box::new(move || {
-        std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill runs");
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill runs");
     });
     let seen = surge(urls, Some((300, kill))).await;
     assert!(!seen.acknowledged.is_empty());
@@ -137,14 +182,23 @@ async fn concurrent_duplicates_make_one_order(db_url: &str) {
         tasks.push(tokio::spawn(async move {
             let body = json!({ "sku": "hot", "quantity": 1, "customer": "dup" });
             loop {
-                let response = c.post(format!("{url}/api/orders")).header("Idempotency-Key", "same").json(&body).send().await.unwrap();
+                let response = c
+                    .post(format!("{url}/api/orders"))
+                    .header("Idempotency-Key", "same")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
                 let status = response.status().as_u16();
                 let text = response.text().await.unwrap();
                 if status == 201 {
                     return text;
                 }
                 let error: Value = serde_json::from_str(&text).unwrap();
-                assert!(status == 409 && error["error"] == "request_in_progress" || status == 503, "{status} {text}");
+                assert!(
+                    status == 409 && error["error"] == "request_in_progress" || status == 503,
+                    "{status} {text}"
+                );
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -153,7 +207,11 @@ async fn concurrent_duplicates_make_one_order(db_url: &str) {
     for task in tasks {
         bodies.insert(task.await.unwrap());
     }
-    assert_eq!(bodies.len(), 1, "every duplicate got the identical body: {bodies:?}");
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every duplicate got the identical body: {bodies:?}"
+    );
     let orders = export(&shops[0].url).await;
     assert_eq!(orders.iter().filter(|o| o["customer"] == "dup").count(), 1);
 }
@@ -182,4 +240,8 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(exactly_the_stock_is_sold, a_killed_shop_loses_nothing, concurrent_duplicates_make_one_order);
+on_both_stores!(
+    exactly_the_stock_is_sold,
+    a_killed_shop_loses_nothing,
+    concurrent_duplicates_make_one_order
+);

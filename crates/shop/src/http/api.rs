@@ -89,11 +89,6 @@ pub(super) async fn take_order(
     state: &AppState,
     request: OrderRequest,
 ) -> Result<Decision, ApiError> {
-    if state.health.draining() {
-        return Err(ApiError::Unavailable(
-            "this shop is shutting down; try again".into(),
-        ));
-    }
     if !state.health.store_up() {
         return Err(ApiError::Unavailable(
             "the store cannot be reached; try again shortly".into(),
