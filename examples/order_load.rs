@@ -45,9 +45,17 @@ async fn main() {
             errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             continue;
         };
-        let (client, url, latencies, errors, created) =
-            (client.clone(), url.clone(), latencies.clone(), errors.clone(), created.clone());
-        let body = format!(r#"{{"sku":"{sku}","quantity":1,"customer":"c{}"}}"#, i % 5000);
+        let (client, url, latencies, errors, created) = (
+            client.clone(),
+            url.clone(),
+            latencies.clone(),
+            errors.clone(),
+            created.clone(),
+        );
+        let body = format!(
+            r#"{{"sku":"{sku}","quantity":1,"customer":"c{}"}}"#,
+            i % 5000
+        );
         let key = format!("{run}-{i}");
         tasks.push(tokio::spawn(async move {
             let outcome = client
