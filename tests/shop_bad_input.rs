@@ -309,14 +309,7 @@ async fn every_malformed_request_gets_its_error_and_changes_nothing() {
     assert_eq!(ok.status(), 201);
     let orders_before = export(&shop.url).await;
     let inventory_before = inventory(&shop.url).await;
-    let products_before: Value = c
-        .get(format!("{}/api/products", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let products_before: Value = support::get_json(&c, &format!("{}/api/products", shop.url)).await;
 
     let cases = cases();
     assert!(cases.len() >= 25, "the table holds at least 25 cases");
@@ -373,13 +366,6 @@ async fn every_malformed_request_gets_its_error_and_changes_nothing() {
         inventory_before,
         "no stock changed"
     );
-    let products_after: Value = c
-        .get(format!("{}/api/products", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let products_after: Value = support::get_json(&c, &format!("{}/api/products", shop.url)).await;
     assert_eq!(products_after, products_before, "no product changed");
 }

@@ -30,7 +30,8 @@ struct Seen {
 
 /// Fires every order at once, spread over the shops. A client retries with
 /// the same key on the next shop after a connection error or a 503, as the
-/// gateway does; `after_first` runs once `kill_after` answers have arrived.
+/// gateway does; `kill_after` is an answer count and what to run when it is
+/// reached.
 async fn surge(urls: Vec<String>, kill_after: Option<(usize, Box<dyn FnOnce() + Send>)>) -> Seen {
     let answered = Arc::new(AtomicUsize::new(0));
     let (kill_at, kill) = match kill_after {

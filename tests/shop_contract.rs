@@ -24,26 +24,12 @@ async fn products_are_created_replaced_and_listed(shop: &Shop) {
     )
     .await;
     assert_eq!(replaced.status(), 200);
-    let one: Value = client()
-        .get(format!("{}/api/products/lamp", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = support::get_json(&client(), &format!("{}/api/products/lamp", shop.url)).await;
     assert_eq!(one["name"], "Lamp v2");
     assert_eq!(one["stock"], 12);
     assert_eq!(one["remaining"], 12);
     assert_eq!(one["sale_state"], "open");
-    let all: Vec<Value> = client()
-        .get(format!("{}/api/products", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = support::get_json(&client(), &format!("{}/api/products", shop.url)).await;
     assert!(all.iter().any(|p| p["sku"] == "lamp"));
     let missing = client()
         .get(format!("{}/api/products/nope", shop.url))
@@ -69,14 +55,7 @@ async fn an_order_is_created_and_can_be_read_back(shop: &Shop) {
     }
     let id = body["order_id"].as_str().unwrap();
     assert_eq!(headers["location"], format!("/api/orders/{id}").as_str());
-    let read: Value = c
-        .get(format!("{}/api/orders/{id}", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read: Value = support::get_json(&c, &format!("{}/api/orders/{id}", shop.url)).await;
     assert_eq!(read, body);
     let missing = c
         .get(format!("{}/api/orders/no-such-order", shop.url))
@@ -84,14 +63,7 @@ async fn an_order_is_created_and_can_be_read_back(shop: &Shop) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let remaining: Value = c
-        .get(format!("{}/api/products/mug", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let remaining: Value = support::get_json(&c, &format!("{}/api/products/mug", shop.url)).await;
     assert_eq!(remaining["remaining"], 3);
 }
 

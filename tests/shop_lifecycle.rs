@@ -12,14 +12,6 @@ use support::{client, order, put_product, Shop};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-async fn poll_until(what: &str, deadline: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while !check().await {
-        assert!(Instant::now() < until, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[tokio::test]
 async fn sigterm_turns_readyz_503_then_exits_zero() {
     let db = support::sqlite_db();
@@ -39,13 +31,7 @@ async fn sigterm_turns_readyz_503_then_exits_zero() {
     .await;
     shop.signal("TERM");
     let c = client();
-    let url = shop.url.clone();
-    poll_until(
-        "readyz 503 after SIGTERM",
-        Duration::from_secs(5),
-        async || matches!(c.get(format!("{url}/readyz")).send().await, Ok(r) if r.status() == 503),
-    )
-    .await;
+    shop.wait_readyz(503, Duration::from_secs(5)).await;
     // While draining, requests already on their way are still served.
     let (status, _, body) = order(
         &c,
@@ -148,13 +134,7 @@ async fn an_unreachable_database_is_answered_fast_and_recovered_from() {
     assert_eq!(buy("before").await.unwrap().0, 201);
 
     cable.unplug();
-    let url = shop.url.clone();
-    poll_until(
-        "readyz 503 with the database gone",
-        Duration::from_secs(10),
-        async || matches!(c.get(format!("{url}/readyz")).send().await, Ok(r) if r.status() == 503),
-    )
-    .await;
+    shop.wait_readyz(503, Duration::from_secs(10)).await;
     let started = Instant::now();
     let (status, headers, body): (u16, _, Value) = buy("during").await.unwrap();
     assert_eq!(

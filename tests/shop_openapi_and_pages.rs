@@ -11,14 +11,7 @@ async fn every_documented_operation_is_served_and_every_route_documented() {
     let db = support::sqlite_db();
     let shop = Shop::start(&db.url).await;
     let c = client();
-    let doc: Value = c
-        .get(format!("{}/api/openapi.json", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = support::get_json(&c, &format!("{}/api/openapi.json", shop.url)).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;

@@ -55,17 +55,22 @@ impl Shop {
     }
 
     pub async fn wait_ready(&self) {
+        self.wait_readyz(200, Duration::from_secs(30)).await;
+    }
+
+    /// Polls `/readyz` until it answers `status`; fails the test after `within`.
+    pub async fn wait_readyz(&self, status: u16, within: Duration) {
         let client = client();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + within;
         loop {
             if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await {
-                if response.status() == 200 {
+                if response.status() == status {
                     return;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "shop at {} never became ready",
+                "shop at {} never answered /readyz {status}",
                 self.url
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -146,6 +151,18 @@ pub async fn drop_pg_database(url: &str) {
             .execute(&mut connection)
             .await;
     }
+}
+
+/// GETs a URL and parses its JSON body.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET is answered")
+        .json()
+        .await
+        .expect("the body is JSON")
 }
 
 /// Creates or replaces a product through the admin API.

@@ -88,17 +88,17 @@ impl ShopMetrics {
         let ready = Gauge::default();
         registry.register(
             "shop_http_requests",
-            "HTTP requests answered, by route, method and status.",
+            "HTTP requests answered, by route, method and status",
             requests.clone(),
         );
         registry.register(
             "shop_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route.",
+            "Time to answer an HTTP request, by route",
             latency.clone(),
         );
         registry.register(
             "shop_http_requests_in_flight",
-            "HTTP requests being answered now.",
+            "HTTP requests being answered now",
             in_flight.clone(),
         );
         registry.register(
@@ -109,22 +109,22 @@ impl ShopMetrics {
         registry.register("shop_orders", "Order requests by result", orders.clone());
         registry.register(
             "shop_order_batch_size",
-            "Orders decided per store transaction.",
+            "Orders decided per store transaction",
             batch_size.clone(),
         );
         registry.register(
             "shop_db_pool_connections",
-            "Database connections by state (idle, used, max).",
+            "Database connections by state (idle, used, max)",
             pool.clone(),
         );
         registry.register(
             "shop_order_queue_depth",
-            "Orders waiting for the order desk.",
+            "Orders waiting for the order desk",
             order_queue.clone(),
         );
         registry.register(
             "shop_store_up",
-            "1 if the store answered its last probe.",
+            "1 if the store answered its last probe",
             store_up.clone(),
         );
         registry.register("shop_ready", "1 if /readyz answers 200", ready.clone());
