@@ -105,26 +105,61 @@ async fn export_pages_cover_every_order_once(store: &dyn Store) {
     assert_eq!((inventory[0].sold, inventory[0].remaining), (250, 250));
 }
 
-#[tokio::test]
-async fn sqlite_keys_expire_and_are_purged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store::open(
-        &format!("sqlite://{}", dir.path().join("s.db").display()),
-        &options(),
-    )
-    .unwrap();
-    keys_expire_and_are_purged(store.as_ref()).await;
+/// A batch mixing a replay, a reused key and a fresh key, and a replay after
+/// the sale closed: a stored answer wins over everything the product's state
+/// would say now.
+async fn stored_answers_win_over_the_current_state(store: &dyn Store) {
+    store.migrate().await.unwrap();
+    let window = Product {
+        sale_starts_at: Some(0),
+        sale_ends_at: Some(10_000),
+        ..product(2)
+    };
+    store.upsert_product(&window, 0).await.unwrap();
+    let first = store
+        .place_orders("hot", &[request("k1", 1), request("k2", 1)], 1)
+        .await
+        .unwrap();
+    assert!(first
+        .iter()
+        .all(|decision| matches!(decision, Decision::Created { .. })));
+    let mixed = store
+        .place_orders(
+            "hot",
+            &[request("k1", 1), request("k3", 1), request("k2", 2)],
+            2,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(mixed[0], Decision::Replay(_)), "{mixed:?}");
+    assert!(matches!(mixed[1], Decision::SoldOut { .. }), "{mixed:?}");
+    assert!(matches!(mixed[2], Decision::KeyReused), "{mixed:?}");
+    let closed = store
+        .place_orders("hot", &[request("k1", 1), request("k9", 1)], 20_000)
+        .await
+        .unwrap();
+    match &closed[0] {
+        Decision::Replay(answer) => assert_eq!(answer.status, 201, "{answer:?}"),
+        other => panic!("k1 must replay its 201 after the sale, got {other:?}"),
+    }
+    assert!(
+        matches!(closed[1], Decision::SaleNotOpen { .. }),
+        "{closed:?}"
+    );
+    let inventory = store.inventory().await.unwrap();
+    assert_eq!(inventory[0].sold, 2);
+    assert_eq!(store.orders_after(None, 10).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn sqlite_export_pages_cover_every_order_once() {
+async fn with_sqlite(check: impl AsyncFnOnce(&dyn Store)) {
     let dir = tempfile::tempdir().unwrap();
     let store = store::open(
         &format!("sqlite://{}", dir.path().join("s.db").display()),
         &options(),
     )
     .unwrap();
-    export_pages_cover_every_order_once(store.as_ref()).await;
+    check(store.as_ref()).await;
+    store.close().await;
 }
 
 async fn with_pg(check: impl AsyncFnOnce(&dyn Store)) {
@@ -154,4 +189,24 @@ async fn postgres_keys_expire_and_are_purged() {
 #[tokio::test]
 async fn postgres_export_pages_cover_every_order_once() {
     with_pg(export_pages_cover_every_order_once).await;
+}
+
+#[tokio::test]
+async fn postgres_stored_answers_win_over_the_current_state() {
+    with_pg(stored_answers_win_over_the_current_state).await;
+}
+
+#[tokio::test]
+async fn sqlite_keys_expire_and_are_purged() {
+    with_sqlite(keys_expire_and_are_purged).await;
+}
+
+#[tokio::test]
+async fn sqlite_export_pages_cover_every_order_once() {
+    with_sqlite(export_pages_cover_every_order_once).await;
+}
+
+#[tokio::test]
+async fn sqlite_stored_answers_win_over_the_current_state() {
+    with_sqlite(stored_answers_win_over_the_current_state).await;
 }

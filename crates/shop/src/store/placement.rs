@@ -69,8 +69,10 @@ pub(super) struct ExistingKey {
     pub answer: StoredAnswer,
 }
 
-/// Everything the decision needs, loaded inside the transaction that holds
-/// the product's row lock, so nothing can change underneath it.
+/// Everything the decision needs. The product and the units bought are
+/// loaded under the product's row lock, so they cannot change underneath
+/// it; keys may be read before, because writing the answers refuses any key
+/// that became live meanwhile.
 pub(super) struct BatchInputs<'a> {
     pub product: &'a Product,
     /// Live idempotency answers, by (customer, key).

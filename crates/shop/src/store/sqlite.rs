@@ -40,8 +40,10 @@ impl SqliteStore {
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |connection, _meta| {
+                // The busy timeout first: even switching to WAL (a no-op once
+                // the file is in WAL) needs a lock another process may hold.
                 let pragmas = format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; \
+                    "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
                 );
                 Box::pin(async move {
