@@ -129,6 +129,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
+    missing = [tool for tool in ("wrk", "pgbench", "psql") if not shutil.which(tool)]
+    if missing and shutil.which("apt-get"):
+        print(f"installing wrk and postgresql-client for {', '.join(missing)}", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "postgresql-client"], check=False,
+                       stdout=subprocess.DEVNULL)
     for tool in ("wrk", "pgbench", "psql"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install wrk postgresql-client)")
