@@ -26,6 +26,31 @@ struct Cli {
 enum Command {
     /// Run a shop: catalog, flash-sale stock, idempotent orders, storefront.
     Shop(ShopArgs),
+    /// Run the gateway: load balancing with failover in front of the shops.
+    Gateway(GatewayArgs),
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// TOML config file; every setting has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address customers connect to. Default 127.0.0.1:8000.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Address of the admin API, /metrics and probes. Default 127.0.0.1:8001.
+    #[arg(long)]
+    admin_listen: Option<String>,
+    /// A primary backend, NAME=IP:PORT (repeatable).
+    #[arg(long = "backend", value_name = "NAME=ADDR")]
+    backends: Vec<String>,
+    /// A backup backend, NAME=IP:PORT (repeatable); serves only when no
+    /// primary can.
+    #[arg(long = "backup", value_name = "NAME=ADDR")]
+    backups: Vec<String>,
+    /// Bearer token for the admin API; without it the admin calls answer 403.
+    #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -53,6 +78,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Shop(args) => runtime.block_on(shop(args)),
+        Command::Gateway(args) => runtime.block_on(gateway(args)),
     }
 }
 
@@ -79,12 +105,53 @@ async fn shop(args: ShopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    use flashguard_gateway::{BackendFile, ConfigFile};
+    let mut file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    if let Some(listen) = args.listen {
+        file.listen = listen;
+    }
+    if let Some(admin_listen) = args.admin_listen {
+        file.admin_listen = admin_listen;
+    }
+    if args.admin_token.is_some() {
+        file.admin_token = args.admin_token;
+    }
+    let flagged = [
+        ("backend", "primary", &args.backends),
+        ("backup", "backup", &args.backups),
+    ];
+    for (flag, pool, list) in flagged {
+        for entry in list {
+            let (name, addr) = entry
+                .split_once('=')
+                .with_context(|| format!("--{flag} {entry}: expected NAME=IP:PORT"))?;
+            file.backends.push(BackendFile {
+                name: name.to_string(),
+                addr: addr.to_string(),
+                pool: pool.to_string(),
+            });
+        }
+    }
+    let config = file.validate()?;
+    let proxy = flashguard_gateway::bind(&config.listen, config.reuse_port)?;
+    let admin = flashguard_gateway::bind(&config.admin_listen, false)?;
+    println!("listening on http://{}", proxy.local_addr()?);
+    println!("admin on http://{}", admin.local_addr()?);
+    let listeners = flashguard_gateway::Listeners { proxy, admin };
+    flashguard_gateway::run(listeners, config, args.config, shutdown_signal()).await?;
+    Ok(())
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(err) => {
-            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop the shop");
+            tracing::error!(error = %err, "cannot listen for SIGTERM; only Ctrl-C will stop it");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }

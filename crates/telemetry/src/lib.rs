@@ -2,10 +2,12 @@
 //! subscriber (installed only by the binary), the process collector, and the
 //! `/metrics`, `/healthz` and `/readyz` answers.
 
+mod bearer;
 mod endpoints;
 mod process;
 mod tracing_init;
 
+pub use bearer::{check_bearer, BearerRefusal};
 pub use endpoints::{healthz, metrics_response, readiness_response};
 pub use process::{ProcessCollector, ProcessStats};
 pub use tracing_init::init_tracing;

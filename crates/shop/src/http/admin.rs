@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use flashguard_telemetry::{check_bearer, BearerRefusal};
 
 use super::api::store_failed;
 use super::extract::JsonBody;
@@ -19,28 +20,10 @@ use crate::store::{StoreError, Upsert};
 const EXPORT_PAGE: u32 = 1_000;
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = state.config.admin_token.as_deref() else {
-        return Err(ApiError::AdminDisabled);
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
-    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Compares without stopping at the first difference, so response time does
-/// not reveal how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    check_bearer(state.config.admin_token.as_deref(), headers).map_err(|refusal| match refusal {
+        BearerRefusal::Disabled => ApiError::AdminDisabled,
+        BearerRefusal::Unauthorized => ApiError::Unauthorized,
+    })
 }
 
 pub(super) async fn put_product(
@@ -131,16 +114,4 @@ pub(super) async fn inventory(
             .await
             .map_err(|err| store_failed(&state, err))?,
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-    }
 }

@@ -1,0 +1,324 @@
+//! One backend (a shop) as the gateway sees it: health from active checks,
+//! ejection from live traffic, latency, load, and slow start after it comes
+//! back. The parts are small state machines with their own tests.
+
+mod ejection;
+mod ewma;
+mod health;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub(crate) use ejection::{EjectionRules, Failure};
+
+use crate::config::{BackendSpec, Pool, Settings};
+use ejection::Ejection;
+use ewma::PeakEwma;
+use health::Hysteresis;
+
+/// What `/admin/backends` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum State {
+    Up,
+    Down,
+    Draining,
+    Ejected,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            State::Up => "up",
+            State::Down => "down",
+            State::Draining => "draining",
+            State::Ejected => "ejected",
+        }
+    }
+}
+
+/// A backend's row in `GET /admin/backends`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BackendView {
+    pub(crate) name: String,
+    pub(crate) addr: String,
+    pub(crate) pool: Pool,
+    pub(crate) state: State,
+    pub(crate) inflight: u64,
+    pub(crate) ewma_ms: f64,
+    pub(crate) requests: u64,
+    pub(crate) failures: u64,
+}
+
+/// A latency a new backend starts with: typical for a shop on loopback.
+const INITIAL_LATENCY: Duration = Duration::from_millis(5);
+/// The smallest share of traffic a backend in slow start gets.
+const SLOW_START_FLOOR: f64 = 0.05;
+
+#[derive(Debug)]
+struct Inner {
+    health: Hysteresis,
+    ejection: Ejection,
+    ewma: PeakEwma,
+    draining: bool,
+    /// When it last came back into service, for slow start; `None` for a
+    /// backend that has served since the gateway started.
+    back_since: Option<Instant>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub(crate) spec: BackendSpec,
+    pub(crate) authority: http::uri::Authority,
+    inner: Mutex<Inner>,
+    inflight: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    removed: AtomicBool,
+}
+
+impl Backend {
+    /// `fresh` backends (added while the gateway runs) start in slow start.
+    pub(crate) fn new(spec: BackendSpec, settings: &Settings, fresh: bool) -> Arc<Backend> {
+        let now = Instant::now();
+        let authority = http::uri::Authority::try_from(spec.addr.to_string())
+            .expect("a socket address is a valid authority");
+        Arc::new(Backend {
+            spec,
+            authority,
+            inner: Mutex::new(Inner {
+                health: Hysteresis::new(),
+                ejection: Ejection::default(),
+                ewma: PeakEwma::new(INITIAL_LATENCY, settings.ewma_decay, now),
+                draining: false,
+                back_since: fresh.then_some(now),
+            }),
+            inflight: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        // Poisoning needs a panic while holding the lock, and nothing in
+        // here panics; carry on with the data rather than take the
+        // gateway down.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn state(&self, now: Instant) -> State {
+        let inner = self.inner();
+        if inner.draining {
+            State::Draining
+        } else if !inner.health.is_up() {
+            State::Down
+        } else if inner.ejection.is_ejected(now) {
+            State::Ejected
+        } else {
+            State::Up
+        }
+    }
+
+    /// Up by its health checks and not draining, ejected or not: the
+    /// gateway's last resort when nothing is fully available.
+    pub(crate) fn healthy(&self) -> bool {
+        let inner = self.inner();
+        !inner.draining && inner.health.is_up()
+    }
+
+    /// Its share of traffic during slow start, 0.05 to 1.
+    pub(crate) fn weight(&self, now: Instant, slow_start: Duration) -> f64 {
+        let inner = self.inner();
+        let since = match (inner.back_since, inner.ejection.ejected_until()) {
+            (Some(back), Some(ejected)) => Some(back.max(ejected)),
+            (back, ejected) => back.or(ejected),
+        };
+        match since {
+            Some(since) if !slow_start.is_zero() && now >= since => {
+                let ramp = now.duration_since(since).as_secs_f64() / slow_start.as_secs_f64();
+                ramp.clamp(SLOW_START_FLOOR, 1.0)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Expected cost of one more request: latency × queue, divided by the
+    /// slow-start weight (lower is better).
+    pub(crate) fn load(&self, now: Instant, slow_start: Duration) -> f64 {
+        let latency = self.inner().ewma.estimate_ms(now) + 0.01;
+        let queue = (self.inflight.load(Ordering::Relaxed) + 1) as f64;
+        latency * queue / self.weight(now, slow_start)
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub(crate) fn start_request(self: &Arc<Self>) -> InFlight {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    pub(crate) fn inflight(&self) -> u64 {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record_success(&self, rtt: Duration, now: Instant) {
+        let mut inner = self.inner();
+        inner.ewma.observe(rtt, now);
+        inner.ejection.record_success();
+    }
+
+    /// Records a failed request as maximally slow (`penalty`); returns the
+    /// ejection's length when this failure ejected the backend.
+    pub(crate) fn record_failure(
+        &self,
+        failure: Failure,
+        penalty: Duration,
+        rules: &EjectionRules,
+        now: Instant,
+    ) -> Option<Duration> {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.inner();
+        inner.ewma.observe(penalty, now);
+        inner.ejection.record_failure(failure, rules, now)
+    }
+
+    /// Records a deliberate 503 (the backend shed load): counted as a
+    /// failure and as maximally slow, but never a reason to eject.
+    pub(crate) fn record_shed(&self, penalty: Duration, now: Instant) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.inner().ewma.observe(penalty, now);
+    }
+
+    /// Records an active check; returns the new health when it changed.
+    pub(crate) fn record_check(&self, ok: bool, rise: u32, fall: u32, now: Instant) -> Option<bool> {
+        let mut inner = self.inner();
+        let changed = inner.health.record(ok, rise, fall);
+        if changed == Some(true) {
+            inner.back_since = Some(now);
+        }
+        changed
+    }
+
+    /// Refused connections mean the process is gone: down until `rise`
+    /// checks pass. Returns whether that changed its health.
+    pub(crate) fn mark_down(&self) -> bool {
+        self.inner().health.force_down()
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.inner().draining = true;
+    }
+
+    pub(crate) fn set_decay(&self, decay: Duration) {
+        self.inner().ewma.set_decay(decay);
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn view(&self, now: Instant) -> BackendView {
+        BackendView {
+            name: self.spec.name.clone(),
+            addr: self.spec.addr.to_string(),
+            pool: self.spec.pool,
+            state: self.state(now),
+            inflight: self.inflight(),
+            ewma_ms: (self.inner().ewma.estimate_ms(now) * 1000.0).round() / 1000.0,
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A request in flight on a backend.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Backend>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn backend(fresh: bool) -> Arc<Backend> {
+        let spec = BackendSpec {
+            name: "shop-1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            pool: Pool::Primary,
+        };
+        Backend::new(spec, &Config::default().settings, fresh)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_start_ramps_a_returning_backend_from_a_trickle_to_full_share() {
+        let window = Duration::from_secs(10);
+        assert_eq!(backend(false).weight(Instant::now(), window), 1.0);
+        let returning = backend(true);
+        assert_eq!(returning.weight(Instant::now(), window), SLOW_START_FLOOR);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let half = returning.weight(Instant::now(), window);
+        assert!((half - 0.5).abs() < 1e-6, "{half}");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(returning.weight(Instant::now(), window), 1.0);
+        assert_eq!(returning.weight(Instant::now(), Duration::ZERO), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backend_back_from_ejection_ramps_up_again() {
+        let window = Duration::from_secs(10);
+        let backend = backend(false);
+        let rules = EjectionRules {
+            after_connect_failures: 1,
+            after_5xx: 3,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        };
+        let ejected = backend.record_failure(
+            Failure::Connect,
+            Duration::from_secs(5),
+            &rules,
+            Instant::now(),
+        );
+        assert_eq!(ejected, Some(Duration::from_secs(1)));
+        assert_eq!(backend.state(Instant::now()), State::Ejected);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(backend.state(Instant::now()), State::Up);
+        assert_eq!(backend.weight(Instant::now(), window), SLOW_START_FLOOR);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(backend.weight(Instant::now(), window), 1.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_make_a_fast_failing_backend_look_slow() {
+        let (good, bad) = (backend(false), backend(false));
+        let rules = EjectionRules {
+            after_connect_failures: 100,
+            after_5xx: 100,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+        };
+        let now = Instant::now();
+        good.record_success(Duration::from_millis(20), now);
+        bad.record_failure(Failure::ServerError, Duration::from_secs(5), &rules, now);
+        assert!(bad.load(now, Duration::ZERO) > 100.0 * good.load(now, Duration::ZERO));
+    }
+}

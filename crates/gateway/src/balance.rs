@@ -1,0 +1,247 @@
+//! The backend set and the choice of a backend for each try.
+//!
+//! Tiers, in order: available primaries, then available backups (backups
+//! take traffic only when no primary can), then, rather than nothing, any
+//! backend whose health checks pass even if traffic ejected it. Within a
+//! tier: power of two choices on expected cost (peak-EWMA latency × load ÷
+//! slow-start weight), or weighted round robin.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, BackendView};
+use crate::config::{Policy, Pool};
+
+/// Most state changes kept for `GET /admin/events`.
+const EVENTS_KEPT: usize = 512;
+
+/// A backend changed state (for the admin API and, later, incidents).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Event {
+    /// Unix time in ms.
+    pub(crate) at_ms: i64,
+    pub(crate) backend: String,
+    pub(crate) state: &'static str,
+    pub(crate) reason: String,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Backends {
+    list: RwLock<Arc<Vec<Arc<Backend>>>>,
+    next: AtomicUsize,
+    events: Mutex<VecDeque<Event>>,
+}
+
+impl Backends {
+    pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
+        Arc::clone(&self.list.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Vec<Arc<Backend>>)) {
+        let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = list.as_ref().clone();
+        change(&mut next);
+        *list = Arc::new(next);
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<Backend>> {
+        self.snapshot().iter().find(|b| b.name() == name).cloned()
+    }
+
+    /// Adds a backend unless one with its name exists.
+    pub(crate) fn add(&self, backend: Arc<Backend>) -> bool {
+        let mut added = false;
+        self.update(|list| {
+            if list.iter().all(|b| b.name() != backend.name()) {
+                list.push(Arc::clone(&backend));
+                added = true;
+            }
+        });
+        if added {
+            self.record(backend.name(), "added", format!("{}", backend.spec.addr));
+        }
+        added
+    }
+
+    /// Takes a backend out of rotation; requests in flight on it finish.
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<Backend>> {
+        let mut removed = None;
+        self.update(|list| {
+            if let Some(at) = list.iter().position(|b| b.name() == name) {
+                removed = Some(list.remove(at));
+            }
+        });
+        if let Some(backend) = &removed {
+            backend.mark_removed();
+            self.record(name, "removed", String::new());
+        }
+        removed
+    }
+
+    pub(crate) fn views(&self) -> Vec<BackendView> {
+        let now = Instant::now();
+        self.snapshot().iter().map(|b| b.view(now)).collect()
+    }
+
+    pub(crate) fn record(&self, backend: &str, state: &'static str, reason: String) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        tracing::info!(backend, state, reason, "backend state changed");
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() == EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(Event {
+            at_ms,
+            backend: backend.to_string(),
+            state,
+            reason,
+        });
+    }
+
+    pub(crate) fn events(&self) -> Vec<Event> {
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().cloned().collect()
+    }
+
+    /// The backend for the next try, never one in `tried`.
+    pub(crate) fn pick(
+        &self,
+        policy: Policy,
+        slow_start: Duration,
+        tried: &[Arc<Backend>],
+    ) -> Option<Arc<Backend>> {
+        let now = Instant::now();
+        let list = self.snapshot();
+        let untried = |b: &Arc<Backend>| !tried.iter().any(|t| Arc::ptr_eq(t, b));
+        let available = |pool: Pool| {
+            move |b: &Arc<Backend>| {
+                b.spec.pool == pool && untried(b) && b.state(now) == crate::backend::State::Up
+            }
+        };
+        let last_resort = |b: &Arc<Backend>| untried(b) && b.healthy();
+        let tiers: [&dyn Fn(&Arc<Backend>) -> bool; 3] = [
+            &available(Pool::Primary),
+            &available(Pool::Backup),
+            &last_resort,
+        ];
+        for in_tier in tiers {
+            let count = list.iter().filter(|b| in_tier(b)).count();
+            if count == 0 {
+                continue;
+            }
+            let nth = |n: usize| list.iter().filter(|b| in_tier(b)).nth(n).cloned();
+            return match policy {
+                Policy::PeakEwma => {
+                    if count == 1 {
+                        return nth(0);
+                    }
+                    let first = fastrand::usize(..count);
+                    let second = (first + 1 + fastrand::usize(..count - 1)) % count;
+                    let (a, b) = (nth(first)?, nth(second)?);
+                    if a.load(now, slow_start) <= b.load(now, slow_start) {
+                        Some(a)
+                    } else {
+                        Some(b)
+                    }
+                }
+                Policy::RoundRobin => {
+                    let start = self.next.fetch_add(1, Ordering::Relaxed);
+                    // Weighted by slow start: a returning backend's turn is
+                    // skipped with the probability it is not yet trusted.
+                    (0..count)
+                        .filter_map(|step| nth((start + step) % count))
+                        .find(|b| fastrand::f64() < b.weight(now, slow_start))
+                        .or_else(|| nth(start % count))
+                }
+            };
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{EjectionRules, Failure};
+    use crate::config::{BackendSpec, Config};
+
+    fn add(backends: &Backends, name: &str, pool: Pool) -> Arc<Backend> {
+        let spec = BackendSpec {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            pool,
+        };
+        let backend = Backend::new(spec, &Config::default().settings, false);
+        assert!(backends.add(Arc::clone(&backend)));
+        backend
+    }
+
+    fn eject(backend: &Backend) {
+        let rules = EjectionRules {
+            after_connect_failures: 1,
+            after_5xx: 1,
+            base: Duration::from_secs(60),
+            max: Duration::from_secs(60),
+        };
+        backend.record_failure(Failure::Connect, Duration::from_secs(1), &rules, Instant::now());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backups_serve_only_when_no_primary_can_and_ejected_ones_are_the_last_resort() {
+        let backends = Backends::default();
+        let p1 = add(&backends, "p1", Pool::Primary);
+        let p2 = add(&backends, "p2", Pool::Primary);
+        let b1 = add(&backends, "b1", Pool::Backup);
+        for policy in [Policy::PeakEwma, Policy::RoundRobin] {
+            for _ in 0..50 {
+                let chosen = backends.pick(policy, Duration::ZERO, &[]).unwrap();
+                assert_eq!(chosen.spec.pool, Pool::Primary);
+            }
+        }
+        let chosen = backends.pick(Policy::PeakEwma, Duration::ZERO, &[Arc::clone(&p1)]);
+        assert_eq!(chosen.unwrap().name(), "p2", "a retry goes to another primary");
+        eject(&p1);
+        p2.mark_down();
+        assert_eq!(backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap().name(), "b1");
+        b1.mark_down();
+        let last = backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap();
+        assert_eq!(last.name(), "p1", "ejected but healthy beats nothing");
+        assert!(backends
+            .pick(Policy::PeakEwma, Duration::ZERO, &[Arc::clone(&p1)])
+            .is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn peak_ewma_prefers_the_faster_backend() {
+        let backends = Backends::default();
+        let fast = add(&backends, "fast", Pool::Primary);
+        let slow = add(&backends, "slow", Pool::Primary);
+        fast.record_success(Duration::from_millis(1), Instant::now());
+        slow.record_success(Duration::from_millis(200), Instant::now());
+        for _ in 0..20 {
+            let chosen = backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap();
+            assert_eq!(chosen.name(), "fast");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn round_robin_takes_turns() {
+        let backends = Backends::default();
+        for name in ["a", "b", "c"] {
+            add(&backends, name, Pool::Primary);
+        }
+        let mut counts = std::collections::HashMap::new();
+        for _ in 0..300 {
+            let chosen = backends.pick(Policy::RoundRobin, Duration::ZERO, &[]).unwrap();
+            *counts.entry(chosen.name().to_string()).or_insert(0) += 1;
+        }
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), [100, 100, 100]);
+    }
+}

@@ -1,0 +1,542 @@
+//! The gateway's settings: an optional TOML file (or `--backend` flags),
+//! every field with a default, validated into [`Config`] with errors that
+//! name the field. Defaults are chosen for a flash sale on one machine; the
+//! README explains each against HAProxy's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The file as written. Every field may be left out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    /// Where customers connect; `--listen` overrides. Default `127.0.0.1:8000`.
+    pub listen: String,
+    /// Where the admin API, `/metrics`, `/healthz` and `/readyz` answer.
+    /// Default `127.0.0.1:8001`.
+    pub admin_listen: String,
+    /// Bearer token for `/admin`; `FLASHGUARD_ADMIN_TOKEN` also sets it.
+    /// Without one the admin calls answer 403 (metrics and probes stay open).
+    pub admin_token: Option<String>,
+    /// One structured log line per request. Default off.
+    pub access_log: bool,
+    /// Let another gateway process listen on the same port (SO_REUSEPORT),
+    /// so one can restart without refusing connections. Default on.
+    pub reuse_port: bool,
+    pub balance: BalanceFile,
+    pub health: HealthFile,
+    pub outlier: OutlierFile,
+    pub retry: RetryFile,
+    pub timeouts: TimeoutsFile,
+    pub limits: LimitsFile,
+    #[serde(rename = "backend")]
+    pub backends: Vec<BackendFile>,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        ConfigFile {
+            listen: "127.0.0.1:8000".into(),
+            admin_listen: "127.0.0.1:8001".into(),
+            admin_token: None,
+            access_log: false,
+            reuse_port: true,
+            balance: BalanceFile::default(),
+            health: HealthFile::default(),
+            outlier: OutlierFile::default(),
+            retry: RetryFile::default(),
+            timeouts: TimeoutsFile::default(),
+            limits: LimitsFile::default(),
+            backends: Vec::new(),
+        }
+    }
+}
+
+/// `[balance]`: how a backend is chosen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceFile {
+    /// `peak-ewma` (power of two choices on peak-EWMA latency × in-flight)
+    /// or `round-robin`. Default `peak-ewma`.
+    pub policy: String,
+    /// How fast the latency estimate forgets, in ms. Default 10000.
+    pub ewma_decay_ms: u64,
+    /// A backend that comes back gets a growing share of traffic over this
+    /// window, in ms; 0 turns slow start off. Default 10000.
+    pub slow_start_ms: u64,
+}
+
+impl Default for BalanceFile {
+    fn default() -> Self {
+        BalanceFile {
+            policy: "peak-ewma".into(),
+            ewma_decay_ms: 10_000,
+            slow_start_ms: 10_000,
+        }
+    }
+}
+
+/// `[health]`: active checks of every backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthFile {
+    /// Path asked with GET; 2xx means ready. Default `/readyz`.
+    pub path: String,
+    /// Default 250 ms: with `fall = 2` a dead backend is down within about
+    /// half a second, a hung one within about one second.
+    pub interval_ms: u64,
+    /// Default 500 ms.
+    pub timeout_ms: u64,
+    /// Successes in a row that bring a down backend up. Default 2.
+    pub rise: u32,
+    /// Failures in a row that take an up backend down. Default 2.
+    pub fall: u32,
+}
+
+impl Default for HealthFile {
+    fn default() -> Self {
+        HealthFile {
+            path: "/readyz".into(),
+            interval_ms: 250,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 2,
+        }
+    }
+}
+
+/// `[outlier]`: passive detection from live traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierFile {
+    /// Connect failures in a row that eject a backend. Default 1: a refused
+    /// connection is unambiguous.
+    pub consecutive_connect_failures: u32,
+    /// 5xx answers in a row (other than 503, which a shop sends on purpose
+    /// when it sheds load) that eject a backend. Default 3.
+    pub consecutive_5xx: u32,
+    /// First ejection, in ms; each further one doubles it. Default 1000.
+    pub base_ejection_ms: u64,
+    /// Longest ejection, in ms. Default 30000.
+    pub max_ejection_ms: u64,
+}
+
+impl Default for OutlierFile {
+    fn default() -> Self {
+        OutlierFile {
+            consecutive_connect_failures: 1,
+            consecutive_5xx: 3,
+            base_ejection_ms: 1_000,
+            max_ejection_ms: 30_000,
+        }
+    }
+}
+
+/// `[retry]`: the safe retry rule and its budget.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryFile {
+    /// Tries per request, the first included, each on another backend. Default 3.
+    pub attempts: u32,
+    /// Retries allowed as a share of requests, in percent. Default 20.
+    pub budget_percent: u32,
+    /// Retries allowed per second whatever the traffic. Default 10.
+    pub budget_min_per_s: u32,
+    /// Request bodies up to this size are buffered so they can be sent
+    /// again; larger ones stream and are never retried. Default 65536.
+    pub buffer_bytes: usize,
+}
+
+impl Default for RetryFile {
+    fn default() -> Self {
+        RetryFile {
+            attempts: 3,
+            budget_percent: 20,
+            budget_min_per_s: 10,
+            buffer_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// `[timeouts]`, all in ms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsFile {
+    /// Connecting to a backend. Default 250.
+    pub connect_ms: u64,
+    /// From sending a request to the backend's response headers. Default 5000.
+    pub upstream_ms: u64,
+    /// A client's request headers must arrive within this. Default 10000.
+    pub client_header_ms: u64,
+    /// A keep-alive client connection with nothing to do is closed after
+    /// this. Default 5000; at most `client_header_ms`, because hyper's header
+    /// timer also runs while a connection waits for its next request.
+    pub client_idle_ms: u64,
+    /// On SIGTERM, in-flight requests get this long to finish. Default 10000.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for TimeoutsFile {
+    fn default() -> Self {
+        TimeoutsFile {
+            connect_ms: 250,
+            upstream_ms: 5_000,
+            client_header_ms: 10_000,
+            client_idle_ms: 5_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// `[limits]`: what the gateway takes on before it sheds load.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    /// Largest request body, in bytes. Default 1048576.
+    pub max_body_bytes: usize,
+    /// Requests in flight; more are answered 503 at once. Default 4096.
+    pub max_concurrent_requests: usize,
+    /// Client connections; more wait in the kernel's accept queue. Default 10000.
+    pub max_connections: usize,
+    /// `Retry-After` on the gateway's own 503 answers, in s. Default 1.
+    pub retry_after_secs: u64,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_body_bytes: 1024 * 1024,
+            max_concurrent_requests: 4096,
+            max_connections: 10_000,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// `[[backend]]`: one shop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendFile {
+    pub name: String,
+    /// `IP:PORT`.
+    pub addr: String,
+    /// `primary` (default) or `backup`.
+    #[serde(default = "primary")]
+    pub pool: String,
+}
+
+fn primary() -> String {
+    "primary".into()
+}
+
+/// Which pool a backend belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pool {
+    Primary,
+    Backup,
+}
+
+impl Pool {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Primary => "primary",
+            Pool::Backup => "backup",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Pool> {
+        match text {
+            "primary" => Some(Pool::Primary),
+            "backup" => Some(Pool::Backup),
+            _ => None,
+        }
+    }
+}
+
+/// The balancing policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    PeakEwma,
+    RoundRobin,
+}
+
+/// A backend as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub pool: Pool,
+}
+
+/// Settings that a reload may change while the gateway runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub policy: Policy,
+    pub ewma_decay: Duration,
+    pub slow_start: Duration,
+    pub health_path: String,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub eject_after_connect_failures: u32,
+    pub eject_after_5xx: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub attempts: u32,
+    pub buffer_bytes: usize,
+    pub upstream_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub retry_after_secs: u64,
+    pub access_log: bool,
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub admin_listen: String,
+    pub admin_token: Option<String>,
+    pub reuse_port: bool,
+    pub settings: Settings,
+    pub budget_percent: u32,
+    pub budget_min_per_s: u32,
+    pub connect_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub client_idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_concurrent_requests: usize,
+    pub max_connections: usize,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+fn refuse(field: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Refuses `field` unless `ok`.
+fn require(ok: bool, field: &str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(refuse(field, problem))
+    }
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        })
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let (b, h, o, r, t, l) = (
+            &self.balance,
+            &self.health,
+            &self.outlier,
+            &self.retry,
+            &self.timeouts,
+            &self.limits,
+        );
+        let policy = match b.policy.as_str() {
+            "peak-ewma" => Policy::PeakEwma,
+            "round-robin" => Policy::RoundRobin,
+            _ => return Err(refuse("balance.policy", "must be peak-ewma or round-robin")),
+        };
+        require(b.ewma_decay_ms >= 100, "balance.ewma_decay_ms", "must be at least 100")?;
+        require(h.path.starts_with('/'), "health.path", "must start with /")?;
+        require(h.interval_ms >= 10, "health.interval_ms", "must be at least 10")?;
+        require(h.timeout_ms >= 10, "health.timeout_ms", "must be at least 10")?;
+        require(h.rise >= 1, "health.rise", "must be at least 1")?;
+        require(h.fall >= 1, "health.fall", "must be at least 1")?;
+        require(
+            o.consecutive_connect_failures >= 1,
+            "outlier.consecutive_connect_failures",
+            "must be at least 1",
+        )?;
+        require(o.consecutive_5xx >= 1, "outlier.consecutive_5xx", "must be at least 1")?;
+        require(o.base_ejection_ms >= 10, "outlier.base_ejection_ms", "must be at least 10")?;
+        require(
+            o.max_ejection_ms >= o.base_ejection_ms,
+            "outlier.max_ejection_ms",
+            "must be at least outlier.base_ejection_ms",
+        )?;
+        require((1..=10).contains(&r.attempts), "retry.attempts", "must be 1 to 10")?;
+        require(r.budget_percent <= 1000, "retry.budget_percent", "must be at most 1000")?;
+        require(t.connect_ms >= 1, "timeouts.connect_ms", "must be at least 1")?;
+        require(t.upstream_ms >= 1, "timeouts.upstream_ms", "must be at least 1")?;
+        require(t.client_header_ms >= 100, "timeouts.client_header_ms", "must be at least 100")?;
+        require(
+            (100..=t.client_header_ms).contains(&t.client_idle_ms),
+            "timeouts.client_idle_ms",
+            "must be at least 100 and at most timeouts.client_header_ms \
+             (hyper's header timer also runs while a connection is idle)",
+        )?;
+        require(l.max_body_bytes >= 1, "limits.max_body_bytes", "must be at least 1")?;
+        require(
+            r.buffer_bytes <= l.max_body_bytes,
+            "retry.buffer_bytes",
+            "must be at most limits.max_body_bytes",
+        )?;
+        require(
+            l.max_concurrent_requests >= 1,
+            "limits.max_concurrent_requests",
+            "must be at least 1",
+        )?;
+        require(l.max_connections >= 1, "limits.max_connections", "must be at least 1")?;
+        let mut backends = Vec::with_capacity(self.backends.len());
+        for (i, backend) in self.backends.iter().enumerate() {
+            let spec = backend
+                .to_spec()
+                .map_err(|(field, problem)| refuse(format!("backend[{i}].{field}"), problem))?;
+            if backends.iter().any(|b: &BackendSpec| b.name == spec.name) {
+                return Err(refuse(
+                    format!("backend[{i}].name"),
+                    format!("{} is used by an earlier backend", spec.name),
+                ));
+            }
+            backends.push(spec);
+        }
+        let ms = Duration::from_millis;
+        Ok(Config {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            admin_token: self.admin_token.filter(|token| !token.trim().is_empty()),
+            reuse_port: self.reuse_port,
+            settings: Settings {
+                policy,
+                ewma_decay: ms(b.ewma_decay_ms),
+                slow_start: ms(b.slow_start_ms),
+                health_path: h.path.clone(),
+                health_interval: ms(h.interval_ms),
+                health_timeout: ms(h.timeout_ms),
+                rise: h.rise,
+                fall: h.fall,
+                eject_after_connect_failures: o.consecutive_connect_failures,
+                eject_after_5xx: o.consecutive_5xx,
+                base_ejection: ms(o.base_ejection_ms),
+                max_ejection: ms(o.max_ejection_ms),
+                attempts: r.attempts,
+                buffer_bytes: r.buffer_bytes,
+                upstream_timeout: ms(t.upstream_ms),
+                max_body_bytes: l.max_body_bytes,
+                retry_after_secs: l.retry_after_secs,
+                access_log: self.access_log,
+            },
+            budget_percent: r.budget_percent,
+            budget_min_per_s: r.budget_min_per_s,
+            connect_timeout: ms(t.connect_ms),
+            client_header_timeout: ms(t.client_header_ms),
+            client_idle_timeout: ms(t.client_idle_ms),
+            shutdown_grace: ms(t.shutdown_grace_ms),
+            max_concurrent_requests: l.max_concurrent_requests,
+            max_connections: l.max_connections,
+            backends,
+        })
+    }
+}
+
+impl BackendFile {
+    /// The spec, or the field that is wrong and why.
+    pub fn to_spec(&self) -> Result<BackendSpec, (&'static str, String)> {
+        let name = self.name.trim();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err((
+                "name",
+                "must be 1 to 64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        let addr = self
+            .addr
+            .parse::<SocketAddr>()
+            .map_err(|_| ("addr", format!("{:?} is not IP:PORT", self.addr)))?;
+        let pool = Pool::parse(&self.pool)
+            .ok_or_else(|| ("pool", format!("{:?} is not primary or backup", self.pool)))?;
+        Ok(BackendSpec {
+            name: name.to_string(),
+            addr,
+            pool,
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        ConfigFile::default()
+            .validate()
+            .expect("the built-in defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(text: &str) -> String {
+        let file: ConfigFile = toml::from_str(text).expect("parses");
+        file.validate().expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn defaults_detect_a_dead_backend_within_about_a_second() {
+        let config = Config::default();
+        let s = &config.settings;
+        assert!(s.health_interval * s.fall <= Duration::from_millis(600));
+        assert!(s.health_interval * s.fall + s.health_timeout <= Duration::from_millis(1100));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(refused("[balance]\npolicy = \"random\"").starts_with("balance.policy:"));
+        assert!(refused("[retry]\nattempts = 0").starts_with("retry.attempts:"));
+        assert!(
+            refused("[timeouts]\nclient_idle_ms = 20000").starts_with("timeouts.client_idle_ms:")
+        );
+        let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
+                    [[backend]]\nname = \"b\"\naddr = \"localhost\"";
+        assert!(refused(text).starts_with("backend[1].addr:"), "{}", refused(text));
+        let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
+                    [[backend]]\nname = \"a\"\naddr = \"127.0.0.1:2\"";
+        assert!(refused(text).starts_with("backend[1].name:"));
+        let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\npool = \"spare\"";
+        assert!(refused(text).starts_with("backend[0].pool:"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<ConfigFile>("[health]\nintervall_ms = 5").unwrap_err();
+        assert!(err.to_string().contains("intervall_ms"), "{err}");
+    }
+}

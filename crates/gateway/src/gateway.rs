@@ -1,0 +1,135 @@
+//! The running gateway's shared state and the operations the admin API and
+//! signals trigger: add, drain and remove backends, reload the config.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::Backend;
+use crate::balance::Backends;
+use crate::checker::{self, CheckClient};
+use crate::config::{BackendSpec, Config, ConfigFile, ConfigError};
+use crate::metrics::GatewayMetrics;
+use crate::proxy::{Live, Proxy};
+
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    pub(crate) backends: Arc<Backends>,
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) config_path: Option<PathBuf>,
+    checks: CheckClient,
+    ready: AtomicBool,
+}
+
+/// Why a reload was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReloadError {
+    #[error("the gateway was started without --config; there is nothing to reload")]
+    NoConfigFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl Gateway {
+    pub(crate) fn new(config: &Config, config_path: Option<PathBuf>) -> Arc<Gateway> {
+        let backends = Arc::new(Backends::default());
+        let metrics = Arc::new(GatewayMetrics::new(Arc::clone(&backends)));
+        let proxy = Arc::new(Proxy::new(config, Arc::clone(&backends), Arc::clone(&metrics)));
+        let gateway = Arc::new(Gateway {
+            backends,
+            proxy,
+            metrics,
+            admin_token: config.admin_token.clone(),
+            config_path,
+            checks: checker::check_client(),
+            ready: AtomicBool::new(true),
+        });
+        gateway.metrics.set_ready(true);
+        gateway
+    }
+
+    /// Adds and starts checking a backend; `false` if the name is taken.
+    pub(crate) fn add(&self, spec: BackendSpec, fresh: bool) -> bool {
+        let backend = Backend::new(spec, &self.proxy.live().settings, fresh);
+        if !self.backends.add(Arc::clone(&backend)) {
+            return false;
+        }
+        checker::watch(&backend, &self.backends, &self.proxy, self.checks.clone());
+        true
+    }
+
+    /// No new requests for the backend; once its in-flight requests finish
+    /// (or `deadline` passes) it is removed.
+    pub(crate) fn drain(self: &Arc<Self>, name: &str, deadline: Duration) -> bool {
+        let Some(backend) = self.backends.get(name) else {
+            return false;
+        };
+        backend.start_draining();
+        self.backends
+            .record(name, "draining", format!("{} in flight", backend.inflight()));
+        let gateway = Arc::clone(self);
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let until = Instant::now() + deadline;
+            while backend.inflight() > 0 && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Only if it is still the same backend (not re-added meanwhile).
+            if gateway
+                .backends
+                .get(&name)
+                .is_some_and(|current| Arc::ptr_eq(&current, &backend))
+            {
+                gateway.backends.remove(&name);
+            }
+        });
+        true
+    }
+
+    /// Re-reads the config file: settings are swapped, backends added,
+    /// replaced (address or pool changed) or drained. The listen addresses
+    /// and connection limits keep their values until restart.
+    pub(crate) fn reload(self: &Arc<Self>) -> Result<usize, ReloadError> {
+        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfigFile)?;
+        let config = ConfigFile::load(path)?.validate()?;
+        self.proxy.set_live(Live::new(config.settings.clone(), &config));
+        let current = self.backends.snapshot();
+        for backend in current.iter() {
+            backend.set_decay(config.settings.ewma_decay);
+        }
+        let mut changes = 0;
+        for backend in current.iter() {
+            let wanted = config.backends.iter().find(|s| s.name == backend.name());
+            if wanted != Some(&backend.spec) {
+                changes += 1;
+                if wanted.is_some() {
+                    self.backends.remove(backend.name());
+                } else {
+                    self.drain(backend.name(), config.settings.upstream_timeout * 2);
+                }
+            }
+        }
+        for spec in &config.backends {
+            if self.backends.get(&spec.name).is_none() {
+                changes += usize::from(!current.iter().any(|b| b.name() == spec.name));
+                self.add(spec.clone(), true);
+            }
+        }
+        tracing::info!(path = %path.display(), changes, "config reloaded");
+        Ok(changes)
+    }
+
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn stop_being_ready(&self) {
+        self.ready.store(false, Ordering::Relaxed);
+        self.metrics.set_ready(false);
+    }
+}

@@ -1,0 +1,210 @@
+//! The gateway's Prometheus metrics. Backend state, in-flight and latency
+//! are read from the backend set at scrape time, so they are never stale.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::backend::State;
+use crate::balance::Backends;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    backend: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct GatewayMetrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    retries: Family<ReasonLabels, Counter>,
+    budget_exhausted: Counter,
+    ejections: Family<BackendLabels, Counter>,
+    shed: Family<ReasonLabels, Counter>,
+    in_flight: Gauge,
+    ready: Gauge,
+}
+
+impl GatewayMetrics {
+    pub(crate) fn new(backends: Arc<Backends>) -> Self {
+        let mut registry = Registry::default();
+        let metrics = GatewayMetrics {
+            requests: Family::default(),
+            // 0.25 ms to about 8 s.
+            latency: Histogram::new(exponential_buckets(0.00025, 2.0, 16)),
+            retries: Family::default(),
+            budget_exhausted: Counter::default(),
+            ejections: Family::default(),
+            shed: Family::default(),
+            in_flight: Gauge::default(),
+            ready: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "gateway_requests",
+            "Client requests answered, by the backend that answered (or gateway) and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Time from a client request's arrival to its response headers",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "gateway_retries",
+            "Tries sent to another backend, by what went wrong with the previous one",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "gateway_retry_budget_exhausted",
+            "Retries not sent because the retry budget was spent",
+            metrics.budget_exhausted.clone(),
+        );
+        registry.register(
+            "gateway_ejections",
+            "Backends ejected by passive outlier detection",
+            metrics.ejections.clone(),
+        );
+        registry.register(
+            "gateway_shed",
+            "Requests answered 503 by the gateway itself, by reason",
+            metrics.shed.clone(),
+        );
+        registry.register(
+            "gateway_in_flight_requests",
+            "Client requests being handled",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "gateway_ready",
+            "1 while the gateway accepts traffic, 0 while it drains",
+            metrics.ready.clone(),
+        );
+        registry.register_collector(Box::new(BackendCollector { backends }));
+        registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
+        GatewayMetrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn answered(&self, backend: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                backend: backend.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub(crate) fn retried(&self, reason: &str) {
+        self.retries
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn budget_exhausted(&self) {
+        self.budget_exhausted.inc();
+    }
+
+    pub(crate) fn ejected(&self, backend: &str) {
+        self.ejections
+            .get_or_create(&BackendLabels {
+                backend: backend.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn shed(&self, reason: &str) {
+        self.shed
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub(crate) fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+}
+
+#[derive(Debug)]
+struct BackendCollector {
+    backends: Arc<Backends>,
+}
+
+const STATES: [State; 4] = [State::Up, State::Down, State::Draining, State::Ejected];
+
+impl Collector for BackendCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let views = self.backends.views();
+        let mut state = encoder.encode_descriptor(
+            "gateway_backend_state",
+            "1 for each backend's current state (up, down, draining, ejected)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for view in &views {
+            for candidate in STATES {
+                let labels = [
+                    ("backend", view.name.as_str()),
+                    ("pool", view.pool.as_str()),
+                    ("state", candidate.as_str()),
+                ];
+                ConstGauge::new(i64::from(view.state == candidate))
+                    .encode(state.encode_family(&labels)?)?;
+            }
+        }
+        let mut inflight = encoder.encode_descriptor(
+            "gateway_backend_in_flight_requests",
+            "Requests in flight on each backend",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for view in &views {
+            ConstGauge::new(view.inflight as i64)
+                .encode(inflight.encode_family(&[("backend", view.name.as_str())])?)?;
+        }
+        let mut latency = encoder.encode_descriptor(
+            "gateway_backend_latency_ewma_seconds",
+            "Each backend's peak-EWMA latency estimate",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for view in &views {
+            ConstGauge::new(view.ewma_ms / 1000.0)
+                .encode(latency.encode_family(&[("backend", view.name.as_str())])?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,353 @@
+//! The request path: admission, body buffering, choice of backend, the safe
+//! retry rule with its budget, and passive outlier detection.
+//!
+//! The retry rule (DESIGN.md): a try that never reached a backend (the
+//! connection was refused) goes to another backend whatever the request; a
+//! try that may have reached one is repeated only for an idempotent method
+//! or a request with an `Idempotency-Key` (the shop deduplicates it), and
+//! only when its body was buffered so it can be sent again. Every retry
+//! draws from a budget (a share of requests plus a floor per second), so a
+//! sick tier is not flooded with retries in a surge.
+
+pub(crate) mod answer;
+mod body;
+mod headers;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::backend::{Backend, EjectionRules, Failure};
+use crate::balance::Backends;
+use crate::config::{Config, Settings};
+use crate::metrics::GatewayMetrics;
+use answer::{ClientBody, Refusal};
+use body::RequestBody;
+
+/// What a backend is sent: a buffered body (replayable) or the client's
+/// body streamed through.
+type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
+pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+
+/// Settings and the retry budget, swapped whole on reload.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) settings: Settings,
+    pub(crate) budget: TpsBudget,
+}
+
+impl Live {
+    pub(crate) fn new(settings: Settings, config: &Config) -> Live {
+        // The window the budget averages over; tower's own default.
+        const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+        Live {
+            settings,
+            budget: TpsBudget::new(
+                BUDGET_WINDOW,
+                config.budget_min_per_s,
+                config.budget_percent as f32 / 100.0,
+            ),
+        }
+    }
+
+    pub(crate) fn ejection_rules(&self) -> EjectionRules {
+        let s = &self.settings;
+        EjectionRules {
+            after_connect_failures: s.eject_after_connect_failures,
+            after_5xx: s.eject_after_5xx,
+            base: s.base_ejection,
+            max: s.max_ejection,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    backends: Arc<Backends>,
+    live: RwLock<Arc<Live>>,
+    client: UpstreamClient,
+    metrics: Arc<GatewayMetrics>,
+    admission: Arc<Semaphore>,
+}
+
+/// How one try ended, when it did not produce the client's answer.
+enum TryFailure {
+    /// Never reached the backend.
+    Connect(String),
+    /// May have reached it.
+    AfterSend(Refusal, String),
+}
+
+impl Proxy {
+    pub(crate) fn new(config: &Config, backends: Arc<Backends>, metrics: Arc<GatewayMetrics>) -> Proxy {
+        Proxy {
+            backends,
+            live: RwLock::new(Arc::new(Live::new(config.settings.clone(), config))),
+            client: upstream_client(config.connect_timeout),
+            metrics,
+            admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+        }
+    }
+
+    pub(crate) fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn set_live(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    }
+
+    pub(crate) async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Result<Response<ClientBody>, Infallible> {
+        let started = Instant::now();
+        let live = self.live();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let (backend, response, attempts) = match Arc::clone(&self.admission).try_acquire_owned() {
+            Ok(_admitted) => {
+                self.metrics.in_flight().inc();
+                let answer = self.forward(request, client, &live).await;
+                self.metrics.in_flight().dec();
+                answer
+            }
+            Err(_) => {
+                self.metrics.shed("overloaded");
+                let refusal = Refusal::Overloaded.response(
+                    "the gateway has too many requests in flight; retry shortly",
+                    live.settings.retry_after_secs,
+                );
+                (None, refusal, 0)
+            }
+        };
+        let elapsed = started.elapsed();
+        let status = response.status().as_u16();
+        let answered_by = backend.as_deref().unwrap_or("gateway");
+        self.metrics.answered(answered_by, status, elapsed);
+        if live.settings.access_log {
+            tracing::info!(
+                target: "flashguard::access",
+                client = %client.ip(),
+                method = %method,
+                path,
+                status,
+                backend = answered_by,
+                attempts,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
+        Ok(response)
+    }
+
+    /// Returns who answered (a backend's name, or `None` for the gateway),
+    /// the response and the number of tries.
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        client: SocketAddr,
+        live: &Live,
+    ) -> (Option<String>, Response<ClientBody>, u32) {
+        let s = &live.settings;
+        let (mut parts, incoming) = request.into_parts();
+        let body = match RequestBody::read(incoming, &parts.headers, s).await {
+            Ok(body) => body,
+            Err((refusal, detail)) => {
+                return (None, refusal.response(&detail, s.retry_after_secs), 0);
+            }
+        };
+        headers::strip_hop_by_hop(&mut parts.headers);
+        let request_id = headers::add_forwarding(&mut parts.headers, client.ip());
+        let keyed = parts.headers.contains_key("idempotency-key");
+        let repeatable = (is_idempotent(&parts.method) || keyed) && body.is_buffered();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+
+        live.budget.deposit();
+        let mut body = Some(body);
+        let mut tried: Vec<Arc<Backend>> = Vec::with_capacity(s.attempts as usize);
+        let mut last_failure: Option<TryFailure> = None;
+        let mut last_answer: Option<(String, Response<Incoming>)> = None;
+        while (tried.len() as u32) < s.attempts {
+            let Some(backend) = self.backends.pick(s.policy, s.slow_start, &tried) else {
+                break;
+            };
+            if !tried.is_empty() {
+                if !live.budget.withdraw() {
+                    self.metrics.budget_exhausted();
+                    break;
+                }
+                self.metrics.retried(match &last_failure {
+                    Some(TryFailure::Connect(_)) => "connect",
+                    Some(TryFailure::AfterSend(Refusal::UpstreamTimeout, _)) => "timeout",
+                    Some(TryFailure::AfterSend(..)) => "reset",
+                    None => "status",
+                });
+            }
+            tried.push(Arc::clone(&backend));
+            let Some(upstream_body) = body.as_mut().and_then(RequestBody::for_try) else {
+                break;
+            };
+            let uri = Uri::builder()
+                .scheme("http")
+                .authority(backend.authority.clone())
+                .path_and_query(path_and_query.as_str())
+                .build();
+            let Ok(uri) = uri else {
+                return (
+                    None,
+                    Refusal::BadRequest.response("the request target is not valid", 0),
+                    0,
+                );
+            };
+            let mut upstream = Request::new(upstream_body);
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = uri;
+            *upstream.headers_mut() = parts.headers.clone();
+
+            let sent = Instant::now();
+            let in_flight = backend.start_request();
+            let outcome = tokio::time::timeout(s.upstream_timeout, self.client.request(upstream)).await;
+            drop(in_flight);
+            let now = Instant::now();
+            let rules = live.ejection_rules();
+            match outcome {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    self.judge_status(&backend, status, sent, now, live);
+                    last_failure = None;
+                    let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
+                    if !worth_another {
+                        return (
+                            Some(backend.name().to_string()),
+                            pass_on(response, &request_id),
+                            tried.len() as u32,
+                        );
+                    }
+                    last_answer = Some((backend.name().to_string(), response));
+                }
+                Ok(Err(err)) if err.is_connect() => {
+                    // Nothing reached the backend: it is gone. Out of
+                    // rotation at once; health checks bring it back.
+                    if backend.mark_down() {
+                        self.backends.record(backend.name(), "down", format!("connect failed: {err}"));
+                    }
+                    if backend
+                        .record_failure(Failure::Connect, s.upstream_timeout, &rules, now)
+                        .is_some()
+                    {
+                        self.metrics.ejected(backend.name());
+                    }
+                    last_failure = Some(TryFailure::Connect(format!(
+                        "{} refused the connection",
+                        backend.name()
+                    )));
+                }
+                Ok(Err(err)) => {
+                    self.fail_after_send(&backend, &rules, s.upstream_timeout, now);
+                    last_failure = Some(TryFailure::AfterSend(
+                        Refusal::BadGateway,
+                        format!("{} failed while answering: {err}", backend.name()),
+                    ));
+                    if !repeatable {
+                        break;
+                    }
+                }
+                Err(_elapsed) => {
+                    self.fail_after_send(&backend, &rules, s.upstream_timeout, now);
+                    last_failure = Some(TryFailure::AfterSend(
+                        Refusal::UpstreamTimeout,
+                        format!(
+                            "{} did not answer within {} ms",
+                            backend.name(),
+                            s.upstream_timeout.as_millis()
+                        ),
+                    ));
+                    if !repeatable {
+                        break;
+                    }
+                }
+            }
+        }
+        let tries = tried.len() as u32;
+        // A backend's own answer (a 503 after all retries) beats ours.
+        if let Some((name, response)) = last_answer {
+            return (Some(name), pass_on(response, &request_id), tries);
+        }
+        let (refusal, detail) = match last_failure {
+            Some(TryFailure::AfterSend(refusal, detail)) => (refusal, detail),
+            Some(TryFailure::Connect(detail)) => (Refusal::NoBackend, detail),
+            None => (Refusal::NoBackend, "no backend is available".to_string()),
+        };
+        if refusal == Refusal::NoBackend {
+            self.metrics.shed("no_backend");
+        }
+        (None, refusal.response(&detail, s.retry_after_secs), tries)
+    }
+
+    /// Feeds a backend's answer to its latency estimate and ejection count.
+    fn judge_status(&self, backend: &Backend, status: StatusCode, sent: Instant, now: Instant, live: &Live) {
+        let s = &live.settings;
+        match status.as_u16() {
+            // A shop sheds load with 503 on purpose: make it look slow so
+            // traffic moves elsewhere, but do not eject it for that.
+            503 => backend.record_shed(s.upstream_timeout, now),
+            500..=599 => self.fail_after_send(backend, &live.ejection_rules(), s.upstream_timeout, now),
+            _ => backend.record_success(now.saturating_duration_since(sent), now),
+        }
+    }
+
+    fn fail_after_send(&self, backend: &Backend, rules: &EjectionRules, penalty: Duration, now: Instant) {
+        if let Some(length) = backend.record_failure(Failure::ServerError, penalty, rules, now) {
+            self.metrics.ejected(backend.name());
+            self.backends.record(
+                backend.name(),
+                "ejected",
+                format!("failures in a row; back in {} ms", length.as_millis()),
+            );
+        }
+    }
+}
+
+/// The keep-alive pool to the backends.
+pub(crate) fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// A backend's response, cleaned of hop-by-hop headers, body streamed.
+fn pass_on(response: Response<Incoming>, request_id: &http::HeaderValue) -> Response<ClientBody> {
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(headers::REQUEST_ID, request_id.clone());
+    Response::from_parts(parts, Either::Left(body))
+}

@@ -1,0 +1,204 @@
+//! Accepting customers: listeners (with SO_REUSEPORT), the connection limit,
+//! client timeouts, the admin server, SIGHUP reloads and graceful shutdown.
+
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use crate::admin;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::idle::{ActivityClock, IdleAware};
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("admin server: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Binds `addr`, with SO_REUSEPORT when asked so several gateway processes
+/// can share the port.
+pub fn bind(addr: &str, reuse_port: bool) -> Result<TcpListener, GatewayError> {
+    let failed = |source| GatewayError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let resolved: SocketAddr = addr
+        .to_socket_addrs()
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| failed(std::io::Error::other("the address resolves to nothing")))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(resolved),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(failed)?;
+    socket.set_reuse_address(true).map_err(failed)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(failed)?;
+    }
+    socket.set_nonblocking(true).map_err(failed)?;
+    socket.bind(&resolved.into()).map_err(failed)?;
+    socket.listen(4096).map_err(failed)?;
+    TcpListener::from_std(socket.into()).map_err(failed)
+}
+
+/// The gateway's two sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Serves until `shutdown` completes: then `/readyz` turns 503, no new
+/// connections are accepted, and in-flight requests get the grace period.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    config_path: Option<PathBuf>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let gateway = Gateway::new(&config, config_path);
+    for spec in &config.backends {
+        gateway.add(spec.clone(), false);
+    }
+    if gateway.config_path.is_some() {
+        tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
+    }
+    let (stop, stopping) = watch::channel(false);
+    let admin_app = admin::router(Arc::clone(&gateway));
+    let mut admin_stopping = stopping.clone();
+    let admin = tokio::spawn(async move {
+        axum::serve(listeners.admin, admin_app)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopping.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let limits = ClientLimits {
+        header: config.client_header_timeout,
+        idle: config.client_idle_timeout,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let accepted = tokio::select! {
+            accepted = listeners.proxy.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let gateway = Arc::clone(&gateway);
+        let stopping = stopping.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, gateway, limits, stopping).await;
+            drop(permit);
+        });
+    }
+
+    tracing::info!("shutdown requested; not ready, finishing in-flight requests");
+    gateway.stop_being_ready();
+    drop(listeners.proxy);
+    let _ = stop.send(true);
+    let deadline = Instant::now() + config.shutdown_grace;
+    while connections.available_permits() < config.max_connections && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    match admin.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(GatewayError::Admin(err)),
+        Err(_) => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClientLimits {
+    header: Duration,
+    idle: Duration,
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    gateway: Arc<Gateway>,
+    limits: ClientLimits,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let clock = ActivityClock::new();
+    let io = TokioIo::new(IdleAware::new(stream, clock.clone()));
+    let proxy = Arc::clone(&gateway.proxy);
+    let service = service_fn(move |request| Arc::clone(&proxy).handle(request, peer));
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let idle_check = tokio::time::sleep(limits.idle.min(Duration::from_secs(1)));
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "client connection ended with an error");
+                }
+                return;
+            }
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = idle_check, if !closing => {
+                if clock.idle_for() >= limits.idle {
+                    // Finishes a request in flight, then closes.
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+async fn reload_on_sighup(gateway: Arc<Gateway>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload through the admin API");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match gateway.reload() {
+            Ok(changes) => tracing::info!(changes, "reloaded on SIGHUP"),
+            Err(err) => tracing::error!(error = %err, "reload refused; the running config stays"),
+        }
+    }
+}
