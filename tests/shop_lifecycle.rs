@@ -42,7 +42,7 @@ async fn sigterm_turns_readyz_503_then_exits_zero() {
     .await
     .unwrap();
     assert_eq!(status, 201, "{body}");
-    let exit = tokio::time::timeout(Duration::from_secs(15), shop.child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(15), shop.part.child.wait())
         .await
         .expect("exits")
         .unwrap();

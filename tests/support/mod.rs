@@ -6,14 +6,86 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// A shop process; SIGKILLed when dropped so no test leaves one behind.
-pub struct Shop {
+pub mod gateway;
+
+/// A `flashguard` process and its stdout; SIGKILLed when dropped so no test
+/// leaves one behind.
+pub struct Part {
     pub child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Part {
+    /// Starts `flashguard ARGS`, with the admin token in its environment.
+    pub fn launch(args: &[&str], admin_token: Option<&str>) -> Part {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_flashguard"));
+        command
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("FLASHGUARD_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(token) = admin_token {
+            command.env("FLASHGUARD_ADMIN_TOKEN", token);
+        }
+        let mut child = command.spawn().expect("the flashguard binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Part {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Reads the next stdout line, which must start with `prefix`, and
+    /// returns the rest.
+    pub async fn expect_line(&mut self, prefix: &str) -> String {
+        let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+            .await
+            .expect("the process printed a line within 30 s")
+            .expect("stdout is readable")
+            .expect("the process printed a line before exiting");
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected a line starting {prefix:?}, got {line:?}"))
+            .to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is still running")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+}
+
+/// Polls `url` until it answers `status`; fails the test after `within`.
+pub async fn wait_for_status(url: &str, status: u16, within: Duration) {
+    let client = client();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(response) = client.get(url).send().await {
+            if response.status() == status {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A shop process.
+pub struct Shop {
+    pub part: Part,
     pub url: String,
 }
 
@@ -25,33 +97,28 @@ impl Shop {
     }
 
     pub async fn start_with(db_url: &str, extra_args: &[&str], admin_token: Option<&str>) -> Shop {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_flashguard"));
-        command
-            .args(["shop", "--listen", "127.0.0.1:0", "--db", db_url])
-            .args(extra_args)
-            .env("RUST_LOG", "warn")
-            .env_remove("FLASHGUARD_ADMIN_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
-        if let Some(token) = admin_token {
-            command.env("FLASHGUARD_ADMIN_TOKEN", token);
-        }
-        let mut child = command.spawn().expect("the flashguard binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the shop printed its first line within 30 s")
-            .expect("stdout is readable")
-            .expect("the shop printed a line before exiting");
-        let url = first
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line must be `listening on URL`, got {first:?}"))
-            .to_string();
-        let shop = Shop { child, url };
+        let shop = Shop::launch(db_url, "127.0.0.1:0", extra_args, admin_token).await;
         shop.wait_ready().await;
         shop
+    }
+
+    /// Starts a shop on `listen` without waiting for it to be ready.
+    pub async fn launch(
+        db_url: &str,
+        listen: &str,
+        extra_args: &[&str],
+        admin_token: Option<&str>,
+    ) -> Shop {
+        let mut args = vec!["shop", "--listen", listen, "--db", db_url];
+        args.extend_from_slice(extra_args);
+        let mut part = Part::launch(&args, admin_token);
+        let url = part.expect_line("listening on ").await;
+        Shop { part, url }
+    }
+
+    /// `IP:PORT` of the shop.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     pub async fn wait_ready(&self) {
@@ -60,33 +127,15 @@ impl Shop {
 
     /// Polls `/readyz` until it answers `status`; fails the test after `within`.
     pub async fn wait_readyz(&self, status: u16, within: Duration) {
-        let client = client();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await {
-                if response.status() == status {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shop at {} never answered /readyz {status}",
-                self.url
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_for_status(&format!("{}/readyz", self.url), status, within).await;
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id().expect("the shop is still running")
+        self.part.pid()
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} failed");
+        self.part.signal(signal);
     }
 }
 

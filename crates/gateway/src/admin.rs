@@ -34,16 +34,21 @@ fn error(status: StatusCode, code: &str, detail: &str) -> Response {
     (status, Json(json!({ "error": code, "detail": detail }))).into_response()
 }
 
-fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
-    check_bearer(gateway.admin_token.as_deref(), headers).map_err(|refusal| match refusal {
+/// The refusal to send, or `None` when the caller may proceed.
+fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {
+    let refusal = check_bearer(gateway.admin_token.as_deref(), headers).err()?;
+    Some(match refusal {
         BearerRefusal::Disabled => error(
             StatusCode::FORBIDDEN,
             "admin_disabled",
             "the admin API is off: set FLASHGUARD_ADMIN_TOKEN or admin_token",
         ),
         BearerRefusal::Unauthorized => {
-            let mut response =
-                error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            );
             response
                 .headers_mut()
                 .insert("www-authenticate", "Bearer".parse().expect("static header"));
@@ -53,7 +58,7 @@ fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 async fn list(State(gateway): Shared, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     Json(gateway.backends.views()).into_response()
@@ -64,68 +69,102 @@ async fn add(
     headers: HeaderMap,
     body: Result<Json<BackendFile>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     let Json(file) = match body {
         Ok(body) => body,
         Err(rejection) => {
-            return error(StatusCode::BAD_REQUEST, "malformed_body", &rejection.body_text());
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                &rejection.body_text(),
+            );
         }
     };
     let spec = match file.to_spec() {
         Ok(spec) => spec,
         Err((field, problem)) => {
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", &format!("{field}: {problem}"));
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                &format!("{field}: {problem}"),
+            );
         }
     };
     let name = spec.name.clone();
     if !gateway.add(spec, true) {
-        return error(StatusCode::CONFLICT, "backend_exists", &format!("{name} is already a backend"));
+        return error(
+            StatusCode::CONFLICT,
+            "backend_exists",
+            &format!("{name} is already a backend"),
+        );
     }
-    let view = gateway.backends.views().into_iter().find(|v| v.name == name);
+    let view = gateway
+        .backends
+        .views()
+        .into_iter()
+        .find(|v| v.name == name);
     (StatusCode::CREATED, Json(view)).into_response()
 }
 
 async fn drain(State(gateway): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     let deadline = gateway.proxy.live().settings.upstream_timeout * 2;
     if !gateway.drain(&name, deadline) {
-        return error(StatusCode::NOT_FOUND, "unknown_backend", &format!("no backend named {name}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_backend",
+            &format!("no backend named {name}"),
+        );
     }
-    let view = gateway.backends.views().into_iter().find(|v| v.name == name);
+    let view = gateway
+        .backends
+        .views()
+        .into_iter()
+        .find(|v| v.name == name);
     (StatusCode::ACCEPTED, Json(view)).into_response()
 }
 
 async fn remove(State(gateway): Shared, headers: HeaderMap, Path(name): Path<String>) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     match gateway.backends.remove(&name) {
         Some(_) => StatusCode::NO_CONTENT.into_response(),
-        None => error(StatusCode::NOT_FOUND, "unknown_backend", &format!("no backend named {name}")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "unknown_backend",
+            &format!("no backend named {name}"),
+        ),
     }
 }
 
 async fn events(State(gateway): Shared, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     Json(gateway.backends.events()).into_response()
 }
 
 async fn reload(State(gateway): Shared, headers: HeaderMap) -> Response {
-    if let Err(refused) = authorize(&gateway, &headers) {
+    if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
     match gateway.reload() {
-        Ok(changes) => Json(json!({ "reloaded": true, "backend_changes": changes })).into_response(),
+        Ok(changes) => {
+            Json(json!({ "reloaded": true, "backend_changes": changes })).into_response()
+        }
         Err(err @ ReloadError::NoConfigFile) => {
             error(StatusCode::CONFLICT, "no_config_file", &err.to_string())
         }
-        Err(err) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", &err.to_string()),
+        Err(err) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            &err.to_string(),
+        ),
     }
 }
 
@@ -134,5 +173,7 @@ async fn metrics(State(gateway): Shared) -> Response {
 }
 
 async fn readyz(State(gateway): Shared) -> Response {
-    flashguard_telemetry::readiness_response((!gateway.is_ready()).then_some("draining for shutdown"))
+    flashguard_telemetry::readiness_response(
+        (!gateway.is_ready()).then_some("draining for shutdown"),
+    )
 }

@@ -20,6 +20,9 @@ use crate::config::{Policy, Pool};
 /// Most state changes kept for `GET /admin/events`.
 const EVENTS_KEPT: usize = 512;
 
+/// Whether a backend belongs to a tier of the choice.
+type Tier<'a> = &'a dyn Fn(&Arc<Backend>) -> bool;
+
 /// A backend changed state (for the admin API and, later, incidents).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Event {
@@ -126,7 +129,7 @@ impl Backends {
             }
         };
         let last_resort = |b: &Arc<Backend>| untried(b) && b.healthy();
-        let tiers: [&dyn Fn(&Arc<Backend>) -> bool; 3] = [
+        let tiers: [Tier<'_>; 3] = [
             &available(Pool::Primary),
             &available(Pool::Backup),
             &last_resort,
@@ -190,7 +193,12 @@ mod tests {
             base: Duration::from_secs(60),
             max: Duration::from_secs(60),
         };
-        backend.record_failure(Failure::Connect, Duration::from_secs(1), &rules, Instant::now());
+        backend.record_failure(
+            Failure::Connect,
+            Duration::from_secs(1),
+            &rules,
+            Instant::now(),
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,12 +214,24 @@ mod tests {
             }
         }
         let chosen = backends.pick(Policy::PeakEwma, Duration::ZERO, &[Arc::clone(&p1)]);
-        assert_eq!(chosen.unwrap().name(), "p2", "a retry goes to another primary");
+        assert_eq!(
+            chosen.unwrap().name(),
+            "p2",
+            "a retry goes to another primary"
+        );
         eject(&p1);
         p2.mark_down();
-        assert_eq!(backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap().name(), "b1");
+        assert_eq!(
+            backends
+                .pick(Policy::PeakEwma, Duration::ZERO, &[])
+                .unwrap()
+                .name(),
+            "b1"
+        );
         b1.mark_down();
-        let last = backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap();
+        let last = backends
+            .pick(Policy::PeakEwma, Duration::ZERO, &[])
+            .unwrap();
         assert_eq!(last.name(), "p1", "ejected but healthy beats nothing");
         assert!(backends
             .pick(Policy::PeakEwma, Duration::ZERO, &[Arc::clone(&p1)])
@@ -226,7 +246,9 @@ mod tests {
         fast.record_success(Duration::from_millis(1), Instant::now());
         slow.record_success(Duration::from_millis(200), Instant::now());
         for _ in 0..20 {
-            let chosen = backends.pick(Policy::PeakEwma, Duration::ZERO, &[]).unwrap();
+            let chosen = backends
+                .pick(Policy::PeakEwma, Duration::ZERO, &[])
+                .unwrap();
             assert_eq!(chosen.name(), "fast");
         }
     }
@@ -239,9 +261,14 @@ mod tests {
         }
         let mut counts = std::collections::HashMap::new();
         for _ in 0..300 {
-            let chosen = backends.pick(Policy::RoundRobin, Duration::ZERO, &[]).unwrap();
+            let chosen = backends
+                .pick(Policy::RoundRobin, Duration::ZERO, &[])
+                .unwrap();
             *counts.entry(chosen.name().to_string()).or_insert(0) += 1;
         }
-        assert_eq!(counts.values().copied().collect::<Vec<_>>(), [100, 100, 100]);
+        assert_eq!(
+            counts.values().copied().collect::<Vec<_>>(),
+            [100, 100, 100]
+        );
     }
 }

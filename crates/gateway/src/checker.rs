@@ -30,17 +30,27 @@ pub(crate) fn check_client() -> CheckClient {
 
 /// Checks `backend` until it is removed or the gateway stops. Holds only
 /// weak references, so a removed backend and its checker go away together.
-pub(crate) fn watch(backend: &Arc<Backend>, backends: &Arc<Backends>, proxy: &Arc<Proxy>, client: CheckClient) {
+pub(crate) fn watch(
+    backend: &Arc<Backend>,
+    backends: &Arc<Backends>,
+    proxy: &Arc<Proxy>,
+    client: CheckClient,
+) {
     let backend = Arc::downgrade(backend);
     let backends = Arc::downgrade(backends);
     let proxy = Arc::downgrade(proxy);
     tokio::spawn(async move {
+        // Checks start on a fixed beat, not an interval after the previous
+        // one ended, so a hung backend (every check waiting out its timeout)
+        // is found as fast as one that refuses connections.
+        let mut next = Instant::now();
         loop {
             let Some(settings) = proxy.upgrade().map(|p| p.live()) else {
                 return;
             };
             let s = &settings.settings;
-            tokio::time::sleep(s.health_interval).await;
+            next = (next + s.health_interval).max(Instant::now());
+            tokio::time::sleep_until(next).await;
             let Some(target) = live(&backend) else {
                 return;
             };
@@ -74,9 +84,10 @@ async fn probe(client: &CheckClient, backend: &Backend, path: &str, timeout: Dur
     };
     let mut request = Request::new(Empty::new());
     *request.uri_mut() = uri;
-    request
-        .headers_mut()
-        .insert("user-agent", http::HeaderValue::from_static("flashguard-gateway-check"));
+    request.headers_mut().insert(
+        "user-agent",
+        http::HeaderValue::from_static("flashguard-gateway-check"),
+    );
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) => response.status().is_success(),
         _ => false,

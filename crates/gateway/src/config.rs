@@ -85,8 +85,9 @@ impl Default for BalanceFile {
 pub struct HealthFile {
     /// Path asked with GET; 2xx means ready. Default `/readyz`.
     pub path: String,
-    /// Default 250 ms: with `fall = 2` a dead backend is down within about
-    /// half a second, a hung one within about one second.
+    /// Default 250 ms. Checks start on this beat (a check that waits out its
+    /// timeout delays the next one), so with `fall = 2` a dead backend is
+    /// down within about half a second, a hung one within about one second.
     pub interval_ms: u64,
     /// Default 500 ms.
     pub timeout_ms: u64,
@@ -370,10 +371,22 @@ impl ConfigFile {
             "round-robin" => Policy::RoundRobin,
             _ => return Err(refuse("balance.policy", "must be peak-ewma or round-robin")),
         };
-        require(b.ewma_decay_ms >= 100, "balance.ewma_decay_ms", "must be at least 100")?;
+        require(
+            b.ewma_decay_ms >= 100,
+            "balance.ewma_decay_ms",
+            "must be at least 100",
+        )?;
         require(h.path.starts_with('/'), "health.path", "must start with /")?;
-        require(h.interval_ms >= 10, "health.interval_ms", "must be at least 10")?;
-        require(h.timeout_ms >= 10, "health.timeout_ms", "must be at least 10")?;
+        require(
+            h.interval_ms >= 10,
+            "health.interval_ms",
+            "must be at least 10",
+        )?;
+        require(
+            h.timeout_ms >= 10,
+            "health.timeout_ms",
+            "must be at least 10",
+        )?;
         require(h.rise >= 1, "health.rise", "must be at least 1")?;
         require(h.fall >= 1, "health.fall", "must be at least 1")?;
         require(
@@ -381,25 +394,57 @@ impl ConfigFile {
             "outlier.consecutive_connect_failures",
             "must be at least 1",
         )?;
-        require(o.consecutive_5xx >= 1, "outlier.consecutive_5xx", "must be at least 1")?;
-        require(o.base_ejection_ms >= 10, "outlier.base_ejection_ms", "must be at least 10")?;
+        require(
+            o.consecutive_5xx >= 1,
+            "outlier.consecutive_5xx",
+            "must be at least 1",
+        )?;
+        require(
+            o.base_ejection_ms >= 10,
+            "outlier.base_ejection_ms",
+            "must be at least 10",
+        )?;
         require(
             o.max_ejection_ms >= o.base_ejection_ms,
             "outlier.max_ejection_ms",
             "must be at least outlier.base_ejection_ms",
         )?;
-        require((1..=10).contains(&r.attempts), "retry.attempts", "must be 1 to 10")?;
-        require(r.budget_percent <= 1000, "retry.budget_percent", "must be at most 1000")?;
-        require(t.connect_ms >= 1, "timeouts.connect_ms", "must be at least 1")?;
-        require(t.upstream_ms >= 1, "timeouts.upstream_ms", "must be at least 1")?;
-        require(t.client_header_ms >= 100, "timeouts.client_header_ms", "must be at least 100")?;
+        require(
+            (1..=10).contains(&r.attempts),
+            "retry.attempts",
+            "must be 1 to 10",
+        )?;
+        require(
+            r.budget_percent <= 1000,
+            "retry.budget_percent",
+            "must be at most 1000",
+        )?;
+        require(
+            t.connect_ms >= 1,
+            "timeouts.connect_ms",
+            "must be at least 1",
+        )?;
+        require(
+            t.upstream_ms >= 1,
+            "timeouts.upstream_ms",
+            "must be at least 1",
+        )?;
+        require(
+            t.client_header_ms >= 100,
+            "timeouts.client_header_ms",
+            "must be at least 100",
+        )?;
         require(
             (100..=t.client_header_ms).contains(&t.client_idle_ms),
             "timeouts.client_idle_ms",
             "must be at least 100 and at most timeouts.client_header_ms \
              (hyper's header timer also runs while a connection is idle)",
         )?;
-        require(l.max_body_bytes >= 1, "limits.max_body_bytes", "must be at least 1")?;
+        require(
+            l.max_body_bytes >= 1,
+            "limits.max_body_bytes",
+            "must be at least 1",
+        )?;
         require(
             r.buffer_bytes <= l.max_body_bytes,
             "retry.buffer_bytes",
@@ -410,7 +455,11 @@ impl ConfigFile {
             "limits.max_concurrent_requests",
             "must be at least 1",
         )?;
-        require(l.max_connections >= 1, "limits.max_connections", "must be at least 1")?;
+        require(
+            l.max_connections >= 1,
+            "limits.max_connections",
+            "must be at least 1",
+        )?;
         let mut backends = Vec::with_capacity(self.backends.len());
         for (i, backend) in self.backends.iter().enumerate() {
             let spec = backend
@@ -513,8 +562,9 @@ mod tests {
     fn defaults_detect_a_dead_backend_within_about_a_second() {
         let config = Config::default();
         let s = &config.settings;
+        // Refused: one beat per check. Hung: each check waits its timeout.
         assert!(s.health_interval * s.fall <= Duration::from_millis(600));
-        assert!(s.health_interval * s.fall + s.health_timeout <= Duration::from_millis(1100));
+        assert!(s.health_interval.max(s.health_timeout) * s.fall <= Duration::from_millis(1100));
     }
 
     #[test]
@@ -526,7 +576,11 @@ mod tests {
         );
         let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
                     [[backend]]\nname = \"b\"\naddr = \"localhost\"";
-        assert!(refused(text).starts_with("backend[1].addr:"), "{}", refused(text));
+        assert!(
+            refused(text).starts_with("backend[1].addr:"),
+            "{}",
+            refused(text)
+        );
         let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
                     [[backend]]\nname = \"a\"\naddr = \"127.0.0.1:2\"";
         assert!(refused(text).starts_with("backend[1].name:"));

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::backend::Backend;
 use crate::balance::Backends;
 use crate::checker::{self, CheckClient};
-use crate::config::{BackendSpec, Config, ConfigFile, ConfigError};
+use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::{Live, Proxy};
 
@@ -39,7 +39,11 @@ impl Gateway {
     pub(crate) fn new(config: &Config, config_path: Option<PathBuf>) -> Arc<Gateway> {
         let backends = Arc::new(Backends::default());
         let metrics = Arc::new(GatewayMetrics::new(Arc::clone(&backends)));
-        let proxy = Arc::new(Proxy::new(config, Arc::clone(&backends), Arc::clone(&metrics)));
+        let proxy = Arc::new(Proxy::new(
+            config,
+            Arc::clone(&backends),
+            Arc::clone(&metrics),
+        ));
         let gateway = Arc::new(Gateway {
             backends,
             proxy,
@@ -70,8 +74,11 @@ impl Gateway {
             return false;
         };
         backend.start_draining();
-        self.backends
-            .record(name, "draining", format!("{} in flight", backend.inflight()));
+        self.backends.record(
+            name,
+            "draining",
+            format!("{} in flight", backend.inflight()),
+        );
         let gateway = Arc::clone(self);
         let name = name.to_string();
         tokio::spawn(async move {
@@ -97,7 +104,8 @@ impl Gateway {
     pub(crate) fn reload(self: &Arc<Self>) -> Result<usize, ReloadError> {
         let path = self.config_path.as_ref().ok_or(ReloadError::NoConfigFile)?;
         let config = ConfigFile::load(path)?.validate()?;
-        self.proxy.set_live(Live::new(config.settings.clone(), &config));
+        self.proxy
+            .set_live(Live::new(config.settings.clone(), &config));
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);

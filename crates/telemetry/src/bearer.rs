@@ -54,7 +54,13 @@ mod tests {
         headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(check_bearer(None, &headers), Err(BearerRefusal::Disabled));
         assert_eq!(check_bearer(Some("x"), &headers), Ok(()));
-        assert_eq!(check_bearer(Some("y"), &headers), Err(BearerRefusal::Unauthorized));
-        assert_eq!(check_bearer(Some("x"), &HeaderMap::new()), Err(BearerRefusal::Unauthorized));
+        assert_eq!(
+            check_bearer(Some("y"), &headers),
+            Err(BearerRefusal::Unauthorized)
+        );
+        assert_eq!(
+            check_bearer(Some("x"), &HeaderMap::new()),
+            Err(BearerRefusal::Unauthorized)
+        );
     }
 }

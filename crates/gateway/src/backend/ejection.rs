@@ -121,13 +121,11 @@ mod tests {
     async fn server_errors_eject_only_in_a_row() {
         let mut ejection = Ejection::default();
         let now = Instant::now();
-        assert_eq!(ejection.record_failure(Failure::ServerError, &RULES, now), None);
-        assert_eq!(ejection.record_failure(Failure::ServerError, &RULES, now), None);
+        let mut fail = || ejection.record_failure(Failure::ServerError, &RULES, now);
+        assert_eq!([fail(), fail()], [None, None]);
         ejection.record_success();
-        assert_eq!(ejection.record_failure(Failure::ServerError, &RULES, now), None);
-        assert_eq!(ejection.record_failure(Failure::ServerError, &RULES, now), None);
-        assert!(ejection
-            .record_failure(Failure::ServerError, &RULES, now)
-            .is_some());
+        let mut fail = || ejection.record_failure(Failure::ServerError, &RULES, now);
+        assert_eq!([fail(), fail()], [None, None], "a success resets the count");
+        assert!(fail().is_some(), "the third in a row ejects");
     }
 }

@@ -56,7 +56,11 @@ mod tests {
         let mut health = Hysteresis::new();
         assert_eq!(health.record(false, 2, 3), None);
         assert_eq!(health.record(false, 2, 3), None);
-        assert_eq!(health.record(true, 2, 3), None, "a success resets the streak");
+        assert_eq!(
+            health.record(true, 2, 3),
+            None,
+            "a success resets the streak"
+        );
         assert_eq!(health.record(false, 2, 3), None);
         assert_eq!(health.record(false, 2, 3), None);
         assert_eq!(health.record(false, 2, 3), Some(false));

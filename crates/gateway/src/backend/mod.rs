@@ -112,7 +112,9 @@ impl Backend {
         // Poisoning needs a panic while holding the lock, and nothing in
         // here panics; carry on with the data rather than take the
         // gateway down.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn state(&self, now: Instant) -> State {
@@ -199,7 +201,13 @@ impl Backend {
     }
 
     /// Records an active check; returns the new health when it changed.
-    pub(crate) fn record_check(&self, ok: bool, rise: u32, fall: u32, now: Instant) -> Option<bool> {
+    pub(crate) fn record_check(
+        &self,
+        ok: bool,
+        rise: u32,
+        fall: u32,
+        now: Instant,
+    ) -> Option<bool> {
         let mut inner = self.inner();
         let changed = inner.health.record(ok, rise, fall);
         if changed == Some(true) {

@@ -71,7 +71,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("keep-alive, x-secret"));
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-secret", HeaderValue::from_static("1"));
         headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));

@@ -91,7 +91,11 @@ enum TryFailure {
 }
 
 impl Proxy {
-    pub(crate) fn new(config: &Config, backends: Arc<Backends>, metrics: Arc<GatewayMetrics>) -> Proxy {
+    pub(crate) fn new(
+        config: &Config,
+        backends: Arc<Backends>,
+        metrics: Arc<GatewayMetrics>,
+    ) -> Proxy {
         Proxy {
             backends,
             live: RwLock::new(Arc::new(Live::new(config.settings.clone(), config))),
@@ -223,7 +227,8 @@ impl Proxy {
 
             let sent = Instant::now();
             let in_flight = backend.start_request();
-            let outcome = tokio::time::timeout(s.upstream_timeout, self.client.request(upstream)).await;
+            let outcome =
+                tokio::time::timeout(s.upstream_timeout, self.client.request(upstream)).await;
             drop(in_flight);
             let now = Instant::now();
             let rules = live.ejection_rules();
@@ -246,7 +251,11 @@ impl Proxy {
                     // Nothing reached the backend: it is gone. Out of
                     // rotation at once; health checks bring it back.
                     if backend.mark_down() {
-                        self.backends.record(backend.name(), "down", format!("connect failed: {err}"));
+                        self.backends.record(
+                            backend.name(),
+                            "down",
+                            format!("connect failed: {err}"),
+                        );
                     }
                     if backend
                         .record_failure(Failure::Connect, s.upstream_timeout, &rules, now)
@@ -302,18 +311,33 @@ impl Proxy {
     }
 
     /// Feeds a backend's answer to its latency estimate and ejection count.
-    fn judge_status(&self, backend: &Backend, status: StatusCode, sent: Instant, now: Instant, live: &Live) {
+    fn judge_status(
+        &self,
+        backend: &Backend,
+        status: StatusCode,
+        sent: Instant,
+        now: Instant,
+        live: &Live,
+    ) {
         let s = &live.settings;
         match status.as_u16() {
             // A shop sheds load with 503 on purpose: make it look slow so
             // traffic moves elsewhere, but do not eject it for that.
             503 => backend.record_shed(s.upstream_timeout, now),
-            500..=599 => self.fail_after_send(backend, &live.ejection_rules(), s.upstream_timeout, now),
+            500..=599 => {
+                self.fail_after_send(backend, &live.ejection_rules(), s.upstream_timeout, now)
+            }
             _ => backend.record_success(now.saturating_duration_since(sent), now),
         }
     }
 
-    fn fail_after_send(&self, backend: &Backend, rules: &EjectionRules, penalty: Duration, now: Instant) {
+    fn fail_after_send(
+        &self,
+        backend: &Backend,
+        rules: &EjectionRules,
+        penalty: Duration,
+        now: Instant,
+    ) {
         if let Some(length) = backend.record_failure(Failure::ServerError, penalty, rules, now) {
             self.metrics.ejected(backend.name());
             self.backends.record(
@@ -348,6 +372,8 @@ fn is_idempotent(method: &Method) -> bool {
 fn pass_on(response: Response<Incoming>, request_id: &http::HeaderValue) -> Response<ClientBody> {
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
-    parts.headers.insert(headers::REQUEST_ID, request_id.clone());
+    parts
+        .headers
+        .insert(headers::REQUEST_ID, request_id.clone());
     Response::from_parts(parts, Either::Left(body))
 }

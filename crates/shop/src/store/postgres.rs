@@ -2,7 +2,9 @@
 //!
 //! Every session gets a lock timeout and a statement timeout, so a batch
 //! stuck behind a lock gives up (and is retried) instead of holding an order
-//! worker forever.
+//! worker forever; and an idle-in-transaction timeout, so a shop that hangs
+//! (SIGSTOP, a stalled VM) in the middle of a batch loses its transaction
+//! and the hot row's lock instead of blocking every other shop.
 
 use std::str::FromStr;
 
@@ -25,7 +27,10 @@ impl PostgresStore {
             .after_connect(|connection, _meta| {
                 Box::pin(async move {
                     connection
-                        .execute("SET lock_timeout = '5s'; SET statement_timeout = '15s';")
+                        .execute(
+                            "SET lock_timeout = '5s'; SET statement_timeout = '15s'; \
+                             SET idle_in_transaction_session_timeout = '2s';",
+                        )
                         .await?;
                     Ok(())
                 })

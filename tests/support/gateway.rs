@@ -1,0 +1,247 @@
+//! A gateway process for the end-to-end tests, and the load they send
+//! through it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::{client, wait_for_status, Part, ADMIN_TOKEN};
+
+pub struct Gateway {
+    pub part: Part,
+    pub url: String,
+    pub admin_url: String,
+}
+
+impl Gateway {
+    /// Starts `flashguard gateway ARGS` on free ports and waits for its
+    /// admin `/readyz`.
+    pub async fn start(args: &[&str]) -> Gateway {
+        let mut all = vec![
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
+        let mut part = Part::launch(&all, Some(ADMIN_TOKEN));
+        let url = part.expect_line("listening on ").await;
+        let admin_url = part.expect_line("admin on ").await;
+        wait_for_status(&format!("{admin_url}/readyz"), 200, Duration::from_secs(30)).await;
+        Gateway {
+            part,
+            url,
+            admin_url,
+        }
+    }
+
+    pub async fn backends(&self) -> Vec<Value> {
+        client()
+            .get(format!("{}/admin/backends", self.admin_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("admin answers")
+            .json()
+            .await
+            .expect("backends are JSON")
+    }
+
+    /// A backend's row from `/admin/backends`.
+    pub async fn backend(&self, name: &str) -> Value {
+        self.backends()
+            .await
+            .into_iter()
+            .find(|b| b["name"] == name)
+            .unwrap_or_else(|| panic!("no backend {name}"))
+    }
+
+    /// Waits until the gateway reports `name` in `state`.
+    pub async fn wait_state(&self, name: &str, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.backend(name).await["state"] == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} never became {state}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.admin_url))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// Sums the samples of `family` whose labels contain every `label` given.
+pub fn metric_sum(text: &str, family: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(family) && !line.starts_with('#'))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One client request's outcome.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub at: Instant,
+    pub took: Duration,
+    /// The status, or `None` for a network error or timeout.
+    pub status: Option<u16>,
+    pub kind: &'static str,
+    /// The idempotency key and order id of an acknowledged order.
+    pub order: Option<(String, String)>,
+}
+
+impl Outcome {
+    /// An answer the shop gives by design (2xx, sold out, limit...) as
+    /// opposed to an error.
+    pub fn is_error(&self) -> bool {
+        !matches!(self.status, Some(status) if status < 500)
+    }
+}
+
+/// Steady customer traffic through the gateway: each worker alternates a
+/// product read and an order with a fresh idempotency key.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    outcomes: Arc<Mutex<Vec<Outcome>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(url: &str, sku: &str, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let workers = (0..workers)
+            .map(|worker| {
+                let (stop, outcomes) = (Arc::clone(&stop), Arc::clone(&outcomes));
+                let (url, sku) = (url.to_string(), sku.to_string());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .expect("client builds");
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let outcome = if n % 2 == 0 {
+                            read(&http, &url, &sku).await
+                        } else {
+                            let key = format!("w{worker}-{n}-{}", uuid::Uuid::new_v4().simple());
+                            buy(&http, &url, &sku, &format!("c{worker}"), &key).await
+                        };
+                        outcomes.lock().unwrap().push(outcome);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            outcomes,
+            workers,
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<Outcome> {
+        self.outcomes.lock().unwrap().clone()
+    }
+
+    pub async fn stop(self) -> Vec<Outcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.expect("load worker");
+        }
+        Arc::try_unwrap(self.outcomes)
+            .expect("workers are done")
+            .into_inner()
+            .unwrap()
+    }
+}
+
+async fn read(http: &reqwest::Client, url: &str, sku: &str) -> Outcome {
+    let at = Instant::now();
+    let result = http.get(format!("{url}/api/products/{sku}")).send().await;
+    let status = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            response.bytes().await.ok().map(|_| status)
+        }
+        Err(_) => None,
+    };
+    Outcome {
+        at,
+        took: at.elapsed(),
+        status,
+        kind: "read",
+        order: None,
+    }
+}
+
+async fn buy(http: &reqwest::Client, url: &str, sku: &str, customer: &str, key: &str) -> Outcome {
+    let at = Instant::now();
+    let result = http
+        .post(format!("{url}/api/orders"))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "sku": sku, "quantity": 1, "customer": customer }))
+        .send()
+        .await;
+    let (status, order) = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.json::<Value>().await {
+                Ok(body) => {
+                    let order = (status == 201).then(|| {
+                        let id = body["order_id"].as_str().unwrap_or_default().to_string();
+                        (key.to_string(), id)
+                    });
+                    (Some(status), order)
+                }
+                Err(_) => (None, None),
+            }
+        }
+        Err(_) => (None, None),
+    };
+    Outcome {
+        at,
+        took: at.elapsed(),
+        status,
+        kind: "order",
+        order,
+    }
+}
+
+/// The longest stretch from the first to the last error of a run of
+/// errors (requests that started within `window` of each other).
+pub fn longest_error_gap(outcomes: &[Outcome], window: Duration) -> Duration {
+    let mut errors: Vec<Instant> = outcomes
+        .iter()
+        .filter(|o| o.is_error())
+        .map(|o| o.at)
+        .collect();
+    errors.sort();
+    let mut longest = Duration::ZERO;
+    let mut run_start = None::<Instant>;
+    let mut last = None::<Instant>;
+    for at in errors {
+        match (run_start, last) {
+            (Some(start), Some(previous)) if at.duration_since(previous) <= window => {
+                longest = longest.max(at.duration_since(start));
+            }
+            _ => run_start = Some(at),
+        }
+        last = Some(at);
+    }
+    longest
+}
