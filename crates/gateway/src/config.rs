@@ -26,6 +26,9 @@ pub struct ConfigFile {
     /// Let another gateway process listen on the same port (SO_REUSEPORT),
     /// so one can restart without refusing connections. Default on.
     pub reuse_port: bool,
+    /// Threads serving customers, each with its own connections to the
+    /// backends. 0 (the default) means one per CPU.
+    pub workers: usize,
     pub balance: BalanceFile,
     pub health: HealthFile,
     pub outlier: OutlierFile,
@@ -44,6 +47,7 @@ impl Default for ConfigFile {
             admin_token: None,
             access_log: false,
             reuse_port: true,
+            workers: 0,
             balance: BalanceFile::default(),
             health: HealthFile::default(),
             outlier: OutlierFile::default(),
@@ -303,6 +307,7 @@ pub struct Config {
     pub admin_listen: String,
     pub admin_token: Option<String>,
     pub reuse_port: bool,
+    pub workers: usize,
     pub settings: Settings,
     pub budget_percent: u32,
     pub budget_min_per_s: u32,
@@ -479,6 +484,10 @@ impl ConfigFile {
             admin_listen: self.admin_listen,
             admin_token: self.admin_token.filter(|token| !token.trim().is_empty()),
             reuse_port: self.reuse_port,
+            workers: match self.workers {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
             settings: Settings {
                 policy,
                 ewma_decay: ms(b.ewma_decay_ms),

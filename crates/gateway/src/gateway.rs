@@ -22,6 +22,7 @@ pub(crate) struct Gateway {
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) admin_token: Option<String>,
     pub(crate) config_path: Option<PathBuf>,
+    pub(crate) shutdown_grace: Duration,
     checks: CheckClient,
     ready: AtomicBool,
 }
@@ -50,6 +51,7 @@ impl Gateway {
             metrics,
             admin_token: config.admin_token.clone(),
             config_path,
+            shutdown_grace: config.shutdown_grace,
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
         });

@@ -1,5 +1,7 @@
-//! Idle keep-alive detection: the connection's IO stamps the time of its
-//! last byte, and the connection task closes it once that is too long ago.
+//! Idle keep-alive detection: the connection's IO counts its reads and
+//! writes (an atomic add, cheaper than reading the clock on every one), and
+//! the connection task, sampling the count, closes a connection on which
+//! nothing moved for too long.
 
 use std::io;
 use std::pin::Pin;
@@ -11,29 +13,49 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// When a connection last moved a byte.
-#[derive(Debug, Clone)]
+/// How many reads and writes a connection has done.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ActivityClock {
-    origin: Instant,
-    last_ms: Arc<AtomicU64>,
+    ops: Arc<AtomicU64>,
 }
 
 impl ActivityClock {
     pub(crate) fn new() -> Self {
-        ActivityClock {
-            origin: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
+        ActivityClock::default()
     }
 
     fn touch(&self) {
-        let now = self.origin.elapsed().as_millis() as u64;
-        self.last_ms.store(now, Ordering::Relaxed);
+        self.ops.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(last)
+    pub(crate) fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+}
+
+/// Tells from samples of an [`ActivityClock`] how long a connection has
+/// been quiet.
+#[derive(Debug)]
+pub(crate) struct Quiet {
+    seen: u64,
+    since: Instant,
+}
+
+impl Quiet {
+    pub(crate) fn new() -> Self {
+        Quiet {
+            seen: 0,
+            since: Instant::now(),
+        }
+    }
+
+    pub(crate) fn quiet_for(&mut self, clock: &ActivityClock) -> Duration {
+        let ops = clock.ops();
+        if ops != self.seen {
+            self.seen = ops;
+            self.since = Instant::now();
+        }
+        self.since.elapsed()
     }
 }
 

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -17,8 +21,19 @@ use crate::balance::Backends;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    backend: String,
-    status: String,
+    backend: SharedLabel,
+    status: u16,
+}
+
+/// A label value shared with the backend it names, so counting a request
+/// allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct SharedLabel(Arc<str>);
+
+impl EncodeLabelValue for SharedLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +57,7 @@ pub(crate) struct GatewayMetrics {
     shed: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
     ready: Gauge,
+    gateway_label: Arc<str>,
 }
 
 impl GatewayMetrics {
@@ -57,6 +73,7 @@ impl GatewayMetrics {
             shed: Family::default(),
             in_flight: Gauge::default(),
             ready: Gauge::default(),
+            gateway_label: Arc::from("gateway"),
             registry: Registry::default(),
         };
         registry.register(
@@ -111,12 +128,12 @@ impl GatewayMetrics {
         &self.registry
     }
 
-    pub(crate) fn answered(&self, backend: &str, status: u16, elapsed: Duration) {
+    /// Counts an answer from `backend` (`None`: the gateway's own). Labels
+    /// are shared strings, so counting allocates nothing.
+    pub(crate) fn answered(&self, backend: Option<&Arc<str>>, status: u16, elapsed: Duration) {
+        let backend = SharedLabel(Arc::clone(backend.unwrap_or(&self.gateway_label)));
         self.requests
-            .get_or_create(&RequestLabels {
-                backend: backend.to_string(),
-                status: status.to_string(),
-            })
+            .get_or_create(&RequestLabels { backend, status })
             .inc();
         self.latency.observe(elapsed.as_secs_f64());
     }

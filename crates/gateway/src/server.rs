@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::admin;
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::idle::{ActivityClock, IdleAware};
+use crate::idle::{ActivityClock, IdleAware, Quiet};
+use crate::proxy::{upstream_client, UpstreamClient};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub enum GatewayError {
     },
     #[error("admin server: {0}")]
     Admin(std::io::Error),
+    #[error("starting the serving threads: {0}")]
+    Worker(std::io::Error),
 }
 
 /// Binds `addr`, with SO_REUSEPORT when asked so several gateway processes
@@ -68,6 +71,12 @@ pub struct Listeners {
 
 /// Serves until `shutdown` completes: then `/readyz` turns 503, no new
 /// connections are accepted, and in-flight requests get the grace period.
+///
+/// Customers are served by `workers` threads, each a single-threaded
+/// runtime with its own accept loop and its own pool of backend
+/// connections, so a request never hops between threads on its way
+/// through (the hops cost more than the proxying on a small machine). Admin,
+/// health checks and draining run on the caller's runtime.
 pub async fn run(
     listeners: Listeners,
     config: Config,
@@ -92,51 +101,126 @@ pub async fn run(
             .await
     });
 
+    let proxy_listener = listeners.proxy.into_std().map_err(GatewayError::Worker)?;
     let connections = Arc::new(Semaphore::new(config.max_connections));
-    let limits = ClientLimits {
-        header: config.client_header_timeout,
-        idle: config.client_idle_timeout,
+    let worker = Worker {
+        gateway: Arc::clone(&gateway),
+        connections: Arc::clone(&connections),
+        limits: ClientLimits {
+            header: config.client_header_timeout,
+            idle: config.client_idle_timeout,
+        },
+        connect_timeout: config.connect_timeout,
+        stopping,
     };
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&connections).acquire_owned() => permit,
-            () = &mut shutdown => break,
-        };
-        let Ok(permit) = permit else { break };
-        let accepted = tokio::select! {
-            accepted = listeners.proxy.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let gateway = Arc::clone(&gateway);
-        let stopping = stopping.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, peer, gateway, limits, stopping).await;
-            drop(permit);
-        });
+    let mut threads = Vec::with_capacity(config.workers);
+    for n in 0..config.workers {
+        let listener = proxy_listener.try_clone().map_err(GatewayError::Worker)?;
+        let worker = worker.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-{n}"))
+            .spawn(move || worker.serve(listener))
+            .map_err(GatewayError::Worker)?;
+        threads.push(thread);
     }
+    drop(proxy_listener);
 
+    shutdown.await;
     tracing::info!("shutdown requested; not ready, finishing in-flight requests");
     gateway.stop_being_ready();
-    drop(listeners.proxy);
     let _ = stop.send(true);
     let deadline = Instant::now() + config.shutdown_grace;
     while connections.available_permits() < config.max_connections && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // Workers stop on their own once their connections are closed or
+    // the same grace period is over.
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            let _ = thread.join();
+        }
+    })
+    .await;
     match admin.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(GatewayError::Admin(err)),
         Err(_) => Ok(()),
+    }
+}
+
+/// What every serving thread shares.
+#[derive(Clone)]
+struct Worker {
+    gateway: Arc<Gateway>,
+    connections: Arc<Semaphore>,
+    limits: ClientLimits,
+    connect_timeout: Duration,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Worker {
+    fn serve(self, listener: std::net::TcpListener) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                tracing::error!(error = %err, "a serving thread could not start its runtime");
+                return;
+            }
+        };
+        runtime.block_on(self.accept_loop(listener));
+    }
+
+    async fn accept_loop(self, listener: std::net::TcpListener) {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::error!(error = %err, "a serving thread could not use the listener");
+                return;
+            }
+        };
+        let upstream = upstream_client(self.connect_timeout);
+        let mut stopping = self.stopping.clone();
+        let mut open = tokio::task::JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.connections).acquire_owned() => permit,
+                _ = stopping.wait_for(|stop| *stop) => break,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopping.wait_for(|stop| *stop) => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let gateway = Arc::clone(&self.gateway);
+            let (limits, stopping, upstream) =
+                (self.limits, self.stopping.clone(), upstream.clone());
+            open.spawn(async move {
+                serve_connection(stream, peer, gateway, upstream, limits, stopping).await;
+                drop(permit);
+            });
+            while open.try_join_next().is_some() {}
+        }
+        drop(listener);
+        let grace = tokio::time::sleep(self.gateway.shutdown_grace);
+        tokio::pin!(grace);
+        loop {
+            tokio::select! {
+                next = open.join_next() => if next.is_none() { break },
+                () = &mut grace => break,
+            }
+        }
     }
 }
 
@@ -150,6 +234,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
+    upstream: UpstreamClient,
     limits: ClientLimits,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -157,7 +242,8 @@ async fn serve_connection(
     let clock = ActivityClock::new();
     let io = TokioIo::new(IdleAware::new(stream, clock.clone()));
     let proxy = Arc::clone(&gateway.proxy);
-    let service = service_fn(move |request| Arc::clone(&proxy).handle(request, peer));
+    let service =
+        service_fn(move |request| Arc::clone(&proxy).handle(upstream.clone(), request, peer));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header)
@@ -165,8 +251,9 @@ async fn serve_connection(
         .serve_connection(io, service);
     tokio::pin!(connection);
     let mut closing = false;
+    let mut quiet = Quiet::new();
     loop {
-        let idle_check = tokio::time::sleep(limits.idle.min(Duration::from_secs(1)));
+        let idle_check = tokio::time::sleep(limits.idle.min(Duration::from_secs(1)) / 2);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(err) = result {
@@ -179,7 +266,7 @@ async fn serve_connection(
                 closing = true;
             }
             () = idle_check, if !closing => {
-                if clock.idle_for() >= limits.idle {
+                if quiet.quiet_for(&clock) >= limits.idle {
                     // Finishes a request in flight, then closes.
                     connection.as_mut().graceful_shutdown();
                     closing = true;

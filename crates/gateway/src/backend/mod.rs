@@ -73,6 +73,8 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) spec: BackendSpec,
+    /// The name, shared with metric labels.
+    pub(crate) label: Arc<str>,
     pub(crate) authority: http::uri::Authority,
     inner: Mutex<Inner>,
     inflight: AtomicU64,
@@ -88,6 +90,7 @@ impl Backend {
         let authority = http::uri::Authority::try_from(spec.addr.to_string())
             .expect("a socket address is a valid authority");
         Arc::new(Backend {
+            label: Arc::from(spec.name.as_str()),
             spec,
             authority,
             inner: Mutex::new(Inner {

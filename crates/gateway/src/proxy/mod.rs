@@ -77,7 +77,6 @@ impl Live {
 pub(crate) struct Proxy {
     backends: Arc<Backends>,
     live: RwLock<Arc<Live>>,
-    client: UpstreamClient,
     metrics: Arc<GatewayMetrics>,
     admission: Arc<Semaphore>,
 }
@@ -99,7 +98,6 @@ impl Proxy {
         Proxy {
             backends,
             live: RwLock::new(Arc::new(Live::new(config.settings.clone(), config))),
-            client: upstream_client(config.connect_timeout),
             metrics,
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
         }
@@ -113,8 +111,11 @@ impl Proxy {
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 
+    /// Answers one client request. `upstream` is the calling thread's own
+    /// connection pool (see `server`).
     pub(crate) async fn handle(
         self: Arc<Self>,
+        upstream: UpstreamClient,
         request: Request<Incoming>,
         client: SocketAddr,
     ) -> Result<Response<ClientBody>, Infallible> {
@@ -125,7 +126,7 @@ impl Proxy {
         let (backend, response, attempts) = match Arc::clone(&self.admission).try_acquire_owned() {
             Ok(_admitted) => {
                 self.metrics.in_flight().inc();
-                let answer = self.forward(request, client, &live).await;
+                let answer = self.forward(&upstream, request, client, &live).await;
                 self.metrics.in_flight().dec();
                 answer
             }
@@ -140,8 +141,8 @@ impl Proxy {
         };
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
+        self.metrics.answered(backend.as_ref(), status, elapsed);
         let answered_by = backend.as_deref().unwrap_or("gateway");
-        self.metrics.answered(answered_by, status, elapsed);
         if live.settings.access_log {
             tracing::info!(
                 target: "flashguard::access",
@@ -162,10 +163,11 @@ impl Proxy {
     /// the response and the number of tries.
     async fn forward(
         &self,
+        upstream_client: &UpstreamClient,
         request: Request<Incoming>,
         client: SocketAddr,
         live: &Live,
-    ) -> (Option<String>, Response<ClientBody>, u32) {
+    ) -> (Option<Arc<str>>, Response<ClientBody>, u32) {
         let s = &live.settings;
         let (mut parts, incoming) = request.into_parts();
         let body = match RequestBody::read(incoming, &parts.headers, s).await {
@@ -187,7 +189,7 @@ impl Proxy {
         let mut body = Some(body);
         let mut tried: Vec<Arc<Backend>> = Vec::with_capacity(s.attempts as usize);
         let mut last_failure: Option<TryFailure> = None;
-        let mut last_answer: Option<(String, Response<Incoming>)> = None;
+        let mut last_answer: Option<(Arc<str>, Response<Incoming>)> = None;
         while (tried.len() as u32) < s.attempts {
             let Some(backend) = self.backends.pick(s.policy, s.slow_start, &tried) else {
                 break;
@@ -228,7 +230,7 @@ impl Proxy {
             let sent = Instant::now();
             let in_flight = backend.start_request();
             let outcome =
-                tokio::time::timeout(s.upstream_timeout, self.client.request(upstream)).await;
+                tokio::time::timeout(s.upstream_timeout, upstream_client.request(upstream)).await;
             drop(in_flight);
             let now = Instant::now();
             let rules = live.ejection_rules();
@@ -240,12 +242,12 @@ impl Proxy {
                     let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
                     if !worth_another {
                         return (
-                            Some(backend.name().to_string()),
+                            Some(Arc::clone(&backend.label)),
                             pass_on(response, &request_id),
                             tried.len() as u32,
                         );
                     }
-                    last_answer = Some((backend.name().to_string(), response));
+                    last_answer = Some((Arc::clone(&backend.label), response));
                 }
                 Ok(Err(err)) if err.is_connect() => {
                     // Nothing reached the backend: it is gone. Out of
