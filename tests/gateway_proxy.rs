@@ -1,0 +1,434 @@
+//! The gateway as a proxy and as an operator sees it: headers, bodies,
+//! limits, client timeouts, the admin API, reload, SIGTERM, SO_REUSEPORT.
+//! The backend here is a small echo server in the test process (it reports
+//! what the gateway sent it), on loopback like any backend.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use support::gateway::Gateway;
+use support::{client, Part, ADMIN_TOKEN};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Answers `/echo` with the headers and body length it received, `/slow`
+/// after 600 ms, `/stream` with a chunked body, `/readyz` with 200.
+async fn echo_backend() -> SocketAddr {
+    async fn echo(headers: HeaderMap, body: Bytes) -> Json<Value> {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        Json(json!({ "headers": headers, "body_len": body.len() }))
+    }
+    let app = Router::new()
+        .route("/echo", any(echo))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                "slow"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks =
+                    (0..50).map(|i| Ok::<_, std::io::Error>(Bytes::from(format!("chunk-{i};"))));
+                axum::body::Body::from_stream(futures::stream::iter(chunks))
+            }),
+        )
+        .route("/readyz", get(|| async { "ready" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn gateway_for(
+    addr: SocketAddr,
+    config: Option<&str>,
+) -> (Gateway, Option<tempfile::TempDir>) {
+    let backend = format!("echo={addr}");
+    let mut args = vec!["--backend".to_string(), backend];
+    let dir = config.map(|text| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, text).unwrap();
+        args.extend(["--config".to_string(), path.display().to_string()]);
+        dir
+    });
+    let gateway = Gateway::start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    (gateway, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
+    let (gateway, _dir) = gateway_for(echo_backend().await, None).await;
+    let response = client()
+        .post(format!("{}/echo", gateway.url))
+        .header("Host", "shop.example")
+        .header("Connection", "keep-alive, x-hop")
+        .header("X-Hop", "secret")
+        .header("Keep-Alive", "timeout=5")
+        .header("X-Forwarded-For", "203.0.113.7")
+        .body(vec![b'x'; 3000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let seen: Value = response.json().await.unwrap();
+    let headers = &seen["headers"];
+    assert_eq!(headers["host"], "shop.example", "Host is preserved");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["x-request-id"], request_id.as_str());
+    assert!(
+        headers.get("x-hop").is_none() && headers.get("keep-alive").is_none(),
+        "{headers}"
+    );
+    assert_eq!(seen["body_len"], 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_and_large_bodies_stream_through_both_ways() {
+    let (gateway, _dir) = gateway_for(echo_backend().await, None).await;
+    // A chunked upload larger than the retry buffer streams to the backend.
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let mut upload = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    upload
+        .write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        upload.write_all(b"400\r\n").await.unwrap();
+        upload.write_all(&[b'y'; 1024]).await.unwrap();
+        upload.write_all(b"\r\n").await.unwrap();
+    }
+    upload.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    upload.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"body_len\":102400"), "{answer}");
+    let streamed = client()
+        .get(format!("{}/stream", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    let text = streamed.text().await.unwrap();
+    assert!(
+        text.starts_with("chunk-0;") && text.ends_with("chunk-49;"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_shed_with_a_clear_answer() {
+    let config = "[limits]\nmax_body_bytes = 1000\nmax_concurrent_requests = 1\n[retry]\nbuffer_bytes = 1000\n";
+    let (gateway, _dir) = gateway_for(echo_backend().await, Some(config)).await;
+    let http = client();
+    let too_big = http
+        .post(format!("{}/echo", gateway.url))
+        .body(vec![0u8; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let body: Value = too_big.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large");
+
+    let slow = tokio::spawn({
+        let url = format!("{}/slow", gateway.url);
+        async move { client().get(url).send().await.unwrap().status() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shed = http
+        .get(format!("{}/echo", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), 503);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(shed.json::<Value>().await.unwrap()["error"], "overloaded");
+    assert_eq!(slow.await.unwrap(), 200, "the request in flight finishes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_disconnected() {
+    let config = "[timeouts]\nclient_header_ms = 400\nclient_idle_ms = 300\n";
+    let (gateway, _dir) = gateway_for(echo_backend().await, Some(config)).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+
+    let mut slowloris = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slowloris
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(5), slowloris.read(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "a client that never finishes its headers is cut off"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if idle.read(&mut buf).await.unwrap_or(0) == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle keep-alive connection is closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+async fn admin(
+    method: reqwest::Method,
+    gateway: &Gateway,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client()
+        .request(method, format!("{}{path}", gateway.admin_url))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_add_drain_and_remove_backends() {
+    let (first, second) = (echo_backend().await, echo_backend().await);
+    let (gateway, _dir) = gateway_for(first, None).await;
+    let unauthorized = client()
+        .get(format!("{}/admin/backends", gateway.admin_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let add = |body: Value| {
+        admin(
+            reqwest::Method::POST,
+            &gateway,
+            "/admin/backends",
+            Some(body),
+        )
+    };
+    let (status, added) = add(json!({ "name": "second", "addr": second.to_string() })).await;
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["pool"], "primary");
+    let (status, _) = add(json!({ "name": "second", "addr": second.to_string() })).await;
+    assert_eq!(status, 409);
+    let (status, refused) = add(json!({ "name": "third", "addr": "nowhere" })).await;
+    assert_eq!(status, 422);
+    assert!(
+        refused["detail"].as_str().unwrap().starts_with("addr:"),
+        "{refused}"
+    );
+
+    for _ in 0..20 {
+        let ok = client()
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+    }
+    let (status, draining) = admin(
+        reqwest::Method::POST,
+        &gateway,
+        "/admin/backends/echo/drain",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(draining["state"], "draining");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.backends().await.len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the drained backend was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = gateway.backend("second").await["requests"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..10 {
+        client()
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        gateway.backend("second").await["requests"]
+            .as_u64()
+            .unwrap(),
+        before + 10
+    );
+
+    let (status, _) = admin(
+        reqwest::Method::DELETE,
+        &gateway,
+        "/admin/backends/second",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(
+        reqwest::Method::DELETE,
+        &gateway,
+        "/admin/backends/second",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let none = client()
+        .get(format!("{}/echo", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 503);
+    assert!(none.headers().contains_key("retry-after"));
+    let (status, events) = admin(reqwest::Method::GET, &gateway, "/admin/events", None).await;
+    assert_eq!(status, 200);
+    let states: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"draining") && states.contains(&"removed"),
+        "{states:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_bad_config_changes_nothing() {
+    let (first, second) = (echo_backend().await, echo_backend().await);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let write = |text: String| std::fs::write(&path, text).unwrap();
+    write(format!(
+        "[[backend]]\nname = \"first\"\naddr = \"{first}\"\n"
+    ));
+    let path_text = path.display().to_string();
+    let gateway = Gateway::start(&["--config", &path_text]).await;
+    assert_eq!(gateway.backends().await.len(), 1);
+
+    write(format!(
+        "[[backend]]\nname = \"first\"\naddr = \"{first}\"\n[[backend]]\nname = \"second\"\naddr = \"{second}\"\npool = \"backup\"\n"
+    ));
+    gateway.part.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gateway.backends().await.len() != 2 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gateway.backend("second").await["pool"], "backup");
+
+    write("[retry]\nattempts = 0\n".to_string());
+    let (status, refused) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
+    assert_eq!(status, 422);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("retry.attempts"),
+        "{refused}"
+    );
+    assert_eq!(
+        gateway.backends().await.len(),
+        2,
+        "a refused reload changes nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_and_a_second_gateway_keeps_the_port() {
+    let backend = echo_backend().await;
+    let (mut first, _dir) = gateway_for(backend, None).await;
+    let port = first.url.rsplit(':').next().unwrap().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let backend_flag = format!("echo={backend}");
+    let mut second = Part::launch(
+        &[
+            "gateway",
+            "--listen",
+            &listen,
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--backend",
+            &backend_flag,
+        ],
+        Some(ADMIN_TOKEN),
+    );
+    assert_eq!(
+        second.expect_line("listening on ").await,
+        format!("http://{listen}")
+    );
+
+    let in_flight = tokio::spawn({
+        let url = format!("{}/slow", first.url);
+        async move { client().get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    first.part.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(10), first.part.child.wait())
+        .await
+        .expect("the gateway exits after draining")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the slow request finished"
+    );
+    for _ in 0..20 {
+        let fresh = reqwest::Client::new();
+        let response = fresh
+            .get(format!("http://{listen}/echo"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "the other gateway answers on the same port"
+        );
+    }
+}
