@@ -432,3 +432,33 @@ async fn sigterm_finishes_requests_in_flight_and_a_second_gateway_keeps_the_port
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_rate_gets_429() {
+    let config = "[limits]\nper_client_rps = 5\nper_client_burst = 5\n";
+    let (gateway, _dir) = gateway_for(echo_backend().await, Some(config)).await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let response = http
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(
+                response.json::<Value>().await.unwrap()["error"],
+                "rate_limited"
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(response.status().as_u16());
+        }
+    }
+    assert!(statuses[..5].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 429).count() >= 10,
+        "{statuses:?}"
+    );
+}

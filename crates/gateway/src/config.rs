@@ -208,6 +208,12 @@ pub struct LimitsFile {
     pub max_connections: usize,
     /// `Retry-After` on the gateway's own 503 answers, in s. Default 1.
     pub retry_after_secs: u64,
+    /// Requests per second one client address may send, answered 429
+    /// beyond; 0 (the default) turns the limit off. A flash crowd shares
+    /// few addresses behind carrier NAT, so set it with care.
+    pub per_client_rps: u32,
+    /// Requests a client may send at once above its rate. Default 50.
+    pub per_client_burst: u32,
 }
 
 impl Default for LimitsFile {
@@ -217,6 +223,8 @@ impl Default for LimitsFile {
             max_concurrent_requests: 4096,
             max_connections: 10_000,
             retry_after_secs: 1,
+            per_client_rps: 0,
+            per_client_burst: 50,
         }
     }
 }
@@ -297,6 +305,8 @@ pub struct Settings {
     pub upstream_timeout: Duration,
     pub max_body_bytes: usize,
     pub retry_after_secs: u64,
+    pub per_client_rps: u32,
+    pub per_client_burst: u32,
     pub access_log: bool,
 }
 
@@ -506,6 +516,8 @@ impl ConfigFile {
                 upstream_timeout: ms(t.upstream_ms),
                 max_body_bytes: l.max_body_bytes,
                 retry_after_secs: l.retry_after_secs,
+                per_client_rps: l.per_client_rps,
+                per_client_burst: l.per_client_burst,
                 access_log: self.access_log,
             },
             budget_percent: r.budget_percent,

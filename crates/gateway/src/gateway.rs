@@ -56,6 +56,22 @@ impl Gateway {
             ready: AtomicBool::new(true),
         });
         gateway.metrics.set_ready(true);
+        // The per-client limiter keeps a cell per address it has seen:
+        // forget quiet ones so a crowd of addresses cannot grow it forever.
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                if let Some(limiter) = &gateway.proxy.live().limiter {
+                    limiter.retain_recent();
+                    limiter.shrink_to_fit();
+                }
+            }
+        });
         gateway
     }
 

@@ -16,6 +16,8 @@ pub(crate) enum Refusal {
     Overloaded,
     /// No backend can take the request.
     NoBackend,
+    /// The client sent more than its share.
+    RateLimited,
     /// The backend failed after the request may have reached it.
     BadGateway,
     /// The backend did not answer in time.
@@ -29,6 +31,7 @@ impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Refusal::Overloaded | Refusal::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BadGateway => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -40,6 +43,7 @@ impl Refusal {
         match self {
             Refusal::Overloaded => "overloaded",
             Refusal::NoBackend => "no_backend",
+            Refusal::RateLimited => "rate_limited",
             Refusal::BadGateway => "bad_gateway",
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::PayloadTooLarge => "payload_too_large",
@@ -53,7 +57,10 @@ impl Refusal {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response

@@ -14,7 +14,8 @@ mod body;
 mod headers;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -41,19 +42,29 @@ use body::RequestBody;
 type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
 pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
-/// Settings and the retry budget, swapped whole on reload.
+/// Requests per client address, when `limits.per_client_rps` is set.
+pub(crate) type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
+/// Settings, the retry budget and the per-client limiter, swapped whole on
+/// reload.
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) settings: Settings,
     pub(crate) budget: TpsBudget,
+    pub(crate) limiter: Option<ClientLimiter>,
 }
 
 impl Live {
     pub(crate) fn new(settings: Settings, config: &Config) -> Live {
         // The window the budget averages over; tower's own default.
         const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+        let limiter = NonZeroU32::new(settings.per_client_rps).map(|rate| {
+            let burst = NonZeroU32::new(settings.per_client_burst).unwrap_or(rate);
+            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+        });
         Live {
             settings,
+            limiter,
             budget: TpsBudget::new(
                 BUDGET_WINDOW,
                 config.budget_min_per_s,
@@ -123,20 +134,36 @@ impl Proxy {
         let live = self.live();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let (backend, response, attempts) = match Arc::clone(&self.admission).try_acquire_owned() {
+        let limited = live
+            .limiter
+            .as_ref()
+            .is_some_and(|limiter| limiter.check_key(&client.ip()).is_err());
+        let admitted = if limited {
+            Err(Refusal::RateLimited)
+        } else {
+            Arc::clone(&self.admission)
+                .try_acquire_owned()
+                .map_err(|_| Refusal::Overloaded)
+        };
+        let (backend, response, attempts) = match admitted {
             Ok(_admitted) => {
                 self.metrics.in_flight().inc();
                 let answer = self.forward(&upstream, request, client, &live).await;
                 self.metrics.in_flight().dec();
                 answer
             }
-            Err(_) => {
-                self.metrics.shed("overloaded");
-                let refusal = Refusal::Overloaded.response(
-                    "the gateway has too many requests in flight; retry shortly",
-                    live.settings.retry_after_secs,
-                );
-                (None, refusal, 0)
+            Err(refusal) => {
+                self.metrics.shed(refusal.code());
+                let detail = if refusal == Refusal::RateLimited {
+                    "this client sends more requests than it may; slow down"
+                } else {
+                    "the gateway has too many requests in flight; retry shortly"
+                };
+                (
+                    None,
+                    refusal.response(detail, live.settings.retry_after_secs),
+                    0,
+                )
             }
         };
         let elapsed = started.elapsed();
