@@ -8,20 +8,21 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, BackendView};
+use crate::backend::{Backend, BackendView, Sample, State};
 use crate::config::{Policy, Pool};
+use crate::published::Published;
 
 /// Most state changes kept for `GET /admin/events`.
 const EVENTS_KEPT: usize = 512;
 
-/// Whether a backend belongs to a tier of the choice.
-type Tier<'a> = &'a dyn Fn(&Arc<Backend>) -> bool;
+/// Whether the backend at an index belongs to a tier of the choice.
+type Tier<'a> = &'a dyn Fn(usize) -> bool;
 
 /// A backend changed state (for the admin API and, later, incidents).
 #[derive(Debug, Clone, Serialize)]
@@ -33,23 +34,34 @@ pub(crate) struct Event {
     pub(crate) reason: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Backends {
-    list: RwLock<Arc<Vec<Arc<Backend>>>>,
+    list: Published<Vec<Arc<Backend>>>,
     next: AtomicUsize,
     events: Mutex<VecDeque<Event>>,
 }
 
+impl Default for Backends {
+    fn default() -> Self {
+        Backends {
+            list: Published::new(Vec::new()),
+            next: AtomicUsize::new(0),
+            events: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
 impl Backends {
     pub(crate) fn snapshot(&self) -> Arc<Vec<Arc<Backend>>> {
-        Arc::clone(&self.list.read().unwrap_or_else(|p| p.into_inner()))
+        self.list.get()
     }
 
     fn update(&self, change: impl FnOnce(&mut Vec<Arc<Backend>>)) {
-        let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = list.as_ref().clone();
-        change(&mut next);
-        *list = Arc::new(next);
+        self.list.update(|list| {
+            let mut next = list.clone();
+            change(&mut next);
+            next
+        });
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Backend>> {
@@ -122,48 +134,55 @@ impl Backends {
     ) -> Option<Arc<Backend>> {
         let now = Instant::now();
         let list = self.snapshot();
-        let untried = |b: &Arc<Backend>| !tried.iter().any(|t| Arc::ptr_eq(t, b));
+        // One look at each backend (one lock), then decide on the copies.
+        let samples: Vec<Sample> = list
+            .iter()
+            .map(|b| {
+                if tried.iter().any(|t| Arc::ptr_eq(t, b)) {
+                    Sample::TRIED
+                } else {
+                    b.sample(now, slow_start)
+                }
+            })
+            .collect();
+        let (backends, samples) = (&list, &samples);
         let available = |pool: Pool| {
-            move |b: &Arc<Backend>| {
-                b.spec.pool == pool && untried(b) && b.state(now) == crate::backend::State::Up
+            move |i: usize| {
+                backends[i].spec.pool == pool && samples[i].untried && samples[i].state == State::Up
             }
         };
-        let last_resort = |b: &Arc<Backend>| untried(b) && b.healthy();
+        let last_resort = |i: usize| samples[i].untried && samples[i].healthy;
         let tiers: [Tier<'_>; 3] = [
             &available(Pool::Primary),
             &available(Pool::Backup),
             &last_resort,
         ];
         for in_tier in tiers {
-            let count = list.iter().filter(|b| in_tier(b)).count();
-            if count == 0 {
-                continue;
-            }
-            let nth = |n: usize| list.iter().filter(|b| in_tier(b)).nth(n).cloned();
-            return match policy {
-                Policy::PeakEwma => {
-                    if count == 1 {
-                        return nth(0);
-                    }
-                    let first = fastrand::usize(..count);
-                    let second = (first + 1 + fastrand::usize(..count - 1)) % count;
-                    let (a, b) = (nth(first)?, nth(second)?);
-                    if a.load(now, slow_start) <= b.load(now, slow_start) {
-                        Some(a)
+            let members: Vec<usize> = (0..list.len()).filter(|&i| in_tier(i)).collect();
+            let chosen = match (members.len(), policy) {
+                (0, _) => continue,
+                (1, _) => members[0],
+                (count, Policy::PeakEwma) => {
+                    let a = fastrand::usize(..count);
+                    let b = (a + 1 + fastrand::usize(..count - 1)) % count;
+                    let (first, second) = (members[a], members[b]);
+                    if samples[first].load <= samples[second].load {
+                        first
                     } else {
-                        Some(b)
+                        second
                     }
                 }
-                Policy::RoundRobin => {
+                (count, Policy::RoundRobin) => {
                     let start = self.next.fetch_add(1, Ordering::Relaxed);
                     // Weighted by slow start: a returning backend's turn is
                     // skipped with the probability it is not yet trusted.
                     (0..count)
-                        .filter_map(|step| nth((start + step) % count))
-                        .find(|b| fastrand::f64() < b.weight(now, slow_start))
-                        .or_else(|| nth(start % count))
+                        .map(|step| members[(start + step) % count])
+                        .find(|&i| fastrand::f64() < samples[i].weight)
+                        .unwrap_or(members[start % count])
                 }
             };
+            return Some(Arc::clone(&list[chosen]));
         }
         None
     }

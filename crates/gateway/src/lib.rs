@@ -14,6 +14,7 @@ mod gateway;
 mod idle;
 mod metrics;
 mod proxy;
+mod published;
 mod server;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};

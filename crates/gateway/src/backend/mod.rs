@@ -54,6 +54,27 @@ pub(crate) struct BackendView {
     pub(crate) failures: u64,
 }
 
+/// What the balancer needs to know of a backend, read under one lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    pub(crate) untried: bool,
+    pub(crate) state: State,
+    pub(crate) healthy: bool,
+    pub(crate) load: f64,
+    pub(crate) weight: f64,
+}
+
+impl Sample {
+    /// A backend this request already tried: never chosen again.
+    pub(crate) const TRIED: Sample = Sample {
+        untried: false,
+        state: State::Down,
+        healthy: false,
+        load: f64::MAX,
+        weight: 0.0,
+    };
+}
+
 /// A latency a new backend starts with: typical for a shop on loopback.
 const INITIAL_LATENCY: Duration = Duration::from_millis(5);
 /// The smallest share of traffic a backend in slow start gets.
@@ -121,7 +142,10 @@ impl Backend {
     }
 
     pub(crate) fn state(&self, now: Instant) -> State {
-        let inner = self.inner();
+        Self::state_of(&self.inner(), now)
+    }
+
+    fn state_of(inner: &Inner, now: Instant) -> State {
         if inner.draining {
             State::Draining
         } else if !inner.health.is_up() {
@@ -133,16 +157,26 @@ impl Backend {
         }
     }
 
-    /// Up by its health checks and not draining, ejected or not: the
-    /// gateway's last resort when nothing is fully available.
-    pub(crate) fn healthy(&self) -> bool {
+    /// State, health, load and weight at once.
+    pub(crate) fn sample(&self, now: Instant, slow_start: Duration) -> Sample {
         let inner = self.inner();
-        !inner.draining && inner.health.is_up()
+        let weight = Self::weight_of(&inner, now, slow_start);
+        let queue = (self.inflight.load(Ordering::Relaxed) + 1) as f64;
+        Sample {
+            untried: true,
+            state: Self::state_of(&inner, now),
+            healthy: !inner.draining && inner.health.is_up(),
+            load: (inner.ewma.estimate_ms(now) + 0.01) * queue / weight,
+            weight,
+        }
     }
 
     /// Its share of traffic during slow start, 0.05 to 1.
     pub(crate) fn weight(&self, now: Instant, slow_start: Duration) -> f64 {
-        let inner = self.inner();
+        Self::weight_of(&self.inner(), now, slow_start)
+    }
+
+    fn weight_of(inner: &Inner, now: Instant, slow_start: Duration) -> f64 {
         let since = match (inner.back_since, inner.ejection.ejected_until()) {
             (Some(back), Some(ejected)) => Some(back.max(ejected)),
             (back, ejected) => back.or(ejected),
@@ -159,9 +193,7 @@ impl Backend {
     /// Expected cost of one more request: latency × queue, divided by the
     /// slow-start weight (lower is better).
     pub(crate) fn load(&self, now: Instant, slow_start: Duration) -> f64 {
-        let latency = self.inner().ewma.estimate_ms(now) + 0.01;
-        let queue = (self.inflight.load(Ordering::Relaxed) + 1) as f64;
-        latency * queue / self.weight(now, slow_start)
+        self.sample(now, slow_start).load
     }
 
     /// Counts a request in flight until the guard drops.

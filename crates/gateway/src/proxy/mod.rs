@@ -16,7 +16,7 @@ mod headers;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,6 +34,7 @@ use crate::backend::{Backend, EjectionRules, Failure};
 use crate::balance::Backends;
 use crate::config::{Config, Settings};
 use crate::metrics::GatewayMetrics;
+use crate::published::Published;
 use answer::{ClientBody, Refusal};
 use body::RequestBody;
 
@@ -47,11 +48,11 @@ pub(crate) type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 
 /// Settings, the retry budget and the per-client limiter, swapped whole on
 /// reload.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub(crate) settings: Settings,
-    pub(crate) budget: TpsBudget,
-    pub(crate) limiter: Option<ClientLimiter>,
+    pub(crate) budget: Arc<TpsBudget>,
+    pub(crate) limiter: Option<Arc<ClientLimiter>>,
 }
 
 impl Live {
@@ -60,16 +61,18 @@ impl Live {
         const BUDGET_WINDOW: Duration = Duration::from_secs(10);
         let limiter = NonZeroU32::new(settings.per_client_rps).map(|rate| {
             let burst = NonZeroU32::new(settings.per_client_burst).unwrap_or(rate);
-            governor::RateLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+            Arc::new(governor::RateLimiter::keyed(
+                governor::Quota::per_second(rate).allow_burst(burst),
+            ))
         });
         Live {
             settings,
             limiter,
-            budget: TpsBudget::new(
+            budget: Arc::new(TpsBudget::new(
                 BUDGET_WINDOW,
                 config.budget_min_per_s,
                 config.budget_percent as f32 / 100.0,
-            ),
+            )),
         }
     }
 
@@ -87,7 +90,7 @@ impl Live {
 #[derive(Debug)]
 pub(crate) struct Proxy {
     backends: Arc<Backends>,
-    live: RwLock<Arc<Live>>,
+    live: Published<Live>,
     metrics: Arc<GatewayMetrics>,
     admission: Arc<Semaphore>,
 }
@@ -108,18 +111,18 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             backends,
-            live: RwLock::new(Arc::new(Live::new(config.settings.clone(), config))),
+            live: Published::new(Live::new(config.settings.clone(), config)),
             metrics,
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
         }
     }
 
     pub(crate) fn live(&self) -> Arc<Live> {
-        Arc::clone(&self.live.read().unwrap_or_else(|p| p.into_inner()))
+        self.live.get()
     }
 
     pub(crate) fn set_live(&self, live: Live) {
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        self.live.update(|_| live);
     }
 
     /// Answers one client request. `upstream` is the calling thread's own
