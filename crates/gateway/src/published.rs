@@ -61,7 +61,11 @@ impl<T: Clone + Send + Sync + 'static> Published<T> {
             if copies.len() >= COPIES_PER_THREAD {
                 copies.remove(0);
             }
-            copies.push((self.id, version, Arc::clone(&own) as Arc<dyn Any + Send + Sync>));
+            copies.push((
+                self.id,
+                version,
+                Arc::clone(&own) as Arc<dyn Any + Send + Sync>,
+            ));
             own
         })
     }

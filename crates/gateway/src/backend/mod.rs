@@ -172,6 +172,7 @@ impl Backend {
     }
 
     /// Its share of traffic during slow start, 0.05 to 1.
+    #[cfg(test)]
     pub(crate) fn weight(&self, now: Instant, slow_start: Duration) -> f64 {
         Self::weight_of(&self.inner(), now, slow_start)
     }
@@ -192,6 +193,7 @@ impl Backend {
 
     /// Expected cost of one more request: latency × queue, divided by the
     /// slow-start weight (lower is better).
+    #[cfg(test)]
     pub(crate) fn load(&self, now: Instant, slow_start: Duration) -> f64 {
         self.sample(now, slow_start).load
     }
