@@ -33,6 +33,21 @@ enum Command {
     Shop(ShopArgs),
     /// Run the gateway: load balancing with failover in front of the shops.
     Gateway(GatewayArgs),
+    /// Run the whole stack on this machine: shops, backups, gateway, supervised.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// TOML config file; every setting has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where customers connect (the gateway). Default 127.0.0.1:8000.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Admin token for every part; a random one if unset.
+    #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -81,10 +96,15 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     flashguard_telemetry::init_tracing(cli.log_json);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    match cli.command {
+    let result = match cli.command {
         Command::Shop(args) => runtime.block_on(shop(args)),
         Command::Gateway(args) => runtime.block_on(gateway(args)),
-    }
+        Command::Up(args) => runtime.block_on(up(args)),
+    };
+    // Do not wait for blocking threads: one may sit in a read of stdin
+    // (the parent watch) that only ends when the parent does.
+    runtime.shutdown_background();
+    result
 }
 
 async fn shop(args: ShopArgs) -> anyhow::Result<()> {
@@ -151,8 +171,55 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut file = match &args.config {
+        Some(path) => flashguard_stack::StackFile::load(path)?,
+        None => flashguard_stack::StackFile::default(),
+    };
+    if let Some(listen) = args.listen {
+        file.listen = listen;
+    }
+    if args.admin_token.is_some() {
+        file.admin_token = args.admin_token;
+    }
+    let config = file.validate()?;
+    let control = TcpListener::bind(&config.control_listen)
+        .await
+        .with_context(|| format!("binding {}", config.control_listen))?;
+    let exe = std::env::current_exe().context("finding the flashguard binary")?;
+    let ready = |urls: &flashguard_stack::Urls| {
+        println!("storefront on {}", urls.storefront);
+        println!(
+            "gateway admin on {}  (metrics at /metrics)",
+            urls.gateway_admin
+        );
+        println!("admin token {}", urls.admin_token);
+        println!("control on {}", urls.control);
+    };
+    flashguard_stack::run(control, config, exe, ready, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C, or, for a part started by `flashguard
+/// up` (FLASHGUARD_EXIT_WITH_PARENT), when its parent is gone: the pipe on
+/// stdin closes even if the parent was SIGKILLed.
 async fn shutdown_signal() {
+    let parent_gone = async {
+        if std::env::var_os("FLASHGUARD_EXIT_WITH_PARENT").is_none() {
+            return std::future::pending::<()>().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        () = stop_signal() => {}
+        () = parent_gone => tracing::info!("parent process gone; stopping"),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn stop_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(err) => {

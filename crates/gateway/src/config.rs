@@ -333,13 +333,8 @@ pub struct Config {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    #[error(transparent)]
+    File(#[from] flashguard_telemetry::ConfigFileError),
     #[error("{field}: {problem}")]
     Invalid { field: String, problem: String },
 }
@@ -362,14 +357,7 @@ fn require(ok: bool, field: &str, problem: &str) -> Result<(), ConfigError> {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|err| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        })
+        Ok(flashguard_telemetry::read_toml(path)?)
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {

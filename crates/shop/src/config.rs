@@ -133,14 +133,8 @@ impl Default for ShutdownFile {
 /// A setting that is wrong, and which one.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    #[error(transparent)]
+    File(#[from] flashguard_telemetry::ConfigFileError),
     #[error("config field `{field}`: {problem}")]
     Invalid {
         field: &'static str,
@@ -179,14 +173,7 @@ impl Default for Config {
 
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|err| ConfigError::Parse {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        })
+        Ok(flashguard_telemetry::read_toml(path)?)
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {

@@ -3,11 +3,13 @@
 //! `/metrics`, `/healthz` and `/readyz` answers.
 
 mod bearer;
+mod config_file;
 mod endpoints;
 mod process;
 mod tracing_init;
 
 pub use bearer::{check_bearer, BearerRefusal};
+pub use config_file::{read_toml, ConfigFileError};
 pub use endpoints::{healthz, metrics_response, readiness_response};
 pub use process::{ProcessCollector, ProcessStats};
 pub use tracing_init::init_tracing;

@@ -1,0 +1,156 @@
+//! The stack's settings: how many shops and backups, which database, where
+//! the gateway and the control API listen. Every field has a default, so
+//! `flashguard up` needs no file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StackFile {
+    /// Primary shops. Default 3.
+    pub shops: usize,
+    /// Backup shops, used by the gateway only when no primary can serve. Default 1.
+    pub backups: usize,
+    /// Database every shop shares. Default `sqlite://flashguard-stack.db`.
+    pub database_url: String,
+    /// Seed the demo flash sale. Default true.
+    pub demo: bool,
+    /// Where customers connect (the gateway). Default `127.0.0.1:8000`.
+    pub listen: String,
+    /// The gateway's admin API. Default `127.0.0.1:8001`.
+    pub gateway_admin_listen: String,
+    /// The stack's control API (parts, chaos). Default `127.0.0.1:8002`.
+    pub control_listen: String,
+    /// Admin token for shops and gateway; a random one when absent (or from
+    /// `FLASHGUARD_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// First restart delay after a part dies, in ms; doubles per crash in a
+    /// row. Default 200.
+    pub restart_backoff_ms: u64,
+    /// Longest restart delay, in ms. Default 5000.
+    pub max_restart_backoff_ms: u64,
+    /// On stop, how long each part gets to drain before SIGKILL, in ms. Default 10000.
+    pub stop_grace_ms: u64,
+}
+
+impl Default for StackFile {
+    fn default() -> Self {
+        StackFile {
+            shops: 3,
+            backups: 1,
+            database_url: "sqlite://flashguard-stack.db".into(),
+            demo: true,
+            listen: "127.0.0.1:8000".into(),
+            gateway_admin_listen: "127.0.0.1:8001".into(),
+            control_listen: "127.0.0.1:8002".into(),
+            admin_token: None,
+            restart_backoff_ms: 200,
+            max_restart_backoff_ms: 5_000,
+            stop_grace_ms: 10_000,
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub shops: usize,
+    pub backups: usize,
+    pub database_url: String,
+    pub demo: bool,
+    pub listen: String,
+    pub gateway_admin_listen: String,
+    pub control_listen: String,
+    pub admin_token: String,
+    pub restart_backoff: Duration,
+    pub max_restart_backoff: Duration,
+    pub stop_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackConfigError {
+    #[error(transparent)]
+    File(#[from] flashguard_telemetry::ConfigFileError),
+    #[error("{field}: {problem}")]
+    Invalid {
+        field: &'static str,
+        problem: &'static str,
+    },
+}
+
+impl StackFile {
+    pub fn load(path: &Path) -> Result<StackFile, StackConfigError> {
+        Ok(flashguard_telemetry::read_toml(path)?)
+    }
+
+    pub fn validate(self) -> Result<StackConfig, StackConfigError> {
+        let refuse = |field, problem| Err(StackConfigError::Invalid { field, problem });
+        if !(1..=32).contains(&self.shops) {
+            return refuse("shops", "must be 1 to 32");
+        }
+        if self.backups > 8 {
+            return refuse("backups", "must be at most 8");
+        }
+        if !(self.database_url.starts_with("sqlite://")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return refuse("database_url", "must be sqlite://PATH or postgres://...");
+        }
+        if self.restart_backoff_ms == 0 || self.max_restart_backoff_ms < self.restart_backoff_ms {
+            return refuse(
+                "max_restart_backoff_ms",
+                "must be at least restart_backoff_ms, which must be above 0",
+            );
+        }
+        let token = self
+            .admin_token
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        Ok(StackConfig {
+            shops: self.shops,
+            backups: self.backups,
+            database_url: self.database_url,
+            demo: self.demo,
+            listen: self.listen,
+            gateway_admin_listen: self.gateway_admin_listen,
+            control_listen: self.control_listen,
+            admin_token: token,
+            restart_backoff: Duration::from_millis(self.restart_backoff_ms),
+            max_restart_backoff: Duration::from_millis(self.max_restart_backoff_ms),
+            stop_grace: Duration::from_millis(self.stop_grace_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let file = StackFile {
+            shops: 0,
+            ..StackFile::default()
+        };
+        assert!(file
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("shops:"));
+        let file = StackFile {
+            database_url: "mysql://x".into(),
+            ..StackFile::default()
+        };
+        assert!(file
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("database_url:"));
+        let err = toml::from_str::<StackFile>("shopz = 2").unwrap_err();
+        assert!(err.to_string().contains("shopz"), "{err}");
+    }
+}

@@ -1,0 +1,82 @@
+//! The control API the drill's chaos actions use: list the parts, and kill,
+//! stop, continue or restart one of them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::part::{signal, Part, PartState};
+
+pub(crate) fn router(parts: Arc<Vec<Arc<Part>>>) -> Router {
+    Router::new()
+        .route("/parts", get(list))
+        .route("/parts/{name}/{action}", post(act))
+        .route("/healthz", get(flashguard_telemetry::healthz))
+        .with_state(parts)
+}
+
+async fn list(State(parts): State<Arc<Vec<Arc<Part>>>>) -> Response {
+    Json(parts.iter().map(|p| p.view()).collect::<Vec<_>>()).into_response()
+}
+
+fn error(status: StatusCode, code: &str, detail: String) -> Response {
+    (status, Json(json!({ "error": code, "detail": detail }))).into_response()
+}
+
+async fn act(
+    State(parts): State<Arc<Vec<Arc<Part>>>>,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let Some(part) = parts.iter().find(|p| p.spec.name == name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_part",
+            format!("no part named {name}"),
+        );
+    };
+    if action == "restart" {
+        part.request_restart();
+        return (StatusCode::ACCEPTED, Json(part.view())).into_response();
+    }
+    let (sig, state) = match action.as_str() {
+        "kill" => (Signal::SIGKILL, None),
+        "stop" => (Signal::SIGSTOP, Some(PartState::Stopped)),
+        "continue" => (Signal::SIGCONT, Some(PartState::Running)),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_action",
+                format!("{action} is not kill, stop, continue or restart"),
+            )
+        }
+    };
+    let Some(pid) = part.pid() else {
+        return error(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("{name} has no process right now"),
+        );
+    };
+    if !signal(pid, sig) {
+        return error(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("{name} (pid {pid}) is gone"),
+        );
+    }
+    tracing::warn!(part = %name, pid, action, "chaos action");
+    if let Some(state) = state {
+        part.set_state(state);
+    }
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({ "name": name, "pid": pid, "action": action })),
+    )
+        .into_response()
+}

@@ -1,0 +1,152 @@
+//! `flashguard up`: the whole stack supervised, chaos through its control
+//! API, and no process left behind however it ends.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{client, Part};
+
+struct Up {
+    part: Part,
+    storefront: String,
+    control: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn up() -> Up {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stack.toml");
+    let db = format!("sqlite://{}", dir.path().join("stack.db").display());
+    std::fs::write(
+        &config,
+        format!(
+            "shops = 2\nbackups = 1\ndatabase_url = \"{db}\"\nlisten = \"127.0.0.1:0\"\n\
+             gateway_admin_listen = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let mut part = Part::launch(&["up", "--config", &config.display().to_string()], None);
+    let storefront = part.expect_line("storefront on ").await;
+    part.expect_line("gateway admin on ").await;
+    part.expect_line("admin token ").await;
+    let control = part.expect_line("control on ").await;
+    Up {
+        part,
+        storefront,
+        control,
+        _dir: dir,
+    }
+}
+
+async fn parts(control: &str) -> Vec<Value> {
+    client()
+        .get(format!("{control}/parts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn pids(parts: &[Value]) -> Vec<u32> {
+    parts
+        .iter()
+        .map(|p| p["pid"].as_u64().expect("every part runs") as u32)
+        .collect()
+}
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+async fn all_gone(pids: &[u32], within: Duration) {
+    let deadline = Instant::now() + within;
+    while pids.iter().any(|pid| alive(*pid)) {
+        let left: Vec<_> = pids.iter().filter(|pid| alive(**pid)).collect();
+        assert!(Instant::now() < deadline, "still running: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
+    let stack = up().await;
+    let before = parts(&stack.control).await;
+    let names: Vec<&str> = before.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shop-1", "shop-2", "backup-1", "gateway"]);
+    assert!(before.iter().all(|p| p["state"] == "running"), "{before:?}");
+    let products = client()
+        .get(format!("{}/api/products", stack.storefront))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        products.status(),
+        200,
+        "the storefront answers through the gateway"
+    );
+
+    let killed = client()
+        .post(format!("{}/parts/shop-1/kill", stack.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(killed.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shop = loop {
+        let now = parts(&stack.control).await;
+        let shop = now[0].clone();
+        if shop["state"] == "running" && shop["pid"] != before[0]["pid"] {
+            break shop;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shop-1 was not restarted: {shop}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(shop["last_exit"], "killed by SIGKILL");
+    assert_eq!(
+        shop["addr"], before[0]["addr"],
+        "it comes back where the gateway expects it"
+    );
+    assert_eq!(shop["restarts"], 1);
+
+    let running = pids(&parts(&stack.control).await);
+    stack.part.signal("KILL");
+    all_gone(&running, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_part_and_exits_zero() {
+    let mut stack = up().await;
+    let running = pids(&parts(&stack.control).await);
+    stack.part.signal("TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), stack.part.child.wait())
+        .await
+        .expect("up exits")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    all_gone(&running, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_bad_stack_config_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stack.toml");
+    std::fs::write(&config, "shops = 0\n").unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
+        .args(["up", "--config", &config.display().to_string()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("shops: must be 1 to 32"), "{stderr}");
+}
