@@ -35,6 +35,39 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run the whole stack on this machine: shops, backups, gateway, supervised.
     Up(UpArgs),
+    /// Throw a flash sale (and chaos) at a running system and check every invariant.
+    Drill(DrillArgs),
+    /// Start the stack, run the built-in flash sale with a crash, report, tear down.
+    Rehearse(RehearseArgs),
+}
+
+#[derive(clap::Args)]
+struct DrillArgs {
+    /// The storefront: flashguard's gateway, a shop, or any server speaking the shop API.
+    #[arg(long)]
+    target: String,
+    /// Scenario file (TOML); default the built-in flash sale with a crash.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// The stack's control API, for the scenario's chaos actions.
+    #[arg(long)]
+    control: Option<String>,
+    /// Admin token of the target (for setting up items and the export).
+    #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Where report.json goes.
+    #[arg(long, default_value = "flashguard-report")]
+    report_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RehearseArgs {
+    /// Where report.json goes.
+    #[arg(long, default_value = "flashguard-report")]
+    report_dir: PathBuf,
+    /// Run the scenario in this share of its time (rates unchanged), e.g. 0.25.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
 }
 
 #[derive(clap::Args)]
@@ -100,6 +133,8 @@ fn main() -> anyhow::Result<()> {
         Command::Shop(args) => runtime.block_on(shop(args)),
         Command::Gateway(args) => runtime.block_on(gateway(args)),
         Command::Up(args) => runtime.block_on(up(args)),
+        Command::Drill(args) => runtime.block_on(drill(args)),
+        Command::Rehearse(args) => runtime.block_on(rehearse(args)),
     };
     // Do not wait for blocking threads: one may sit in a read of stdin
     // (the parent watch) that only ends when the parent does.
@@ -197,6 +232,84 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         println!("control on {}", urls.control);
     };
     flashguard_stack::run(control, config, exe, ready, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn drill(args: DrillArgs) -> anyhow::Result<()> {
+    let scenario = match &args.scenario {
+        Some(path) => flashguard_drill::Scenario::load(path)?,
+        None => flashguard_drill::Scenario::flash_sale_with_a_crash(),
+    };
+    let target = flashguard_drill::Target {
+        url: args.target.trim_end_matches('/').to_string(),
+        control: args.control.map(|c| c.trim_end_matches('/').to_string()),
+        admin_token: args.admin_token,
+    };
+    let report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true).await?;
+    finish(&report, &args.report_dir)
+}
+
+async fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.scale > 0.0 && args.scale <= 1.0,
+        "--scale must be above 0 and at most 1"
+    );
+    let scenario = flashguard_drill::Scenario::flash_sale_with_a_crash().scaled(args.scale);
+    std::fs::create_dir_all(&args.report_dir)
+        .with_context(|| format!("creating {}", args.report_dir.display()))?;
+    let db = args.report_dir.join("rehearsal.db");
+    for stale in ["rehearsal.db", "rehearsal.db-wal", "rehearsal.db-shm"] {
+        let _ = std::fs::remove_file(args.report_dir.join(stale));
+    }
+    let config = flashguard_stack::StackFile {
+        database_url: format!("sqlite://{}", db.display()),
+        demo: false,
+        listen: "127.0.0.1:0".into(),
+        gateway_admin_listen: "127.0.0.1:0".into(),
+        control_listen: "127.0.0.1:0".into(),
+        ..flashguard_stack::StackFile::default()
+    }
+    .validate()?;
+    let control = TcpListener::bind(&config.control_listen).await?;
+    let exe = std::env::current_exe().context("finding the flashguard binary")?;
+    let (urls_tx, urls_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stack = tokio::spawn(flashguard_stack::run(
+        control,
+        config,
+        exe,
+        move |urls| {
+            let _ = urls_tx.send(urls.clone());
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let urls = urls_rx.await.context("the stack did not come up")?;
+    println!(
+        "stack up: storefront {}, control {}",
+        urls.storefront, urls.control
+    );
+    let target = flashguard_drill::Target {
+        url: urls.storefront.clone(),
+        control: Some(urls.control.clone()),
+        admin_token: urls.admin_token.clone(),
+    };
+    let result = tokio::select! {
+        report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true) => report,
+        () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let _ = stop_tx.send(());
+    stack.await.context("the stack task")??;
+    let report = result?;
+    finish(&report, &args.report_dir)
+}
+
+/// Prints the summary; an error (exit status 1) unless the drill passed.
+fn finish(report: &flashguard_drill::Report, dir: &std::path::Path) -> anyhow::Result<()> {
+    println!("{}", report.summary());
+    println!("report: {}", dir.join("report.json").display());
+    anyhow::ensure!(report.passed, "the drill failed: see the report");
     Ok(())
 }
 

@@ -1,0 +1,103 @@
+//! flashguard's drill: a flash sale thrown at any server that speaks the
+//! shop API, with chaos, measured open loop, and judged afterwards by the
+//! oracle against the store's own export.
+
+mod oracle;
+mod report;
+mod run;
+mod scenario;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
+pub use report::Report;
+pub use run::Target;
+pub use scenario::{Scenario, ScenarioError};
+
+/// Runs `scenario` against `target`, checks the invariants, writes
+/// report.json into `report_dir` and returns the report.
+pub async fn drill(
+    target: &Target,
+    scenario: &Scenario,
+    report_dir: &Path,
+    progress: bool,
+) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()
+        .context("building the HTTP client")?;
+    run::set_up(&http, target, scenario).await?;
+    let total = scenario.duration();
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise}/{len}s [{bar:30}] {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let observed = run::traffic(
+        &http,
+        target,
+        scenario,
+        |elapsed, offered, answered, errors, p99| {
+            if let Some(bar) = &bar {
+                let secs = elapsed.as_secs_f64().max(0.001);
+                bar.set_position(elapsed.as_secs().min(total.as_secs()));
+                bar.set_message(format!(
+                    "offered {:.0}/s, answered {:.0}/s, errors {errors}, p99 {p99:.1} ms",
+                    offered as f64 / secs,
+                    answered as f64 / secs
+                ));
+            }
+        },
+    )
+    .await;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let (exported, stock) = store_state(&http, target).await?;
+    let invariants = oracle::check(&observed.acknowledged, &exported, &stock);
+    let report = Report::new(scenario, &observed, invariants);
+    std::fs::create_dir_all(report_dir)
+        .with_context(|| format!("creating {}", report_dir.display()))?;
+    let json = serde_json::to_string_pretty(&report)?;
+    std::fs::write(report_dir.join("report.json"), json).context("writing report.json")?;
+    Ok(report)
+}
+
+/// The store's orders and stock, from the admin API.
+async fn store_state(
+    http: &reqwest::Client,
+    target: &Target,
+) -> anyhow::Result<(Vec<Exported>, Vec<Stock>)> {
+    let get = |path: &str| {
+        http.get(format!("{}{path}", target.url))
+            .bearer_auth(&target.admin_token)
+            .timeout(Duration::from_secs(120))
+            .send()
+    };
+    let export = get("/admin/orders").await.context("exporting orders")?;
+    anyhow::ensure!(
+        export.status().is_success(),
+        "the export answered {}",
+        export.status()
+    );
+    let text = export.text().await?;
+    let exported = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<Exported>, _>>()
+        .context("reading the export")?;
+    let stock: Vec<Stock> = get("/admin/inventory")
+        .await
+        .context("reading inventory")?
+        .json()
+        .await?;
+    Ok((exported, stock))
+}

@@ -1,0 +1,438 @@
+//! Running a scenario: set up the items, send open-loop traffic with
+//! customers who behave like people (browse, order with a key, honour
+//! `Retry-After`, retry with the same key on a network error, give up after
+//! their patience), fire the chaos actions, and record everything.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::oracle::Acknowledged;
+use crate::scenario::Scenario;
+
+/// Customers in flight at once before new arrivals are counted as dropped
+/// by the generator (reported, never silently).
+const MAX_IN_FLIGHT: u64 = 20_000;
+
+/// Where the drill sends traffic and chaos.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The storefront (gateway or a shop).
+    pub url: String,
+    /// The stack's control API, for chaos actions.
+    pub control: Option<String>,
+    pub admin_token: String,
+}
+
+/// One second of the run.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Second {
+    pub second: u64,
+    pub offered: u64,
+    pub answered: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A chaos action as it happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChaosEvent {
+    pub at_ms: u64,
+    pub action: String,
+    pub part: String,
+    pub outcome: String,
+}
+
+/// What the run saw, before the oracle.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    pub(crate) total: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) by_design: u64,
+    pub(crate) errors: u64,
+    pub(crate) errors_by_kind: BTreeMap<String, u64>,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) timeline: Vec<Second>,
+    pub(crate) chaos: Vec<ChaosEvent>,
+    /// (ms since start, was an error), in completion order.
+    pub(crate) outcomes: Vec<(u64, bool)>,
+    pub(crate) acknowledged: Vec<Acknowledged>,
+    pub(crate) gave_up: u64,
+    pub(crate) dropped: u64,
+    pub(crate) duration: Duration,
+}
+
+struct Recorder {
+    start: Instant,
+    inner: Mutex<Observed>,
+    per_second: Mutex<Vec<Histogram<u64>>>,
+}
+
+/// How a request ended, for the books.
+enum Answer {
+    Success,
+    ByDesign,
+    Error(String),
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid")
+}
+
+impl Recorder {
+    fn new(start: Instant) -> Recorder {
+        Recorder {
+            start,
+            inner: Mutex::new(Observed {
+                total: 0,
+                succeeded: 0,
+                by_design: 0,
+                errors: 0,
+                errors_by_kind: BTreeMap::new(),
+                latency: histogram(),
+                timeline: Vec::new(),
+                chaos: Vec::new(),
+                outcomes: Vec::new(),
+                acknowledged: Vec::new(),
+                gave_up: 0,
+                dropped: 0,
+                duration: Duration::ZERO,
+            }),
+            per_second: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn second(observed: &mut Observed, second: usize) -> &mut Second {
+        while observed.timeline.len() <= second {
+            let n = observed.timeline.len() as u64;
+            observed.timeline.push(Second {
+                second: n,
+                ..Second::default()
+            });
+        }
+        &mut observed.timeline[second]
+    }
+
+    fn offered(&self, at: Instant) {
+        let second = at.duration_since(self.start).as_secs() as usize;
+        Self::second(&mut self.lock(), second).offered += 1;
+    }
+
+    /// Records one request; `intended` is when it was meant to be sent, so
+    /// queueing in the generator or the system is not hidden.
+    fn request(&self, intended: Instant, answer: Answer) {
+        let now = Instant::now();
+        let micros = now.saturating_duration_since(intended).as_micros() as u64;
+        let since = now.duration_since(self.start);
+        let second = since.as_secs() as usize;
+        let mut observed = self.lock();
+        observed.total += 1;
+        let _ = observed.latency.record(micros.max(1));
+        let is_error = matches!(answer, Answer::Error(_));
+        observed.outcomes.push((since.as_millis() as u64, is_error));
+        match answer {
+            Answer::Success => observed.succeeded += 1,
+            Answer::ByDesign => observed.by_design += 1,
+            Answer::Error(kind) => {
+                observed.errors += 1;
+                *observed.errors_by_kind.entry(kind.clone()).or_default() += 1;
+                *Self::second(&mut observed, second)
+                    .errors
+                    .entry(kind)
+                    .or_default() += 1;
+            }
+        }
+        if !is_error {
+            Self::second(&mut observed, second).answered += 1;
+        }
+        drop(observed);
+        let mut per_second = self.per_second.lock().unwrap_or_else(|p| p.into_inner());
+        while per_second.len() <= second {
+            per_second.push(histogram());
+        }
+        let _ = per_second[second].record(micros.max(1));
+    }
+
+    fn finish(self, duration: Duration) -> Observed {
+        let per_second = self
+            .per_second
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut observed = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
+        for (n, h) in per_second.iter().enumerate() {
+            let second = Self::second(&mut observed, n);
+            if !h.is_empty() {
+                second.p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
+                second.p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
+            }
+        }
+        observed.duration = duration;
+        observed
+    }
+}
+
+/// Creates or replaces the scenario's items through the admin API.
+pub(crate) async fn set_up(
+    http: &reqwest::Client,
+    target: &Target,
+    scenario: &Scenario,
+) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    for item in &scenario.items {
+        let starts = now + time::Duration::seconds_f64(item.sale_starts_in_s);
+        let body = json!({
+            "name": item.name,
+            "price_cents": item.price_cents,
+            "stock": item.stock,
+            "limit_per_customer": item.limit_per_customer,
+            "sale_starts_at": starts.format(&time::format_description::well_known::Rfc3339)?,
+        });
+        let response = http
+            .put(format!("{}/admin/products/{}", target.url, item.sku))
+            .bearer_auth(&target.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("creating item {}", item.sku))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "creating item {} answered {}: {}",
+            item.sku,
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Sends the scenario's traffic and chaos; `progress` is called about once
+/// a second with (elapsed, offered, answered, errors, p99 ms so far).
+pub(crate) async fn traffic(
+    http: &reqwest::Client,
+    target: &Target,
+    scenario: &Scenario,
+    progress: impl Fn(Duration, u64, u64, u64, f64),
+) -> Observed {
+    let start = Instant::now();
+    let recorder = Arc::new(Recorder::new(start));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
+    let arrivals = scenario.arrivals();
+    let mut customers = tokio::task::JoinSet::new();
+    let mut next_progress = start + Duration::from_secs(1);
+    for (n, offset) in arrivals.into_iter().enumerate() {
+        let intended = start + offset;
+        while Instant::now() < intended {
+            tokio::select! {
+                () = tokio::time::sleep_until(intended.min(next_progress)) => {}
+                Some(_) = customers.join_next(), if !customers.is_empty() => continue,
+            }
+            if Instant::now() >= next_progress {
+                report_progress(&recorder, start, &progress);
+                next_progress += Duration::from_secs(1);
+            }
+        }
+        recorder.offered(intended);
+        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+            recorder.lock().dropped += 1;
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let customer = Customer {
+            http: http.clone(),
+            target: target.clone(),
+            scenario_customer: scenario.customer.clone(),
+            item: scenario.items[n % scenario.items.len()].sku.clone(),
+            recorder: Arc::clone(&recorder),
+        };
+        let in_flight = Arc::clone(&in_flight);
+        customers.spawn(async move {
+            customer.shop(intended, n as u64).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    let end = start + scenario.duration();
+    tokio::time::sleep_until(end).await;
+    while customers.join_next().await.is_some() {}
+    let chaos_events = chaos.await.unwrap_or_default();
+    report_progress(&recorder, start, &progress);
+    let recorder =
+        Arc::try_unwrap(recorder).unwrap_or_else(|_| unreachable!("every customer is done"));
+    let mut observed = recorder.finish(start.elapsed());
+    observed.chaos = chaos_events;
+    observed
+}
+
+fn report_progress(
+    recorder: &Recorder,
+    start: Instant,
+    progress: &impl Fn(Duration, u64, u64, u64, f64),
+) {
+    let observed = recorder.lock();
+    let offered = observed.timeline.iter().map(|s| s.offered).sum();
+    let p99 = observed.latency.value_at_quantile(0.99) as f64 / 1000.0;
+    progress(
+        start.elapsed(),
+        offered,
+        observed.succeeded + observed.by_design,
+        observed.errors,
+        p99,
+    );
+}
+
+async fn chaos(
+    http: reqwest::Client,
+    target: Target,
+    scenario: Scenario,
+    start: Instant,
+) -> Vec<ChaosEvent> {
+    let mut events = Vec::new();
+    let mut actions = scenario.chaos.clone();
+    actions.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    for action in actions {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(action.at_s)).await;
+        let at_ms = start.elapsed().as_millis() as u64;
+        let outcome = match &target.control {
+            None => "no control API given (--control)".to_string(),
+            Some(control) => {
+                let url = format!("{control}/parts/{}/{}", action.part, action.action);
+                match http.post(url).send().await {
+                    Ok(response) if response.status().is_success() => "done".to_string(),
+                    Ok(response) => {
+                        format!("refused: {}", response.text().await.unwrap_or_default())
+                    }
+                    Err(err) => format!("failed: {err}"),
+                }
+            }
+        };
+        tracing::info!(action = %action.action, part = %action.part, outcome, "chaos");
+        events.push(ChaosEvent {
+            at_ms,
+            action: action.action,
+            part: action.part,
+            outcome,
+        });
+    }
+    events
+}
+
+struct Customer {
+    http: reqwest::Client,
+    target: Target,
+    scenario_customer: crate::scenario::Customer,
+    item: String,
+    recorder: Arc<Recorder>,
+}
+
+impl Customer {
+    async fn shop(self, arrived: Instant, n: u64) {
+        let c = &self.scenario_customer;
+        let timeout = Duration::from_millis(c.request_timeout_ms);
+        let who = format!(
+            "customer-{}",
+            (n.wrapping_mul(2_654_435_761)) % c.population
+        );
+        if c.browse {
+            let url = format!("{}/api/products/{}", self.target.url, self.item);
+            let answer = match self.http.get(url).timeout(timeout).send().await {
+                Ok(r) if r.status().is_success() => drain(r, Answer::Success).await,
+                Ok(r) => {
+                    let kind = r.status().as_u16().to_string();
+                    drain(r, Answer::Error(kind)).await
+                }
+                Err(err) => Answer::Error(network_kind(&err)),
+            };
+            self.recorder.request(arrived, answer);
+        }
+        let quantity = 1 + (n % c.max_quantity as u64) as i64;
+        let key = uuid::Uuid::new_v4().to_string();
+        let body = json!({ "sku": self.item, "quantity": quantity, "customer": who });
+        let deadline = arrived + Duration::from_secs_f64(c.patience_s);
+        let mut sent_at = Instant::now();
+        loop {
+            let result = self
+                .http
+                .post(format!("{}/api/orders", self.target.url))
+                .header("Idempotency-Key", &key)
+                .json(&body)
+                .timeout(timeout)
+                .send()
+                .await;
+            let wait = match result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    match status {
+                        201 | 200 => {
+                            self.recorder.request(sent_at, Answer::Success);
+                            let order_id =
+                                body["order_id"].as_str().unwrap_or_default().to_string();
+                            self.recorder.lock().acknowledged.push(Acknowledged {
+                                order_id,
+                                customer: who.clone(),
+                                idempotency_key: key.clone(),
+                            });
+                            return;
+                        }
+                        409 | 429 | 404 | 422 => {
+                            self.recorder.request(sent_at, Answer::ByDesign);
+                            return;
+                        }
+                        _ => {
+                            self.recorder
+                                .request(sent_at, Answer::Error(status.to_string()));
+                            Duration::from_secs(retry_after.unwrap_or(0))
+                                .max(Duration::from_millis(100))
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.recorder
+                        .request(sent_at, Answer::Error(network_kind(&err)));
+                    Duration::from_millis(100)
+                }
+            };
+            let next = Instant::now() + wait;
+            if next >= deadline {
+                self.recorder.lock().gave_up += 1;
+                return;
+            }
+            tokio::time::sleep_until(next).await;
+            sent_at = Instant::now();
+        }
+    }
+}
+
+async fn drain(response: reqwest::Response, answer: Answer) -> Answer {
+    match response.bytes().await {
+        Ok(_) => answer,
+        Err(err) => Answer::Error(network_kind(&err)),
+    }
+}
+
+fn network_kind(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timeout".into()
+    } else if err.is_connect() {
+        "connect".into()
+    } else {
+        "network".into()
+    }
+}

@@ -1,0 +1,417 @@
+//! The scenario file: items on sale, traffic phases, how customers behave,
+//! chaos actions and the availability floor. A malformed or impossible
+//! scenario is refused with a message that names the problem.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(rename = "item")]
+    pub items: Vec<Item>,
+    #[serde(rename = "phase")]
+    pub phases: Vec<Phase>,
+    #[serde(default)]
+    pub customer: Customer,
+    #[serde(default, rename = "chaos")]
+    pub chaos: Vec<Chaos>,
+    /// Share of customer requests that must be answered by design (success,
+    /// sold out, limit) rather than with an error. Default 0.99.
+    #[serde(default = "default_floor")]
+    pub availability_floor: f64,
+}
+
+fn default_name() -> String {
+    "flash sale".into()
+}
+
+fn default_floor() -> f64 {
+    0.99
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    pub sku: String,
+    #[serde(default = "default_item_name")]
+    pub name: String,
+    pub stock: i64,
+    #[serde(default = "default_price")]
+    pub price_cents: i64,
+    /// Units one customer may buy. Default 2.
+    #[serde(default = "default_limit")]
+    pub limit_per_customer: i64,
+    /// Seconds after the drill starts when the sale opens. Default 0.
+    #[serde(default)]
+    pub sale_starts_in_s: f64,
+}
+
+fn default_item_name() -> String {
+    "Flash-sale item".into()
+}
+fn default_price() -> i64 {
+    4999
+}
+fn default_limit() -> i64 {
+    2
+}
+
+/// A stretch of traffic: new customers arrive at `rate` per second, or at a
+/// rate going linearly from `rate` to `ramp_to`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub duration_s: f64,
+    pub rate: f64,
+    pub ramp_to: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Customer {
+    /// Look at the product page before ordering. Default true.
+    pub browse: bool,
+    /// Units per order, drawn from 1 to this. Default 2.
+    pub max_quantity: i64,
+    /// How long a customer keeps trying before giving up, in s. Default 10.
+    pub patience_s: f64,
+    /// One request's timeout, in ms. Default 5000.
+    pub request_timeout_ms: u64,
+    /// Distinct customers the arrivals are drawn from. Default 100000.
+    pub population: u64,
+}
+
+impl Default for Customer {
+    fn default() -> Self {
+        Customer {
+            browse: true,
+            max_quantity: 2,
+            patience_s: 10.0,
+            request_timeout_ms: 5_000,
+            population: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chaos {
+    pub at_s: f64,
+    /// `kill`, `stop`, `continue` or `restart`.
+    pub action: String,
+    /// A part of the stack, e.g. `shop-2`.
+    pub part: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    File(#[from] flashguard_telemetry::ConfigFileError),
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> ScenarioError {
+    ScenarioError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Scenario {
+    pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = flashguard_telemetry::read_toml(path)?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario =
+            toml::from_str(text).map_err(|err| flashguard_telemetry::ConfigFileError::Parse {
+                path: "scenario".into(),
+                message: err.to_string(),
+            })?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    /// Checks that the scenario can happen.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        if self.items.is_empty() {
+            return Err(invalid(
+                "item",
+                "a scenario needs at least one item on sale",
+            ));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            let ok_sku = !item.sku.is_empty()
+                && item.sku.len() <= 64
+                && item
+                    .sku
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_sku {
+                return Err(invalid(
+                    format!("item[{i}].sku"),
+                    "must be 1 to 64 letters, digits, '-' or '_'",
+                ));
+            }
+            if item.stock < 1 {
+                return Err(invalid(format!("item[{i}].stock"), "must be at least 1"));
+            }
+            if item.limit_per_customer < 1 {
+                return Err(invalid(
+                    format!("item[{i}].limit_per_customer"),
+                    "must be at least 1",
+                ));
+            }
+            if !(0.0..=3600.0).contains(&item.sale_starts_in_s) {
+                return Err(invalid(
+                    format!("item[{i}].sale_starts_in_s"),
+                    "must be 0 to 3600",
+                ));
+            }
+        }
+        if self.phases.is_empty() {
+            return Err(invalid(
+                "phase",
+                "a scenario needs at least one traffic phase",
+            ));
+        }
+        for (i, phase) in self.phases.iter().enumerate() {
+            if !(phase.duration_s > 0.0 && phase.duration_s <= 3600.0) {
+                return Err(invalid(
+                    format!("phase[{i}].duration_s"),
+                    "must be above 0 and at most 3600",
+                ));
+            }
+            for (field, rate) in [("rate", Some(phase.rate)), ("ramp_to", phase.ramp_to)] {
+                if let Some(rate) = rate {
+                    if !(0.0..=200_000.0).contains(&rate) {
+                        return Err(invalid(
+                            format!("phase[{i}].{field}"),
+                            "must be 0 to 200000 per second",
+                        ));
+                    }
+                }
+            }
+        }
+        let c = &self.customer;
+        if !(1..=100).contains(&c.max_quantity) {
+            return Err(invalid("customer.max_quantity", "must be 1 to 100"));
+        }
+        if !(c.patience_s > 0.0 && c.patience_s <= 600.0) {
+            return Err(invalid(
+                "customer.patience_s",
+                "must be above 0 and at most 600",
+            ));
+        }
+        if c.request_timeout_ms == 0 || c.population == 0 {
+            return Err(invalid(
+                "customer",
+                "request_timeout_ms and population must be above 0",
+            ));
+        }
+        let end = self.duration().as_secs_f64();
+        for (i, chaos) in self.chaos.iter().enumerate() {
+            if !matches!(
+                chaos.action.as_str(),
+                "kill" | "stop" | "continue" | "restart"
+            ) {
+                return Err(invalid(
+                    format!("chaos[{i}].action"),
+                    "must be kill, stop, continue or restart",
+                ));
+            }
+            if !(0.0..end).contains(&chaos.at_s) {
+                return Err(invalid(
+                    format!("chaos[{i}].at_s"),
+                    format!(
+                        "{} is outside the scenario, which lasts {end} s",
+                        chaos.at_s
+                    ),
+                ));
+            }
+            if chaos.part.is_empty() {
+                return Err(invalid(format!("chaos[{i}].part"), "names no part"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.availability_floor) {
+            return Err(invalid("availability_floor", "must be between 0 and 1"));
+        }
+        Ok(())
+    }
+
+    /// How long traffic runs.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.phases.iter().map(|p| p.duration_s).sum())
+    }
+
+    /// When every arrival is due, as offsets from the start: open loop, so
+    /// the schedule does not depend on how fast the system answers.
+    pub fn arrivals(&self) -> Vec<Duration> {
+        let mut times = Vec::new();
+        let mut phase_start = 0.0;
+        for phase in &self.phases {
+            let (r0, r1) = (phase.rate, phase.ramp_to.unwrap_or(phase.rate));
+            let d = phase.duration_s;
+            // Arrivals where the integral of the rate reaches 1, 2, 3...
+            let total = (r0 + r1) / 2.0 * d;
+            let mut n = 1.0;
+            while n <= total {
+                let t = if (r1 - r0).abs() < 1e-9 {
+                    n / r0
+                } else {
+                    let a = (r1 - r0) / (2.0 * d);
+                    (-r0 + (r0 * r0 + 4.0 * a * n).sqrt()) / (2.0 * a)
+                };
+                times.push(Duration::from_secs_f64(phase_start + t.min(d)));
+                n += 1.0;
+            }
+            phase_start += d;
+        }
+        times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [[item]]
+        sku = "sneaker"
+        stock = 100
+        [[phase]]
+        duration_s = 2
+        rate = 10
+        [[phase]]
+        duration_s = 2
+        rate = 10
+        ramp_to = 30
+        [[chaos]]
+        at_s = 1
+        action = "kill"
+        part = "shop-1"
+    "#;
+
+    #[test]
+    fn arrivals_follow_the_phases() {
+        let scenario = Scenario::parse(GOOD).unwrap();
+        let arrivals = scenario.arrivals();
+        // 10/s for 2 s, then a ramp from 10 to 30 for 2 s: 20 + 40.
+        assert_eq!(arrivals.len(), 60);
+        assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
+        let in_ramp_second_half = arrivals.iter().filter(|t| t.as_secs_f64() > 3.0).count();
+        assert!(
+            in_ramp_second_half > 22,
+            "the ramp is steeper later: {in_ramp_second_half}"
+        );
+    }
+
+    #[test]
+    fn impossible_scenarios_are_refused_naming_the_problem() {
+        let cases = [
+            (GOOD.replace("stock = 100", "stock = 0"), "item[0].stock"),
+            (GOOD.replace("at_s = 1", "at_s = 9"), "chaos[0].at_s"),
+            (GOOD.replace("\"kill\"", "\"explode\""), "chaos[0].action"),
+            (
+                GOOD.replace(
+                    "duration_s = 2\n        rate = 10\n        [[phase]]",
+                    "duration_s = -1\n        rate = 10\n        [[phase]]",
+                ),
+                "phase[0].duration_s",
+            ),
+            (
+                GOOD.replace("ramp_to = 30", "ramp_to = -5"),
+                "phase[1].ramp_to",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = Scenario::parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+        let err = Scenario::parse("[[item]]\nsku = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("scenario"), "{err}");
+    }
+}
+
+/// `flashguard rehearse`'s scenario: normal traffic, a surge to 20× at sale
+/// start, one primary shop SIGKILLed mid-surge and restarted later.
+const FLASH_SALE_WITH_A_CRASH: &str = r#"
+name = "flash sale with a crash"
+availability_floor = 0.99
+
+[[item]]
+sku = "rehearsal-sneaker"
+name = "Rehearsal sneaker"
+stock = 3000
+limit_per_customer = 2
+sale_starts_in_s = 4
+
+[[phase]]    # normal traffic before the sale
+duration_s = 4
+rate = 15
+
+[[phase]]    # the sale opens: 20x
+duration_s = 16
+rate = 300
+
+[[phase]]    # the crowd thins out
+duration_s = 6
+rate = 300
+ramp_to = 15
+
+[[chaos]]
+at_s = 10
+action = "kill"
+part = "shop-2"
+
+[[chaos]]
+at_s = 18
+action = "restart"
+part = "shop-2"
+"#;
+
+impl Scenario {
+    pub fn flash_sale_with_a_crash() -> Scenario {
+        Scenario::parse(FLASH_SALE_WITH_A_CRASH).expect("the built-in scenario is valid")
+    }
+
+    /// The same story in `factor` of the time (durations, sale start and
+    /// chaos times scaled; rates kept), for quick runs and tests.
+    pub fn scaled(mut self, factor: f64) -> Scenario {
+        for phase in &mut self.phases {
+            phase.duration_s *= factor;
+        }
+        for item in &mut self.items {
+            item.sale_starts_in_s *= factor;
+        }
+        for chaos in &mut self.chaos {
+            chaos.at_s *= factor;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod built_in {
+    use super::Scenario;
+
+    #[test]
+    fn the_rehearsal_surges_twenty_fold_and_scales() {
+        let scenario = Scenario::flash_sale_with_a_crash();
+        assert_eq!(scenario.phases[1].rate / scenario.phases[0].rate, 20.0);
+        let short = scenario.clone().scaled(0.25);
+        assert!(short.validate().is_ok());
+        assert!(
+            (short.duration().as_secs_f64() - scenario.duration().as_secs_f64() / 4.0).abs() < 1e-9
+        );
+    }
+}
