@@ -40,6 +40,22 @@ fn a_short_rehearsal_passes_every_invariant() {
     for field in ["failover_gap_ms", "requests", "latency_ms", "timeline"] {
         assert!(report.get(field).is_some(), "report.json lacks {field}");
     }
+
+    // report.html renders in a real browser: the page's probe records that
+    // it loaded, how many charts it has, and whether any script failed.
+    let html = dir.path().join("report.html");
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium is installed (.ci/run installs it)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains(r#"data-rendered="yes" data-charts="4" data-errors="0""#),
+        "{}",
+        &dom[..dom.len().min(400)]
+    );
+    assert!(dom.contains("kill shop-2"), "chaos markers are drawn");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! shop API, with chaos, measured open loop, and judged afterwards by the
 //! oracle against the store's own export.
 
+mod html;
 mod oracle;
 mod report;
 mod run;
@@ -67,7 +68,14 @@ pub async fn drill(
         .with_context(|| format!("creating {}", report_dir.display()))?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(report_dir.join("report.json"), json).context("writing report.json")?;
+    write_html(report_dir, &[("drill", &report)])?;
     Ok(report)
+}
+
+/// Writes report.html with these reports side by side.
+pub fn write_html(report_dir: &Path, reports: &[(&str, &Report)]) -> anyhow::Result<()> {
+    std::fs::write(report_dir.join("report.html"), html::render(reports))
+        .context("writing report.html")
 }
 
 /// The store's orders and stock, from the admin API.

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::oracle::Invariants;
-use crate::run::{ChaosEvent, Observed, Second};
+use crate::run::{ChaosEvent, Observed, PartsSample, Second};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Requests {
@@ -38,6 +38,7 @@ pub struct Report {
     pub duration_s: f64,
     pub chaos: Vec<ChaosEvent>,
     pub timeline: Vec<Second>,
+    pub parts: Vec<PartsSample>,
 }
 
 impl Report {
@@ -78,6 +79,7 @@ impl Report {
             duration_s: observed.duration.as_secs_f64(),
             chaos: observed.chaos.clone(),
             timeline: observed.timeline.clone(),
+            parts: observed.parts.clone(),
             invariants,
         }
     }

@@ -51,6 +51,14 @@ pub struct ChaosEvent {
     pub outcome: String,
 }
 
+/// The stack's parts as the control API reported them at one second.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartsSample {
+    pub second: u64,
+    /// (part, state)
+    pub parts: Vec<(String, String)>,
+}
+
 /// What the run saw, before the oracle.
 #[derive(Debug)]
 pub(crate) struct Observed {
@@ -62,6 +70,7 @@ pub(crate) struct Observed {
     pub(crate) latency: Histogram<u64>,
     pub(crate) timeline: Vec<Second>,
     pub(crate) chaos: Vec<ChaosEvent>,
+    pub(crate) parts: Vec<PartsSample>,
     /// (ms since start, was an error), in completion order.
     pub(crate) outcomes: Vec<(u64, bool)>,
     pub(crate) acknowledged: Vec<Acknowledged>,
@@ -100,6 +109,7 @@ impl Recorder {
                 latency: histogram(),
                 timeline: Vec::new(),
                 chaos: Vec::new(),
+                parts: Vec::new(),
                 outcomes: Vec::new(),
                 acknowledged: Vec::new(),
                 gave_up: 0,
@@ -229,6 +239,12 @@ pub(crate) async fn traffic(
     let recorder = Arc::new(Recorder::new(start));
     let in_flight = Arc::new(AtomicU64::new(0));
     let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
+    let sampler = tokio::spawn(sample_parts(
+        http.clone(),
+        target.control.clone(),
+        start,
+        scenario.duration(),
+    ));
     let arrivals = scenario.arrivals();
     let mut customers = tokio::task::JoinSet::new();
     let mut next_progress = start + Duration::from_secs(1);
@@ -267,11 +283,13 @@ pub(crate) async fn traffic(
     tokio::time::sleep_until(end).await;
     while customers.join_next().await.is_some() {}
     let chaos_events = chaos.await.unwrap_or_default();
+    let parts = sampler.await.unwrap_or_default();
     report_progress(&recorder, start, &progress);
     let recorder =
         Arc::try_unwrap(recorder).unwrap_or_else(|_| unreachable!("every customer is done"));
     let mut observed = recorder.finish(start.elapsed());
     observed.chaos = chaos_events;
+    observed.parts = parts;
     observed
 }
 
@@ -326,6 +344,43 @@ async fn chaos(
         });
     }
     events
+}
+
+/// Asks the control API for the parts' states once a second.
+async fn sample_parts(
+    http: reqwest::Client,
+    control: Option<String>,
+    start: Instant,
+    duration: Duration,
+) -> Vec<PartsSample> {
+    let Some(control) = control else {
+        return Vec::new();
+    };
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while start.elapsed() <= duration {
+        tick.tick().await;
+        let answer = http
+            .get(format!("{control}/parts"))
+            .timeout(Duration::from_millis(800))
+            .send()
+            .await;
+        let Ok(answer) = answer else { continue };
+        let Ok(parts) = answer.json::<Vec<serde_json::Value>>().await else {
+            continue;
+        };
+        samples.push(PartsSample {
+            second: start.elapsed().as_secs(),
+            parts: parts
+                .iter()
+                .map(|p| {
+                    let text = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+                    (text("name"), text("state"))
+                })
+                .collect(),
+        });
+    }
+    samples
 }
 
 struct Customer {
