@@ -68,6 +68,10 @@ struct RehearseArgs {
     /// Run the scenario in this share of its time (rates unchanged), e.g. 0.25.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
+    /// Also run it against the original outage's architecture (one shop,
+    /// no gateway, no shedding) and report both side by side.
+    #[arg(long)]
+    baseline: bool,
 }
 
 #[derive(clap::Args)]
@@ -255,19 +259,69 @@ async fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
         "--scale must be above 0 and at most 1"
     );
     let scenario = flashguard_drill::Scenario::flash_sale_with_a_crash().scaled(args.scale);
-    std::fs::create_dir_all(&args.report_dir)
-        .with_context(|| format!("creating {}", args.report_dir.display()))?;
-    let db = args.report_dir.join("rehearsal.db");
+    let dir = &args.report_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let report = tokio::select! {
+        report = rehearse_on(flashguard_stack::StackFile::default(), &scenario, dir) => report?,
+        () = shutdown_signal() => anyhow::bail!("interrupted"),
+    };
+    if !args.baseline {
+        return finish(&report, dir);
+    }
+    // The original outage's architecture: one shop, no gateway, no load
+    // shedding, nobody restarting it until the scenario's own restart.
+    let baseline_dir = dir.join("baseline");
+    std::fs::create_dir_all(&baseline_dir)?;
+    let no_shedding = baseline_dir.join("shop.toml");
+    std::fs::write(
+        &no_shedding,
+        "[limits]\nmax_concurrent_requests = 1000000\nrequest_timeout_ms = 600000\n\
+         [orders]\nlane_capacity = 1000000\n",
+    )?;
+    let stack = flashguard_stack::StackFile {
+        shops: 1,
+        backups: 0,
+        gateway: false,
+        shop_config: Some(no_shedding.display().to_string()),
+        restart_backoff_ms: 3_600_000,
+        max_restart_backoff_ms: 3_600_000,
+        ..flashguard_stack::StackFile::default()
+    };
+    let mut single = scenario.clone();
+    for action in &mut single.chaos {
+        action.part = "shop-1".into();
+    }
+    let baseline = tokio::select! {
+        report = rehearse_on(stack, &single, &baseline_dir) => report?,
+        () = shutdown_signal() => anyhow::bail!("interrupted"),
+    };
+    println!(
+        "baseline (one shop, no gateway, no shedding):\n{}\n",
+        baseline.summary()
+    );
+    println!("flashguard:");
+    flashguard_drill::write_html(dir, &[("flashguard", &report), ("baseline", &baseline)])?;
+    println!("side by side: {}", dir.join("report.html").display());
+    finish(&report, dir)
+}
+
+/// Starts a fresh stack (its own SQLite file in `dir`, free ports), runs the
+/// scenario against it, stops it, and returns the report.
+async fn rehearse_on(
+    stack: flashguard_stack::StackFile,
+    scenario: &flashguard_drill::Scenario,
+    dir: &std::path::Path,
+) -> anyhow::Result<flashguard_drill::Report> {
     for stale in ["rehearsal.db", "rehearsal.db-wal", "rehearsal.db-shm"] {
-        let _ = std::fs::remove_file(args.report_dir.join(stale));
+        let _ = std::fs::remove_file(dir.join(stale));
     }
     let config = flashguard_stack::StackFile {
-        database_url: format!("sqlite://{}", db.display()),
+        database_url: format!("sqlite://{}", dir.join("rehearsal.db").display()),
         demo: false,
         listen: "127.0.0.1:0".into(),
         gateway_admin_listen: "127.0.0.1:0".into(),
         control_listen: "127.0.0.1:0".into(),
-        ..flashguard_stack::StackFile::default()
+        ..stack
     }
     .validate()?;
     let control = TcpListener::bind(&config.control_listen).await?;
@@ -295,14 +349,10 @@ async fn rehearse(args: RehearseArgs) -> anyhow::Result<()> {
         control: Some(urls.control.clone()),
         admin_token: urls.admin_token.clone(),
     };
-    let result = tokio::select! {
-        report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true) => report,
-        () = shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
-    };
+    let report = flashguard_drill::drill(&target, scenario, dir, true).await;
     let _ = stop_tx.send(());
     stack.await.context("the stack task")??;
-    let report = result?;
-    finish(&report, &args.report_dir)
+    report
 }
 
 /// Prints the summary; an error (exit status 1) unless the drill passed.

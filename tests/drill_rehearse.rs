@@ -9,7 +9,7 @@ use serde_json::Value;
 fn a_short_rehearsal_passes_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_flashguard"))
-        .args(["rehearse", "--scale", "0.2", "--report-dir"])
+        .args(["rehearse", "--scale", "0.2", "--baseline", "--report-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .output()
@@ -51,11 +51,27 @@ fn a_short_rehearsal_passes_every_invariant() {
         .expect("chromium is installed (.ci/run installs it)");
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(
-        dom.contains(r#"data-rendered="yes" data-charts="4" data-errors="0""#),
+        dom.contains(r#"data-rendered="yes" data-charts="8" data-errors="0""#),
         "{}",
         &dom[..dom.len().min(400)]
     );
     assert!(dom.contains("kill shop-2"), "chaos markers are drawn");
+
+    // The original outage's architecture, same story: the crash shows.
+    let baseline: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("baseline/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        baseline["passed"], false,
+        "one shop without failover must not pass"
+    );
+    assert!(baseline["availability"].as_f64().unwrap() < 0.99);
+    assert!(baseline["failover_gap_ms"].as_u64().unwrap() > 500);
+    assert_eq!(
+        baseline["invariants"]["oversold_units"], 0,
+        "slow, but still correct"
+    );
 }
 
 #[test]

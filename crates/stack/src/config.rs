@@ -18,6 +18,12 @@ pub struct StackFile {
     pub database_url: String,
     /// Seed the demo flash sale. Default true.
     pub demo: bool,
+    /// Put the gateway in front of the shops. Default true; without it
+    /// (the original outage's architecture) customers talk to shop-1.
+    pub gateway: bool,
+    /// A config file passed to every shop (`--config`), e.g. to change its
+    /// limits. Default none.
+    pub shop_config: Option<String>,
     /// Where customers connect (the gateway). Default `127.0.0.1:8000`.
     pub listen: String,
     /// The gateway's admin API. Default `127.0.0.1:8001`.
@@ -43,6 +49,8 @@ impl Default for StackFile {
             backups: 1,
             database_url: "sqlite://flashguard-stack.db".into(),
             demo: true,
+            gateway: true,
+            shop_config: None,
             listen: "127.0.0.1:8000".into(),
             gateway_admin_listen: "127.0.0.1:8001".into(),
             control_listen: "127.0.0.1:8002".into(),
@@ -61,6 +69,8 @@ pub struct StackConfig {
     pub backups: usize,
     pub database_url: String,
     pub demo: bool,
+    pub gateway: bool,
+    pub shop_config: Option<String>,
     pub listen: String,
     pub gateway_admin_listen: String,
     pub control_listen: String,
@@ -115,6 +125,8 @@ impl StackFile {
             backups: self.backups,
             database_url: self.database_url,
             demo: self.demo,
+            gateway: self.gateway,
+            shop_config: self.shop_config,
             listen: self.listen,
             gateway_admin_listen: self.gateway_admin_listen,
             control_listen: self.control_listen,

@@ -33,6 +33,8 @@ pub struct Urls {
 pub enum StackError {
     #[error("{part} did not come up: it printed no address")]
     NoAddress { part: String },
+    #[error("{part} did not become ready within {seconds} s")]
+    NotReady { part: String, seconds: u64 },
     #[error("control API: {0}")]
     Control(std::io::Error),
 }
@@ -68,6 +70,9 @@ pub async fn run(
         if n == 0 && config.demo {
             args.push("--demo".into());
         }
+        if let Some(shop_config) = &config.shop_config {
+            args.extend(["--config".to_string(), shop_config.clone()]);
+        }
         shops.push(Part::new(spec(name, kind, args, "127.0.0.1:0")));
     }
     let mut supervisors = Vec::new();
@@ -75,40 +80,66 @@ pub async fn run(
         let task = Arc::clone(shop).supervise(shops_stopping.clone(), backoff, config.stop_grace);
         supervisors.push(tokio::spawn(task));
     }
-    let mut gateway_args = vec![
-        "--admin-listen".to_string(),
-        config.gateway_admin_listen.clone(),
-    ];
-    for shop in &shops {
-        let addr = shop.addr().await.ok_or_else(|| StackError::NoAddress {
-            part: shop.spec.name.clone(),
-        })?;
-        let flag = if shop.spec.kind == Kind::Backup {
-            "--backup"
-        } else {
-            "--backend"
-        };
-        gateway_args.push(flag.to_string());
-        gateway_args.push(format!(
-            "{}={}",
-            shop.spec.name,
-            addr.trim_start_matches("http://")
-        ));
-    }
-    let gateway = Part::new(spec(
-        "gateway".into(),
-        Kind::Gateway,
-        gateway_args,
-        &config.listen,
-    ));
-    let gateway_task =
-        tokio::spawn(Arc::clone(&gateway).supervise(gateway_stopping, backoff, config.stop_grace));
-    let storefront = gateway.addr().await.ok_or_else(|| StackError::NoAddress {
-        part: "gateway".into(),
-    })?;
-
     let mut parts = shops.clone();
-    parts.push(Arc::clone(&gateway));
+    let mut gateway_task = None;
+    let (storefront, gateway_admin) = if config.gateway {
+        let mut gateway_args = vec![
+            "--admin-listen".to_string(),
+            config.gateway_admin_listen.clone(),
+        ];
+        for shop in &shops {
+            let addr = shop.addr().await.ok_or_else(|| StackError::NoAddress {
+                part: shop.spec.name.clone(),
+            })?;
+            let flag = if shop.spec.kind == Kind::Backup {
+                "--backup"
+            } else {
+                "--backend"
+            };
+            gateway_args.push(flag.to_string());
+            gateway_args.push(format!(
+                "{}={}",
+                shop.spec.name,
+                addr.trim_start_matches("http://")
+            ));
+        }
+        let gateway = Part::new(spec(
+            "gateway".into(),
+            Kind::Gateway,
+            gateway_args,
+            &config.listen,
+        ));
+        gateway_task = Some(tokio::spawn(Arc::clone(&gateway).supervise(
+            gateway_stopping,
+            backoff,
+            config.stop_grace,
+        )));
+        let storefront = gateway.addr().await.ok_or_else(|| StackError::NoAddress {
+            part: "gateway".into(),
+        })?;
+        parts.push(Arc::clone(&gateway));
+        (storefront, gateway.view().admin_addr.unwrap_or_default())
+    } else {
+        // The original outage's architecture: customers reach one shop.
+        let storefront = shops[0].addr().await.ok_or_else(|| StackError::NoAddress {
+            part: shops[0].spec.name.clone(),
+        })?;
+        (storefront, String::new())
+    };
+    // Up means ready: migrations done, health checks passing.
+    const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+    for part in &parts {
+        let (addr, path) = match part.spec.kind {
+            Kind::Gateway => (part.view().admin_addr.unwrap_or_default(), "/readyz"),
+            _ => (part.addr().await.unwrap_or_default(), "/readyz"),
+        };
+        if !part::wait_ready(&addr, path, READY_WITHIN).await {
+            return Err(StackError::NotReady {
+                part: part.spec.name.clone(),
+                seconds: READY_WITHIN.as_secs(),
+            });
+        }
+    }
     let parts = Arc::new(parts);
     let control_addr = control.local_addr().map_err(StackError::Control)?;
     let (stop_control, mut control_stopping) = watch::channel(false);
@@ -122,7 +153,7 @@ pub async fn run(
     });
     ready(&Urls {
         storefront,
-        gateway_admin: gateway.view().admin_addr.unwrap_or_default(),
+        gateway_admin,
         control: format!("http://{control_addr}"),
         admin_token: config.admin_token.clone(),
     });
@@ -130,7 +161,9 @@ pub async fn run(
     shutdown.await;
     tracing::info!("stopping the stack: gateway first, then the shops");
     let _ = stop_gateway.send(true);
-    let _ = gateway_task.await;
+    if let Some(gateway_task) = gateway_task {
+        let _ = gateway_task.await;
+    }
     let _ = stop_shops.send(true);
     for supervisor in supervisors {
         let _ = supervisor.await;

@@ -205,6 +205,9 @@ impl Part {
                 .min(backoff.1);
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
+                // An operator (or the drill) may restart it before its
+                // back-off is over.
+                () = self.restart.notified() => {}
                 _ = stopping.wait_for(|stop| *stop) => {
                     self.set_state(PartState::Exited);
                     break;
@@ -257,6 +260,28 @@ impl Part {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok((child, addr))
     }
+}
+
+/// Waits until `GET {addr}{path}` answers 200 (a plain HTTP/1.0 request,
+/// so the supervisor needs no HTTP client), or `within` passes.
+pub(crate) async fn wait_ready(addr: &str, path: &str, within: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = addr.trim_start_matches("http://");
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Ok(mut stream)) =
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(host)).await
+        {
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+            let mut head = [0u8; 12];
+            let asked = stream.write_all(request.as_bytes()).await.is_ok();
+            if asked && stream.read_exact(&mut head).await.is_ok() && head.ends_with(b" 200") {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// SIGTERM, then SIGKILL after `grace`.

@@ -607,6 +607,10 @@ pub(super) fn classify(err: sqlx::Error) -> StoreError {
             Some("57P01" | "57P02" | "57P03" | "08000" | "08001" | "08003" | "08006") => {
                 StoreError::Unavailable(err)
             }
+            // The schema is not there yet: migrations are still running
+            // (a request that arrives in a shop's first moments).
+            Some("42P01") => StoreError::Unavailable(err),
+            Some("1") if db.message().contains("no such table") => StoreError::Unavailable(err),
             _ => StoreError::Internal(err),
         },
         _ => StoreError::Internal(err),
