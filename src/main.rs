@@ -58,6 +58,9 @@ struct DrillArgs {
     /// Where report.json goes.
     #[arg(long, default_value = "flashguard-report")]
     report_dir: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
 }
 
 #[derive(clap::Args)]
@@ -248,6 +251,7 @@ async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         url: args.target.trim_end_matches('/').to_string(),
         control: args.control.map(|c| c.trim_end_matches('/').to_string()),
         admin_token: args.admin_token,
+        connections: args.connections,
     };
     let report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true).await?;
     finish(&report, &args.report_dir)
@@ -348,6 +352,7 @@ async fn rehearse_on(
         url: urls.storefront.clone(),
         control: Some(urls.control.clone()),
         admin_token: urls.admin_token.clone(),
+        connections: 256,
     };
     let report = flashguard_drill::drill(&target, scenario, dir, true).await;
     let _ = stop_tx.send(());

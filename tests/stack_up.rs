@@ -123,17 +123,26 @@ async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
     all_gone(&running, Duration::from_secs(10)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_every_part_and_exits_zero() {
+async fn stops_every_part_and_exits_zero_on(signal: &str) {
     let mut stack = up().await;
     let running = pids(&parts(&stack.control).await);
-    stack.part.signal("TERM");
+    stack.part.signal(signal);
     let exit = tokio::time::timeout(Duration::from_secs(30), stack.part.child.wait())
         .await
         .expect("up exits")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
     all_gone(&running, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_part_and_exits_zero() {
+    stops_every_part_and_exits_zero_on("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_every_part_and_exits_zero() {
+    stops_every_part_and_exits_zero_on("INT").await;
 }
 
 #[tokio::test]

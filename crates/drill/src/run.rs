@@ -29,6 +29,11 @@ pub struct Target {
     /// The stack's control API, for chaos actions.
     pub control: Option<String>,
     pub admin_token: String,
+    /// Requests in flight at once, like wrk's connections: arrivals stay
+    /// open loop (latency counts from the intended send time, waiting for a
+    /// connection included), but the generator does not open a socket per
+    /// customer. Default 256.
+    pub connections: usize,
 }
 
 /// One second of the run.
@@ -238,6 +243,8 @@ pub(crate) async fn traffic(
     let start = Instant::now();
     let recorder = Arc::new(Recorder::new(start));
     let in_flight = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(tokio::sync::Semaphore::new(target.connections.max(1)));
+    let run_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
     let sampler = tokio::spawn(sample_parts(
         http.clone(),
@@ -272,6 +279,8 @@ pub(crate) async fn traffic(
             scenario_customer: scenario.customer.clone(),
             item: scenario.items[n % scenario.items.len()].sku.clone(),
             recorder: Arc::clone(&recorder),
+            connections: Arc::clone(&connections),
+            run_id: Arc::clone(&run_id),
         };
         let in_flight = Arc::clone(&in_flight);
         customers.spawn(async move {
@@ -389,6 +398,8 @@ struct Customer {
     scenario_customer: crate::scenario::Customer,
     item: String,
     recorder: Arc<Recorder>,
+    connections: Arc<tokio::sync::Semaphore>,
+    run_id: Arc<str>,
 }
 
 impl Customer {
@@ -401,6 +412,7 @@ impl Customer {
         );
         if c.browse {
             let url = format!("{}/api/products/{}", self.target.url, self.item);
+            let _connection = self.connections.acquire().await;
             let answer = match self.http.get(url).timeout(timeout).send().await {
                 Ok(r) if r.status().is_success() => drain(r, Answer::Success).await,
                 Ok(r) => {
@@ -412,11 +424,14 @@ impl Customer {
             self.recorder.request(arrived, answer);
         }
         let quantity = 1 + (n % c.max_quantity as u64) as i64;
-        let key = uuid::Uuid::new_v4().to_string();
+        // Unique per run and customer without asking the OS for randomness
+        // on every arrival.
+        let key = format!("{}-{n}", self.run_id);
         let body = json!({ "sku": self.item, "quantity": quantity, "customer": who });
         let deadline = arrived + Duration::from_secs_f64(c.patience_s);
         let mut sent_at = Instant::now();
         loop {
+            let connection = self.connections.acquire().await;
             let result = self
                 .http
                 .post(format!("{}/api/orders", self.target.url))
@@ -434,6 +449,7 @@ impl Customer {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<u64>().ok());
                     let body: serde_json::Value = response.json().await.unwrap_or_default();
+                    drop(connection);
                     match status {
                         201 | 200 => {
                             self.recorder.request(sent_at, Answer::Success);
