@@ -55,7 +55,7 @@ def wrk(port, seconds):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def drill(port, seconds, tmp):
+def drill(port, seconds, tmp, rate):
     scenario = os.path.join(tmp, "flood.toml")
     with open(scenario, "w") as f:
         f.write(f"""name = "generator ceiling"
@@ -64,7 +64,7 @@ sku = "x"
 stock = 1000000000
 [[phase]]
 duration_s = {seconds}
-rate = 40000
+rate = {rate}
 [customer]
 patience_s = 2
 """)
@@ -81,6 +81,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=40000, help="customers per second offered (two requests each)")
     args = ap.parse_args()
     missing = [t for t in ("nginx", "wrk") if not shutil.which(t)]
     if missing and shutil.which("apt-get"):
@@ -93,7 +94,7 @@ def main():
             wrk(port, 1)
             for run in range(args.runs):
                 wrks.append(wrk(port, args.seconds))
-                rate, dropped = drill(port, args.seconds, tmp)
+                rate, dropped = drill(port, args.seconds, tmp, args.rate)
                 drills.append(rate)
                 print(f"run {run + 1}: wrk {wrks[-1]:.0f} req/s, drill {rate:.0f} req/s ({dropped} arrivals dropped)", flush=True)
         finally:

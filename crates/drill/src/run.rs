@@ -84,6 +84,42 @@ pub(crate) struct Observed {
     pub(crate) duration: Duration,
 }
 
+impl Observed {
+    /// Adds another thread's books to these.
+    fn absorb(&mut self, other: Observed) {
+        self.total += other.total;
+        self.succeeded += other.succeeded;
+        self.by_design += other.by_design;
+        self.errors += other.errors;
+        for (kind, n) in other.errors_by_kind {
+            *self.errors_by_kind.entry(kind).or_default() += n;
+        }
+        let _ = self.latency.add(&other.latency);
+        for second in other.timeline {
+            let mine = Recorder::second(self, second.second as usize);
+            mine.offered += second.offered;
+            mine.answered += second.answered;
+            for (kind, n) in second.errors {
+                *mine.errors.entry(kind).or_default() += n;
+            }
+        }
+        self.outcomes.extend(other.outcomes);
+        self.acknowledged.extend(other.acknowledged);
+        self.gave_up += other.gave_up;
+        self.dropped += other.dropped;
+    }
+
+    fn set_percentiles(&mut self, per_second: &[Histogram<u64>]) {
+        for (n, h) in per_second.iter().enumerate() {
+            let second = Recorder::second(self, n);
+            if !h.is_empty() {
+                second.p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
+                second.p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
+            }
+        }
+    }
+}
+
 struct Recorder {
     start: Instant,
     inner: Mutex<Observed>,
@@ -180,21 +216,13 @@ impl Recorder {
         let _ = per_second[second].record(micros.max(1));
     }
 
-    fn finish(self, duration: Duration) -> Observed {
+    fn into_parts(self) -> (Observed, Vec<Histogram<u64>>) {
         let per_second = self
             .per_second
             .into_inner()
             .unwrap_or_else(|p| p.into_inner());
-        let mut observed = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
-        for (n, h) in per_second.iter().enumerate() {
-            let second = Self::second(&mut observed, n);
-            if !h.is_empty() {
-                second.p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
-                second.p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
-            }
-        }
-        observed.duration = duration;
-        observed
+        let observed = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
+        (observed, per_second)
     }
 }
 
@@ -234,6 +262,11 @@ pub(crate) async fn set_up(
 
 /// Sends the scenario's traffic and chaos; `progress` is called about once
 /// a second with (elapsed, offered, answered, errors, p99 ms so far).
+///
+/// Customers are spread over one thread per core, each a single-threaded
+/// runtime with its own HTTP client, connection budget and recorder, so a
+/// request never changes thread and the books are never contended; the
+/// recorders are merged at the end.
 pub(crate) async fn traffic(
     http: &reqwest::Client,
     target: &Target,
@@ -241,9 +274,7 @@ pub(crate) async fn traffic(
     progress: impl Fn(Duration, u64, u64, u64, f64),
 ) -> Observed {
     let start = Instant::now();
-    let recorder = Arc::new(Recorder::new(start));
-    let in_flight = Arc::new(AtomicU64::new(0));
-    let connections = Arc::new(tokio::sync::Semaphore::new(target.connections.max(1)));
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let run_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
     let sampler = tokio::spawn(sample_parts(
@@ -252,71 +283,179 @@ pub(crate) async fn traffic(
         start,
         scenario.duration(),
     ));
-    let arrivals = scenario.arrivals();
-    let mut customers = tokio::task::JoinSet::new();
-    let mut next_progress = start + Duration::from_secs(1);
-    for (n, offset) in arrivals.into_iter().enumerate() {
-        let intended = start + offset;
-        while Instant::now() < intended {
-            tokio::select! {
-                () = tokio::time::sleep_until(intended.min(next_progress)) => {}
-                Some(_) = customers.join_next(), if !customers.is_empty() => continue,
-            }
-            if Instant::now() >= next_progress {
-                report_progress(&recorder, start, &progress);
-                next_progress += Duration::from_secs(1);
-            }
-        }
-        recorder.offered(intended);
-        if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            recorder.lock().dropped += 1;
-            continue;
-        }
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let customer = Customer {
-            http: http.clone(),
-            target: target.clone(),
-            scenario_customer: scenario.customer.clone(),
-            item: scenario.items[n % scenario.items.len()].sku.clone(),
-            recorder: Arc::clone(&recorder),
-            connections: Arc::clone(&connections),
-            run_id: Arc::clone(&run_id),
-        };
-        let in_flight = Arc::clone(&in_flight);
-        customers.spawn(async move {
-            customer.shop(intended, n as u64).await;
-            in_flight.fetch_sub(1, Ordering::Relaxed);
-        });
+    let recorders: Vec<Arc<Recorder>> = (0..workers)
+        .map(|_| Arc::new(Recorder::new(start)))
+        .collect();
+    let threads: Vec<_> = recorders
+        .iter()
+        .enumerate()
+        .map(|(worker, recorder)| {
+            let share = Share {
+                worker,
+                workers,
+                target: target.clone(),
+                scenario: scenario.clone(),
+                recorder: Arc::clone(recorder),
+                run_id: Arc::clone(&run_id),
+                start,
+            };
+            std::thread::spawn(move || share.run())
+        })
+        .collect();
+    while threads.iter().any(|t| !t.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        report_progress(&recorders, start, &progress);
     }
-    let end = start + scenario.duration();
-    tokio::time::sleep_until(end).await;
-    while customers.join_next().await.is_some() {}
+    for thread in threads {
+        let _ = thread.join();
+    }
     let chaos_events = chaos.await.unwrap_or_default();
     let parts = sampler.await.unwrap_or_default();
-    report_progress(&recorder, start, &progress);
-    let recorder =
-        Arc::try_unwrap(recorder).unwrap_or_else(|_| unreachable!("every customer is done"));
-    let mut observed = recorder.finish(start.elapsed());
+    report_progress(&recorders, start, &progress);
+    let mut merged: Option<(Observed, Vec<Histogram<u64>>)> = None;
+    for recorder in recorders {
+        let recorder =
+            Arc::try_unwrap(recorder).unwrap_or_else(|_| unreachable!("its thread is done"));
+        let (observed, per_second) = recorder.into_parts();
+        merged = Some(match merged {
+            None => (observed, per_second),
+            Some((mut all, mut all_seconds)) => {
+                all.absorb(observed);
+                for (n, h) in per_second.into_iter().enumerate() {
+                    if all_seconds.len() <= n {
+                        all_seconds.push(histogram());
+                    }
+                    let _ = all_seconds[n].add(&h);
+                }
+                (all, all_seconds)
+            }
+        });
+    }
+    let (mut observed, per_second) = merged.unwrap_or_else(|| Recorder::new(start).into_parts());
+    observed.set_percentiles(&per_second);
+    observed.duration = start.elapsed();
     observed.chaos = chaos_events;
     observed.parts = parts;
     observed
 }
 
+/// One thread's share of the arrivals.
+struct Share {
+    worker: usize,
+    workers: usize,
+    target: Target,
+    scenario: Scenario,
+    recorder: Arc<Recorder>,
+    run_id: Arc<str>,
+    start: Instant,
+}
+
+impl Share {
+    fn run(self) {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::error!("a load thread could not start its runtime");
+            return;
+        };
+        runtime.block_on(self.send());
+    }
+
+    async fn send(self) {
+        let Ok(http) = reqwest::Client::builder()
+            .pool_max_idle_per_host(4096)
+            .tcp_nodelay(true)
+            .build()
+        else {
+            tracing::error!("a load thread could not build its HTTP client");
+            return;
+        };
+        let connections = Arc::new(tokio::sync::Semaphore::new(
+            (self.target.connections / self.workers).max(1),
+        ));
+        let urls: Vec<Arc<Urls>> = self
+            .scenario
+            .items
+            .iter()
+            .filter_map(|item| Urls::new(&self.target.url, &item.sku).map(Arc::new))
+            .collect();
+        if urls.is_empty() {
+            tracing::error!(target = %self.target.url, "the target is not a valid URL");
+            return;
+        }
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let mut customers = tokio::task::JoinSet::new();
+        let arrivals = self.scenario.arrivals();
+        for (n, offset) in arrivals
+            .into_iter()
+            .enumerate()
+            .skip(self.worker)
+            .step_by(self.workers)
+        {
+            let intended = self.start + offset;
+            while Instant::now() < intended {
+                tokio::select! {
+                    () = tokio::time::sleep_until(intended) => {}
+                    Some(_) = customers.join_next(), if !customers.is_empty() => {}
+                }
+            }
+            self.recorder.offered(intended);
+            if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT / self.workers as u64 {
+                self.recorder.lock().dropped += 1;
+                continue;
+            }
+            in_flight.fetch_add(1, Ordering::Relaxed);
+            let customer = Customer {
+                http: http.clone(),
+                urls: Arc::clone(&urls[n % urls.len()]),
+                scenario_customer: self.scenario.customer.clone(),
+                recorder: Arc::clone(&self.recorder),
+                connections: Arc::clone(&connections),
+                run_id: Arc::clone(&self.run_id),
+            };
+            let in_flight = Arc::clone(&in_flight);
+            customers.spawn(async move {
+                customer.shop(intended, n as u64).await;
+                in_flight.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        tokio::time::sleep_until(self.start + self.scenario.duration()).await;
+        while customers.join_next().await.is_some() {}
+    }
+}
+
+/// An item's two endpoints, parsed once.
+struct Urls {
+    sku: String,
+    product: reqwest::Url,
+    orders: reqwest::Url,
+}
+
+impl Urls {
+    fn new(base: &str, sku: &str) -> Option<Urls> {
+        Some(Urls {
+            sku: sku.to_string(),
+            product: reqwest::Url::parse(&format!("{base}/api/products/{sku}")).ok()?,
+            orders: reqwest::Url::parse(&format!("{base}/api/orders")).ok()?,
+        })
+    }
+}
+
 fn report_progress(
-    recorder: &Recorder,
+    recorders: &[Arc<Recorder>],
     start: Instant,
     progress: &impl Fn(Duration, u64, u64, u64, f64),
 ) {
-    let observed = recorder.lock();
-    let offered = observed.timeline.iter().map(|s| s.offered).sum();
-    let p99 = observed.latency.value_at_quantile(0.99) as f64 / 1000.0;
-    progress(
-        start.elapsed(),
-        offered,
-        observed.succeeded + observed.by_design,
-        observed.errors,
-        p99,
-    );
+    let (mut offered, mut answered, mut errors, mut p99) = (0, 0, 0, 0.0_f64);
+    for recorder in recorders {
+        let observed = recorder.lock();
+        offered += observed.timeline.iter().map(|s| s.offered).sum::<u64>();
+        answered += observed.succeeded + observed.by_design;
+        errors += observed.errors;
+        p99 = p99.max(observed.latency.value_at_quantile(0.99) as f64 / 1000.0);
+    }
+    progress(start.elapsed(), offered, answered, errors, p99);
 }
 
 async fn chaos(
@@ -394,9 +533,8 @@ async fn sample_parts(
 
 struct Customer {
     http: reqwest::Client,
-    target: Target,
+    urls: Arc<Urls>,
     scenario_customer: crate::scenario::Customer,
-    item: String,
     recorder: Arc<Recorder>,
     connections: Arc<tokio::sync::Semaphore>,
     run_id: Arc<str>,
@@ -411,9 +549,14 @@ impl Customer {
             (n.wrapping_mul(2_654_435_761)) % c.population
         );
         if c.browse {
-            let url = format!("{}/api/products/{}", self.target.url, self.item);
             let _connection = self.connections.acquire().await;
-            let answer = match self.http.get(url).timeout(timeout).send().await {
+            let answer = match self
+                .http
+                .get(self.urls.product.clone())
+                .timeout(timeout)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => drain(r, Answer::Success).await,
                 Ok(r) => {
                     let kind = r.status().as_u16().to_string();
@@ -427,16 +570,18 @@ impl Customer {
         // Unique per run and customer without asking the OS for randomness
         // on every arrival.
         let key = format!("{}-{n}", self.run_id);
-        let body = json!({ "sku": self.item, "quantity": quantity, "customer": who });
+        let body =
+            json!({ "sku": self.urls.sku, "quantity": quantity, "customer": who }).to_string();
         let deadline = arrived + Duration::from_secs_f64(c.patience_s);
         let mut sent_at = Instant::now();
         loop {
             let connection = self.connections.acquire().await;
             let result = self
                 .http
-                .post(format!("{}/api/orders", self.target.url))
+                .post(self.urls.orders.clone())
                 .header("Idempotency-Key", &key)
-                .json(&body)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
                 .timeout(timeout)
                 .send()
                 .await;
