@@ -52,7 +52,7 @@ document.body.dataset.errors=String(window.__errors);});";
 
 fn one(label: &str, report: &Report) -> Markup {
     let seconds: Vec<f64> = report.timeline.iter().map(|s| s.second as f64).collect();
-    let series = |f: &dyn Fn(&crate::run::Second) -> f64| -> Vec<f64> {
+    let series = |f: &dyn Fn(&crate::record::Second) -> f64| -> Vec<f64> {
         report.timeline.iter().map(f).collect()
     };
     let mut kinds: Vec<&String> = report

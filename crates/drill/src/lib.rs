@@ -2,8 +2,10 @@
 //! shop API, with chaos, measured open loop, and judged afterwards by the
 //! oracle against the store's own export.
 
+mod customer;
 mod html;
 mod oracle;
+mod record;
 mod report;
 mod run;
 mod scenario;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::oracle::Invariants;
-use crate::run::{ChaosEvent, Observed, PartsSample, Second};
+use crate::record::{ChaosEvent, Observed, PartsSample, Second};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Requests {

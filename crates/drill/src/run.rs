@@ -3,19 +3,20 @@
 //! `Retry-After`, retry with the same key on a network error, give up after
 //! their patience), fire the chaos actions, and record everything.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::oracle::Acknowledged;
+use crate::customer::{Customer, Urls};
+use crate::record::{histogram, Observed, Recorder};
 use crate::scenario::Scenario;
+
+use crate::record::{ChaosEvent, PartsSample};
 
 /// Customers in flight at once before new arrivals are counted as dropped
 /// by the generator (reported, never silently).
@@ -34,196 +35,6 @@ pub struct Target {
     /// connection included), but the generator does not open a socket per
     /// customer. Default 256.
     pub connections: usize,
-}
-
-/// One second of the run.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Second {
-    pub second: u64,
-    pub offered: u64,
-    pub answered: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-}
-
-/// A chaos action as it happened.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChaosEvent {
-    pub at_ms: u64,
-    pub action: String,
-    pub part: String,
-    pub outcome: String,
-}
-
-/// The stack's parts as the control API reported them at one second.
-#[derive(Debug, Clone, Serialize)]
-pub struct PartsSample {
-    pub second: u64,
-    /// (part, state)
-    pub parts: Vec<(String, String)>,
-}
-
-/// What the run saw, before the oracle.
-#[derive(Debug)]
-pub(crate) struct Observed {
-    pub(crate) total: u64,
-    pub(crate) succeeded: u64,
-    pub(crate) by_design: u64,
-    pub(crate) errors: u64,
-    pub(crate) errors_by_kind: BTreeMap<String, u64>,
-    pub(crate) latency: Histogram<u64>,
-    pub(crate) timeline: Vec<Second>,
-    pub(crate) chaos: Vec<ChaosEvent>,
-    pub(crate) parts: Vec<PartsSample>,
-    /// (ms since start, was an error), in completion order.
-    pub(crate) outcomes: Vec<(u64, bool)>,
-    pub(crate) acknowledged: Vec<Acknowledged>,
-    pub(crate) gave_up: u64,
-    pub(crate) dropped: u64,
-    pub(crate) duration: Duration,
-}
-
-impl Observed {
-    /// Adds another thread's books to these.
-    fn absorb(&mut self, other: Observed) {
-        self.total += other.total;
-        self.succeeded += other.succeeded;
-        self.by_design += other.by_design;
-        self.errors += other.errors;
-        for (kind, n) in other.errors_by_kind {
-            *self.errors_by_kind.entry(kind).or_default() += n;
-        }
-        let _ = self.latency.add(&other.latency);
-        for second in other.timeline {
-            let mine = Recorder::second(self, second.second as usize);
-            mine.offered += second.offered;
-            mine.answered += second.answered;
-            for (kind, n) in second.errors {
-                *mine.errors.entry(kind).or_default() += n;
-            }
-        }
-        self.outcomes.extend(other.outcomes);
-        self.acknowledged.extend(other.acknowledged);
-        self.gave_up += other.gave_up;
-        self.dropped += other.dropped;
-    }
-
-    fn set_percentiles(&mut self, per_second: &[Histogram<u64>]) {
-        for (n, h) in per_second.iter().enumerate() {
-            let second = Recorder::second(self, n);
-            if !h.is_empty() {
-                second.p50_ms = h.value_at_quantile(0.5) as f64 / 1000.0;
-                second.p99_ms = h.value_at_quantile(0.99) as f64 / 1000.0;
-            }
-        }
-    }
-}
-
-struct Recorder {
-    start: Instant,
-    inner: Mutex<Observed>,
-    per_second: Mutex<Vec<Histogram<u64>>>,
-}
-
-/// How a request ended, for the books.
-enum Answer {
-    Success,
-    ByDesign,
-    Error(String),
-}
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid")
-}
-
-impl Recorder {
-    fn new(start: Instant) -> Recorder {
-        Recorder {
-            start,
-            inner: Mutex::new(Observed {
-                total: 0,
-                succeeded: 0,
-                by_design: 0,
-                errors: 0,
-                errors_by_kind: BTreeMap::new(),
-                latency: histogram(),
-                timeline: Vec::new(),
-                chaos: Vec::new(),
-                parts: Vec::new(),
-                outcomes: Vec::new(),
-                acknowledged: Vec::new(),
-                gave_up: 0,
-                dropped: 0,
-                duration: Duration::ZERO,
-            }),
-            per_second: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Observed> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn second(observed: &mut Observed, second: usize) -> &mut Second {
-        while observed.timeline.len() <= second {
-            let n = observed.timeline.len() as u64;
-            observed.timeline.push(Second {
-                second: n,
-                ..Second::default()
-            });
-        }
-        &mut observed.timeline[second]
-    }
-
-    fn offered(&self, at: Instant) {
-        let second = at.duration_since(self.start).as_secs() as usize;
-        Self::second(&mut self.lock(), second).offered += 1;
-    }
-
-    /// Records one request; `intended` is when it was meant to be sent, so
-    /// queueing in the generator or the system is not hidden.
-    fn request(&self, intended: Instant, answer: Answer) {
-        let now = Instant::now();
-        let micros = now.saturating_duration_since(intended).as_micros() as u64;
-        let since = now.duration_since(self.start);
-        let second = since.as_secs() as usize;
-        let mut observed = self.lock();
-        observed.total += 1;
-        let _ = observed.latency.record(micros.max(1));
-        let is_error = matches!(answer, Answer::Error(_));
-        observed.outcomes.push((since.as_millis() as u64, is_error));
-        match answer {
-            Answer::Success => observed.succeeded += 1,
-            Answer::ByDesign => observed.by_design += 1,
-            Answer::Error(kind) => {
-                observed.errors += 1;
-                *observed.errors_by_kind.entry(kind.clone()).or_default() += 1;
-                *Self::second(&mut observed, second)
-                    .errors
-                    .entry(kind)
-                    .or_default() += 1;
-            }
-        }
-        if !is_error {
-            Self::second(&mut observed, second).answered += 1;
-        }
-        drop(observed);
-        let mut per_second = self.per_second.lock().unwrap_or_else(|p| p.into_inner());
-        while per_second.len() <= second {
-            per_second.push(histogram());
-        }
-        let _ = per_second[second].record(micros.max(1));
-    }
-
-    fn into_parts(self) -> (Observed, Vec<Histogram<u64>>) {
-        let per_second = self
-            .per_second
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        let observed = self.inner.into_inner().unwrap_or_else(|p| p.into_inner());
-        (observed, per_second)
-    }
 }
 
 /// Creates or replaces the scenario's items through the admin API.
@@ -425,23 +236,6 @@ impl Share {
     }
 }
 
-/// An item's two endpoints, parsed once.
-struct Urls {
-    sku: String,
-    product: reqwest::Url,
-    orders: reqwest::Url,
-}
-
-impl Urls {
-    fn new(base: &str, sku: &str) -> Option<Urls> {
-        Some(Urls {
-            sku: sku.to_string(),
-            product: reqwest::Url::parse(&format!("{base}/api/products/{sku}")).ok()?,
-            orders: reqwest::Url::parse(&format!("{base}/api/orders")).ok()?,
-        })
-    }
-}
-
 fn report_progress(
     recorders: &[Arc<Recorder>],
     start: Instant,
@@ -529,126 +323,4 @@ async fn sample_parts(
         });
     }
     samples
-}
-
-struct Customer {
-    http: reqwest::Client,
-    urls: Arc<Urls>,
-    scenario_customer: crate::scenario::Customer,
-    recorder: Arc<Recorder>,
-    connections: Arc<tokio::sync::Semaphore>,
-    run_id: Arc<str>,
-}
-
-impl Customer {
-    async fn shop(self, arrived: Instant, n: u64) {
-        let c = &self.scenario_customer;
-        let timeout = Duration::from_millis(c.request_timeout_ms);
-        let who = format!(
-            "customer-{}",
-            (n.wrapping_mul(2_654_435_761)) % c.population
-        );
-        if c.browse {
-            let _connection = self.connections.acquire().await;
-            let answer = match self
-                .http
-                .get(self.urls.product.clone())
-                .timeout(timeout)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => drain(r, Answer::Success).await,
-                Ok(r) => {
-                    let kind = r.status().as_u16().to_string();
-                    drain(r, Answer::Error(kind)).await
-                }
-                Err(err) => Answer::Error(network_kind(&err)),
-            };
-            self.recorder.request(arrived, answer);
-        }
-        let quantity = 1 + (n % c.max_quantity as u64) as i64;
-        // Unique per run and customer without asking the OS for randomness
-        // on every arrival.
-        let key = format!("{}-{n}", self.run_id);
-        let body =
-            json!({ "sku": self.urls.sku, "quantity": quantity, "customer": who }).to_string();
-        let deadline = arrived + Duration::from_secs_f64(c.patience_s);
-        let mut sent_at = Instant::now();
-        loop {
-            let connection = self.connections.acquire().await;
-            let result = self
-                .http
-                .post(self.urls.orders.clone())
-                .header("Idempotency-Key", &key)
-                .header("Content-Type", "application/json")
-                .body(body.clone())
-                .timeout(timeout)
-                .send()
-                .await;
-            let wait = match result {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok());
-                    let body: serde_json::Value = response.json().await.unwrap_or_default();
-                    drop(connection);
-                    match status {
-                        201 | 200 => {
-                            self.recorder.request(sent_at, Answer::Success);
-                            let order_id =
-                                body["order_id"].as_str().unwrap_or_default().to_string();
-                            self.recorder.lock().acknowledged.push(Acknowledged {
-                                order_id,
-                                customer: who.clone(),
-                                idempotency_key: key.clone(),
-                            });
-                            return;
-                        }
-                        409 | 429 | 404 | 422 => {
-                            self.recorder.request(sent_at, Answer::ByDesign);
-                            return;
-                        }
-                        _ => {
-                            self.recorder
-                                .request(sent_at, Answer::Error(status.to_string()));
-                            Duration::from_secs(retry_after.unwrap_or(0))
-                                .max(Duration::from_millis(100))
-                        }
-                    }
-                }
-                Err(err) => {
-                    self.recorder
-                        .request(sent_at, Answer::Error(network_kind(&err)));
-                    Duration::from_millis(100)
-                }
-            };
-            let next = Instant::now() + wait;
-            if next >= deadline {
-                self.recorder.lock().gave_up += 1;
-                return;
-            }
-            tokio::time::sleep_until(next).await;
-            sent_at = Instant::now();
-        }
-    }
-}
-
-async fn drain(response: reqwest::Response, answer: Answer) -> Answer {
-    match response.bytes().await {
-        Ok(_) => answer,
-        Err(err) => Answer::Error(network_kind(&err)),
-    }
-}
-
-fn network_kind(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timeout".into()
-    } else if err.is_connect() {
-        "connect".into()
-    } else {
-        "network".into()
-    }
 }
