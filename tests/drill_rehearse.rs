@@ -51,7 +51,7 @@ fn a_short_rehearsal_passes_every_invariant() {
         .expect("chromium is installed (.ci/run installs it)");
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(
-        dom.contains(r#"data-rendered="yes" data-charts="8" data-errors="0""#),
+        dom.contains(r#"data-rendered="yes" data-charts="9" data-errors="0""#),
         "{}",
         &dom[..dom.len().min(400)]
     );

@@ -98,8 +98,10 @@ fn one(label: &str, report: &Report) -> Markup {
         h3 { "Errors per second, by kind" }
         @if errors.is_empty() { p { "No errors." } }
         (chart(&seconds, &errors, &chaos))
-        h3 { "Parts" }
-        (parts(report))
+        h3 { "Parts (the stack's supervisor)" }
+        (states(report, |s| &s.parts))
+        h3 { "Backends (as the gateway sees them)" }
+        (states(report, |s| &s.backends))
     }
 }
 
@@ -132,23 +134,28 @@ fn chart(x: &[f64], series: &[(String, Vec<f64>)], chaos: &[(f64, String)]) -> M
     }
 }
 
-/// Each part's state over time, one row per part.
-fn parts(report: &Report) -> Markup {
+/// Each part's (or backend's) state over time, one row each.
+fn states(
+    report: &Report,
+    of: impl Fn(&crate::record::PartsSample) -> &Vec<(String, String)>,
+) -> Markup {
     let mut names: Vec<&String> = report
         .parts
         .iter()
-        .flat_map(|s| s.parts.iter().map(|(n, _)| n))
+        .flat_map(|s| of(s).iter().map(|(n, _)| n))
         .collect();
     names.sort();
     names.dedup();
     if names.is_empty() {
-        return html! { p { "No control API was given, so parts were not sampled." } };
+        return html! { p { "Not sampled (no control API or no gateway)." } };
     }
     let last = report.parts.last().map_or(1, |s| s.second.max(1)) as f64;
     let row = 20.0;
     let height = row * names.len() as f64 + 10.0;
     let color = |state: &str| match state {
-        "running" => "#16a34a",
+        "running" | "up" => "#16a34a",
+        "ejected" | "draining" => "#ca8a04",
+        "down" => "#dc2626",
         "stopped" => "#ca8a04",
         "restarting" | "starting" => "#dc2626",
         _ => "#6b7280",
@@ -158,7 +165,7 @@ fn parts(report: &Report) -> Markup {
             @for (r, name) in names.iter().enumerate() {
                 text x="2" y=(row * r as f64 + 14.0) font-size="11" { (name) }
                 @for sample in &report.parts {
-                    @if let Some((_, state)) = sample.parts.iter().find(|(n, _)| n == *name) {
+                    @if let Some((_, state)) = of(sample).iter().find(|(n, _)| n == *name) {
                         rect x=(90.0 + sample.second as f64 / last * (WIDTH - 100.0)) y=(row * r as f64 + 2.0)
                             width=((WIDTH - 100.0) / last + 0.5) height=(row - 4.0) fill=(color(state)) {
                             title { (format!("{}s {state}", sample.second)) }
@@ -167,7 +174,7 @@ fn parts(report: &Report) -> Markup {
                 }
             }
         }
-        div.legend { span style="color:#16a34a" { "■ running" } span style="color:#dc2626" { "■ restarting" }
-            span style="color:#ca8a04" { "■ stopped" } }
+        div.legend { span style="color:#16a34a" { "■ running / up" } span style="color:#dc2626" { "■ restarting / down" }
+            span style="color:#ca8a04" { "■ stopped / ejected / draining" } }
     }
 }

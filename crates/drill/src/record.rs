@@ -36,8 +36,10 @@ pub struct ChaosEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct PartsSample {
     pub second: u64,
-    /// (part, state)
+    /// (part, state) from the stack.
     pub parts: Vec<(String, String)>,
+    /// (backend, state) as the gateway sees them.
+    pub backends: Vec<(String, String)>,
 }
 
 /// What the run saw, before the oracle.

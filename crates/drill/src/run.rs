@@ -90,7 +90,7 @@ pub(crate) async fn traffic(
     let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
     let sampler = tokio::spawn(sample_parts(
         http.clone(),
-        target.control.clone(),
+        target.clone(),
         start,
         scenario.duration(),
     ));
@@ -288,14 +288,15 @@ async fn chaos(
     events
 }
 
-/// Asks the control API for the parts' states once a second.
+/// Asks the control API for the parts' states once a second, and the
+/// gateway (found through it) for its backends' states.
 async fn sample_parts(
     http: reqwest::Client,
-    control: Option<String>,
+    target: Target,
     start: Instant,
     duration: Duration,
 ) -> Vec<PartsSample> {
-    let Some(control) = control else {
+    let Some(control) = target.control.clone() else {
         return Vec::new();
     };
     let mut samples = Vec::new();
@@ -311,15 +312,36 @@ async fn sample_parts(
         let Ok(parts) = answer.json::<Vec<serde_json::Value>>().await else {
             continue;
         };
-        samples.push(PartsSample {
-            second: start.elapsed().as_secs(),
-            parts: parts
-                .iter()
+        let gateway_admin = parts
+            .iter()
+            .find_map(|p| p["admin_addr"].as_str().map(str::to_string));
+        let mut backends = Vec::new();
+        if let Some(admin) = gateway_admin {
+            let answer = http
+                .get(format!("{admin}/admin/backends"))
+                .bearer_auth(&target.admin_token)
+                .timeout(Duration::from_millis(800))
+                .send()
+                .await;
+            if let Ok(answer) = answer {
+                backends = answer
+                    .json::<Vec<serde_json::Value>>()
+                    .await
+                    .unwrap_or_default();
+            }
+        }
+        let states = |list: &[serde_json::Value]| -> Vec<(String, String)> {
+            list.iter()
                 .map(|p| {
                     let text = |k: &str| p[k].as_str().unwrap_or("?").to_string();
                     (text("name"), text("state"))
                 })
-                .collect(),
+                .collect()
+        };
+        samples.push(PartsSample {
+            second: start.elapsed().as_secs(),
+            parts: states(&parts),
+            backends: states(&backends),
         });
     }
     samples
