@@ -35,10 +35,28 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run the whole stack on this machine: shops, backups, gateway, supervised.
     Up(UpArgs),
+    /// Watch every part and the host: scrape each second, keep a bounded history, answer queries.
+    Monitor(MonitorArgs),
     /// Throw a flash sale (and chaos) at a running system and check every invariant.
     Drill(DrillArgs),
     /// Start the stack, run the built-in flash sale with a crash, report, tear down.
     Rehearse(RehearseArgs),
+}
+
+#[derive(clap::Args)]
+struct MonitorArgs {
+    /// Address to listen on. Default 127.0.0.1:8003.
+    #[arg(long, default_value = "127.0.0.1:8003")]
+    listen: String,
+    /// A target to scrape, NAME=URL (its /metrics); repeatable.
+    #[arg(long = "target", value_name = "NAME=URL")]
+    targets: Vec<String>,
+    /// Scrape and sample interval in ms.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// History kept, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    retention_s: u64,
 }
 
 #[derive(clap::Args)]
@@ -140,6 +158,7 @@ fn main() -> anyhow::Result<()> {
         Command::Shop(args) => runtime.block_on(shop(args)),
         Command::Gateway(args) => runtime.block_on(gateway(args)),
         Command::Up(args) => runtime.block_on(up(args)),
+        Command::Monitor(args) => runtime.block_on(monitor(args)),
         Command::Drill(args) => runtime.block_on(drill(args)),
         Command::Rehearse(args) => runtime.block_on(rehearse(args)),
     };
@@ -235,10 +254,45 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "gateway admin on {}  (metrics at /metrics)",
             urls.gateway_admin
         );
+        println!("monitor on {}", urls.monitor);
         println!("admin token {}", urls.admin_token);
         println!("control on {}", urls.control);
     };
     flashguard_stack::run(control, config, exe, ready, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.interval_ms >= 100,
+        "--interval-ms must be at least 100"
+    );
+    anyhow::ensure!(args.retention_s >= 10, "--retention-s must be at least 10");
+    let mut targets = Vec::new();
+    for entry in &args.targets {
+        let (name, url) = entry
+            .split_once('=')
+            .with_context(|| format!("--target {entry}: expected NAME=URL"))?;
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--target {entry}: the URL must start with http:// or https://"
+        );
+        targets.push(flashguard_monitor::Target {
+            name: name.to_string(),
+            url: url.to_string(),
+        });
+    }
+    let config = flashguard_monitor::Config {
+        targets,
+        interval: std::time::Duration::from_millis(args.interval_ms),
+        retention: std::time::Duration::from_secs(args.retention_s),
+        ..flashguard_monitor::Config::default()
+    };
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    flashguard_monitor::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -325,6 +379,7 @@ async fn rehearse_on(
         listen: "127.0.0.1:0".into(),
         gateway_admin_listen: "127.0.0.1:0".into(),
         control_listen: "127.0.0.1:0".into(),
+        monitor_listen: "127.0.0.1:0".into(),
         ..stack
     }
     .validate()?;

@@ -23,13 +23,15 @@ async fn up() -> Up {
         &config,
         format!(
             "shops = 2\nbackups = 1\ndatabase_url = \"{db}\"\nlisten = \"127.0.0.1:0\"\n\
-             gateway_admin_listen = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\n"
+             gateway_admin_listen = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\n\
+             monitor_listen = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
     let mut part = Part::launch(&["up", "--config", &config.display().to_string()], None);
     let storefront = part.expect_line("storefront on ").await;
     part.expect_line("gateway admin on ").await;
+    part.expect_line("monitor on ").await;
     part.expect_line("admin token ").await;
     let control = part.expect_line("control on ").await;
     Up {
@@ -79,7 +81,10 @@ async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
     let stack = up().await;
     let before = parts(&stack.control).await;
     let names: Vec<&str> = before.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["shop-1", "shop-2", "backup-1", "gateway"]);
+    assert_eq!(
+        names,
+        ["shop-1", "shop-2", "backup-1", "gateway", "monitor"]
+    );
     assert!(before.iter().all(|p| p["state"] == "running"), "{before:?}");
     let products = client()
         .get(format!("{}/api/products", stack.storefront))

@@ -30,6 +30,8 @@ pub struct StackFile {
     pub gateway_admin_listen: String,
     /// The stack's control API (parts, chaos). Default `127.0.0.1:8002`.
     pub control_listen: String,
+    /// The monitor's API. Default `127.0.0.1:8003`.
+    pub monitor_listen: String,
     /// Admin token for shops and gateway; a random one when absent (or from
     /// `FLASHGUARD_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
@@ -54,6 +56,7 @@ impl Default for StackFile {
             listen: "127.0.0.1:8000".into(),
             gateway_admin_listen: "127.0.0.1:8001".into(),
             control_listen: "127.0.0.1:8002".into(),
+            monitor_listen: "127.0.0.1:8003".into(),
             admin_token: None,
             restart_backoff_ms: 200,
             max_restart_backoff_ms: 5_000,
@@ -74,6 +77,7 @@ pub struct StackConfig {
     pub listen: String,
     pub gateway_admin_listen: String,
     pub control_listen: String,
+    pub monitor_listen: String,
     pub admin_token: String,
     pub restart_backoff: Duration,
     pub max_restart_backoff: Duration,
@@ -130,6 +134,7 @@ impl StackFile {
             listen: self.listen,
             gateway_admin_listen: self.gateway_admin_listen,
             control_listen: self.control_listen,
+            monitor_listen: self.monitor_listen,
             admin_token: token,
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             max_restart_backoff: Duration::from_millis(self.max_restart_backoff_ms),

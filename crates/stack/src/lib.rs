@@ -25,6 +25,7 @@ use part::{Part, PartSpec};
 pub struct Urls {
     pub storefront: String,
     pub gateway_admin: String,
+    pub monitor: String,
     pub control: String,
     pub admin_token: String,
 }
@@ -50,6 +51,7 @@ pub async fn run(
 ) -> Result<(), StackError> {
     let (stop_shops, shops_stopping) = watch::channel(false);
     let (stop_gateway, gateway_stopping) = watch::channel(false);
+    let gateway_stopping_for_monitor = gateway_stopping.clone();
     let backoff = (config.restart_backoff, config.max_restart_backoff);
     let spec = |name: String, kind, args: Vec<String>, listen: &str| PartSpec {
         name,
@@ -126,6 +128,32 @@ pub async fn run(
         })?;
         (storefront, String::new())
     };
+    // The monitor watches every part: each shop's /metrics, and the
+    // gateway's on its admin address.
+    let mut monitor_args = Vec::new();
+    for part in &parts {
+        let url = match part.spec.kind {
+            Kind::Gateway => part.view().admin_addr.unwrap_or_default(),
+            _ => part.addr().await.unwrap_or_default(),
+        };
+        monitor_args.push("--target".to_string());
+        monitor_args.push(format!("{}={url}", part.spec.name));
+    }
+    let monitor = Part::new(spec(
+        "monitor".into(),
+        Kind::Monitor,
+        monitor_args,
+        &config.monitor_listen,
+    ));
+    let monitor_task = tokio::spawn(Arc::clone(&monitor).supervise(
+        gateway_stopping_for_monitor,
+        backoff,
+        config.stop_grace,
+    ));
+    let monitor_url = monitor.addr().await.ok_or_else(|| StackError::NoAddress {
+        part: "monitor".into(),
+    })?;
+    parts.push(monitor);
     // Up means ready: migrations done, health checks passing.
     const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
     for part in &parts {
@@ -154,6 +182,7 @@ pub async fn run(
     ready(&Urls {
         storefront,
         gateway_admin,
+        monitor: monitor_url,
         control: format!("http://{control_addr}"),
         admin_token: config.admin_token.clone(),
     });
@@ -164,6 +193,7 @@ pub async fn run(
     if let Some(gateway_task) = gateway_task {
         let _ = gateway_task.await;
     }
+    let _ = monitor_task.await;
     let _ = stop_shops.send(true);
     for supervisor in supervisors {
         let _ = supervisor.await;

@@ -22,6 +22,7 @@ pub enum Kind {
     Shop,
     Backup,
     Gateway,
+    Monitor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -221,6 +222,7 @@ impl Part {
         let subcommand = match self.spec.kind {
             Kind::Shop | Kind::Backup => "shop",
             Kind::Gateway => "gateway",
+            Kind::Monitor => "monitor",
         };
         let mut child = Command::new(&self.spec.exe)
             .arg(subcommand)

@@ -1,0 +1,115 @@
+//! The query API and the monitor's own probes and metrics.
+//!
+//! `GET /api/query?metric=NAME&LABEL=VALUE...`: the latest point of every
+//! matching series. `GET /api/query_range?metric=NAME&start=MS&end=MS&...`:
+//! their points in the range (unix ms; default the last five minutes).
+//! `GET /api/targets`: each target's last scrape, and why it is down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use crate::scrape::{now_ms, Monitor};
+
+pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
+    let mut registry = Registry::default();
+    registry.register(
+        "monitor_scrapes",
+        "Scrapes by target and result",
+        monitor.scrapes.clone(),
+    );
+    registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
+    let registry = Arc::new(registry);
+    Router::new()
+        .route("/api/query", get(query))
+        .route("/api/query_range", get(query_range))
+        .route("/api/targets", get(targets))
+        .route("/healthz", get(flashguard_telemetry::healthz))
+        .route(
+            "/readyz",
+            get(|| async { flashguard_telemetry::readiness_response(None) }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = Arc::clone(&registry);
+                async move { flashguard_telemetry::metrics_response(&registry) }
+            }),
+        )
+        .with_state(monitor)
+}
+
+type Params = Query<HashMap<String, String>>;
+
+/// A query the API cannot answer, and why.
+enum BadQuery {
+    MissingMetric,
+    NotMilliseconds(&'static str),
+}
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        let (status, code, detail) = match self {
+            BadQuery::MissingMetric => (
+                StatusCode::BAD_REQUEST,
+                "missing_metric",
+                "give ?metric=NAME".to_string(),
+            ),
+            BadQuery::NotMilliseconds(field) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                format!("{field} must be unix milliseconds"),
+            ),
+        };
+        (status, Json(json!({ "error": code, "detail": detail }))).into_response()
+    }
+}
+
+/// The metric name and label matchers from the query string.
+fn selector(params: &HashMap<String, String>) -> Result<(String, Vec<(String, String)>), BadQuery> {
+    let metric = params
+        .get("metric")
+        .filter(|m| !m.is_empty())
+        .ok_or(BadQuery::MissingMetric)?;
+    let matchers = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "metric" | "start" | "end"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((metric.clone(), matchers))
+}
+
+async fn query(
+    State(monitor): State<Arc<Monitor>>,
+    Query(params): Params,
+) -> Result<Response, BadQuery> {
+    let (metric, matchers) = selector(&params)?;
+    Ok(Json(monitor.store().instant(&metric, &matchers)).into_response())
+}
+
+async fn query_range(
+    State(monitor): State<Arc<Monitor>>,
+    Query(params): Params,
+) -> Result<Response, BadQuery> {
+    let (metric, matchers) = selector(&params)?;
+    let number = |key: &'static str, default: i64| match params.get(key) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .map_err(|_| BadQuery::NotMilliseconds(key)),
+    };
+    let now = now_ms();
+    let (start, end) = (number("start", now - 300_000)?, number("end", now)?);
+    Ok(Json(monitor.store().range(&metric, &matchers, start, end)).into_response())
+}
+
+async fn targets(State(monitor): State<Arc<Monitor>>) -> Response {
+    Json(monitor.statuses()).into_response()
+}

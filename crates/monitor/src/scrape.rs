@@ -1,0 +1,168 @@
+//! The collection loop: every interval, each target's `/metrics` (with
+//! `up` and `scrape_duration_seconds` recorded per target) and the host.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::store::{SeriesKey, Store};
+use crate::{exposition, host, Config, Target};
+
+/// A target's last scrape, for `GET /api/targets`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TargetStatus {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) up: bool,
+    /// Why it is down, when it is.
+    pub(crate) reason: Option<String>,
+    pub(crate) last_scrape_ms: i64,
+    pub(crate) duration_ms: f64,
+    pub(crate) samples: usize,
+}
+
+#[derive(Debug)]
+pub struct Monitor {
+    targets: Vec<Target>,
+    store: Mutex<Store>,
+    status: Mutex<BTreeMap<String, TargetStatus>>,
+    http: reqwest::Client,
+    pub(crate) scrapes: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Monitor {
+    pub fn new(config: &Config) -> Monitor {
+        Monitor {
+            targets: config.targets.clone(),
+            store: Mutex::new(Store::new(
+                config.retention.as_millis() as i64,
+                config.max_series,
+            )),
+            status: Mutex::new(BTreeMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(config.interval.mul_f64(0.8).max(Duration::from_millis(100)))
+                .build()
+                .unwrap_or_default(),
+            scrapes: Default::default(),
+        }
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn statuses(&self) -> Vec<TargetStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub async fn scrape_forever(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cpu_before = host::cpu_times();
+        loop {
+            tick.tick().await;
+            let at = now_ms();
+            let scrapes: Vec<_> = self.targets.iter().map(|t| self.scrape(t, at)).collect();
+            futures::future::join_all(scrapes).await;
+            let cpu_now = host::cpu_times();
+            let mut store = self.store();
+            if let (Some(before), Some(now)) = (cpu_before, cpu_now) {
+                store.push(
+                    SeriesKey::new("host_cpu_usage_ratio", []),
+                    at,
+                    host::cpu_usage(before, now),
+                );
+            }
+            cpu_before = cpu_now;
+            if let Some(load) = host::load_per_core() {
+                store.push(SeriesKey::new("host_load1_per_core", []), at, load);
+            }
+            if let Some((available, total)) = host::memory() {
+                store.push(
+                    SeriesKey::new("host_memory_available_bytes", []),
+                    at,
+                    available,
+                );
+                store.push(SeriesKey::new("host_memory_total_bytes", []), at, total);
+            }
+            store.prune(at);
+        }
+    }
+
+    async fn scrape(&self, target: &Target, at: i64) {
+        let started = Instant::now();
+        let url = format!("{}/metrics", target.url.trim_end_matches('/'));
+        let result = match self.http.get(&url).send().await {
+            Ok(response) if response.status().is_success() => match response.text().await {
+                Ok(text) => exposition::parse(&text, &target.name),
+                Err(err) => Err(format!("reading the body: {err}")),
+            },
+            Ok(response) => Err(format!("answered {}", response.status())),
+            Err(err) => Err(format!("unreachable: {err}")),
+        };
+        let duration = started.elapsed();
+        let labels = [("target".to_string(), target.name.clone())];
+        let (up, reason, count) = match result {
+            Ok(samples) => {
+                let count = samples.len();
+                let mut store = self.store();
+                for (key, value) in samples {
+                    store.push(key, at, value);
+                }
+                (true, None, count)
+            }
+            Err(reason) => (false, Some(reason), 0),
+        };
+        {
+            let mut store = self.store();
+            store.push(
+                SeriesKey::new("up", labels.clone()),
+                at,
+                if up { 1.0 } else { 0.0 },
+            );
+            store.push(
+                SeriesKey::new("scrape_duration_seconds", labels.clone()),
+                at,
+                duration.as_secs_f64(),
+            );
+        }
+        let result_label = if up { "ok" } else { "failed" };
+        self.scrapes
+            .get_or_create(&vec![
+                ("target".into(), target.name.clone()),
+                ("result".into(), result_label.into()),
+            ])
+            .inc();
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                target.name.clone(),
+                TargetStatus {
+                    name: target.name.clone(),
+                    url: target.url.clone(),
+                    up,
+                    reason,
+                    last_scrape_ms: at,
+                    duration_ms: duration.as_secs_f64() * 1000.0,
+                    samples: count,
+                },
+            );
+    }
+}

@@ -1,0 +1,134 @@
+//! The monitor scraping real parts of this repo, and a target that serves
+//! something that is not a metrics page.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{client, sqlite_db, Part, Shop};
+
+async fn poll(url: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(response) = client().get(url).send().await {
+            if let Ok(body) = response.json::<Value>().await {
+                if ok(&body) {
+                    return body;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never satisfied the check");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
+    let db = sqlite_db();
+    let shop = Shop::start(&db.url).await;
+    // Something that answers 200 with a web page, not metrics.
+    let junk = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let junk_addr = junk.local_addr().unwrap();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(|| async { "<html>hello</html>" }),
+        );
+        axum::serve(junk, app).await.unwrap();
+    });
+    let shop_target = format!("shop-1={}", shop.url);
+    let junk_target = format!("junk=http://{junk_addr}");
+    let mut monitor = Part::launch(
+        &[
+            "monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "200",
+            "--target",
+            &shop_target,
+            "--target",
+            &junk_target,
+        ],
+        None,
+    );
+    let url = monitor.expect_line("listening on ").await;
+
+    let up = poll(&format!("{url}/api/query?metric=up&target=shop-1"), |v| {
+        v[0]["points"][0][1] == 1.0
+    })
+    .await;
+    assert_eq!(up.as_array().unwrap().len(), 1);
+    let series = poll(
+        &format!("{url}/api/query?metric=shop_http_requests_total"),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert_eq!(series[0]["labels"]["target"], "shop-1");
+    poll(
+        &format!("{url}/api/query?metric=shop_http_request_duration_seconds_bucket&le=%2BInf"),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    let memory = poll(
+        &format!("{url}/api/query?metric=host_memory_available_bytes"),
+        |v| v[0]["points"][0][1].as_f64().is_some_and(|m| m > 0.0),
+    )
+    .await;
+    assert!(memory[0]["points"][0][1].as_f64().unwrap() > 1e6);
+    poll(
+        &format!("{url}/api/query?metric=host_cpu_usage_ratio"),
+        |v| v[0]["points"][0][1].is_number(),
+    )
+    .await;
+
+    let targets = poll(&format!("{url}/api/targets"), |v| {
+        v.as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let junk = targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "junk")
+        .unwrap();
+    assert_eq!(junk["up"], false);
+    assert!(
+        junk["reason"].as_str().unwrap().contains("line 1"),
+        "{junk}"
+    );
+    let down = poll(&format!("{url}/api/query?metric=up&target=junk"), |v| {
+        v[0]["points"][0][1] == 0.0
+    })
+    .await;
+    assert_eq!(down.as_array().unwrap().len(), 1);
+
+    let range = poll(
+        &format!("{url}/api/query_range?metric=up&target=shop-1"),
+        |v| v[0]["points"].as_array().is_some_and(|p| p.len() >= 3),
+    )
+    .await;
+    assert!(range[0]["points"].as_array().unwrap().len() >= 3);
+    let bad = client()
+        .get(format!("{url}/api/query_range?metric=up&start=yesterday"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let missing = client()
+        .get(format!("{url}/api/query"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    let metrics = client()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("monitor_scrapes_total"), "{metrics}");
+}
