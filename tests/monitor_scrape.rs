@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{client, sqlite_db, Part, Shop};
+use support::{client, get_text, sqlite_db, Part, Shop};
 
 async fn poll(url: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -122,13 +122,6 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 400);
-    let metrics = client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client(), &format!("{url}/metrics")).await;
     assert!(metrics.contains("monitor_scrapes_total"), "{metrics}");
 }

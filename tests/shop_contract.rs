@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{client, export, inventory, order, put_product, Shop};
+use support::{client, export, get_text, inventory, order, put_product, Shop};
 
 fn item(stock: i64) -> Value {
     json!({ "name": "Hot item", "price_cents": 1999, "stock": stock })
@@ -310,14 +310,7 @@ async fn probes_and_metrics_answer(shop: &Shop) {
             .status(),
         200
     );
-    let metrics = c
-        .get(format!("{}/metrics", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&c, &format!("{}/metrics", shop.url)).await;
     for family in [
         "shop_http_requests_total",
         "shop_http_request_duration_seconds_bucket",

@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{client, put_product, Shop};
+use support::{client, get_text, put_product, Shop};
 
 #[tokio::test]
 async fn every_documented_operation_is_served_and_every_route_documented() {
@@ -76,14 +76,7 @@ async fn a_customer_buys_through_the_pages_without_javascript() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let index = c
-        .get(format!("{}/", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = get_text(&c, &format!("{}/", shop.url)).await;
     assert!(
         index.contains("Desk lamp") && index.contains("$25.99") && index.contains("1 of 1 left")
     );
@@ -92,14 +85,7 @@ async fn a_customer_buys_through_the_pages_without_javascript() {
         "the upcoming sale shows a countdown"
     );
 
-    let page = c
-        .get(format!("{}/products/lamp", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(&c, &format!("{}/products/lamp", shop.url)).await;
     let key_at = page
         .find("name=\"idempotency_key\" value=\"")
         .expect("the form carries its own key")
@@ -139,14 +125,7 @@ async fn a_customer_buys_through_the_pages_without_javascript() {
         .unwrap()
         .contains("your order is confirmed"));
 
-    let sold_out_page = c
-        .get(format!("{}/products/lamp", shop.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let sold_out_page = get_text(&c, &format!("{}/products/lamp", shop.url)).await;
     assert!(sold_out_page.contains("Sold out"));
     assert!(
         !sold_out_page.contains("<form"),

@@ -202,6 +202,18 @@ pub async fn drop_pg_database(url: &str) {
     }
 }
 
+/// GETs a URL and returns its body as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("GET is answered")
+        .text()
+        .await
+        .expect("the body is text")
+}
+
 /// GETs a URL and parses its JSON body.
 pub async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: &str) -> T {
     client
