@@ -5,6 +5,7 @@
 mod api;
 mod exposition;
 mod host;
+pub mod rules;
 mod scrape;
 mod store;
 
