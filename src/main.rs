@@ -57,6 +57,9 @@ struct MonitorArgs {
     /// History kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     retention_s: u64,
+    /// Alert rules (TOML); a bad file is refused naming the rule and field.
+    #[arg(long)]
+    rules: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -282,8 +285,19 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
             url: url.to_string(),
         });
     }
+    let rules = match &args.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            flashguard_monitor::rules::RuleFile::parse(&text)
+                .with_context(|| path.display().to_string())?
+                .rules
+        }
+        None => Vec::new(),
+    };
     let config = flashguard_monitor::Config {
         targets,
+        rules,
         interval: std::time::Duration::from_millis(args.interval_ms),
         retention: std::time::Duration::from_secs(args.retention_s),
         ..flashguard_monitor::Config::default()

@@ -39,9 +39,19 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     });
     let shop_target = format!("shop-1={}", shop.url);
     let junk_target = format!("junk=http://{junk_addr}");
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rules.path(),
+        "[[rule]]\nname = \"TargetDown\"\nmetric = \"up\"\nop = \"<\"\nthreshold = 1\n\
+         annotations = { summary = \"{{ $labels.target }} is down\" }\n",
+    )
+    .unwrap();
+    let rules_path = rules.path().display().to_string();
     let mut monitor = Part::launch(
         &[
             "monitor",
+            "--rules",
+            &rules_path,
             "--listen",
             "127.0.0.1:0",
             "--interval-ms",
@@ -124,4 +134,14 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     assert_eq!(missing.status(), 400);
     let metrics = get_text(&client(), &format!("{url}/metrics")).await;
     assert!(metrics.contains("monitor_scrapes_total"), "{metrics}");
+
+    // The junk target is down: its alert fires; the shop has none.
+    let alerts = poll(&format!("{url}/api/alerts"), |v| {
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["state"] == "firing"))
+    })
+    .await;
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["annotations"]["summary"], "junk is down");
 }

@@ -31,6 +31,7 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/query", get(query))
         .route("/api/query_range", get(query_range))
         .route("/api/targets", get(targets))
+        .route("/api/alerts", get(alerts))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route(
             "/readyz",
@@ -108,6 +109,10 @@ async fn query_range(
     let now = now_ms();
     let (start, end) = (number("start", now - 300_000)?, number("end", now)?);
     Ok(Json(monitor.store().range(&metric, &matchers, start, end)).into_response())
+}
+
+async fn alerts(State(monitor): State<Arc<Monitor>>) -> Response {
+    Json(monitor.alerts()).into_response()
 }
 
 async fn targets(State(monitor): State<Arc<Monitor>>) -> Response {

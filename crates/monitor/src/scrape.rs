@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::rules::{Alert, Evaluator, Transition};
 use crate::store::{SeriesKey, Store};
 use crate::{exposition, host, Config, Target};
 
@@ -28,6 +29,7 @@ pub struct Monitor {
     targets: Vec<Target>,
     store: Mutex<Store>,
     status: Mutex<BTreeMap<String, TargetStatus>>,
+    evaluator: Mutex<Evaluator>,
     http: reqwest::Client,
     pub(crate) scrapes: prometheus_client::metrics::family::Family<
         Vec<(String, String)>,
@@ -50,6 +52,7 @@ impl Monitor {
                 config.max_series,
             )),
             status: Mutex::new(BTreeMap::new()),
+            evaluator: Mutex::new(Evaluator::new(config.rules.clone())),
             http: reqwest::Client::builder()
                 .timeout(config.interval.mul_f64(0.8).max(Duration::from_millis(100)))
                 .build()
@@ -69,6 +72,39 @@ impl Monitor {
             .values()
             .cloned()
             .collect()
+    }
+
+    pub(crate) fn alerts(&self) -> Vec<Alert> {
+        self.evaluator
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .alerts()
+    }
+
+    /// Evaluates the rules on what was just collected; the log is the
+    /// first notification channel.
+    fn evaluate(&self, now_ms: i64) {
+        let transitions = {
+            let store = self.store();
+            self.evaluator
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .evaluate(&store, now_ms)
+        };
+        for transition in transitions {
+            match transition {
+                Transition::Firing(alert) => tracing::warn!(
+                    alert = %alert.rule,
+                    labels = ?alert.labels,
+                    value = alert.value,
+                    annotations = ?alert.annotations,
+                    "alert firing"
+                ),
+                Transition::Resolved(alert, _) => {
+                    tracing::info!(alert = %alert.rule, labels = ?alert.labels, "alert resolved")
+                }
+            }
+        }
     }
 
     pub async fn scrape_forever(self: Arc<Self>, interval: Duration) {
@@ -102,6 +138,8 @@ impl Monitor {
                 store.push(SeriesKey::new("host_memory_total_bytes", []), at, total);
             }
             store.prune(at);
+            drop(store);
+            self.evaluate(at);
         }
     }
 
