@@ -58,6 +58,7 @@ struct MonitorArgs {
     #[arg(long, default_value_t = 3600)]
     retention_s: u64,
     /// Alert rules (TOML); a bad file is refused naming the rule and field.
+    /// Without it, the default rules (README).
     #[arg(long)]
     rules: Option<PathBuf>,
 }
@@ -293,7 +294,9 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
                 .with_context(|| path.display().to_string())?
                 .rules
         }
-        None => Vec::new(),
+        None => {
+            flashguard_monitor::rules::RuleFile::parse(flashguard_monitor::DEFAULT_RULES)?.rules
+        }
     };
     let config = flashguard_monitor::Config {
         targets,

@@ -3,6 +3,7 @@
 //! range queries over it. (Alert rules and notifications build on this.)
 
 mod api;
+mod defaults;
 mod exposition;
 mod host;
 pub mod rules;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use defaults::DEFAULT_RULES;
 pub use scrape::Monitor;
 pub use store::{SeriesKey, Store};
 

@@ -44,6 +44,18 @@ pub struct Rule {
     /// Templates may use `{{ $value }}` and `{{ $labels.NAME }}`.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Makes the rule a ratio: the sum over series of this rule's
+    /// aggregation divided by the same aggregation of `divide_by`.
+    pub divide_by: Option<Divisor>,
+}
+
+/// The denominator of a ratio rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divisor {
+    pub metric: String,
+    #[serde(default)]
+    pub matchers: BTreeMap<String, String>,
 }
 
 fn last() -> String {
@@ -124,9 +136,29 @@ impl Rule {
     /// The rule's value for each series (or, for a quantile, each
     /// histogram), with its labels.
     pub fn values(&self, store: &Store, now_ms: i64) -> Vec<(BTreeMap<String, String>, f64)> {
-        let matchers: Vec<(String, String)> = self.matchers.clone().into_iter().collect();
+        let Some(divisor) = &self.divide_by else {
+            return self.aggregate(&self.metric, &self.matchers, store, now_ms);
+        };
+        let sum =
+            |values: Vec<(BTreeMap<String, String>, f64)>| values.iter().map(|v| v.1).sum::<f64>();
+        let numerator = sum(self.aggregate(&self.metric, &self.matchers, store, now_ms));
+        let denominator = sum(self.aggregate(&divisor.metric, &divisor.matchers, store, now_ms));
+        if denominator <= 0.0 {
+            return Vec::new();
+        }
+        vec![(BTreeMap::new(), numerator / denominator)]
+    }
+
+    fn aggregate(
+        &self,
+        metric: &str,
+        matchers: &BTreeMap<String, String>,
+        store: &Store,
+        now_ms: i64,
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
+        let matchers: Vec<(String, String)> = matchers.clone().into_iter().collect();
         let start = now_ms - (self.window_s * 1000.0) as i64;
-        let series = store.range(&self.metric, &matchers, start, now_ms);
+        let series = store.range(metric, &matchers, start, now_ms);
         if self.aggregation == "quantile" {
             return quantiles(&series, self.quantile.unwrap_or(0.99));
         }
@@ -373,7 +405,7 @@ mod tests {
         let rules = RuleFile::parse(RULES).unwrap().rules;
         let mut evaluator = Evaluator::new(rules);
         let mut store = Store::new(600_000, 100);
-        let mut step = |store: &mut Store, evaluator: &mut Evaluator, t: i64, v: f64| {
+        let step = |store: &mut Store, evaluator: &mut Evaluator, t: i64, v: f64| {
             up(store, t, v);
             evaluator.evaluate(store, t * 1000)
         };
@@ -430,6 +462,26 @@ mod tests {
         let p99 = rule("[[rule]]\nname = \"Q\"\nmetric = \"lat_bucket\"\naggregation = \"quantile\"\nquantile = 0.99\nwindow_s = 10\nop = \">\"\nthreshold = 1\n");
         let value = p99.values(&store, 10_000)[0].1;
         assert!((value - 0.5).abs() < 1e-9, "{value}");
+    }
+
+    #[test]
+    fn a_ratio_divides_sums_and_prefixes_match() {
+        let mut store = Store::new(600_000, 100);
+        for t in 0..=10 {
+            for (status, per_s) in [("200", 95.0), ("503", 4.0), ("502", 1.0)] {
+                let key = SeriesKey::new("req_total", [("status".to_string(), status.to_string())]);
+                store.push(key, t * 1000, per_s * t as f64);
+            }
+        }
+        let rules = RuleFile::parse(
+            "[[rule]]\nname = \"E\"\nmetric = \"req_total\"\nmatchers = { status = \"5*\" }\n\
+             aggregation = \"increase\"\nwindow_s = 10\ndivide_by = { metric = \"req_total\" }\n\
+             op = \">\"\nthreshold = 0.01\n",
+        )
+        .unwrap()
+        .rules;
+        let value = rules[0].values(&store, 10_000)[0].1;
+        assert!((value - 0.05).abs() < 1e-9, "{value}");
     }
 
     #[test]

@@ -22,12 +22,18 @@ impl SeriesKey {
         }
     }
 
-    /// Whether every `matchers` label has that value.
+    /// Whether every `matchers` label has that value; a value ending in
+    /// `*` matches by prefix (`status = "5*"`).
     pub fn matches(&self, name: &str, matchers: &[(String, String)]) -> bool {
         self.name == name
-            && matchers
-                .iter()
-                .all(|(k, v)| self.labels.get(k).is_some_and(|have| have == v))
+            && matchers.iter().all(|(k, v)| {
+                self.labels
+                    .get(k)
+                    .is_some_and(|have| match v.strip_suffix('*') {
+                        Some(prefix) => have.starts_with(prefix),
+                        None => have == v,
+                    })
+            })
     }
 }
 
@@ -175,6 +181,14 @@ mod tests {
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].points, [(2_000, 0.0)]);
         assert_eq!(store.instant("up", &[]).len(), 2);
+        assert_eq!(
+            store.instant("up", &[("target".into(), "*".into())]).len(),
+            2
+        );
+        assert_eq!(
+            store.instant("up", &[("target".into(), "b*".into())]).len(),
+            1
+        );
         assert_eq!(
             store.range("up", &[("target".into(), "a".into())], 0, 1_500)[0].points,
             [(1_000, 1.0)]

@@ -1,0 +1,126 @@
+//! The rules the monitor runs when given none. Thresholds are chosen for a
+//! flash sale on one machine; `for` is short because every alert must leave
+//! within 3 s of its threshold being crossed (collection each second).
+
+/// The default rule file, documented in the README.
+pub const DEFAULT_RULES: &str = r#"
+# The host is out of CPU: latency will follow.
+[[rule]]
+name = "HostCpuSaturated"
+metric = "host_cpu_usage_ratio"
+aggregation = "avg"
+window_s = 5
+op = ">"
+threshold = 0.9
+for_s = 1
+labels = { severity = "warning" }
+annotations = { summary = "host CPU at {{ $value }} of capacity over 5 s" }
+
+# More runnable work than cores, sustained.
+[[rule]]
+name = "HostLoadHigh"
+metric = "host_load1_per_core"
+op = ">"
+threshold = 2
+for_s = 1
+labels = { severity = "warning" }
+annotations = { summary = "load per core {{ $value }}" }
+
+# Under 256 MiB available: the kernel is about to start killing.
+[[rule]]
+name = "HostMemoryLow"
+metric = "host_memory_available_bytes"
+op = "<"
+threshold = 268435456
+for_s = 1
+labels = { severity = "page" }
+annotations = { summary = "only {{ $value }} bytes of memory available" }
+
+# A part does not answer its /metrics.
+[[rule]]
+name = "TargetDown"
+metric = "up"
+op = "<"
+threshold = 1
+for_s = 1
+labels = { severity = "page" }
+annotations = { summary = "{{ $labels.target }} is down" }
+
+# The gateway has taken a backend out (down or ejected).
+[[rule]]
+name = "BackendDown"
+metric = "gateway_backend_state"
+matchers = { state = "down" }
+op = ">="
+threshold = 1
+for_s = 0
+labels = { severity = "page" }
+annotations = { summary = "backend {{ $labels.backend }} is down at the gateway" }
+
+# More than 5 % of the gateway's answers are 5xx over 10 s.
+[[rule]]
+name = "ErrorRatioHigh"
+metric = "gateway_requests_total"
+matchers = { status = "5*" }
+aggregation = "increase"
+window_s = 10
+divide_by = { metric = "gateway_requests_total" }
+op = ">"
+threshold = 0.05
+for_s = 1
+labels = { severity = "page" }
+annotations = { summary = "{{ $value }} of requests failed over 10 s" }
+
+# Customers wait: p99 above half a second at the gateway.
+[[rule]]
+name = "LatencyP99High"
+metric = "gateway_request_duration_seconds_bucket"
+aggregation = "quantile"
+quantile = 0.99
+window_s = 10
+op = ">"
+threshold = 0.5
+for_s = 1
+labels = { severity = "warning" }
+annotations = { summary = "p99 {{ $value }} s at {{ $labels.target }}" }
+
+# Requests are being shed (by design, but a sign the tier is full).
+[[rule]]
+name = "RequestsShed"
+metric = "gateway_shed_total"
+aggregation = "rate"
+window_s = 5
+op = ">"
+threshold = 1
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "{{ $labels.target }} sheds {{ $value }} requests/s ({{ $labels.reason }})" }
+
+# Shops shedding orders: the sale is beyond capacity.
+[[rule]]
+name = "ShopShedding"
+metric = "shop_requests_shed_total"
+aggregation = "rate"
+window_s = 5
+op = ">"
+threshold = 1
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "{{ $labels.target }} sheds {{ $value }} requests/s" }
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::DEFAULT_RULES;
+    use crate::rules::RuleFile;
+
+    #[test]
+    fn the_default_rules_are_valid() {
+        let rules = RuleFile::parse(DEFAULT_RULES).unwrap().rules;
+        assert!(rules.len() >= 8);
+        assert!(
+            rules.iter().all(|r| r.for_s <= 1.0),
+            "alerts must leave within 3 s"
+        );
+    }
+}
