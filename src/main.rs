@@ -61,6 +61,9 @@ struct MonitorArgs {
     /// Without it, the default rules (README).
     #[arg(long)]
     rules: Option<PathBuf>,
+    /// Print the rules as a Prometheus rule file and exit.
+    #[arg(long)]
+    export_rules: bool,
 }
 
 #[derive(clap::Args)]
@@ -298,6 +301,10 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
             flashguard_monitor::rules::RuleFile::parse(flashguard_monitor::DEFAULT_RULES)?.rules
         }
     };
+    if args.export_rules {
+        print!("{}", flashguard_monitor::prometheus_rules(&rules));
+        return Ok(());
+    }
     let config = flashguard_monitor::Config {
         targets,
         rules,

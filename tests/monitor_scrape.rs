@@ -145,3 +145,26 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["annotations"]["summary"], "junk is down");
 }
+
+#[test]
+fn exported_rules_pass_promtool() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
+        .args(["monitor", "--export-rules"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &output.stdout).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(file.path())
+        .output()
+        .expect("promtool is installed (.ci/run installs the prometheus package)");
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(said.contains("SUCCESS: 9 rules found"), "{said}");
+}

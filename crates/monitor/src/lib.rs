@@ -4,6 +4,7 @@
 
 mod api;
 mod defaults;
+mod export;
 mod exposition;
 mod host;
 pub mod rules;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use defaults::DEFAULT_RULES;
+pub use export::prometheus_rules;
 pub use scrape::Monitor;
 pub use store::{SeriesKey, Store};
 
