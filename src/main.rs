@@ -64,6 +64,12 @@ struct MonitorArgs {
     /// Print the rules as a Prometheus rule file and exit.
     #[arg(long)]
     export_rules: bool,
+    /// A webhook to post the Alertmanager webhook payload (v4) to; repeatable.
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+    /// An Alertmanager to post alerts to (its /api/v2/alerts); repeatable.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    alertmanagers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -305,9 +311,24 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
         print!("{}", flashguard_monitor::prometheus_rules(&rules));
         return Ok(());
     }
+    let receivers = args
+        .webhooks
+        .iter()
+        .map(|url| (flashguard_monitor::ReceiverKind::Webhook, url))
+        .chain(
+            args.alertmanagers
+                .iter()
+                .map(|url| (flashguard_monitor::ReceiverKind::Alertmanager, url)),
+        )
+        .map(|(kind, url)| flashguard_monitor::Receiver {
+            kind,
+            url: url.clone(),
+        })
+        .collect();
     let config = flashguard_monitor::Config {
         targets,
         rules,
+        receivers,
         interval: std::time::Duration::from_millis(args.interval_ms),
         retention: std::time::Duration::from_secs(args.retention_s),
         ..flashguard_monitor::Config::default()

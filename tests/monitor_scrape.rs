@@ -37,6 +37,28 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
         );
         axum::serve(junk, app).await.unwrap();
     });
+    // A webhook receiver that refuses its first delivery, then keeps them.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook.local_addr().unwrap());
+    let kept = std::sync::Arc::clone(&received);
+    let refused_once = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let (kept, refused_once) = (kept.clone(), refused_once.clone());
+                async move {
+                    if !refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    kept.lock().unwrap().push(body);
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        axum::serve(hook, app).await.unwrap();
+    });
     let shop_target = format!("shop-1={}", shop.url);
     let junk_target = format!("junk=http://{junk_addr}");
     let rules = tempfile::NamedTempFile::new().unwrap();
@@ -50,6 +72,8 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     let mut monitor = Part::launch(
         &[
             "monitor",
+            "--webhook",
+            &hook_url,
             "--rules",
             &rules_path,
             "--listen",
@@ -144,6 +168,24 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     let alerts = alerts.as_array().unwrap();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["annotations"]["summary"], "junk is down");
+
+    // The webhook got the Alertmanager payload, after one refused try.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the webhook never got the alert");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let payload = received.lock().unwrap()[0].clone();
+    assert_eq!(payload["version"], "4");
+    assert_eq!(payload["status"], "firing");
+    assert_eq!(payload["alerts"][0]["labels"]["alertname"], "TargetDown");
+    assert_eq!(payload["alerts"][0]["labels"]["target"], "junk");
+    assert_eq!(payload["alerts"][0]["status"], "firing");
+    let metrics = get_text(&client(), &format!("{url}/metrics")).await;
+    assert!(
+        metrics.contains("monitor_notifications_total{receiver="),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -25,6 +25,11 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         "Scrapes by target and result",
         monitor.scrapes.clone(),
     );
+    registry.register(
+        "monitor_notifications",
+        "Notifications by receiver and result (sent, failed, dropped)",
+        monitor.notifications.clone(),
+    );
     registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
     let registry = Arc::new(registry);
     Router::new()

@@ -7,6 +7,7 @@ mod defaults;
 mod export;
 mod exposition;
 mod host;
+mod notify;
 pub mod rules;
 mod scrape;
 mod store;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 
 pub use defaults::DEFAULT_RULES;
 pub use export::prometheus_rules;
+pub use notify::{Kind as ReceiverKind, Receiver};
 pub use scrape::Monitor;
 pub use store::{SeriesKey, Store};
 
@@ -43,6 +45,10 @@ pub struct Config {
     pub max_series: usize,
     /// Alert rules evaluated after every collection.
     pub rules: Vec<rules::Rule>,
+    /// Where alerts go besides the log.
+    pub receivers: Vec<Receiver>,
+    /// Firing alerts are sent to Alertmanagers again this often. Default 10 s.
+    pub resend_interval: Duration,
 }
 
 impl Default for Config {
@@ -53,6 +59,8 @@ impl Default for Config {
             retention: Duration::from_secs(3600),
             max_series: 50_000,
             rules: Vec::new(),
+            receivers: Vec::new(),
+            resend_interval: Duration::from_secs(10),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::notify::{Kind, News, NotificationCounts, Notifier};
 use crate::rules::{Alert, Evaluator, Transition};
 use crate::store::{SeriesKey, Store};
 use crate::{exposition, host, Config, Target};
@@ -30,6 +31,10 @@ pub struct Monitor {
     store: Mutex<Store>,
     status: Mutex<BTreeMap<String, TargetStatus>>,
     evaluator: Mutex<Evaluator>,
+    notifier: Notifier,
+    resend_interval_ms: i64,
+    last_resend_ms: Mutex<i64>,
+    pub(crate) notifications: NotificationCounts,
     http: reqwest::Client,
     pub(crate) scrapes: prometheus_client::metrics::family::Family<
         Vec<(String, String)>,
@@ -44,7 +49,9 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Monitor {
+    /// Must be called within a Tokio runtime (it starts the notifiers).
     pub fn new(config: &Config) -> Monitor {
+        let notifications = NotificationCounts::default();
         Monitor {
             targets: config.targets.clone(),
             store: Mutex::new(Store::new(
@@ -53,6 +60,10 @@ impl Monitor {
             )),
             status: Mutex::new(BTreeMap::new()),
             evaluator: Mutex::new(Evaluator::new(config.rules.clone())),
+            notifier: Notifier::start(&config.receivers, notifications.clone()),
+            resend_interval_ms: config.resend_interval.as_millis() as i64,
+            last_resend_ms: Mutex::new(0),
+            notifications,
             http: reqwest::Client::builder()
                 .timeout(config.interval.mul_f64(0.8).max(Duration::from_millis(100)))
                 .build()
@@ -91,19 +102,49 @@ impl Monitor {
                 .unwrap_or_else(|p| p.into_inner())
                 .evaluate(&store, now_ms)
         };
+        let mut news = Vec::new();
         for transition in transitions {
             match transition {
-                Transition::Firing(alert) => tracing::warn!(
-                    alert = %alert.rule,
-                    labels = ?alert.labels,
-                    value = alert.value,
-                    annotations = ?alert.annotations,
-                    "alert firing"
-                ),
-                Transition::Resolved(alert, _) => {
-                    tracing::info!(alert = %alert.rule, labels = ?alert.labels, "alert resolved")
+                Transition::Firing(alert) => {
+                    tracing::warn!(
+                        alert = %alert.rule,
+                        labels = ?alert.labels,
+                        value = alert.value,
+                        annotations = ?alert.annotations,
+                        "alert firing"
+                    );
+                    news.push(News {
+                        alert,
+                        resolved_ms: None,
+                    });
+                }
+                Transition::Resolved(alert, at) => {
+                    tracing::info!(alert = %alert.rule, labels = ?alert.labels, "alert resolved");
+                    news.push(News {
+                        alert,
+                        resolved_ms: Some(at),
+                    });
                 }
             }
+        }
+        self.notifier.send(news, None);
+        // Alertmanager forgets alerts not re-sent: repeat the firing ones.
+        let mut last = self
+            .last_resend_ms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if now_ms - *last >= self.resend_interval_ms {
+            *last = now_ms;
+            let firing = self
+                .alerts()
+                .into_iter()
+                .filter(|a| a.state == "firing")
+                .map(|alert| News {
+                    alert,
+                    resolved_ms: None,
+                })
+                .collect();
+            self.notifier.send(firing, Some(Kind::Alertmanager));
         }
     }
 
