@@ -208,7 +208,7 @@ fn exported_rules_pass_promtool() {
         "{said}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(said.contains("SUCCESS: 9 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 10 rules found"), "{said}");
 }
 
 /// A real Alertmanager (Debian's prometheus-alertmanager) receives the

@@ -310,7 +310,18 @@ async fn probes_and_metrics_answer(shop: &Shop) {
             .status(),
         200
     );
+    let created = put_product(&shop.url, "metered", item(40)).await;
+    assert_eq!(created.status(), 201);
+    let (status, _, _) = order(&c, &shop.url, "metered-1", buy("metered", 2, "m"))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
     let metrics = get_text(&c, &format!("{}/metrics", shop.url)).await;
+    assert!(
+        metrics.contains("shop_stock_remaining{sku=\"metered\"} 38"),
+        "stock per item is exported: {metrics}"
+    );
+    assert!(metrics.contains("shop_stock_remaining_ratio{sku=\"metered\"} 0.95"));
     for family in [
         "shop_http_requests_total",
         "shop_http_request_duration_seconds_bucket",

@@ -96,6 +96,16 @@ for_s = 0
 labels = { severity = "warning" }
 annotations = { summary = "{{ $labels.target }} sheds {{ $value }} requests/s ({{ $labels.reason }})" }
 
+# A sale item is nearly sold out: time to tell customers, or restock.
+[[rule]]
+name = "StockNearlyGone"
+metric = "shop_stock_remaining_ratio"
+op = "<"
+threshold = 0.1
+for_s = 0
+labels = { severity = "info" }
+annotations = { summary = "{{ $labels.sku }} has {{ $value }} of its stock left" }
+
 # Shops shedding orders: the sale is beyond capacity.
 [[rule]]
 name = "ShopShedding"
@@ -117,7 +127,7 @@ mod tests {
     #[test]
     fn the_default_rules_are_valid() {
         let rules = RuleFile::parse(DEFAULT_RULES).unwrap().rules;
-        assert!(rules.len() >= 8);
+        assert!(rules.len() >= 10);
         assert!(
             rules.iter().all(|r| r.for_s <= 1.0),
             "alerts must leave within 3 s"

@@ -37,6 +37,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkuLabels {
+    sku: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: String,
 }
@@ -61,6 +66,8 @@ pub struct ShopMetrics {
     batch_size: Histogram,
     pool: Family<PoolLabels, Gauge>,
     order_queue: Gauge,
+    stock_remaining: Family<SkuLabels, Gauge>,
+    stock_remaining_ratio: Family<SkuLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     store_up: Gauge,
     ready: Gauge,
 }
@@ -84,6 +91,19 @@ impl ShopMetrics {
         );
         let pool = Family::<PoolLabels, Gauge>::default();
         let order_queue = Gauge::default();
+        let stock_remaining = Family::<SkuLabels, Gauge>::default();
+        let stock_remaining_ratio =
+            Family::<SkuLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "shop_stock_remaining",
+            "Units left per item, read from the store at scrape time",
+            stock_remaining.clone(),
+        );
+        registry.register(
+            "shop_stock_remaining_ratio",
+            "Units left per item as a share of its initial stock",
+            stock_remaining_ratio.clone(),
+        );
         let store_up = Gauge::default();
         let ready = Gauge::default();
         registry.register(
@@ -139,6 +159,8 @@ impl ShopMetrics {
             batch_size,
             pool,
             order_queue,
+            stock_remaining,
+            stock_remaining_ratio,
             store_up,
             ready,
         }
@@ -182,6 +204,24 @@ pub(super) async fn serve(State(state): State<AppState>) -> Response {
             .set(i64::from(value));
     }
     m.order_queue.set(state.desk.queued() as i64);
+    // One small query per scrape; a slow store must not hold /metrics up.
+    let inventory = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        state.store.inventory(),
+    )
+    .await;
+    if let Ok(Ok(lines)) = inventory {
+        for line in lines {
+            let labels = SkuLabels { sku: line.sku };
+            m.stock_remaining.get_or_create(&labels).set(line.remaining);
+            let ratio = if line.initial > 0 {
+                line.remaining as f64 / line.initial as f64
+            } else {
+                0.0
+            };
+            m.stock_remaining_ratio.get_or_create(&labels).set(ratio);
+        }
+    }
     m.store_up.set(i64::from(state.health.store_up()));
     m.ready
         .set(i64::from(state.health.not_ready_because().is_none()));
