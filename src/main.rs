@@ -45,18 +45,21 @@ enum Command {
 
 #[derive(clap::Args)]
 struct MonitorArgs {
+    /// TOML config file; every setting has a default.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Address to listen on. Default 127.0.0.1:8003.
-    #[arg(long, default_value = "127.0.0.1:8003")]
-    listen: String,
-    /// A target to scrape, NAME=URL (its /metrics); repeatable.
+    #[arg(long)]
+    listen: Option<String>,
+    /// A target to scrape, NAME=URL (its /metrics); repeatable, added to the file's.
     #[arg(long = "target", value_name = "NAME=URL")]
     targets: Vec<String>,
-    /// Scrape and sample interval in ms.
-    #[arg(long, default_value_t = 1000)]
-    interval_ms: u64,
-    /// History kept, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    retention_s: u64,
+    /// Collection interval in ms. Default 1000.
+    #[arg(long)]
+    interval_ms: Option<u64>,
+    /// History kept, in seconds. Default 3600.
+    #[arg(long)]
+    retention_s: Option<u64>,
     /// Alert rules (TOML); a bad file is refused naming the rule and field.
     /// Without it, the default rules (README).
     #[arg(long)]
@@ -276,66 +279,36 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 }
 
 async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.interval_ms >= 100,
-        "--interval-ms must be at least 100"
-    );
-    anyhow::ensure!(args.retention_s >= 10, "--retention-s must be at least 10");
-    let mut targets = Vec::new();
-    for entry in &args.targets {
-        let (name, url) = entry
-            .split_once('=')
-            .with_context(|| format!("--target {entry}: expected NAME=URL"))?;
-        anyhow::ensure!(
-            url.starts_with("http://") || url.starts_with("https://"),
-            "--target {entry}: the URL must start with http:// or https://"
-        );
-        targets.push(flashguard_monitor::Target {
-            name: name.to_string(),
-            url: url.to_string(),
-        });
-    }
-    let rules = match &args.rules {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            flashguard_monitor::rules::RuleFile::parse(&text)
-                .with_context(|| path.display().to_string())?
-                .rules
-        }
-        None => {
-            flashguard_monitor::rules::RuleFile::parse(flashguard_monitor::DEFAULT_RULES)?.rules
-        }
+    let mut file = match &args.config {
+        Some(path) => flashguard_monitor::MonitorFile::load(path)?,
+        None => flashguard_monitor::MonitorFile::default(),
     };
+    if let Some(listen) = args.listen {
+        file.listen = listen;
+    }
+    if let Some(interval) = args.interval_ms {
+        file.interval_ms = interval;
+    }
+    if let Some(retention) = args.retention_s {
+        file.retention_s = retention;
+    }
+    if let Some(rules) = &args.rules {
+        file.rules = Some(rules.display().to_string());
+    }
+    for entry in &args.targets {
+        file.add_target(entry)?;
+    }
+    file.webhooks.extend(args.webhooks);
+    file.alertmanagers.extend(args.alertmanagers);
+    let listen = file.listen.clone();
+    let config = file.validate()?;
     if args.export_rules {
-        print!("{}", flashguard_monitor::prometheus_rules(&rules));
+        print!("{}", flashguard_monitor::prometheus_rules(&config.rules));
         return Ok(());
     }
-    let receivers = args
-        .webhooks
-        .iter()
-        .map(|url| (flashguard_monitor::ReceiverKind::Webhook, url))
-        .chain(
-            args.alertmanagers
-                .iter()
-                .map(|url| (flashguard_monitor::ReceiverKind::Alertmanager, url)),
-        )
-        .map(|(kind, url)| flashguard_monitor::Receiver {
-            kind,
-            url: url.clone(),
-        })
-        .collect();
-    let config = flashguard_monitor::Config {
-        targets,
-        rules,
-        receivers,
-        interval: std::time::Duration::from_millis(args.interval_ms),
-        retention: std::time::Duration::from_secs(args.retention_s),
-        ..flashguard_monitor::Config::default()
-    };
-    let listener = TcpListener::bind(&args.listen)
+    let listener = TcpListener::bind(&listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {listen}"))?;
     println!("listening on http://{}", listener.local_addr()?);
     flashguard_monitor::run(listener, config, shutdown_signal()).await?;
     Ok(())

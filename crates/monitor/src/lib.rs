@@ -3,6 +3,7 @@
 //! range queries over it. (Alert rules and notifications build on this.)
 
 mod api;
+mod config;
 mod defaults;
 mod export;
 mod exposition;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use config::{MonitorConfigError, MonitorFile};
 pub use defaults::DEFAULT_RULES;
 pub use export::prometheus_rules;
 pub use notify::{Kind as ReceiverKind, Receiver};

@@ -1,0 +1,204 @@
+//! The monitor's config file (`--config monitor.toml`); every field has a
+//! default, and the command line adds targets and receivers to it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::notify::{Kind, Receiver};
+use crate::rules::RuleFile;
+use crate::{Config, Target};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorFile {
+    /// Default `127.0.0.1:8003`; `--listen` overrides.
+    pub listen: String,
+    /// Collection interval in ms. Default 1000.
+    pub interval_ms: u64,
+    /// History kept, in s. Default 3600.
+    pub retention_s: u64,
+    /// Series kept at most. Default 50000.
+    pub max_series: usize,
+    /// A rule file; the default rules when absent.
+    pub rules: Option<String>,
+    pub webhooks: Vec<String>,
+    pub alertmanagers: Vec<String>,
+    /// Firing alerts re-sent to Alertmanagers this often, in ms. Default 10000.
+    pub resend_interval_ms: u64,
+    #[serde(rename = "target")]
+    pub targets: Vec<TargetFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFile {
+    pub name: String,
+    pub url: String,
+}
+
+impl Default for MonitorFile {
+    fn default() -> Self {
+        MonitorFile {
+            listen: "127.0.0.1:8003".into(),
+            interval_ms: 1000,
+            retention_s: 3600,
+            max_series: 50_000,
+            rules: None,
+            webhooks: Vec::new(),
+            alertmanagers: Vec::new(),
+            resend_interval_ms: 10_000,
+            targets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorConfigError {
+    #[error(transparent)]
+    File(#[from] flashguard_telemetry::ConfigFileError),
+    #[error("{field}: {problem}")]
+    Invalid { field: String, problem: String },
+    #[error("{path}: {source}")]
+    Rules {
+        path: String,
+        source: crate::rules::RuleError,
+    },
+}
+
+fn invalid(field: impl Into<String>, problem: impl Into<String>) -> MonitorConfigError {
+    MonitorConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl MonitorFile {
+    pub fn load(path: &Path) -> Result<MonitorFile, MonitorConfigError> {
+        Ok(flashguard_telemetry::read_toml(path)?)
+    }
+
+    /// Adds a `NAME=URL` target from the command line.
+    pub fn add_target(&mut self, entry: &str) -> Result<(), MonitorConfigError> {
+        let (name, url) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid("--target", format!("{entry}: expected NAME=URL")))?;
+        self.targets.push(TargetFile {
+            name: name.to_string(),
+            url: url.to_string(),
+        });
+        Ok(())
+    }
+
+    pub fn validate(self) -> Result<Config, MonitorConfigError> {
+        if self.interval_ms < 100 {
+            return Err(invalid("interval_ms", "must be at least 100"));
+        }
+        if self.retention_s < 10 {
+            return Err(invalid("retention_s", "must be at least 10"));
+        }
+        if self.max_series == 0 {
+            return Err(invalid("max_series", "must be at least 1"));
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            if t.name.is_empty() || targets.iter().any(|seen| seen.name == t.name) {
+                return Err(invalid(
+                    format!("target[{i}].name"),
+                    "must be set and unique",
+                ));
+            }
+            if !(t.url.starts_with("http://") || t.url.starts_with("https://")) {
+                return Err(invalid(
+                    format!("target[{i}].url"),
+                    "must start with http:// or https://",
+                ));
+            }
+            targets.push(Target {
+                name: t.name.clone(),
+                url: t.url.clone(),
+            });
+        }
+        let rules = match &self.rules {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    MonitorConfigError::File(flashguard_telemetry::ConfigFileError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+                RuleFile::parse(&text)
+                    .map_err(|source| MonitorConfigError::Rules {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .rules
+            }
+            None => {
+                RuleFile::parse(crate::DEFAULT_RULES)
+                    .map_err(|source| MonitorConfigError::Rules {
+                        path: "default rules".into(),
+                        source,
+                    })?
+                    .rules
+            }
+        };
+        let receivers = self
+            .webhooks
+            .iter()
+            .map(|url| (Kind::Webhook, url))
+            .chain(
+                self.alertmanagers
+                    .iter()
+                    .map(|url| (Kind::Alertmanager, url)),
+            )
+            .map(|(kind, url)| Receiver {
+                kind,
+                url: url.clone(),
+            })
+            .collect();
+        Ok(Config {
+            targets,
+            interval: Duration::from_millis(self.interval_ms),
+            retention: Duration::from_secs(self.retention_s),
+            max_series: self.max_series,
+            rules,
+            receivers,
+            resend_interval: Duration::from_millis(self.resend_interval_ms.max(1000)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let file: MonitorFile =
+            toml::from_str("[[target]]\nname = \"a\"\nurl = \"ftp://x\"\n").unwrap();
+        assert!(file
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("target[0].url:"));
+        let file = MonitorFile {
+            interval_ms: 5,
+            ..MonitorFile::default()
+        };
+        assert!(file
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("interval_ms:"));
+        assert!(toml::from_str::<MonitorFile>("intervall_ms = 5")
+            .unwrap_err()
+            .to_string()
+            .contains("intervall_ms"));
+        let mut file = MonitorFile::default();
+        assert!(file.add_target("nourl").is_err());
+        file.add_target("shop=http://127.0.0.1:1").unwrap();
+        assert_eq!(file.validate().unwrap().targets.len(), 1);
+    }
+}
