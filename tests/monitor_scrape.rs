@@ -6,21 +6,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{client, get_text, sqlite_db, Part, Shop};
+use support::{client, get_text, poll_json, sqlite_db, Part, Shop};
 
 async fn poll(url: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(response) = client().get(url).send().await {
-            if let Ok(body) = response.json::<Value>().await {
-                if ok(&body) {
-                    return body;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "{url} never satisfied the check");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_json(url, Duration::from_secs(15), ok).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,67 +198,4 @@ fn exported_rules_pass_promtool() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(said.contains("SUCCESS: 10 rules found"), "{said}");
-}
-
-/// A real Alertmanager (Debian's prometheus-alertmanager) receives the
-/// monitor's alert through its v2 API.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_alertmanager_receives_firing_alerts() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
-    )
-    .unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let am_url = format!("http://127.0.0.1:{port}");
-    let _alertmanager = tokio::process::Command::new("prometheus-alertmanager")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.path={}", dir.path().display()))
-        .arg("--cluster.listen-address=")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("prometheus-alertmanager is installed (.ci/run installs it)");
-    poll(&format!("{am_url}/api/v2/status"), |v| {
-        v["cluster"].is_object()
-    })
-    .await;
-
-    // A target that is never there: TargetDown (a default rule) fires.
-    let mut monitor = Part::launch(
-        &[
-            "monitor",
-            "--listen",
-            "127.0.0.1:0",
-            "--interval-ms",
-            "200",
-            "--alertmanager",
-            &am_url,
-            "--target",
-            "gone=http://127.0.0.1:9",
-        ],
-        None,
-    );
-    monitor.expect_line("listening on ").await;
-    let alerts = poll(&format!("{am_url}/api/v2/alerts"), |v| {
-        v.as_array()
-            .is_some_and(|a| a.iter().any(|x| x["labels"]["alertname"] == "TargetDown"))
-    })
-    .await;
-    let alert = alerts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["labels"]["alertname"] == "TargetDown")
-        .unwrap();
-    assert_eq!(alert["labels"]["target"], "gone");
-    assert_eq!(alert["annotations"]["summary"], "gone is down");
-    assert_eq!(alert["status"]["state"], "active");
 }

@@ -202,6 +202,22 @@ pub async fn drop_pg_database(url: &str) {
     }
 }
 
+/// Polls a JSON URL until `ok` holds; fails the test after `within`.
+pub async fn poll_json(url: &str, within: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(response) = client().get(url).send().await {
+            if let Ok(body) = response.json::<Value>().await {
+                if ok(&body) {
+                    return body;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never satisfied the check");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// GETs a URL and returns its body as text.
 pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
     client
