@@ -152,9 +152,14 @@ impl Monitor {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cpu_before = host::cpu_times();
+        // Samples are stamped with the tick's scheduled time, not the time
+        // the task woke: consecutive ticks are then exactly one interval
+        // apart, and a `for` of one interval is met on the next tick instead
+        // of missing it by a millisecond of wake-up jitter.
+        let origin = (tokio::time::Instant::now(), now_ms());
         loop {
-            tick.tick().await;
-            let at = now_ms();
+            let due = tick.tick().await;
+            let at = origin.1 + due.saturating_duration_since(origin.0).as_millis() as i64;
             let scrapes: Vec<_> = self.targets.iter().map(|t| self.scrape(t, at)).collect();
             futures::future::join_all(scrapes).await;
             let cpu_now = host::cpu_times();
