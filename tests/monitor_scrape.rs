@@ -147,6 +147,10 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     assert_eq!(missing.status(), 400);
     let metrics = get_text(&client(), &format!("{url}/metrics")).await;
     assert!(metrics.contains("monitor_scrapes_total"), "{metrics}");
+    assert!(
+        metrics.contains("monitor_rule_evaluations_total"),
+        "{metrics}"
+    );
 
     // The junk target is down: its alert fires; the shop has none.
     let alerts = poll(&format!("{url}/api/alerts"), |v| {

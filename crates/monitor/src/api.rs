@@ -26,6 +26,11 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         monitor.scrapes.clone(),
     );
     registry.register(
+        "monitor_rule_evaluations",
+        "Evaluations of the rule set (one per collection)",
+        monitor.evaluations.clone(),
+    );
+    registry.register(
         "monitor_notifications",
         "Notifications by receiver and result (sent, failed, dropped)",
         monitor.notifications.clone(),

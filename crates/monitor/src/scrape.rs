@@ -35,6 +35,7 @@ pub struct Monitor {
     resend_interval_ms: i64,
     last_resend_ms: Mutex<i64>,
     pub(crate) notifications: NotificationCounts,
+    pub(crate) evaluations: prometheus_client::metrics::counter::Counter,
     http: reqwest::Client,
     pub(crate) scrapes: prometheus_client::metrics::family::Family<
         Vec<(String, String)>,
@@ -69,6 +70,7 @@ impl Monitor {
                 .build()
                 .unwrap_or_default(),
             scrapes: Default::default(),
+            evaluations: Default::default(),
         }
     }
 
@@ -95,6 +97,7 @@ impl Monitor {
     /// Evaluates the rules on what was just collected; the log is the
     /// first notification channel.
     fn evaluate(&self, now_ms: i64) {
+        self.evaluations.inc();
         let transitions = {
             let store = self.store();
             self.evaluator
