@@ -29,6 +29,10 @@ pub struct ConfigFile {
     /// Threads serving customers, each with its own connections to the
     /// backends. 0 (the default) means one per CPU.
     pub workers: usize,
+    /// Peers whose `X-Forwarded-For` is believed (a CDN, another proxy, the
+    /// drill): for their requests the client is the last address in that
+    /// header not itself trusted. Default none: the client is the peer.
+    pub trusted_proxies: Vec<String>,
     pub balance: BalanceFile,
     pub health: HealthFile,
     pub outlier: OutlierFile,
@@ -48,6 +52,7 @@ impl Default for ConfigFile {
             access_log: false,
             reuse_port: true,
             workers: 0,
+            trusted_proxies: Vec::new(),
             balance: BalanceFile::default(),
             health: HealthFile::default(),
             outlier: OutlierFile::default(),
@@ -308,6 +313,7 @@ pub struct Settings {
     pub per_client_rps: u32,
     pub per_client_burst: u32,
     pub access_log: bool,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Validated settings.
@@ -463,6 +469,16 @@ impl ConfigFile {
             "limits.max_connections",
             "must be at least 1",
         )?;
+        let mut trusted_proxies = Vec::with_capacity(self.trusted_proxies.len());
+        for (i, text) in self.trusted_proxies.iter().enumerate() {
+            let ip = text.parse().map_err(|_| {
+                refuse(
+                    format!("trusted_proxies[{i}]"),
+                    format!("{text:?} is not an IP address"),
+                )
+            })?;
+            trusted_proxies.push(ip);
+        }
         let mut backends = Vec::with_capacity(self.backends.len());
         for (i, backend) in self.backends.iter().enumerate() {
             let spec = backend
@@ -507,6 +523,7 @@ impl ConfigFile {
                 per_client_rps: l.per_client_rps,
                 per_client_burst: l.per_client_burst,
                 access_log: self.access_log,
+                trusted_proxies,
             },
             budget_percent: r.budget_percent,
             budget_min_per_s: r.budget_min_per_s,
@@ -593,6 +610,7 @@ mod tests {
         let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
                     [[backend]]\nname = \"a\"\naddr = \"127.0.0.1:2\"";
         assert!(refused(text).starts_with("backend[1].name:"));
+        assert!(refused("trusted_proxies = [\"cdn\"]").starts_with("trusted_proxies[0]:"));
         let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\npool = \"spare\"";
         assert!(refused(text).starts_with("backend[0].pool:"));
     }

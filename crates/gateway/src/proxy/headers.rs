@@ -42,6 +42,28 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(http::header::TRANSFER_ENCODING);
 }
 
+/// The client a request comes from: the peer, or, when the peer is a
+/// trusted proxy, the last address in `X-Forwarded-For` that is not itself
+/// trusted (the right-most is the one our trusted neighbour saw).
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all(&FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .copied()
+        .unwrap_or(peer)
+}
+
 /// Adds the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
 /// makes sure the request has an `X-Request-Id`; returns that id.
 pub(crate) fn add_forwarding(headers: &mut HeaderMap, client: IpAddr) -> HeaderValue {
@@ -86,6 +108,25 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["host", "idempotency-key"]);
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_peers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("198.51.100.7, 10.0.0.2"),
+        );
+        let (peer, cdn): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert_eq!(client_ip(peer, &headers, &[]), peer, "off by default");
+        let trusted = [peer, cdn];
+        assert_eq!(
+            client_ip(peer, &headers, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let stranger: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
     }
 
     #[test]

@@ -137,10 +137,15 @@ impl Proxy {
         let live = self.live();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        let client_ip = headers::client_ip(
+            client.ip(),
+            request.headers(),
+            &live.settings.trusted_proxies,
+        );
         let limited = live
             .limiter
             .as_ref()
-            .is_some_and(|limiter| limiter.check_key(&client.ip()).is_err());
+            .is_some_and(|limiter| limiter.check_key(&client_ip).is_err());
         let admitted = if limited {
             Err(Refusal::RateLimited)
         } else {
@@ -176,7 +181,7 @@ impl Proxy {
         if live.settings.access_log {
             tracing::info!(
                 target: "flashguard::access",
-                client = %client.ip(),
+                client = %client_ip,
                 method = %method,
                 path,
                 status,
