@@ -462,3 +462,52 @@ async fn a_client_over_its_rate_gets_429() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_stats_count_clients_from_trusted_forwarded_for() {
+    let config = "trusted_proxies = [\"127.0.0.1\"]\n";
+    let (gateway, _dir) = gateway_for(echo_backend().await, Some(config)).await;
+    let http = client();
+    for n in 0..60 {
+        let client_ip = format!("10.1.0.{}", n % 20);
+        let response = http
+            .get(format!("{}/echo", gateway.url))
+            .header("X-Forwarded-For", client_ip)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let summary = loop {
+        let (status, summary) = admin(
+            reqwest::Method::GET,
+            &gateway,
+            "/admin/traffic?seconds=30",
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+        if summary["requests_per_s"].as_f64().unwrap_or(0.0)
+            * summary["seconds"].as_f64().unwrap_or(0.0)
+            >= 60.0
+        {
+            break summary;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "traffic never counted: {summary}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let distinct = summary["distinct_clients"].as_f64().unwrap();
+    assert!((18.0..=22.0).contains(&distinct), "{summary}");
+    assert_eq!(summary["paths"]["other"], 1.0, "{summary}");
+    let busiest = summary["busiest"].as_array().unwrap();
+    assert!(
+        busiest
+            .iter()
+            .all(|b| b[0].as_str().unwrap().starts_with("10.1.0.")),
+        "{summary}"
+    );
+}

@@ -22,6 +22,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/backends/{name}", axum::routing::delete(remove))
         .route("/admin/backends/{name}/drain", post(drain))
         .route("/admin/events", get(events))
+        .route("/admin/traffic", get(traffic))
         .route("/admin/reload", post(reload))
         .route("/metrics", get(metrics))
         .route("/healthz", get(flashguard_telemetry::healthz))
@@ -147,6 +148,28 @@ async fn events(State(gateway): Shared, headers: HeaderMap) -> Response {
         return refused;
     }
     Json(gateway.backends.events()).into_response()
+}
+
+/// `GET /admin/traffic?seconds=N` (default 10): what the last seconds of
+/// traffic looked like, for telling a flash crowd from an attack.
+async fn traffic(
+    State(gateway): Shared,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    let seconds = query
+        .get("seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let summary = gateway
+        .traffic
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .summary(seconds);
+    Json(summary).into_response()
 }
 
 async fn reload(State(gateway): Shared, headers: HeaderMap) -> Response {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,6 +14,7 @@ use crate::checker::{self, CheckClient};
 use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::{Live, Proxy};
+use crate::traffic::{History, Window};
 
 #[derive(Debug)]
 pub(crate) struct Gateway {
@@ -25,6 +26,10 @@ pub(crate) struct Gateway {
     pub(crate) shutdown_grace: Duration,
     checks: CheckClient,
     ready: AtomicBool,
+    /// Each serving thread's current second of traffic.
+    windows: Mutex<Vec<Arc<Mutex<Window>>>>,
+    /// The last seconds, merged.
+    pub(crate) traffic: Mutex<History>,
 }
 
 /// Why a reload was refused; nothing changed.
@@ -54,8 +59,37 @@ impl Gateway {
             shutdown_grace: config.shutdown_grace,
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
+            windows: Mutex::new(Vec::new()),
+            traffic: Mutex::new(History::default()),
         });
         gateway.metrics.set_ready(true);
+        // Once a second, every thread's window becomes one second of history.
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                let windows = gateway
+                    .windows
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let mut second = Window::default();
+                for window in windows {
+                    let taken =
+                        std::mem::take(&mut *window.lock().unwrap_or_else(|p| p.into_inner()));
+                    second.merge(&taken);
+                }
+                gateway
+                    .traffic
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(second);
+            }
+        });
         // The per-client limiter keeps a cell per address it has seen:
         // forget quiet ones so a crowd of addresses cannot grow it forever.
         let weak = Arc::downgrade(&gateway);
@@ -148,6 +182,16 @@ impl Gateway {
         }
         tracing::info!(path = %path.display(), changes, "config reloaded");
         Ok(changes)
+    }
+
+    /// A new serving thread's traffic window, merged every second.
+    pub(crate) fn traffic_window(&self) -> Arc<Mutex<Window>> {
+        let window = Arc::new(Mutex::new(Window::default()));
+        self.windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Arc::clone(&window));
+        window
     }
 
     pub(crate) fn is_ready(&self) -> bool {

@@ -16,6 +16,7 @@ mod metrics;
 mod proxy;
 mod published;
 mod server;
+mod traffic;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};
 pub use server::{bind, run, GatewayError, Listeners};

@@ -18,7 +18,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::idle::{ActivityClock, IdleAware, Quiet};
-use crate::proxy::{upstream_client, UpstreamClient};
+use crate::proxy::{upstream_client, ThreadParts};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +181,10 @@ impl Worker {
                 return;
             }
         };
-        let upstream = upstream_client(self.connect_timeout);
+        let thread = ThreadParts {
+            upstream: upstream_client(self.connect_timeout),
+            traffic: self.gateway.traffic_window(),
+        };
         let mut stopping = self.stopping.clone();
         let mut open = tokio::task::JoinSet::new();
         loop {
@@ -204,10 +207,9 @@ impl Worker {
                 }
             };
             let gateway = Arc::clone(&self.gateway);
-            let (limits, stopping, upstream) =
-                (self.limits, self.stopping.clone(), upstream.clone());
+            let (limits, stopping, thread) = (self.limits, self.stopping.clone(), thread.clone());
             open.spawn(async move {
-                serve_connection(stream, peer, gateway, upstream, limits, stopping).await;
+                serve_connection(stream, peer, gateway, thread, limits, stopping).await;
                 drop(permit);
             });
             while open.try_join_next().is_some() {}
@@ -234,7 +236,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     gateway: Arc<Gateway>,
-    upstream: UpstreamClient,
+    thread: ThreadParts,
     limits: ClientLimits,
     mut stopping: watch::Receiver<bool>,
 ) {
@@ -243,7 +245,7 @@ async fn serve_connection(
     let io = TokioIo::new(IdleAware::new(stream, clock.clone()));
     let proxy = Arc::clone(&gateway.proxy);
     let service =
-        service_fn(move |request| Arc::clone(&proxy).handle(upstream.clone(), request, peer));
+        service_fn(move |request| Arc::clone(&proxy).handle(thread.clone(), request, peer));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header)

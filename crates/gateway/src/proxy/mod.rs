@@ -95,6 +95,13 @@ pub(crate) struct Proxy {
     admission: Arc<Semaphore>,
 }
 
+/// What each serving thread has of its own.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadParts {
+    pub(crate) upstream: UpstreamClient,
+    pub(crate) traffic: Arc<std::sync::Mutex<crate::traffic::Window>>,
+}
+
 /// How one try ended, when it did not produce the client's answer.
 enum TryFailure {
     /// Never reached the backend.
@@ -129,7 +136,7 @@ impl Proxy {
     /// connection pool (see `server`).
     pub(crate) async fn handle(
         self: Arc<Self>,
-        upstream: UpstreamClient,
+        thread: ThreadParts,
         request: Request<Incoming>,
         client: SocketAddr,
     ) -> Result<Response<ClientBody>, Infallible> {
@@ -156,7 +163,7 @@ impl Proxy {
         let (backend, response, attempts) = match admitted {
             Ok(_admitted) => {
                 self.metrics.in_flight().inc();
-                let answer = self.forward(&upstream, request, client, &live).await;
+                let answer = self.forward(&thread.upstream, request, client, &live).await;
                 self.metrics.in_flight().dec();
                 answer
             }
@@ -176,6 +183,11 @@ impl Proxy {
         };
         let elapsed = started.elapsed();
         let status = response.status().as_u16();
+        thread
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(client_ip, crate::traffic::PathClass::of(&path), status);
         self.metrics.answered(backend.as_ref(), status, elapsed);
         let answered_by = backend.as_deref().unwrap_or("gateway");
         if live.settings.access_log {
