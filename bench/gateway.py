@@ -76,6 +76,12 @@ class Procs:
         self.procs = []
 
 
+def temp_paths(tmp, name):
+    """nginx's temporary folders for one instance, inside `tmp`."""
+    kinds = {"client_body": "body", "proxy": "proxy", "fastcgi": "fcgi", "uwsgi": "uwsgi", "scgi": "scgi"}
+    return " ".join(f"{kind}_temp_path {tmp}/{name}-{short};" for kind, short in kinds.items())
+
+
 def nginx_backend(procs, tmp, name):
     port = free_port()
     conf = os.path.join(tmp, f"{name}.conf")
@@ -83,8 +89,7 @@ def nginx_backend(procs, tmp, name):
         f.write(f"""daemon off; worker_processes 1; pid {tmp}/{name}.pid; error_log /dev/null crit;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
-  client_body_temp_path {tmp}/{name}-body; proxy_temp_path {tmp}/{name}-proxy;
-  fastcgi_temp_path {tmp}/{name}-fcgi; uwsgi_temp_path {tmp}/{name}-uwsgi; scgi_temp_path {tmp}/{name}-scgi;
+  {temp_paths(tmp, name)}
   server {{ listen 127.0.0.1:{port}; default_type application/json;
     location / {{ return 200 '{JSON_BODY}'; }} }} }}
 """)
@@ -164,8 +169,7 @@ def nginx_proxy(procs, tmp, backends):
         f.write(f"""daemon off; worker_processes 2; pid {tmp}/{name}.pid; error_log /dev/null crit;
 events {{ worker_connections 8192; }}
 http {{ access_log off; keepalive_requests 1000000;
-  client_body_temp_path {tmp}/{name}-body; proxy_temp_path {tmp}/{name}-proxy;
-  fastcgi_temp_path {tmp}/{name}-fcgi; uwsgi_temp_path {tmp}/{name}-uwsgi; scgi_temp_path {tmp}/{name}-scgi;
+  {temp_paths(tmp, name)}
   upstream shops {{ {servers} keepalive 128; }}
   server {{ listen 127.0.0.1:{port};
     location / {{ proxy_pass http://shops; proxy_http_version 1.1; proxy_set_header Connection "";
@@ -216,7 +220,7 @@ def throughput(label, backends, path, runs, connections, seconds, procs, tmp):
     return {"per_run": results, "median": summary}
 
 
-def customers(port, seconds, workers, outcomes, stop):
+def customers(port, workers, outcomes, stop):
     """Each worker alternates a product read and an order with a fresh key."""
 
     def worker(n):
@@ -256,7 +260,7 @@ def failover(name, make_proxy, procs, tmp, seconds=6, workers=16):
     # Let health checks settle before the sale starts.
     time.sleep(1.0)
     outcomes, stop = [], threading.Event()
-    threads = customers(port, seconds, workers, outcomes, stop)
+    threads = customers(port, workers, outcomes, stop)
     time.sleep(seconds / 3)
     run_procs.stop(shops[1][0], signal.SIGKILL)
     time.sleep(seconds * 2 / 3)

@@ -41,9 +41,9 @@ pub struct Config {
     pub interval: Duration,
     /// History kept; default one hour.
     pub retention: Duration,
-    /// Series kept at most; default 50,000. A point is about 16 bytes, so
-    /// a series kept an hour at one point a second is about 56 KiB; a stack
-    /// of five parts exposes a few hundred series, a few tens of MB.
+    /// Series kept at most; default 50,000. A point costs about 19 bytes
+    /// (measured in BENCHMARKS.md), so a series kept an hour at one point a
+    /// second is about 66 KiB.
     pub max_series: usize,
     /// Alert rules evaluated after every collection.
     pub rules: Vec<rules::Rule>,

@@ -142,8 +142,12 @@ impl Proxy {
     ) -> Result<Response<ClientBody>, Infallible> {
         let started = Instant::now();
         let live = self.live();
-        let method = request.method().clone();
-        let path = request.uri().path().to_string();
+        let path_class = crate::traffic::PathClass::of(request.uri().path());
+        // Copied only when they will be logged: this is the hot path.
+        let logged = live
+            .settings
+            .access_log
+            .then(|| (request.method().clone(), request.uri().path().to_string()));
         let client_ip = headers::client_ip(
             client.ip(),
             request.headers(),
@@ -187,10 +191,10 @@ impl Proxy {
             .traffic
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .record(client_ip, crate::traffic::PathClass::of(&path), status);
+            .record(client_ip, path_class, status);
         self.metrics.answered(backend.as_ref(), status, elapsed);
         let answered_by = backend.as_deref().unwrap_or("gateway");
-        if live.settings.access_log {
+        if let Some((method, path)) = logged {
             tracing::info!(
                 target: "flashguard::access",
                 client = %client_ip,
