@@ -73,6 +73,16 @@ struct MonitorArgs {
     /// An Alertmanager to post alerts to (its /api/v2/alerts); repeatable.
     #[arg(long = "alertmanager", value_name = "URL")]
     alertmanagers: Vec<String>,
+    /// A gateway's admin API, NAME=URL, whose backend state changes go on
+    /// incident timelines (with --admin-token); repeatable.
+    #[arg(long = "gateway", value_name = "NAME=URL")]
+    gateways: Vec<String>,
+    /// The incident file (SQLite). Default flashguard-incidents.sqlite.
+    #[arg(long)]
+    incidents_db: Option<String>,
+    /// Required of writes to the incident API; sent to gateways' admin APIs.
+    #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -95,6 +105,10 @@ struct DrillArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 256)]
     connections: usize,
+    /// The monitor, told when the drill starts and what it found, for the
+    /// incident timeline and the postmortem.
+    #[arg(long)]
+    monitor: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +159,10 @@ struct GatewayArgs {
     /// Bearer token for the admin API; without it the admin calls answer 403.
     #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A proxy (IP) whose X-Forwarded-For names the client; repeatable,
+    /// added to the file's trusted_proxies.
+    #[arg(long = "trust-proxy", value_name = "IP")]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -222,6 +240,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if args.admin_token.is_some() {
         file.admin_token = args.admin_token;
     }
+    file.trusted_proxies.extend(args.trusted_proxies);
     let flagged = [
         ("backend", "primary", &args.backends),
         ("backup", "backup", &args.backups),
@@ -300,6 +319,15 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     }
     file.webhooks.extend(args.webhooks);
     file.alertmanagers.extend(args.alertmanagers);
+    for entry in &args.gateways {
+        file.add_gateway(entry)?;
+    }
+    if let Some(path) = args.incidents_db {
+        file.incidents_db = path;
+    }
+    if args.admin_token.is_some() {
+        file.admin_token = args.admin_token;
+    }
     let listen = file.listen.clone();
     let config = file.validate()?;
     if args.export_rules {
@@ -324,6 +352,7 @@ async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         control: args.control.map(|c| c.trim_end_matches('/').to_string()),
         admin_token: args.admin_token,
         connections: args.connections,
+        monitor: args.monitor.map(|m| m.trim_end_matches('/').to_string()),
     };
     let report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true).await?;
     finish(&report, &args.report_dir)
@@ -388,7 +417,15 @@ async fn rehearse_on(
     scenario: &flashguard_drill::Scenario,
     dir: &std::path::Path,
 ) -> anyhow::Result<flashguard_drill::Report> {
-    for stale in ["rehearsal.db", "rehearsal.db-wal", "rehearsal.db-shm"] {
+    for stale in [
+        "rehearsal.db",
+        "rehearsal.db-wal",
+        "rehearsal.db-shm",
+        "incidents.sqlite",
+        "incidents.sqlite-wal",
+        "incidents.sqlite-shm",
+        "postmortem.md",
+    ] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
     let config = flashguard_stack::StackFile {
@@ -398,6 +435,7 @@ async fn rehearse_on(
         gateway_admin_listen: "127.0.0.1:0".into(),
         control_listen: "127.0.0.1:0".into(),
         monitor_listen: "127.0.0.1:0".into(),
+        incidents_db: dir.join("incidents.sqlite").display().to_string(),
         ..stack
     }
     .validate()?;
@@ -426,11 +464,50 @@ async fn rehearse_on(
         control: Some(urls.control.clone()),
         admin_token: urls.admin_token.clone(),
         connections: 256,
+        monitor: Some(urls.monitor.clone()),
     };
     let report = flashguard_drill::drill(&target, scenario, dir, true).await;
+    if report.is_ok() {
+        match write_postmortem(&urls, dir).await {
+            Ok(path) => println!("postmortem draft: {}", path.display()),
+            Err(err) => println!("no postmortem: {err:#}"),
+        }
+    }
     let _ = stop_tx.send(());
     stack.await.context("the stack task")??;
     report
+}
+
+/// Writes the monitor's postmortem draft of the rehearsal's incident (the
+/// newest) as postmortem.md.
+async fn write_postmortem(
+    urls: &flashguard_stack::Urls,
+    dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
+    let incidents: Vec<serde_json::Value> = http
+        .get(format!("{}/api/incidents", urls.monitor))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = incidents
+        .first()
+        .and_then(|i| i["id"].as_i64())
+        .context("the monitor opened no incident during the rehearsal")?;
+    let markdown = http
+        .get(format!("{}/api/incidents/{id}/postmortem", urls.monitor))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let path = dir.join("postmortem.md");
+    std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// Prints the summary; an error (exit status 1) unless the drill passed.

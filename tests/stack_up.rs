@@ -6,40 +6,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{client, Part};
-
-struct Up {
-    part: Part,
-    storefront: String,
-    control: String,
-    _dir: tempfile::TempDir,
-}
+use support::client;
+use support::stack::Up;
 
 async fn up() -> Up {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("stack.toml");
-    let db = format!("sqlite://{}", dir.path().join("stack.db").display());
-    std::fs::write(
-        &config,
-        format!(
-            "shops = 2\nbackups = 1\ndatabase_url = \"{db}\"\nlisten = \"127.0.0.1:0\"\n\
-             gateway_admin_listen = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\n\
-             monitor_listen = \"127.0.0.1:0\"\n"
-        ),
-    )
-    .unwrap();
-    let mut part = Part::launch(&["up", "--config", &config.display().to_string()], None);
-    let storefront = part.expect_line("storefront on ").await;
-    part.expect_line("gateway admin on ").await;
-    part.expect_line("monitor on ").await;
-    part.expect_line("admin token ").await;
-    let control = part.expect_line("control on ").await;
-    Up {
-        part,
-        storefront,
-        control,
-        _dir: dir,
-    }
+    Up::start(2, 1, "").await
 }
 
 async fn parts(control: &str) -> Vec<Value> {

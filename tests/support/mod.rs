@@ -12,6 +12,7 @@ use tokio::process::{Child, ChildStdout, Command};
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub mod gateway;
+pub mod stack;
 
 /// A `flashguard` process and its stdout; SIGKILLed when dropped so no test
 /// leaves one behind.

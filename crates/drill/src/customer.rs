@@ -41,15 +41,19 @@ impl Customer {
     pub(crate) async fn shop(self, arrived: Instant, n: u64) {
         let c = &self.scenario_customer;
         let timeout = Duration::from_millis(c.request_timeout_ms);
-        let who = format!(
-            "customer-{}",
-            (n.wrapping_mul(2_654_435_761)) % c.population
-        );
+        let number = n.wrapping_mul(2_654_435_761) % c.population;
+        let who = format!("customer-{number}");
+        // 10.0.0.0/8 holds every population the scenario allows.
+        let address = c
+            .synthetic_addresses
+            .then(|| std::net::Ipv4Addr::from(0x0a00_0000 + number as u32).to_string());
+        let with_address = |request: reqwest::RequestBuilder| match &address {
+            Some(address) => request.header("X-Forwarded-For", address),
+            None => request,
+        };
         if c.browse {
             let _connection = self.connections.acquire().await;
-            let answer = match self
-                .http
-                .get(self.urls.product.clone())
+            let answer = match with_address(self.http.get(self.urls.product.clone()))
                 .timeout(timeout)
                 .send()
                 .await
@@ -73,9 +77,7 @@ impl Customer {
         let mut sent_at = Instant::now();
         loop {
             let connection = self.connections.acquire().await;
-            let result = self
-                .http
-                .post(self.urls.orders.clone())
+            let result = with_address(self.http.post(self.urls.orders.clone()))
                 .header("Idempotency-Key", &key)
                 .header("Content-Type", "application/json")
                 .body(body.clone())

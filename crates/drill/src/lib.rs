@@ -2,6 +2,7 @@
 //! shop API, with chaos, measured open loop, and judged afterwards by the
 //! oracle against the store's own export.
 
+mod attack;
 mod customer;
 mod html;
 mod oracle;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+pub use attack::AttackTally;
 pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
 pub use report::Report;
 pub use run::Target;
@@ -34,6 +36,15 @@ pub async fn drill(
         .build()
         .context("building the HTTP client")?;
     run::set_up(&http, target, scenario).await?;
+    let started_ms = unix_ms();
+    tell_monitor(
+        &http,
+        target,
+        "drill_started",
+        format!("drill started: {}", scenario.name),
+        serde_json::json!({ "started_ms": started_ms, "scenario": scenario.name }),
+    )
+    .await;
     let total = scenario.duration();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
@@ -66,12 +77,82 @@ pub async fn drill(
     let (exported, stock) = store_state(&http, target).await?;
     let invariants = oracle::check(&observed.acknowledged, &exported, &stock);
     let report = Report::new(scenario, &observed, invariants);
+    tell_monitor(
+        &http,
+        target,
+        "drill_report",
+        format!(
+            "drill {}: {} of {} customer requests failed, availability {:.4}, longest error run after chaos {} ms",
+            if report.passed { "passed" } else { "failed" },
+            report.requests.errors,
+            report.requests.total,
+            report.availability,
+            report.failover_gap_ms
+        ),
+        serde_json::json!({
+            "started_ms": started_ms,
+            "ended_ms": unix_ms(),
+            "scenario": report.scenario,
+            "passed": report.passed,
+            "requests_total": report.requests.total,
+            "requests_errors": report.requests.errors,
+            "availability": report.availability,
+            "failover_gap_ms": report.failover_gap_ms,
+            "orders_acknowledged": report.orders_acknowledged,
+            "customers_gave_up": report.customers_gave_up,
+            "oversold_units": report.invariants.oversold_units,
+            "lost_orders": report.invariants.lost_orders,
+            "duplicate_keys": report.invariants.duplicate_keys,
+        }),
+    )
+    .await;
     std::fs::create_dir_all(report_dir)
         .with_context(|| format!("creating {}", report_dir.display()))?;
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(report_dir.join("report.json"), json).context("writing report.json")?;
     write_html(report_dir, &[("drill", &report)])?;
     Ok(report)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Puts the drill on the monitor's incident timeline; a monitor that is
+/// not there does not stop the drill.
+async fn tell_monitor(
+    http: &reqwest::Client,
+    target: &Target,
+    kind: &str,
+    summary: String,
+    data: serde_json::Value,
+) {
+    let Some(monitor) = &target.monitor else {
+        return;
+    };
+    let event = serde_json::json!({
+        "source": "drill",
+        "kind": kind,
+        "subject": "drill",
+        "summary": summary,
+        "data": data,
+    });
+    let posted = http
+        .post(format!("{monitor}/api/events"))
+        .bearer_auth(&target.admin_token)
+        .json(&event)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    match posted {
+        Ok(response) if response.status().is_success() => {}
+        Ok(response) => {
+            tracing::warn!(status = %response.status(), kind, "the monitor refused the drill's event")
+        }
+        Err(err) => tracing::warn!(%err, kind, "the monitor did not take the drill's event"),
+    }
 }
 
 /// Writes report.html with these reports side by side.

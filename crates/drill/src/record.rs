@@ -60,6 +60,7 @@ pub(crate) struct Observed {
     pub(crate) gave_up: u64,
     pub(crate) dropped: u64,
     pub(crate) duration: Duration,
+    pub(crate) attack: crate::attack::AttackTally,
 }
 
 impl Observed {
@@ -134,6 +135,7 @@ impl Recorder {
                 gave_up: 0,
                 dropped: 0,
                 duration: Duration::ZERO,
+                attack: Default::default(),
             }),
             per_second: Mutex::new(Vec::new()),
         }

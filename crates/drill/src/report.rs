@@ -35,6 +35,8 @@ pub struct Report {
     pub orders_acknowledged: usize,
     pub customers_gave_up: u64,
     pub arrivals_dropped_by_generator: u64,
+    /// Attack-like requests (`[[attack]]`), apart from the customers'.
+    pub attack: crate::attack::AttackTally,
     pub duration_s: f64,
     pub chaos: Vec<ChaosEvent>,
     pub timeline: Vec<Second>,
@@ -76,6 +78,7 @@ impl Report {
             orders_acknowledged: observed.acknowledged.len(),
             customers_gave_up: observed.gave_up,
             arrivals_dropped_by_generator: observed.dropped,
+            attack: observed.attack.clone(),
             duration_s: observed.duration.as_secs_f64(),
             chaos: observed.chaos.clone(),
             timeline: observed.timeline.clone(),

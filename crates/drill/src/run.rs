@@ -35,6 +35,8 @@ pub struct Target {
     /// connection included), but the generator does not open a socket per
     /// customer. Default 256.
     pub connections: usize,
+    /// The monitor, told when the drill starts and what it found.
+    pub monitor: Option<String>,
 }
 
 /// Creates or replaces the scenario's items through the admin API.
@@ -88,6 +90,12 @@ pub(crate) async fn traffic(
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let run_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
     let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
+    let attacks = tokio::spawn(crate::attack::run(
+        http.clone(),
+        target.url.clone(),
+        scenario.attacks.clone(),
+        start,
+    ));
     let sampler = tokio::spawn(sample_parts(
         http.clone(),
         target.clone(),
@@ -121,6 +129,7 @@ pub(crate) async fn traffic(
         let _ = thread.join();
     }
     let chaos_events = chaos.await.unwrap_or_default();
+    let attack = attacks.await.unwrap_or_default();
     let parts = sampler.await.unwrap_or_default();
     report_progress(&recorders, start, &progress);
     let mut merged: Option<(Observed, Vec<Histogram<u64>>)> = None;
@@ -147,6 +156,7 @@ pub(crate) async fn traffic(
     observed.duration = start.elapsed();
     observed.chaos = chaos_events;
     observed.parts = parts;
+    observed.attack = attack;
     observed
 }
 

@@ -19,6 +19,9 @@ pub struct Scenario {
     pub customer: Customer,
     #[serde(default, rename = "chaos")]
     pub chaos: Vec<Chaos>,
+    /// Attack-like traffic beside the customers (`[[attack]]`).
+    #[serde(default, rename = "attack")]
+    pub attacks: Vec<Attack>,
     /// Share of customer requests that must be answered by design (success,
     /// sold out, limit) rather than with an error. Default 0.99.
     #[serde(default = "default_floor")]
@@ -83,6 +86,9 @@ pub struct Customer {
     pub request_timeout_ms: u64,
     /// Distinct customers the arrivals are drawn from. Default 100000.
     pub population: u64,
+    /// Send each customer's own address in X-Forwarded-For (10.x.y.z), so a
+    /// gateway that trusts the drill sees a crowd of clients. Default true.
+    pub synthetic_addresses: bool,
 }
 
 impl Default for Customer {
@@ -93,8 +99,27 @@ impl Default for Customer {
             patience_s: 10.0,
             request_timeout_ms: 5_000,
             population: 100_000,
+            synthetic_addresses: true,
         }
     }
+}
+
+/// A few clients sending many requests to paths the shop does not have.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attack {
+    /// Seconds after the drill starts.
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// Requests per second, all attackers together.
+    pub rate: f64,
+    /// Attacking addresses. Default 5.
+    #[serde(default = "default_attackers")]
+    pub clients: u32,
+}
+
+fn default_attackers() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,7 +241,29 @@ impl Scenario {
                 "request_timeout_ms and population must be above 0",
             ));
         }
+        if c.population > 1 << 24 {
+            return Err(invalid("customer.population", "must be at most 16777216"));
+        }
         let end = self.duration().as_secs_f64();
+        for (i, attack) in self.attacks.iter().enumerate() {
+            if !(attack.start_s >= 0.0 && attack.duration_s > 0.0)
+                || attack.start_s + attack.duration_s > end + 1e-9
+            {
+                return Err(invalid(
+                    format!("attack[{i}]"),
+                    format!("start_s and duration_s must fall within the scenario's {end} s"),
+                ));
+            }
+            if !(attack.rate > 0.0 && attack.rate <= 100_000.0) {
+                return Err(invalid(
+                    format!("attack[{i}].rate"),
+                    "must be above 0 and at most 100000 per second",
+                ));
+            }
+            if !(1..=254).contains(&attack.clients) {
+                return Err(invalid(format!("attack[{i}].clients"), "must be 1 to 254"));
+            }
+        }
         for (i, chaos) in self.chaos.iter().enumerate() {
             if !matches!(
                 chaos.action.as_str(),
@@ -330,6 +377,16 @@ mod tests {
                 GOOD.replace("ramp_to = 30", "ramp_to = -5"),
                 "phase[1].ramp_to",
             ),
+            (
+                format!("{GOOD}\n[[attack]]\nstart_s = 3\nduration_s = 2\nrate = 100\n"),
+                "attack[0]",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[attack]]\nstart_s = 1\nduration_s = 2\nrate = 100\nclients = 0\n"
+                ),
+                "attack[0].clients",
+            ),
         ];
         for (text, field) in cases {
             let err = Scenario::parse(&text).unwrap_err().to_string();
@@ -395,6 +452,10 @@ impl Scenario {
         }
         for chaos in &mut self.chaos {
             chaos.at_s *= factor;
+        }
+        for attack in &mut self.attacks {
+            attack.start_s *= factor;
+            attack.duration_s *= factor;
         }
         self
     }

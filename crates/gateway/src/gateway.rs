@@ -29,7 +29,7 @@ pub(crate) struct Gateway {
     /// Each serving thread's current second of traffic.
     windows: Mutex<Vec<Arc<Mutex<Window>>>>,
     /// The last seconds, merged.
-    pub(crate) traffic: Mutex<History>,
+    pub(crate) traffic: Arc<Mutex<History>>,
 }
 
 /// Why a reload was refused; nothing changed.
@@ -44,7 +44,11 @@ pub(crate) enum ReloadError {
 impl Gateway {
     pub(crate) fn new(config: &Config, config_path: Option<PathBuf>) -> Arc<Gateway> {
         let backends = Arc::new(Backends::default());
-        let metrics = Arc::new(GatewayMetrics::new(Arc::clone(&backends)));
+        let traffic = Arc::new(Mutex::new(History::default()));
+        let metrics = Arc::new(GatewayMetrics::new(
+            Arc::clone(&backends),
+            Arc::clone(&traffic),
+        ));
         let proxy = Arc::new(Proxy::new(
             config,
             Arc::clone(&backends),
@@ -60,7 +64,7 @@ impl Gateway {
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
             windows: Mutex::new(Vec::new()),
-            traffic: Mutex::new(History::default()),
+            traffic,
         });
         gateway.metrics.set_ready(true);
         // Once a second, every thread's window becomes one second of history.

@@ -1,7 +1,7 @@
 //! The gateway's Prometheus metrics. Backend state, in-flight and latency
 //! are read from the backend set at scrape time, so they are never stale.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 
 use crate::backend::State;
 use crate::balance::Backends;
+use crate::traffic::History;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -61,7 +62,7 @@ pub(crate) struct GatewayMetrics {
 }
 
 impl GatewayMetrics {
-    pub(crate) fn new(backends: Arc<Backends>) -> Self {
+    pub(crate) fn new(backends: Arc<Backends>, traffic: Arc<Mutex<History>>) -> Self {
         let mut registry = Registry::default();
         let metrics = GatewayMetrics {
             requests: Family::default(),
@@ -117,6 +118,7 @@ impl GatewayMetrics {
             metrics.ready.clone(),
         );
         registry.register_collector(Box::new(BackendCollector { backends }));
+        registry.register_collector(Box::new(TrafficCollector { traffic }));
         registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
         GatewayMetrics {
             registry,
@@ -221,6 +223,84 @@ impl Collector for BackendCollector {
         for view in &views {
             ConstGauge::new(view.ewma_ms / 1000.0)
                 .encode(latency.encode_family(&[("backend", view.name.as_str())])?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Seconds of traffic the `gateway_traffic_*` gauges summarise: short, so a
+/// surge shows within a scrape or two.
+const TRAFFIC_SECONDS: usize = 5;
+
+/// The traffic summary as gauges, so a monitor that scrapes `/metrics` can
+/// tell a flash crowd from an attack without the admin token.
+#[derive(Debug)]
+struct TrafficCollector {
+    traffic: Arc<Mutex<History>>,
+}
+
+impl Collector for TrafficCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let summary = self
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary(TRAFFIC_SECONDS);
+        let busiest_per_s =
+            summary.busiest.first().map_or(0, |b| b.1) as f64 / summary.seconds as f64;
+        for (name, help, value) in [
+            (
+                "gateway_traffic_requests_per_second",
+                "Requests per second over the last 5 s",
+                summary.requests_per_s,
+            ),
+            (
+                "gateway_traffic_distinct_clients",
+                "Distinct client addresses seen in the last 5 s (HyperLogLog estimate)",
+                summary.distinct_clients,
+            ),
+            (
+                "gateway_traffic_top10_share",
+                "Share of the last 5 s of requests sent by the 10 busiest clients",
+                summary.top10_share,
+            ),
+            (
+                "gateway_traffic_busiest_client_requests_per_second",
+                "Requests per second of the busiest client over the last 5 s",
+                busiest_per_s,
+            ),
+        ] {
+            let gauge = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(value).encode(gauge)?;
+        }
+        for (name, help, shares) in [
+            (
+                "gateway_traffic_path_share",
+                "Share of the last 5 s of requests by kind of path",
+                &summary.paths,
+            ),
+            (
+                "gateway_traffic_answer_share",
+                "Share of the last 5 s of answers by class (ok, client_error, server_error)",
+                &summary.answers,
+            ),
+        ] {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            let mut classes: Vec<_> = shares.iter().collect();
+            classes.sort_by_key(|c| *c.0);
+            for (class, share) in classes {
+                ConstGauge::new(*share).encode(family.encode_family(&[("class", *class)])?)?;
+            }
         }
         Ok(())
     }

@@ -29,6 +29,21 @@ pub struct MonitorFile {
     pub resend_interval_ms: u64,
     #[serde(rename = "target")]
     pub targets: Vec<TargetFile>,
+    /// The incident file (SQLite). Default `flashguard-incidents.sqlite`.
+    pub incidents_db: String,
+    /// An incident resolves once no alert has fired for this long, in s. Default 30.
+    pub incident_quiet_s: u64,
+    /// An incident's timeline starts this long before its first alert, in s. Default 60.
+    pub incident_lookback_s: u64,
+    /// Below this many requests/s nothing is a surge. Default 100.
+    pub surge_min_rate: f64,
+    /// A surge is the rate at this many times its usual. Default 3.
+    pub surge_factor: f64,
+    /// Gateways whose admin event log goes on incident timelines.
+    #[serde(rename = "gateway")]
+    pub gateways: Vec<TargetFile>,
+    /// Required of writes to the incident API when set; sent to gateways.
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +65,13 @@ impl Default for MonitorFile {
             alertmanagers: Vec::new(),
             resend_interval_ms: 10_000,
             targets: Vec::new(),
+            incidents_db: "flashguard-incidents.sqlite".into(),
+            incident_quiet_s: 30,
+            incident_lookback_s: 60,
+            surge_min_rate: 100.0,
+            surge_factor: 3.0,
+            gateways: Vec::new(),
+            admin_token: None,
         }
     }
 }
@@ -74,6 +96,16 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> MonitorConfi
     }
 }
 
+fn named_url(flag: &str, entry: &str) -> Result<TargetFile, MonitorConfigError> {
+    let (name, url) = entry
+        .split_once('=')
+        .ok_or_else(|| invalid(flag, format!("{entry}: expected NAME=URL")))?;
+    Ok(TargetFile {
+        name: name.to_string(),
+        url: url.to_string(),
+    })
+}
+
 impl MonitorFile {
     pub fn load(path: &Path) -> Result<MonitorFile, MonitorConfigError> {
         Ok(flashguard_telemetry::read_toml(path)?)
@@ -81,13 +113,13 @@ impl MonitorFile {
 
     /// Adds a `NAME=URL` target from the command line.
     pub fn add_target(&mut self, entry: &str) -> Result<(), MonitorConfigError> {
-        let (name, url) = entry
-            .split_once('=')
-            .ok_or_else(|| invalid("--target", format!("{entry}: expected NAME=URL")))?;
-        self.targets.push(TargetFile {
-            name: name.to_string(),
-            url: url.to_string(),
-        });
+        self.targets.push(named_url("--target", entry)?);
+        Ok(())
+    }
+
+    /// Adds a `NAME=ADMIN_URL` gateway whose events to follow.
+    pub fn add_gateway(&mut self, entry: &str) -> Result<(), MonitorConfigError> {
+        self.gateways.push(named_url("--gateway", entry)?);
         Ok(())
     }
 
@@ -100,6 +132,29 @@ impl MonitorFile {
         }
         if self.max_series == 0 {
             return Err(invalid("max_series", "must be at least 1"));
+        }
+        if self.incidents_db.trim().is_empty() {
+            return Err(invalid("incidents_db", "must name a file"));
+        }
+        if !(1..=86_400).contains(&self.incident_quiet_s) {
+            return Err(invalid("incident_quiet_s", "must be 1 to 86400"));
+        }
+        if self.incident_lookback_s > 3600 {
+            return Err(invalid("incident_lookback_s", "must be at most 3600"));
+        }
+        if !(self.surge_min_rate >= 0.0 && self.surge_min_rate.is_finite()) {
+            return Err(invalid("surge_min_rate", "must be a rate of 0 or more"));
+        }
+        if !(self.surge_factor > 1.0 && self.surge_factor.is_finite()) {
+            return Err(invalid("surge_factor", "must be above 1"));
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            if !(g.url.starts_with("http://") || g.url.starts_with("https://")) {
+                return Err(invalid(
+                    format!("gateway[{i}].url"),
+                    "must start with http:// or https://",
+                ));
+            }
         }
         let mut targets: Vec<Target> = Vec::new();
         for (i, t) in self.targets.iter().enumerate() {
@@ -166,6 +221,22 @@ impl MonitorFile {
             rules,
             receivers,
             resend_interval: Duration::from_millis(self.resend_interval_ms.max(1000)),
+            incidents_db: self.incidents_db.into(),
+            incident_quiet: Duration::from_secs(self.incident_quiet_s),
+            incident_lookback: Duration::from_secs(self.incident_lookback_s),
+            surge: crate::surge::SurgeSettings {
+                min_rate: self.surge_min_rate,
+                factor: self.surge_factor,
+            },
+            gateway_admins: self
+                .gateways
+                .iter()
+                .map(|g| crate::GatewayAdmin {
+                    name: g.name.clone(),
+                    url: g.url.clone(),
+                })
+                .collect(),
+            admin_token: self.admin_token.filter(|t| !t.trim().is_empty()),
         })
     }
 }

@@ -195,7 +195,7 @@ impl Rule {
 }
 
 /// A counter's increase over the points, counting a drop as a restart.
-fn increase(points: &[(i64, f64)]) -> f64 {
+pub(crate) fn increase(points: &[(i64, f64)]) -> f64 {
     points
         .windows(2)
         .map(|w| {
@@ -209,7 +209,7 @@ fn increase(points: &[(i64, f64)]) -> f64 {
 }
 
 /// `histogram_quantile` over the buckets' increases in the window.
-fn quantiles(series: &[SeriesPoints], q: f64) -> Vec<(BTreeMap<String, String>, f64)> {
+pub(crate) fn quantiles(series: &[SeriesPoints], q: f64) -> Vec<(BTreeMap<String, String>, f64)> {
     let mut histograms: HashMap<BTreeMap<String, String>, Vec<(f64, f64)>> = HashMap::new();
     for s in series {
         let mut labels = s.key.labels.clone();

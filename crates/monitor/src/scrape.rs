@@ -7,10 +7,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::incidents::{Event, Incidents};
 use crate::notify::{Kind, News, NotificationCounts, Notifier};
 use crate::rules::{Alert, Evaluator, Transition};
 use crate::store::{SeriesKey, Store};
-use crate::{exposition, host, Config, Target};
+use crate::surge::{SurgeDetector, Verdict};
+use crate::{dashboard, exposition, host, Config, Target};
 
 /// A target's last scrape, for `GET /api/targets`.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +33,11 @@ pub struct Monitor {
     store: Mutex<Store>,
     status: Mutex<BTreeMap<String, TargetStatus>>,
     evaluator: Mutex<Evaluator>,
+    surge: Mutex<SurgeDetector>,
+    pub(crate) incidents: Arc<Incidents>,
+    pub(crate) feed: dashboard::Feed,
+    pub(crate) admin_token: Option<String>,
+    stop: tokio::sync::watch::Sender<bool>,
     notifier: Notifier,
     resend_interval_ms: i64,
     last_resend_ms: Mutex<i64>,
@@ -43,6 +50,10 @@ pub struct Monitor {
     >,
 }
 
+/// Events outside every incident are kept a week.
+const EVENT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+const PRUNE_EVERY_MS: i64 = 3600 * 1000;
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -51,7 +62,7 @@ pub(crate) fn now_ms() -> i64 {
 
 impl Monitor {
     /// Must be called within a Tokio runtime (it starts the notifiers).
-    pub fn new(config: &Config) -> Monitor {
+    pub fn new(config: &Config, incidents: Arc<Incidents>) -> Monitor {
         let notifications = NotificationCounts::default();
         Monitor {
             targets: config.targets.clone(),
@@ -61,6 +72,11 @@ impl Monitor {
             )),
             status: Mutex::new(BTreeMap::new()),
             evaluator: Mutex::new(Evaluator::new(config.rules.clone())),
+            surge: Mutex::new(SurgeDetector::new(config.surge.clone())),
+            incidents,
+            feed: dashboard::Feed::default(),
+            admin_token: config.admin_token.clone(),
+            stop: tokio::sync::watch::channel(false).0,
             notifier: Notifier::start(&config.receivers, notifications.clone()),
             resend_interval_ms: config.resend_interval.as_millis() as i64,
             last_resend_ms: Mutex::new(0),
@@ -71,6 +87,19 @@ impl Monitor {
                 .unwrap_or_default(),
             scrapes: Default::default(),
             evaluations: Default::default(),
+        }
+    }
+
+    /// Ends open streams so a graceful shutdown does not wait on them.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Completes once `stop` is called.
+    pub(crate) fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
         }
     }
 
@@ -87,26 +116,49 @@ impl Monitor {
             .collect()
     }
 
+    /// The rules' alerts and the surge verdict's.
     pub(crate) fn alerts(&self) -> Vec<Alert> {
-        self.evaluator
+        let mut alerts = self
+            .evaluator
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .alerts()
+            .alerts();
+        alerts.extend(self.surge().alert());
+        alerts
     }
 
-    /// Evaluates the rules on what was just collected; the log is the
-    /// first notification channel.
-    fn evaluate(&self, now_ms: i64) {
+    fn surge(&self) -> MutexGuard<'_, SurgeDetector> {
+        self.surge.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn verdict(&self) -> Option<Verdict> {
+        self.surge().verdict().cloned()
+    }
+
+    /// Evaluates the rules and the surge verdict on what was just
+    /// collected; the log is the first notification channel. Returns the
+    /// transitions, for the incidents, and a new verdict if one was reached.
+    fn evaluate(&self, now_ms: i64) -> (Vec<Transition>, Option<Verdict>) {
         self.evaluations.inc();
-        let transitions = {
+        let (mut transitions, verdict) = {
             let store = self.store();
-            self.evaluator
+            let transitions = self
+                .evaluator
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .evaluate(&store, now_ms)
+                .evaluate(&store, now_ms);
+            let (surge, verdict) = self.surge().observe(&store, now_ms);
+            (
+                transitions.into_iter().chain(surge).collect::<Vec<_>>(),
+                verdict,
+            )
         };
+        transitions.sort_by_key(|t| match t {
+            Transition::Firing(a) => a.firing_since_ms.unwrap_or(now_ms),
+            Transition::Resolved(_, at) => *at,
+        });
         let mut news = Vec::new();
-        for transition in transitions {
+        for transition in transitions.iter().cloned() {
             match transition {
                 Transition::Firing(alert) => {
                     tracing::warn!(
@@ -149,6 +201,55 @@ impl Monitor {
                 .collect();
             self.notifier.send(firing, Some(Kind::Alertmanager));
         }
+        (transitions, verdict)
+    }
+
+    /// Puts alert changes and a new surge verdict on the incident timeline.
+    async fn record(&self, transitions: &[Transition], verdict: Option<Verdict>, now_ms: i64) {
+        if let Some(verdict) = verdict {
+            tracing::warn!(verdict = verdict.kind, figures = ?verdict.figures, "surge verdict");
+            let event = Event::new(
+                verdict.decided_ms,
+                "monitor",
+                "surge_verdict",
+                crate::surge::RULE,
+                verdict.sentence(),
+                serde_json::to_value(&verdict).unwrap_or_default(),
+            );
+            if let Err(err) = self.incidents.record(event).await {
+                tracing::error!(%err, "recording the surge verdict");
+            }
+        }
+        if let Err(err) = self.incidents.observe(transitions, now_ms).await {
+            tracing::error!(%err, "updating incidents");
+        }
+    }
+
+    /// Records the host's CPU, load and memory; returns the CPU times for
+    /// the next sample's usage.
+    fn sample_host(&self, cpu_before: Option<(u64, u64)>, at: i64) -> Option<(u64, u64)> {
+        let cpu_now = host::cpu_times();
+        let mut store = self.store();
+        if let (Some(before), Some(now)) = (cpu_before, cpu_now) {
+            store.push(
+                SeriesKey::new("host_cpu_usage_ratio", []),
+                at,
+                host::cpu_usage(before, now),
+            );
+        }
+        if let Some(load) = host::load_per_core() {
+            store.push(SeriesKey::new("host_load1_per_core", []), at, load);
+        }
+        if let Some((available, total)) = host::memory() {
+            store.push(
+                SeriesKey::new("host_memory_available_bytes", []),
+                at,
+                available,
+            );
+            store.push(SeriesKey::new("host_memory_total_bytes", []), at, total);
+        }
+        store.prune(at);
+        cpu_now
     }
 
     pub async fn scrape_forever(self: Arc<Self>, interval: Duration) {
@@ -160,35 +261,25 @@ impl Monitor {
         // apart, and a `for` of one interval is met on the next tick instead
         // of missing it by a millisecond of wake-up jitter.
         let origin = (tokio::time::Instant::now(), now_ms());
+        let mut last_prune = 0;
         loop {
             let due = tick.tick().await;
             let at = origin.1 + due.saturating_duration_since(origin.0).as_millis() as i64;
             let scrapes: Vec<_> = self.targets.iter().map(|t| self.scrape(t, at)).collect();
             futures::future::join_all(scrapes).await;
-            let cpu_now = host::cpu_times();
-            let mut store = self.store();
-            if let (Some(before), Some(now)) = (cpu_before, cpu_now) {
-                store.push(
-                    SeriesKey::new("host_cpu_usage_ratio", []),
-                    at,
-                    host::cpu_usage(before, now),
-                );
+            cpu_before = self.sample_host(cpu_before, at);
+            let (transitions, verdict) = self.evaluate(at);
+            self.record(&transitions, verdict, at).await;
+            let snapshot = dashboard::snapshot(&self, at).await;
+            self.feed.publish(snapshot);
+            if at - last_prune >= PRUNE_EVERY_MS {
+                last_prune = at;
+                match self.incidents.prune(at - EVENT_RETENTION_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "forgot old events no incident needs"),
+                    Err(err) => tracing::error!(%err, "pruning events"),
+                }
             }
-            cpu_before = cpu_now;
-            if let Some(load) = host::load_per_core() {
-                store.push(SeriesKey::new("host_load1_per_core", []), at, load);
-            }
-            if let Some((available, total)) = host::memory() {
-                store.push(
-                    SeriesKey::new("host_memory_available_bytes", []),
-                    at,
-                    available,
-                );
-                store.push(SeriesKey::new("host_memory_total_bytes", []), at, total);
-            }
-            store.prune(at);
-            drop(store);
-            self.evaluate(at);
         }
     }
 

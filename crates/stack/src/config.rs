@@ -42,6 +42,12 @@ pub struct StackFile {
     pub max_restart_backoff_ms: u64,
     /// On stop, how long each part gets to drain before SIGKILL, in ms. Default 10000.
     pub stop_grace_ms: u64,
+    /// Addresses whose X-Forwarded-For the gateway believes. Default
+    /// `["127.0.0.1"]`: on one machine the drill stands in for the CDN and
+    /// names synthetic clients. Set `[]` when real clients connect directly.
+    pub trusted_proxies: Vec<String>,
+    /// The monitor's incident file. Default `flashguard-incidents.sqlite`.
+    pub incidents_db: String,
 }
 
 impl Default for StackFile {
@@ -61,6 +67,8 @@ impl Default for StackFile {
             restart_backoff_ms: 200,
             max_restart_backoff_ms: 5_000,
             stop_grace_ms: 10_000,
+            trusted_proxies: vec!["127.0.0.1".into()],
+            incidents_db: "flashguard-incidents.sqlite".into(),
         }
     }
 }
@@ -82,6 +90,8 @@ pub struct StackConfig {
     pub restart_backoff: Duration,
     pub max_restart_backoff: Duration,
     pub stop_grace: Duration,
+    pub trusted_proxies: Vec<String>,
+    pub incidents_db: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +130,16 @@ impl StackFile {
                 "must be at least restart_backoff_ms, which must be above 0",
             );
         }
+        if self
+            .trusted_proxies
+            .iter()
+            .any(|p| p.parse::<std::net::IpAddr>().is_err())
+        {
+            return refuse("trusted_proxies", "must be IP addresses");
+        }
+        if self.incidents_db.trim().is_empty() {
+            return refuse("incidents_db", "must name a file");
+        }
         let token = self
             .admin_token
             .filter(|t| !t.trim().is_empty())
@@ -139,6 +159,8 @@ impl StackFile {
             restart_backoff: Duration::from_millis(self.restart_backoff_ms),
             max_restart_backoff: Duration::from_millis(self.max_restart_backoff_ms),
             stop_grace: Duration::from_millis(self.stop_grace_ms),
+            trusted_proxies: self.trusted_proxies,
+            incidents_db: self.incidents_db,
         })
     }
 }

@@ -41,6 +41,12 @@ async fn act(
         );
     };
     if action == "restart" {
+        part.spec.timeline.record(
+            "chaos",
+            &name,
+            format!("chaos: restart {name}"),
+            json!({ "action": "restart", "pid": part.pid() }),
+        );
         part.request_restart();
         return (StatusCode::ACCEPTED, Json(part.view())).into_response();
     }
@@ -71,6 +77,12 @@ async fn act(
         );
     }
     tracing::warn!(part = %name, pid, action, "chaos action");
+    part.spec.timeline.record(
+        "chaos",
+        &name,
+        format!("chaos: {action} {name} (pid {pid})"),
+        json!({ "action": action, "pid": pid }),
+    );
     if let Some(state) = state {
         part.set_state(state);
     }

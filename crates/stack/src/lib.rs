@@ -7,6 +7,7 @@
 mod config;
 mod control;
 mod part;
+mod timeline;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub async fn run(
     let (stop_gateway, gateway_stopping) = watch::channel(false);
     let gateway_stopping_for_monitor = gateway_stopping.clone();
     let backoff = (config.restart_backoff, config.max_restart_backoff);
+    let timeline = timeline::Timeline::start(config.admin_token.clone());
     let spec = |name: String, kind, args: Vec<String>, listen: &str| PartSpec {
         name,
         kind,
@@ -60,6 +62,7 @@ pub async fn run(
         args,
         listen: listen.to_string(),
         admin_token: config.admin_token.clone(),
+        timeline: Arc::clone(&timeline),
     };
     let mut shops = Vec::new();
     for n in 0..config.shops + config.backups {
@@ -89,6 +92,9 @@ pub async fn run(
             "--admin-listen".to_string(),
             config.gateway_admin_listen.clone(),
         ];
+        for proxy in &config.trusted_proxies {
+            gateway_args.extend(["--trust-proxy".to_string(), proxy.clone()]);
+        }
         for shop in &shops {
             let addr = shop.addr().await.ok_or_else(|| StackError::NoAddress {
                 part: shop.spec.name.clone(),
@@ -130,10 +136,15 @@ pub async fn run(
     };
     // The monitor watches every part: each shop's /metrics, and the
     // gateway's on its admin address.
-    let mut monitor_args = Vec::new();
+    let mut monitor_args = vec!["--incidents-db".to_string(), config.incidents_db.clone()];
     for part in &parts {
         let url = match part.spec.kind {
-            Kind::Gateway => part.view().admin_addr.unwrap_or_default(),
+            Kind::Gateway => {
+                let admin = part.view().admin_addr.unwrap_or_default();
+                monitor_args.push("--gateway".to_string());
+                monitor_args.push(format!("{}={admin}", part.spec.name));
+                admin
+            }
             _ => part.addr().await.unwrap_or_default(),
         };
         monitor_args.push("--target".to_string());
@@ -154,6 +165,7 @@ pub async fn run(
         part: "monitor".into(),
     })?;
     parts.push(monitor);
+    timeline.set_monitor(&monitor_url);
     // Up means ready: migrations done, health checks passing.
     const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
     for part in &parts {

@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::timeline::Timeline;
+
 /// A part that ran this long before dying counts as healthy again: its
 /// next crash restarts it after the shortest delay.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
@@ -64,6 +66,8 @@ pub(crate) struct PartSpec {
     pub(crate) args: Vec<String>,
     pub(crate) listen: String,
     pub(crate) admin_token: String,
+    /// Where deaths and restarts are told.
+    pub(crate) timeline: Arc<Timeline>,
 }
 
 #[derive(Debug)]
@@ -107,7 +111,11 @@ impl Part {
     }
 
     fn update(&self, change: impl FnOnce(&mut PartView)) {
-        change(&mut self.view.lock().unwrap_or_else(|p| p.into_inner()));
+        self.update_and_read(change);
+    }
+
+    fn update_and_read<T>(&self, change: impl FnOnce(&mut PartView) -> T) -> T {
+        change(&mut self.view.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -141,6 +149,7 @@ impl Part {
     ) {
         let mut listen = self.spec.listen.clone();
         let mut crashes_in_a_row = 0u32;
+        let mut first_start = true;
         loop {
             if *stopping.borrow() {
                 break;
@@ -153,10 +162,23 @@ impl Part {
                     // the child takes a closed stdin for its parent's death.
                     let _parent_alive = child.stdin.take();
                     listen = addr.trim_start_matches("http://").to_string();
-                    self.update(|view| {
+                    let restarts = self.update_and_read(|view| {
                         view.addr = Some(addr.clone());
                         view.state = PartState::Running;
+                        view.restarts
                     });
+                    if !first_start {
+                        self.spec.timeline.record(
+                            "part_restarted",
+                            &self.spec.name,
+                            format!(
+                                "{} restarted (restart {restarts}) on {addr}",
+                                self.spec.name
+                            ),
+                            serde_json::json!({ "restarts": restarts, "pid": child.id() }),
+                        );
+                    }
+                    first_start = false;
                     self.addr.send_replace(Some(addr));
                     let ending = tokio::select! {
                         status = child.wait() => Ending::Exited(status),
@@ -174,7 +196,16 @@ impl Part {
                 Err(err) => Ending::Exited(Err(err)),
             };
             let cause = match &ending {
-                Ending::Exited(Ok(status)) => describe(*status),
+                Ending::Exited(Ok(status)) => {
+                    let (cause, signal, code) = describe(*status);
+                    self.spec.timeline.record(
+                        "part_exited",
+                        &self.spec.name,
+                        format!("{} {cause}", self.spec.name),
+                        serde_json::json!({ "cause": cause, "signal": signal, "code": code }),
+                    );
+                    cause
+                }
                 Ending::Exited(Err(err)) => format!("could not start: {err}"),
                 Ending::Restart => "restarted through the control API".to_string(),
                 Ending::Shutdown => {
@@ -305,15 +336,19 @@ pub(crate) fn signal(pid: u32, signal: nix::sys::signal::Signal) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
 }
 
-/// "exit code 3" or "killed by SIGKILL".
-fn describe(status: ExitStatus) -> String {
+/// "exited with code 3" or "killed by SIGKILL", with the signal's name or
+/// the exit code.
+fn describe(status: ExitStatus) -> (String, Option<String>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(number)) => match nix::sys::signal::Signal::try_from(number) {
-            Ok(signal) => format!("killed by {signal}"),
-            Err(_) => format!("killed by signal {number}"),
-        },
-        _ => "ended".to_string(),
+        (Some(code), _) => (format!("exited with code {code}"), None, Some(code)),
+        (None, Some(number)) => {
+            let name = match nix::sys::signal::Signal::try_from(number) {
+                Ok(signal) => signal.to_string(),
+                Err(_) => format!("signal {number}"),
+            };
+            (format!("killed by {name}"), Some(name), None)
+        }
+        _ => ("ended".to_string(), None, None),
     }
 }

@@ -4,6 +4,10 @@
 //! matching series. `GET /api/query_range?metric=NAME&start=MS&end=MS&...`:
 //! their points in the range (unix ms; default the last five minutes).
 //! `GET /api/targets`: each target's last scrape, and why it is down.
+//! `GET /api/alerts`, `GET /api/verdict`; incidents in `incidents`; the
+//! dashboard at `/` with its stream at `/api/stream`.
+
+mod incidents;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,11 +15,12 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 
+use crate::dashboard;
 use crate::scrape::{now_ms, Monitor};
 
 pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
@@ -42,6 +47,15 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/query_range", get(query_range))
         .route("/api/targets", get(targets))
         .route("/api/alerts", get(alerts))
+        .route("/api/verdict", get(verdict))
+        .route("/api/events", post(incidents::post_event))
+        .route("/api/incidents", get(incidents::list))
+        .route("/api/incidents/{id}", get(incidents::one))
+        .route("/api/incidents/{id}/notes", post(incidents::note))
+        .route("/api/incidents/{id}/postmortem", get(incidents::postmortem))
+        .route("/api/stream", get(dashboard::stream))
+        .route("/", get(dashboard::page))
+        .route("/dashboard", get(dashboard::page))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route(
             "/readyz",
@@ -123,6 +137,11 @@ async fn query_range(
 
 async fn alerts(State(monitor): State<Arc<Monitor>>) -> Response {
     Json(monitor.alerts()).into_response()
+}
+
+/// The current surge verdict, or `null` when traffic is not surging.
+async fn verdict(State(monitor): State<Arc<Monitor>>) -> Response {
+    Json(monitor.verdict()).into_response()
 }
 
 async fn targets(State(monitor): State<Arc<Monitor>>) -> Response {

@@ -1,0 +1,287 @@
+//! The live dashboard: `GET /` serves one page (inline CSS and script, no
+//! network beyond this server); `GET /api/stream` sends a snapshot of the
+//! system every collection as a server-sent event, after the last five
+//! minutes of snapshots so the charts start full.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::incidents::IncidentView;
+use crate::rules::{increase, quantiles};
+use crate::scrape::Monitor;
+use crate::store::Store;
+use crate::surge::Verdict;
+
+/// Snapshots kept for a new viewer: five minutes at one a second.
+const KEPT: usize = 300;
+/// Timeline events sent with the incident.
+const TIMELINE_SHOWN: usize = 40;
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BackendState {
+    name: String,
+    pool: String,
+    state: String,
+    /// The state the gateway reported at the last scrape, when an outage
+    /// since the previous snapshot is shown instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scraped_state: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct AlertBrief {
+    rule: String,
+    severity: String,
+    state: &'static str,
+    summary: String,
+}
+
+/// Everything the page shows at one instant.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Snapshot {
+    at_ms: i64,
+    requests_per_s: f64,
+    errors_per_s: f64,
+    shed_per_s: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    orders_per_s: f64,
+    stock: BTreeMap<String, f64>,
+    cpu_ratio: Option<f64>,
+    memory_used_ratio: Option<f64>,
+    backends: Vec<BackendState>,
+    alerts: Vec<AlertBrief>,
+    verdict: Option<Verdict>,
+    incident: Option<IncidentView>,
+}
+
+/// The recent snapshots and the channel new ones go out on.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    recent: Mutex<VecDeque<Arc<str>>>,
+    live: broadcast::Sender<Arc<str>>,
+    /// Backends the gateway took out since the last snapshot: a shop that
+    /// dies and is back within a second still shows, for one snapshot.
+    outages: Mutex<BTreeMap<String, String>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            recent: Mutex::new(VecDeque::with_capacity(KEPT)),
+            live: broadcast::channel(16).0,
+            outages: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Feed {
+    /// A state change from a gateway's event log.
+    pub(crate) fn backend_changed(&self, backend: &str, state: &str) {
+        if matches!(state, "down" | "ejected" | "draining") {
+            self.outages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(backend.to_string(), state.to_string());
+        }
+    }
+
+    fn take_outages(&self) -> BTreeMap<String, String> {
+        std::mem::take(&mut *self.outages.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub(crate) fn publish(&self, snapshot: Snapshot) {
+        let Ok(json) = serde_json::to_string(&snapshot) else {
+            return;
+        };
+        let json: Arc<str> = Arc::from(json);
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(Arc::clone(&json));
+        drop(recent);
+        // No viewer is not an error.
+        let _ = self.live.send(json);
+    }
+}
+
+/// A counter family's per-second rate over the last `window_ms`, summed.
+fn rate(
+    store: &Store,
+    metric: &str,
+    matchers: &[(&str, &str)],
+    now_ms: i64,
+    window_ms: i64,
+) -> f64 {
+    let matchers: Vec<(String, String)> = matchers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    store
+        .range(metric, &matchers, now_ms - window_ms, now_ms)
+        .iter()
+        .filter_map(|s| {
+            let span = (s.points.last()?.0 - s.points.first()?.0) as f64 / 1000.0;
+            (span > 0.0).then(|| increase(&s.points) / span)
+        })
+        .sum()
+}
+
+fn latest(store: &Store, metric: &str, now_ms: i64) -> Vec<(BTreeMap<String, String>, f64)> {
+    store
+        .range(metric, &[], now_ms - 2_500, now_ms)
+        .into_iter()
+        .filter_map(|s| Some((s.key.labels, s.points.last()?.1)))
+        .collect()
+}
+
+fn quantile_ms(store: &Store, q: f64, now_ms: i64) -> Option<f64> {
+    let series = store.range(
+        "gateway_request_duration_seconds_bucket",
+        &[],
+        now_ms - 5_000,
+        now_ms,
+    );
+    let values = quantiles(&series, q);
+    values.iter().map(|v| v.1 * 1000.0).reduce(f64::max)
+}
+
+pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
+    let incident = match monitor.incidents.latest(now_ms).await {
+        Ok(Some(mut incident)) => {
+            let skip = incident.timeline.len().saturating_sub(TIMELINE_SHOWN);
+            incident.timeline.drain(..skip);
+            Some(incident)
+        }
+        Ok(None) => None,
+        Err(err) => {
+            tracing::error!(%err, "reading the latest incident");
+            None
+        }
+    };
+    let alerts = monitor
+        .alerts()
+        .into_iter()
+        .map(|a| AlertBrief {
+            severity: a.labels.get("severity").cloned().unwrap_or_default(),
+            summary: a.annotations.get("summary").cloned().unwrap_or_default(),
+            rule: a.rule,
+            state: a.state,
+        })
+        .collect();
+    let verdict = monitor.verdict();
+    let store = monitor.store();
+    const WINDOW: i64 = 5_000;
+    let mut stock = BTreeMap::new();
+    for (labels, value) in latest(&store, "shop_stock_remaining", now_ms) {
+        if let Some(sku) = labels.get("sku") {
+            // Shops share one store: any shop's figure is the stock.
+            stock.insert(sku.clone(), value);
+        }
+    }
+    let memory = latest(&store, "host_memory_available_bytes", now_ms)
+        .first()
+        .map(|v| v.1)
+        .zip(
+            latest(&store, "host_memory_total_bytes", now_ms)
+                .first()
+                .map(|v| v.1),
+        )
+        .filter(|(_, total)| *total > 0.0)
+        .map(|(available, total)| 1.0 - available / total);
+    let mut backends: Vec<BackendState> = latest(&store, "gateway_backend_state", now_ms)
+        .into_iter()
+        .filter(|(_, value)| *value >= 1.0)
+        .map(|(labels, _)| BackendState {
+            name: labels.get("backend").cloned().unwrap_or_default(),
+            pool: labels.get("pool").cloned().unwrap_or_default(),
+            state: labels.get("state").cloned().unwrap_or_default(),
+            scraped_state: None,
+        })
+        .collect();
+    backends.sort_by(|a, b| a.name.cmp(&b.name));
+    for (name, state) in monitor.feed.take_outages() {
+        if let Some(backend) = backends
+            .iter_mut()
+            .find(|b| b.name == name && b.state == "up")
+        {
+            backend.scraped_state = Some(std::mem::replace(&mut backend.state, state));
+        }
+    }
+    Snapshot {
+        at_ms: now_ms,
+        requests_per_s: rate(&store, "gateway_requests_total", &[], now_ms, WINDOW),
+        errors_per_s: rate(
+            &store,
+            "gateway_requests_total",
+            &[("status", "5*")],
+            now_ms,
+            WINDOW,
+        ),
+        shed_per_s: rate(&store, "gateway_shed_total", &[], now_ms, WINDOW)
+            + rate(&store, "shop_requests_shed_total", &[], now_ms, WINDOW),
+        p50_ms: quantile_ms(&store, 0.5, now_ms),
+        p99_ms: quantile_ms(&store, 0.99, now_ms),
+        orders_per_s: rate(
+            &store,
+            "shop_orders_total",
+            &[("result", "created")],
+            now_ms,
+            WINDOW,
+        ),
+        stock,
+        cpu_ratio: latest(&store, "host_cpu_usage_ratio", now_ms)
+            .first()
+            .map(|v| v.1),
+        memory_used_ratio: memory,
+        backends,
+        alerts,
+        verdict,
+        incident,
+    }
+}
+
+pub(crate) async fn page() -> Response {
+    Html(include_str!("page.html")).into_response()
+}
+
+/// `GET /api/stream`: the recent snapshots, then each new one. A viewer
+/// too slow to keep up skips snapshots rather than holding memory.
+pub(crate) async fn stream(
+    State(monitor): State<Arc<Monitor>>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let recent: Vec<Arc<str>> = monitor
+        .feed
+        .recent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect();
+    let live = monitor.feed.live.subscribe();
+    let updates = stream::unfold(live, |mut live| async move {
+        loop {
+            match live.recv().await {
+                Ok(json) => return Some((json, live)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stopping = monitor.stopping();
+    let events = stream::iter(recent)
+        .chain(updates)
+        .map(|json| Ok(SseEvent::default().event("snapshot").data(&*json)))
+        .take_until(stopping);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

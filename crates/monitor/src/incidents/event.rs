@@ -1,0 +1,79 @@
+//! A timeline event: something that happened, when, and who said so.
+
+use serde::{Deserialize, Serialize};
+
+/// Kinds other processes may post to `POST /api/events`; the monitor
+/// records alerts, surge verdicts and incident changes itself.
+pub(crate) const POSTABLE_KINDS: [&str; 7] = [
+    "part_exited",
+    "part_restarted",
+    "chaos",
+    "backend_state",
+    "drill_started",
+    "drill_report",
+    "deploy",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    #[serde(default)]
+    pub id: i64,
+    /// Unix ms; the monitor's clock when absent.
+    #[serde(default)]
+    pub at_ms: i64,
+    /// Who saw it: `monitor`, `gateway`, `stack`, `drill`, `person`.
+    pub source: String,
+    /// What it was: `alert_firing`, `alert_resolved`, `surge_verdict`,
+    /// `backend_state`, `part_exited`, `part_restarted`, `chaos`, `note`,
+    /// `drill_report`, `incident_opened`, `incident_resolved`...
+    pub kind: String,
+    /// The part, backend or alert it is about.
+    #[serde(default)]
+    pub subject: String,
+    /// One human sentence.
+    pub summary: String,
+    /// Figures behind it, for the postmortem.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Event {
+    pub(crate) fn new(
+        at_ms: i64,
+        source: &str,
+        kind: &str,
+        subject: &str,
+        summary: impl Into<String>,
+        data: serde_json::Value,
+    ) -> Event {
+        Event {
+            id: 0,
+            at_ms,
+            source: source.into(),
+            kind: kind.into(),
+            subject: subject.into(),
+            summary: summary.into(),
+            data,
+        }
+    }
+
+    /// Why a posted event is refused, naming the field.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        let short = |field: &str, value: &str, max: usize| {
+            (value.is_empty() || value.len() > max)
+                .then(|| format!("{field}: must be 1 to {max} characters"))
+        };
+        if !POSTABLE_KINDS.contains(&self.kind.as_str()) {
+            return Some(format!(
+                "kind: must be one of {}",
+                POSTABLE_KINDS.join(", ")
+            ));
+        }
+        short("source", &self.source, 64)
+            .or_else(|| short("summary", &self.summary, 2000))
+            .or_else(|| {
+                (self.subject.len() > 128).then(|| "subject: at most 128 characters".into())
+            })
+            .or_else(|| (self.at_ms < 0).then(|| "at_ms: must be unix milliseconds".into()))
+    }
+}

@@ -1,0 +1,47 @@
+// Opens the monitor's dashboard in Debian's Chromium (headless), waits for
+// every chart to receive data, kills a shop through the stack's control
+// API, waits for the dashboard to show that backend down, and saves a
+// screenshot. Prints one JSON line with what it saw; exits 1 on failure.
+//
+// node check.mjs DASHBOARD_URL CONTROL_URL PART SCREENSHOT
+import { chromium } from "playwright-core";
+
+const [dashboard, control, part, screenshot] = process.argv.slice(2);
+const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0 };
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox"],
+});
+let failure = null;
+try {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  page.on("console", (message) => {
+    if (message.type() === "error") seen.consoleErrors.push(message.text());
+  });
+  page.on("pageerror", (error) => seen.consoleErrors.push(String(error)));
+  await page.goto(dashboard);
+  // Every chart has points.
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("svg.chart")].every((svg) => Number(svg.dataset.points) > 0),
+    null,
+    { timeout: 45_000 },
+  );
+  const row = `tr[data-backend="${part}"]`;
+  await page.waitForSelector(`${row}[data-state="up"]`, { timeout: 20_000 });
+  seen.before = await page.getAttribute(row, "data-state");
+  const killed = await fetch(`${control}/parts/${part}/kill`, { method: "POST" });
+  if (!killed.ok) throw new Error(`kill answered ${killed.status}`);
+  await page.waitForSelector(`${row}:is([data-state="down"],[data-state="ejected"])`, { timeout: 20_000 });
+  seen.after = await page.getAttribute(row, "data-state");
+  seen.charts = await page.evaluate(() =>
+    Object.fromEntries([...document.querySelectorAll("svg.chart")].map((svg) => [svg.id, Number(svg.dataset.points)])),
+  );
+  seen.snapshots = Number(await page.getAttribute("body", "data-snapshots"));
+  await page.screenshot({ path: screenshot, fullPage: true });
+} catch (error) {
+  failure = String(error);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ ...seen, failure }));
+process.exit(failure || seen.consoleErrors.length ? 1 : 0);
