@@ -5,9 +5,33 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// Milliseconds since midnight UTC.
+fn ms_of_day(unix_ms: u128) -> u128 {
+    unix_ms % 86_400_000
+}
+
+/// "06:44:39.741" as milliseconds since midnight.
+fn clock_ms(text: &str) -> Option<u128> {
+    let (hms, ms) = text.get(..12)?.split_once('.')?;
+    let parts: Vec<u128> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = parts[..] else { return None };
+    Some(((h * 60 + m) * 60 + s) * 1000 + ms.parse::<u128>().ok()?)
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
 #[test]
 fn a_short_rehearsal_passes_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
+    let started = unix_ms();
     let output = Command::new(env!("CARGO_BIN_EXE_flashguard"))
         .args(["rehearse", "--scale", "0.2", "--baseline", "--report-dir"])
         .arg(dir.path())
@@ -56,6 +80,50 @@ fn a_short_rehearsal_passes_every_invariant() {
         &dom[..dom.len().min(400)]
     );
     assert!(dom.contains("kill shop-2"), "chaos markers are drawn");
+
+    // The monitor's postmortem draft: the crash with the part, the signal
+    // and its time, the failover, and impact figures equal to the report's.
+    let ended = unix_ms();
+    let postmortem = std::fs::read_to_string(dir.path().join("postmortem.md"))
+        .expect("rehearse writes postmortem.md");
+    let requests = &report["requests"];
+    let needed = [
+        "## Issue Summary".to_string(),
+        "## Timeline".to_string(),
+        "## Root Cause and Resolution".to_string(),
+        "## Corrective and Preventative Measures".to_string(),
+        "shop-2 killed by SIGKILL at ".to_string(),
+        "the gateway took it out of rotation".to_string(),
+        format!(
+            "{} of {} customer requests failed",
+            requests["errors"], requests["total"]
+        ),
+        format!(
+            "availability {:.4}",
+            report["availability"].as_f64().unwrap()
+        ),
+        format!("lasted {} ms", report["failover_gap_ms"]),
+        format!("{} orders were acknowledged", report["orders_acknowledged"]),
+        format!("{} customers gave up", report["customers_gave_up"]),
+    ];
+    for needed in &needed {
+        assert!(
+            postmortem.contains(needed.as_str()),
+            "{needed:?} missing:\n{postmortem}"
+        );
+    }
+    let at = postmortem
+        .split("shop-2 killed by SIGKILL at ")
+        .nth(1)
+        .and_then(clock_ms)
+        .expect("the crash's time is given");
+    let (from, to) = (ms_of_day(started), ms_of_day(ended));
+    if from < to {
+        assert!(
+            (from..=to).contains(&at),
+            "the crash at {at} is outside the run {from}..{to}"
+        );
+    }
 
     // The original outage's architecture, same story: the crash shows.
     let baseline: Value = serde_json::from_str(

@@ -89,6 +89,26 @@ async fn scrapes_a_shop_and_the_host_and_explains_a_bad_target() {
     )
     .await;
     assert_eq!(series[0]["labels"]["target"], "shop-1");
+    // A templated route puts braces in a label value; the shop must stay
+    // readable (a parser that stops at the first `}` refused every scrape).
+    let _ = client()
+        .get(format!("{}/api/products/no-such-sku", shop.url))
+        .send()
+        .await
+        .unwrap();
+    let templated = poll(
+        &format!(
+            "{url}/api/query?metric=shop_http_requests_total&route=%2Fapi%2Fproducts%2F%7Bsku%7D"
+        ),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    assert_eq!(templated[0]["labels"]["route"], "/api/products/{sku}");
+    let still_up = poll(&format!("{url}/api/query?metric=up&target=shop-1"), |v| {
+        v[0]["points"][0][1] == 1.0
+    })
+    .await;
+    assert_eq!(still_up.as_array().unwrap().len(), 1);
     poll(
         &format!("{url}/api/query?metric=shop_http_request_duration_seconds_bucket&le=%2BInf"),
         |v| v.as_array().is_some_and(|a| !a.is_empty()),
