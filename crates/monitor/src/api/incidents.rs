@@ -194,6 +194,21 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
             .max(0.0)
     };
     let server_errors = [("status".to_string(), "5*".to_string())];
+    // Requests shed in each second, across the gateway and the shops.
+    let mut shed_by_second: std::collections::BTreeMap<i64, f64> = Default::default();
+    for metric in ["gateway_shed_total", "shop_requests_shed_total"] {
+        for series in store.range(metric, &[], start, end) {
+            for pair in series.points.windows(2) {
+                let step = if pair[1].1 >= pair[0].1 {
+                    pair[1].1 - pair[0].1
+                } else {
+                    pair[1].1
+                };
+                let seconds = ((pair[1].0 - pair[0].0) as f64 / 1000.0).max(0.001);
+                *shed_by_second.entry(pair[1].0 / 1000).or_default() += step / seconds;
+            }
+        }
+    }
     let peak_rate = store
         .range("gateway_traffic_requests_per_second", &[], start, end)
         .iter()
@@ -236,6 +251,8 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
         gateway_server_errors: total("gateway_requests_total", &server_errors),
         shed: total("gateway_shed_total", &[]) + total("shop_requests_shed_total", &[]),
         cpu_saturated_s,
+        peak_shed_rate: shed_by_second.values().copied().fold(0.0, f64::max),
+        shedding_s: shed_by_second.values().filter(|v| **v > 0.0).count() as f64,
         peak_rate,
         primary_shops,
     }

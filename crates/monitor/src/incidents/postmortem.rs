@@ -19,6 +19,9 @@ pub(crate) struct Evidence {
     pub(crate) gateway_server_errors: f64,
     /// Requests shed (503) by the gateway and the shops.
     pub(crate) shed: f64,
+    /// The most shed in one second, and the seconds with any shedding.
+    pub(crate) peak_shed_rate: f64,
+    pub(crate) shedding_s: f64,
     /// Seconds the host CPU alert was firing.
     pub(crate) cpu_saturated_s: f64,
     /// The highest request rate seen, and the primary shops serving.
@@ -303,6 +306,26 @@ fn resolution(incident: &IncidentView, crash: Option<&Crash<'_>>) -> String {
     text
 }
 
+/// Offered load beyond what was served: by how much, for how long, and the
+/// pool that would have served the peak.
+fn capacity_measure(evidence: &Evidence) -> String {
+    let served = (evidence.peak_rate - evidence.peak_shed_rate).max(1.0);
+    let over = evidence.peak_rate / served;
+    let shops = evidence.primary_shops.max(1);
+    let needed = (shops as f64 * over).ceil() as usize;
+    if over > 1.05 {
+        format!(
+            "Offered load exceeded capacity {over:.1}× for {:.0} s ({:.0} requests shed with 503 at the peak of {:.0} req/s): raise the shop pool from {shops} to {needed} primaries (or their `max_concurrent_requests`) before the next sale.",
+            evidence.shedding_s, evidence.shed, evidence.peak_rate
+        )
+    } else {
+        format!(
+            "{:.0} requests were shed with 503 over {:.0} s, a small share of the peak of {:.0} req/s: watch it; one more shop would remove it.",
+            evidence.shed, evidence.shedding_s, evidence.peak_rate
+        )
+    }
+}
+
 fn measures(
     incident: &IncidentView,
     crash: Option<&Crash<'_>>,
@@ -344,13 +367,7 @@ fn measures(
         ));
     }
     if evidence.shed > 0.0 {
-        let seconds = incident.duration_s.max(1.0);
-        measures.push(format!(
-            "The gateway and shops shed {:.0} requests (503) while traffic peaked at {:.0} req/s: raise the shop pool's maximum (more shops, or higher `max_concurrent_requests`) until the peak is served, or accept the shedding as the price of staying up ({:.1} shed per second of the incident).",
-            evidence.shed,
-            evidence.peak_rate,
-            evidence.shed / seconds
-        ));
+        measures.push(capacity_measure(evidence));
     }
     if evidence.cpu_saturated_s > 0.0 {
         measures.push(format!(
@@ -474,5 +491,23 @@ mod tests {
         ] {
             assert!(text.contains(needed), "missing {needed:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn shedding_at_the_peak_suggests_the_pool_that_would_have_served_it() {
+        let evidence = Evidence {
+            shed: 36_000.0,
+            peak_rate: 2_000.0,
+            peak_shed_rate: 1_500.0,
+            shedding_s: 90.0,
+            primary_shops: 3,
+            ..Evidence::default()
+        };
+        let text = capacity_measure(&evidence);
+        assert!(
+            text.starts_with("Offered load exceeded capacity 4.0× for 90 s"),
+            "{text}"
+        );
+        assert!(text.contains("from 3 to 12 primaries"), "{text}");
     }
 }
