@@ -154,7 +154,7 @@ pub(crate) fn render(incident: &IncidentView, evidence: &Evidence) -> String {
 
     // Corrective and Preventative Measures
     let _ = writeln!(out, "## Corrective and Preventative Measures\n");
-    for measure in measures(incident, crash.as_ref(), &verdicts, evidence) {
+    for measure in measures(crash.as_ref(), &verdicts, evidence) {
         let _ = writeln!(out, "- {measure}");
     }
     out
@@ -327,7 +327,6 @@ fn capacity_measure(evidence: &Evidence) -> String {
 }
 
 fn measures(
-    incident: &IncidentView,
     crash: Option<&Crash<'_>>,
     verdicts: &[&Event],
     evidence: &Evidence,
