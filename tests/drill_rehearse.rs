@@ -93,7 +93,6 @@ fn a_short_rehearsal_passes_every_invariant() {
         "## Root Cause and Resolution".to_string(),
         "## Corrective and Preventative Measures".to_string(),
         "shop-2 killed by SIGKILL at ".to_string(),
-        "the gateway took it out of rotation".to_string(),
         format!(
             "{} of {} customer requests failed",
             requests["errors"], requests["total"]
@@ -112,6 +111,20 @@ fn a_short_rehearsal_passes_every_invariant() {
             "{needed:?} missing:\n{postmortem}"
         );
     }
+    // The failover: the gateway took the shop out, or the shop was back
+    // before its checks could.
+    assert!(
+        postmortem.contains("the gateway took it out of rotation (")
+            || postmortem.contains("before the gateway's health checks marked it down"),
+        "{postmortem}"
+    );
+    assert!(
+        postmortem.contains(&format!(
+            "; {} customer requests failed.",
+            requests["errors"]
+        )),
+        "{postmortem}"
+    );
     let at = postmortem
         .split("shop-2 killed by SIGKILL at ")
         .nth(1)

@@ -10,7 +10,7 @@
 //! make "suspected attack"; the figures go with the verdict so a person can
 //! judge it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
@@ -157,9 +157,10 @@ pub(crate) fn figures(store: &Store, now_ms: i64) -> Option<Figures> {
     })
 }
 
-/// The usual rate: the median of the minute before the last few seconds;
-/// `None` until there are a few seconds of history to judge by.
-fn baseline(store: &Store, now_ms: i64) -> Option<f64> {
+/// The usual rate: the median of the minute before the last few seconds,
+/// leaving out earlier surges (else a busy minute of surges would hide the
+/// next one); `None` without a few seconds of history to judge by.
+fn baseline(store: &Store, now_ms: i64, surges: &VecDeque<(i64, i64)>) -> Option<f64> {
     let mut by_time: BTreeMap<i64, f64> = BTreeMap::new();
     for series in store.range(
         "gateway_traffic_requests_per_second",
@@ -168,6 +169,9 @@ fn baseline(store: &Store, now_ms: i64) -> Option<f64> {
         now_ms - 3_000,
     ) {
         for (t, v) in series.points {
+            if surges.iter().any(|(from, to)| (*from..=*to).contains(&t)) {
+                continue;
+            }
             *by_time.entry(t).or_default() += v;
         }
     }
@@ -229,7 +233,16 @@ struct Active {
 pub(crate) struct SurgeDetector {
     settings: SurgeSettings,
     active: Option<Active>,
+    /// Recent surges, as the times their traffic covered, kept out of the
+    /// baseline.
+    surges: VecDeque<(i64, i64)>,
+    /// The last baseline computed, for when surges cover the whole minute.
+    last_baseline: Option<f64>,
 }
+
+/// The 5-second rate lags: a surge's traffic shows this long before it is
+/// detected and after it ends.
+const RATE_LAG_MS: i64 = 6_000;
 
 /// Evaluations a new verdict or calm must hold before it counts.
 const HOLD: u32 = 3;
@@ -239,6 +252,8 @@ impl SurgeDetector {
         SurgeDetector {
             settings,
             active: None,
+            surges: VecDeque::new(),
+            last_baseline: None,
         }
     }
 
@@ -271,9 +286,17 @@ impl SurgeDetector {
         };
         let min_rate = self.settings.min_rate;
         let Some(active) = self.active.as_mut() else {
-            let Some(usual) = baseline(store, now_ms) else {
+            while self
+                .surges
+                .front()
+                .is_some_and(|(_, to)| *to < now_ms - 70_000)
+            {
+                self.surges.pop_front();
+            }
+            let Some(usual) = baseline(store, now_ms, &self.surges).or(self.last_baseline) else {
                 return (Vec::new(), None);
             };
+            self.last_baseline = Some(usual);
             if figures.requests_per_s >= min_rate.max(self.settings.factor * usual) {
                 let decided = verdict(now_ms, usual);
                 self.active = Some(Active {
@@ -295,6 +318,8 @@ impl SurgeDetector {
         };
         if active.calm >= HOLD {
             let ended = alert(&active.verdict);
+            self.surges
+                .push_back((active.started_ms - RATE_LAG_MS, now_ms + RATE_LAG_MS));
             self.active = None;
             return (vec![Transition::Resolved(ended, now_ms)], None);
         }
@@ -449,6 +474,25 @@ mod tests {
         }
         assert_eq!(resolved_at, Some(66_000));
         assert!(detector.verdict().is_none());
+    }
+
+    #[test]
+    fn a_surge_soon_after_another_is_still_a_surge() {
+        let mut store = Store::new(600_000, 100);
+        let mut detector = SurgeDetector::new(SurgeSettings::default());
+        let mut verdicts = Vec::new();
+        // Calm, then surges of 25 s every 35 s: most of any minute is surge.
+        for t in 0..150 {
+            let surging = t >= 20 && (t - 20) % 35 < 25;
+            let rate = if surging { 400.0 } else { 20.0 };
+            second(&mut store, t, rate, rate, 0.05, 0.0);
+            if let (_, Some(verdict)) = detector.observe(&store, t * 1000) {
+                verdicts.push((t, verdict.baseline_per_s));
+            }
+        }
+        let times: Vec<i64> = verdicts.iter().map(|v| v.0).collect();
+        assert_eq!(times, [20, 55, 90, 125], "{verdicts:?}");
+        assert!(verdicts.iter().all(|v| v.1 == 20.0), "{verdicts:?}");
     }
 
     #[test]

@@ -244,7 +244,16 @@ fn root_cause(crash: Option<&Crash<'_>>, verdicts: &[&Event], evidence: &Evidenc
                     (out.at_ms - crash.exited.at_ms).max(0)
                 );
             }
-            None => text.push_str("; the gateway recorded no state change for it"),
+            None => match crash.restarted {
+                Some(restart) => {
+                    let _ = write!(
+                        text,
+                        "; it was back {} ms later, before the gateway's health checks marked it down",
+                        (restart.at_ms - crash.exited.at_ms).max(0)
+                    );
+                }
+                None => text.push_str("; the gateway recorded no state change for it"),
+            },
         }
         let _ = write!(text, "; {}.", failed_requests(evidence));
         return text;
@@ -326,11 +335,7 @@ fn capacity_measure(evidence: &Evidence) -> String {
     }
 }
 
-fn measures(
-    crash: Option<&Crash<'_>>,
-    verdicts: &[&Event],
-    evidence: &Evidence,
-) -> Vec<String> {
+fn measures(crash: Option<&Crash<'_>>, verdicts: &[&Event], evidence: &Evidence) -> Vec<String> {
     let mut measures = Vec::new();
     if let Some(crash) = crash {
         let part = &crash.exited.subject;
@@ -349,9 +354,10 @@ fn measures(
         }
         if evidence.primary_shops > 0 {
             measures.push(format!(
-                "Keep enough primaries that losing one still carries the peak: with {} primary shops, each of the remaining {} carried about {:.0} req/s at the peak.",
+                "Keep enough primaries that losing one still carries the peak: with {} primary shops, losing one leaves {} to carry the peak of {:.0} req/s, about {:.0} req/s each.",
                 evidence.primary_shops,
                 evidence.primary_shops.saturating_sub(1).max(1),
+                evidence.peak_rate,
                 evidence.peak_rate / evidence.primary_shops.saturating_sub(1).max(1) as f64
             ));
         }
