@@ -3,6 +3,7 @@
 //! oracle against the store's own export.
 
 mod attack;
+mod client;
 mod customer;
 mod html;
 mod oracle;

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::client::Client;
 use crate::customer::{Customer, Urls};
 use crate::record::{histogram, Observed, Recorder};
 use crate::scenario::Scenario;
@@ -184,12 +185,8 @@ impl Share {
     }
 
     async fn send(self) {
-        let Ok(http) = reqwest::Client::builder()
-            .pool_max_idle_per_host(4096)
-            .tcp_nodelay(true)
-            .build()
-        else {
-            tracing::error!("a load thread could not build its HTTP client");
+        let Some(http) = Client::new(&self.target.url).map(Arc::new) else {
+            tracing::error!(target = %self.target.url, "the target must be an http://host:port URL");
             return;
         };
         let connections = Arc::new(tokio::sync::Semaphore::new(
@@ -199,10 +196,10 @@ impl Share {
             .scenario
             .items
             .iter()
-            .filter_map(|item| Urls::new(&self.target.url, &item.sku).map(Arc::new))
+            .filter_map(|item| Urls::new(&item.sku).map(Arc::new))
             .collect();
-        if urls.is_empty() {
-            tracing::error!(target = %self.target.url, "the target is not a valid URL");
+        if urls.len() != self.scenario.items.len() {
+            tracing::error!("an item's SKU does not make a valid path");
             return;
         }
         let in_flight = Arc::new(AtomicU64::new(0));
@@ -228,7 +225,7 @@ impl Share {
             }
             in_flight.fetch_add(1, Ordering::Relaxed);
             let customer = Customer {
-                http: http.clone(),
+                http: Arc::clone(&http),
                 urls: Arc::clone(&urls[n % urls.len()]),
                 scenario_customer: self.scenario.customer.clone(),
                 recorder: Arc::clone(&self.recorder),

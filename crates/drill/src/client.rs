@@ -1,0 +1,164 @@
+//! The customers' HTTP/1 client: keep-alive connections driven directly by
+//! hyper's connection-level client, one small pool per load thread (each
+//! thread is a single-threaded runtime, so the pool's lock is never
+//! contended). Requests are built from parts prepared once per run; no
+//! per-request URL parsing, header map building or pool lookup by host, which
+//! is where reqwest spent the generator's time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    Connect,
+    Timeout,
+    Network,
+}
+
+impl Failure {
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Network => "network",
+        }
+    }
+}
+
+/// An answer, its body read to the end.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) retry_after_s: Option<u64>,
+    pub(crate) body: Bytes,
+}
+
+/// What to send; built again for a retry on a fresh connection.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    pub(crate) path: &'a Uri,
+    pub(crate) json: Option<Bytes>,
+    pub(crate) headers: &'a [(&'static str, HeaderValue)],
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+pub(crate) struct Client {
+    /// `host:port` to connect to.
+    authority: String,
+    host: HeaderValue,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl Client {
+    /// A client for `http://host:port`; `None` for anything else.
+    pub(crate) fn new(base: &str) -> Option<Client> {
+        let uri: Uri = base.parse().ok()?;
+        if uri.scheme_str() != Some("http") {
+            return None;
+        }
+        let authority = uri.authority()?.as_str().to_string();
+        Some(Client {
+            host: HeaderValue::from_str(&authority).ok()?,
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) async fn send(
+        &self,
+        outgoing: &Outgoing<'_>,
+        timeout: Duration,
+    ) -> Result<Answer, Failure> {
+        tokio::time::timeout(timeout, self.exchange(outgoing))
+            .await
+            .unwrap_or(Err(Failure::Timeout))
+    }
+
+    async fn exchange(&self, outgoing: &Outgoing<'_>) -> Result<Answer, Failure> {
+        while let Some(mut sender) = self.idle_sender() {
+            // Its connection task may not have taken the last answer's end
+            // yet: wait for that rather than open another connection.
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match self.round_trip(sender, outgoing).await {
+                Ok(answer) => return Ok(answer),
+                // A kept-alive connection the server had already closed:
+                // the request never reached it; send it on a new one.
+                Err(err) if err.is_canceled() || err.is_incomplete_message() => {}
+                Err(_) => return Err(Failure::Network),
+            }
+        }
+        let sender = self.connect().await?;
+        self.round_trip(sender, outgoing)
+            .await
+            .map_err(|_| Failure::Network)
+    }
+
+    fn idle_sender(&self) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<Sender, Failure> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|_| Failure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    async fn round_trip(
+        &self,
+        mut sender: Sender,
+        outgoing: &Outgoing<'_>,
+    ) -> Result<Answer, hyper::Error> {
+        let mut request = Request::new(Full::new(outgoing.json.clone().unwrap_or_default()));
+        *request.method_mut() = outgoing.method.clone();
+        *request.uri_mut() = outgoing.path.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host.clone());
+        if outgoing.json.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        for (name, value) in outgoing.headers {
+            headers.insert(*name, value.clone());
+        }
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let retry_after_s = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        let body = response.into_body().collect().await?.to_bytes();
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(sender);
+        Ok(Answer {
+            status,
+            retry_after_s,
+            body,
+        })
+    }
+}
