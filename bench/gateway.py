@@ -19,7 +19,8 @@ Installs haproxy, nginx and wrk with apt-get when missing. Everything runs on
 import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/flashguard")
+# FLASHGUARD_BIN compares another build (A/B); otherwise this tree is built.
+BIN = os.environ.get("FLASHGUARD_BIN") or os.path.join(ROOT, "target/release/flashguard")
 TOKEN = "bench-token"
 JSON_BODY = '{"sku":"hot","name":"Hot item","price_cents":100,"remaining":42}'
 
@@ -287,7 +288,8 @@ def main():
     for tool in ("haproxy", "nginx", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (apt-get install haproxy nginx wrk)")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "flashguard"], cwd=ROOT, check=True)
+    if not os.environ.get("FLASHGUARD_BIN"):
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "flashguard"], cwd=ROOT, check=True)
     report = {}
     procs = Procs()
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::idle::{ActivityClock, IdleAware, Quiet};
-use crate::proxy::{upstream_client, ThreadParts};
+use crate::proxy::{ThreadParts, UpstreamPool};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -182,7 +182,7 @@ impl Worker {
             }
         };
         let thread = ThreadParts {
-            upstream: upstream_client(self.connect_timeout),
+            upstream: Arc::new(UpstreamPool::new(self.connect_timeout)),
             traffic: self.gateway.traffic_window(),
         };
         let mut stopping = self.stopping.clone();

@@ -12,6 +12,7 @@
 pub(crate) mod answer;
 mod body;
 mod headers;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -23,9 +24,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -41,7 +39,8 @@ use body::RequestBody;
 /// What a backend is sent: a buffered body (replayable) or the client's
 /// body streamed through.
 type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
-pub(crate) type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+use upstream::UpstreamError;
+pub(crate) use upstream::UpstreamPool;
 
 /// Requests per client address, when `limits.per_client_rps` is set.
 pub(crate) type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
@@ -98,7 +97,7 @@ pub(crate) struct Proxy {
 /// What each serving thread has of its own.
 #[derive(Debug, Clone)]
 pub(crate) struct ThreadParts {
-    pub(crate) upstream: UpstreamClient,
+    pub(crate) upstream: Arc<UpstreamPool>,
     pub(crate) traffic: Arc<std::sync::Mutex<crate::traffic::Window>>,
 }
 
@@ -214,7 +213,7 @@ impl Proxy {
     /// the response and the number of tries.
     async fn forward(
         &self,
-        upstream_client: &UpstreamClient,
+        upstream_pool: &UpstreamPool,
         request: Request<Incoming>,
         client: SocketAddr,
         live: &Live,
@@ -261,9 +260,8 @@ impl Proxy {
             let Some(upstream_body) = body.as_mut().and_then(RequestBody::for_try) else {
                 break;
             };
+            // Origin form: the connection already names the backend.
             let uri = Uri::builder()
-                .scheme("http")
-                .authority(backend.authority.clone())
                 .path_and_query(path_and_query.as_str())
                 .build();
             let Ok(uri) = uri else {
@@ -277,11 +275,19 @@ impl Proxy {
             *upstream.method_mut() = parts.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = parts.headers.clone();
+            if !upstream.headers().contains_key(http::header::HOST) {
+                if let Ok(host) = http::HeaderValue::from_str(backend.authority.as_str()) {
+                    upstream.headers_mut().insert(http::header::HOST, host);
+                }
+            }
 
             let sent = Instant::now();
             let in_flight = backend.start_request();
-            let outcome =
-                tokio::time::timeout(s.upstream_timeout, upstream_client.request(upstream)).await;
+            let outcome = tokio::time::timeout(
+                s.upstream_timeout,
+                upstream_pool.send(&backend.authority, upstream),
+            )
+            .await;
             drop(in_flight);
             let now = Instant::now();
             let rules = live.ejection_rules();
@@ -300,7 +306,7 @@ impl Proxy {
                     }
                     last_answer = Some((Arc::clone(&backend.label), response));
                 }
-                Ok(Err(err)) if err.is_connect() => {
+                Ok(Err(UpstreamError::Connect(err))) => {
                     // Nothing reached the backend: it is gone. Out of
                     // rotation at once; health checks bring it back.
                     if backend.mark_down() {
@@ -400,18 +406,6 @@ impl Proxy {
             );
         }
     }
-}
-
-/// The keep-alive pool to the backends.
-pub(crate) fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(1024)
-        .build(connector)
 }
 
 fn is_idempotent(method: &Method) -> bool {
