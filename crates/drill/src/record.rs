@@ -118,6 +118,12 @@ pub(crate) fn histogram() -> Histogram<u64> {
 
 impl Recorder {
     pub(crate) fn new(start: Instant) -> Recorder {
+        Recorder::with_capacity(start, 0)
+    }
+
+    /// A recorder expecting about `requests` requests: their outcomes are
+    /// kept in one allocation instead of a growing, copied list.
+    pub(crate) fn with_capacity(start: Instant, requests: usize) -> Recorder {
         Recorder {
             start,
             inner: Mutex::new(Observed {
@@ -130,7 +136,7 @@ impl Recorder {
                 timeline: Vec::new(),
                 chaos: Vec::new(),
                 parts: Vec::new(),
-                outcomes: Vec::new(),
+                outcomes: Vec::with_capacity(requests),
                 acknowledged: Vec::new(),
                 gave_up: 0,
                 dropped: 0,

@@ -103,8 +103,12 @@ pub(crate) async fn traffic(
         start,
         scenario.duration(),
     ));
+    // Each customer sends one or two requests (more when retrying).
+    let expected = scenario.arrival_count().saturating_mul(2) / workers as u64;
+    // At most 64 MB up front; a longer run grows the list as before.
+    let expected = expected.min(4_000_000) as usize;
     let recorders: Vec<Arc<Recorder>> = (0..workers)
-        .map(|_| Arc::new(Recorder::new(start)))
+        .map(|_| Arc::new(Recorder::with_capacity(start, expected)))
         .collect();
     let threads: Vec<_> = recorders
         .iter()

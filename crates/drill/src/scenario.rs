@@ -298,6 +298,14 @@ impl Scenario {
         Duration::from_secs_f64(self.phases.iter().map(|p| p.duration_s).sum())
     }
 
+    /// How many customers arrive in all.
+    pub fn arrival_count(&self) -> u64 {
+        self.phases
+            .iter()
+            .map(|p| ((p.rate + p.ramp_to.unwrap_or(p.rate)) / 2.0 * p.duration_s).floor() as u64)
+            .sum()
+    }
+
     /// When every arrival is due, as offsets from the start: open loop, so
     /// the schedule does not depend on how fast the system answers.
     /// Computed as they are needed: a minute at 100,000 a second would be
@@ -352,6 +360,7 @@ mod tests {
         let arrivals: Vec<Duration> = scenario.arrivals().collect();
         // 10/s for 2 s, then a ramp from 10 to 30 for 2 s: 20 + 40.
         assert_eq!(arrivals.len(), 60);
+        assert_eq!(scenario.arrival_count(), 60);
         assert!(arrivals.windows(2).all(|w| w[0] <= w[1]));
         let in_ramp_second_half = arrivals.iter().filter(|t| t.as_secs_f64() > 3.0).count();
         assert!(
