@@ -355,6 +355,12 @@ async fn drill(args: DrillArgs) -> anyhow::Result<()> {
         monitor: args.monitor.map(|m| m.trim_end_matches('/').to_string()),
     };
     let report = flashguard_drill::drill(&target, &scenario, &args.report_dir, true).await?;
+    if let Some(monitor) = &target.monitor {
+        match flashguard_drill::write_postmortem(monitor, &args.report_dir).await {
+            Ok(path) => println!("postmortem draft: {}", path.display()),
+            Err(err) => println!("no postmortem: {err:#}"),
+        }
+    }
     finish(&report, &args.report_dir)
 }
 
@@ -468,7 +474,7 @@ async fn rehearse_on(
     };
     let report = flashguard_drill::drill(&target, scenario, dir, true).await;
     if report.is_ok() {
-        match write_postmortem(&urls, dir).await {
+        match flashguard_drill::write_postmortem(&urls.monitor, dir).await {
             Ok(path) => println!("postmortem draft: {}", path.display()),
             Err(err) => println!("no postmortem: {err:#}"),
         }
@@ -476,38 +482,6 @@ async fn rehearse_on(
     let _ = stop_tx.send(());
     stack.await.context("the stack task")??;
     report
-}
-
-/// Writes the monitor's postmortem draft of the rehearsal's incident (the
-/// newest) as postmortem.md.
-async fn write_postmortem(
-    urls: &flashguard_stack::Urls,
-    dir: &std::path::Path,
-) -> anyhow::Result<PathBuf> {
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()?;
-    let incidents: Vec<serde_json::Value> = http
-        .get(format!("{}/api/incidents", urls.monitor))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let id = incidents
-        .first()
-        .and_then(|i| i["id"].as_i64())
-        .context("the monitor opened no incident during the rehearsal")?;
-    let markdown = http
-        .get(format!("{}/api/incidents/{id}/postmortem", urls.monitor))
-        .send()
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    let path = dir.join("postmortem.md");
-    std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
 }
 
 /// Prints the summary; an error (exit status 1) unless the drill passed.

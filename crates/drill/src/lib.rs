@@ -156,6 +156,35 @@ async fn tell_monitor(
     }
 }
 
+/// Writes the monitor's postmortem draft of its newest incident (the one
+/// the drill provoked, or is still in) as postmortem.md in `dir`.
+pub async fn write_postmortem(monitor: &str, dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let incidents: Vec<serde_json::Value> = http
+        .get(format!("{monitor}/api/incidents"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = incidents
+        .first()
+        .and_then(|i| i["id"].as_i64())
+        .context("the monitor opened no incident")?;
+    let markdown = http
+        .get(format!("{monitor}/api/incidents/{id}/postmortem"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let path = dir.join("postmortem.md");
+    std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// Writes report.html with these reports side by side.
 pub fn write_html(report_dir: &Path, reports: &[(&str, &Report)]) -> anyhow::Result<()> {
     std::fs::write(report_dir.join("report.html"), html::render(reports))

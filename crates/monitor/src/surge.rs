@@ -272,8 +272,12 @@ impl SurgeDetector {
         store: &Store,
         now_ms: i64,
     ) -> (Vec<Transition>, Option<Verdict>) {
-        let Some(figures) = figures(store, now_ms) else {
-            return (Vec::new(), None);
+        let figures = match figures(store, now_ms) {
+            Some(figures) => figures,
+            // No gateway reports traffic (it stopped, or none is scraped):
+            // a surge in progress counts that as calm, so it ends.
+            None if self.active.is_some() => Figures::default(),
+            None => return (Vec::new(), None),
         };
         let (kind, signals) = classify(&figures);
         let verdict = |started_ms, baseline| Verdict {
@@ -493,6 +497,27 @@ mod tests {
         let times: Vec<i64> = verdicts.iter().map(|v| v.0).collect();
         assert_eq!(times, [20, 55, 90, 125], "{verdicts:?}");
         assert!(verdicts.iter().all(|v| v.1 == 20.0), "{verdicts:?}");
+    }
+
+    #[test]
+    fn a_surge_ends_when_the_gateway_stops_reporting() {
+        let mut store = Store::new(600_000, 100);
+        let mut detector = SurgeDetector::new(SurgeSettings::default());
+        for t in 0..10 {
+            second(&mut store, t, 20.0, 20.0, 0.1, 0.0);
+            detector.observe(&store, t * 1000);
+        }
+        second(&mut store, 10, 500.0, 500.0, 0.02, 0.0);
+        assert!(detector.observe(&store, 10_000).1.is_some());
+        // Nothing more from the gateway.
+        let ended = (11..20).find(|t| {
+            matches!(
+                detector.observe(&store, t * 1000).0[..],
+                [Transition::Resolved(..)]
+            )
+        });
+        assert!(ended.is_some(), "the surge never ended");
+        assert!(detector.verdict().is_none());
     }
 
     #[test]
