@@ -245,9 +245,12 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
     if let Some(from) = since {
         cpu_saturated_s += (end - from).max(0) as f64 / 1000.0;
     }
+    let gateway_requests = total("gateway_requests_total", &[]);
     Evidence {
         drill: None,
-        gateway_requests: total("gateway_requests_total", &[]),
+        behind_gateway: gateway_requests > 0.0
+            || incident.timeline.iter().any(|e| e.source == "gateway"),
+        gateway_requests,
         gateway_server_errors: total("gateway_requests_total", &server_errors),
         shed: total("gateway_shed_total", &[]) + total("shop_requests_shed_total", &[]),
         cpu_saturated_s,

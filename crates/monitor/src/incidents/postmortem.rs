@@ -24,6 +24,9 @@ pub(crate) struct Evidence {
     pub(crate) shedding_s: f64,
     /// Seconds the host CPU alert was firing.
     pub(crate) cpu_saturated_s: f64,
+    /// Whether a gateway stood in front of the shops (its metrics or its
+    /// events were recorded).
+    pub(crate) behind_gateway: bool,
     /// The highest request rate seen, and the primary shops serving.
     pub(crate) peak_rate: f64,
     pub(crate) primary_shops: usize,
@@ -244,16 +247,29 @@ fn root_cause(crash: Option<&Crash<'_>>, verdicts: &[&Event], evidence: &Evidenc
                     (out.at_ms - crash.exited.at_ms).max(0)
                 );
             }
-            None => match crash.restarted {
-                Some(restart) => {
-                    let _ = write!(
-                        text,
-                        "; it was back {} ms later, before the gateway's health checks marked it down",
-                        (restart.at_ms - crash.exited.at_ms).max(0)
-                    );
+            None => {
+                let back = crash
+                    .restarted
+                    .map(|r| (r.at_ms - crash.exited.at_ms).max(0));
+                match (evidence.behind_gateway, back) {
+                    (true, Some(ms)) => {
+                        let _ = write!(
+                            text,
+                            "; it was back {ms} ms later, before the gateway's health checks marked it down"
+                        );
+                    }
+                    (true, None) => text.push_str("; the gateway recorded no state change for it"),
+                    (false, Some(ms)) => {
+                        let _ = write!(
+                            text,
+                            "; no gateway stood in front of it, so customers met the dead shop until it was restarted {ms} ms later"
+                        );
+                    }
+                    (false, None) => text.push_str(
+                        "; no gateway stood in front of it, and it was not restarted within the incident",
+                    ),
                 }
-                None => text.push_str("; the gateway recorded no state change for it"),
-            },
+            }
         }
         let _ = write!(text, "; {}.", failed_requests(evidence));
         return text;
@@ -366,7 +382,12 @@ fn measures(crash: Option<&Crash<'_>>, verdicts: &[&Event], evidence: &Evidence)
         .drill
         .as_ref()
         .map_or(0.0, |d| number(d, "failover_gap_ms"));
-    if gap > 0.0 {
+    if !evidence.behind_gateway && crash.is_some() {
+        measures.push(
+            "Customers reached the shop directly: put the gateway in front of at least two primary shops and a backup (`flashguard up`), so a crash is routed around instead of answered with errors."
+                .to_string(),
+        );
+    } else if gap > 0.0 {
         measures.push(format!(
             "Customers saw errors for {gap:.0} ms after the chaos action: shorten the gateway's health-check interval and fall, and send orders with an Idempotency-Key so the gateway can retry them."
         ));
@@ -479,6 +500,7 @@ mod tests {
             ),
             peak_rate: 600.0,
             primary_shops: 3,
+            behind_gateway: true,
             ..Evidence::default()
         };
         let text = render(&incident, &evidence);
@@ -514,5 +536,49 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("from 3 to 12 primaries"), "{text}");
+    }
+
+    #[test]
+    fn without_a_gateway_the_draft_says_so_and_suggests_one() {
+        let t0 = 1_700_000_000_000;
+        let incident = IncidentView {
+            id: 1,
+            title: "TargetDown: shop-1 is down".into(),
+            status: "open",
+            opened_ms: t0 + 1_000,
+            resolved_ms: None,
+            duration_s: 10.0,
+            timeline: vec![
+                event(
+                    t0,
+                    "stack",
+                    "part_exited",
+                    "shop-1",
+                    "shop-1 killed by SIGKILL",
+                    json!({"cause": "killed by SIGKILL", "signal": "SIGKILL"}),
+                ),
+                event(
+                    t0 + 8_000,
+                    "stack",
+                    "part_restarted",
+                    "shop-1",
+                    "shop-1 restarted",
+                    json!({}),
+                ),
+            ],
+        };
+        let evidence = Evidence {
+            drill: Some(
+                json!({"requests_total": 100, "requests_errors": 90, "failover_gap_ms": 8000}),
+            ),
+            ..Evidence::default()
+        };
+        let text = render(&incident, &evidence);
+        assert!(text.contains("no gateway stood in front of it, so customers met the dead shop until it was restarted 8000 ms later"), "{text}");
+        assert!(
+            text.contains("put the gateway in front of at least two primary shops"),
+            "{text}"
+        );
+        assert!(!text.contains("health checks marked it down"), "{text}");
     }
 }
