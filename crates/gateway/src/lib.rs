@@ -1,7 +1,8 @@
 //! flashguard's gateway: the load balancer in front of the shops.
 //!
-//! The request path is hyper 1 (server and hyper-util's pooled client);
-//! `proxy` holds the retry rule, `balance` the choice of backend,
+//! The request path is hyper 1: its server, and its connection-level
+//! client with a pool per serving thread (`proxy::upstream`); `proxy`
+//! holds the retry rule, `balance` the choice of backend,
 //! `backend` each backend's health, ejection, latency and slow start,
 //! `checker` the active health checks, `admin` the operator's API.
 
