@@ -3,17 +3,20 @@
 //! `Retry-After`, retry with the same key on a network error, give up after
 //! their patience), fire the chaos actions, and record everything.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use serde_json::json;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::Client;
-use crate::customer::{Customer, Urls};
+use crate::customer::{Next, Shopper, Urls, Visit};
 use crate::record::{histogram, Observed, Recorder};
 use crate::scenario::Scenario;
 
@@ -185,7 +188,8 @@ impl Share {
             tracing::error!("a load thread could not start its runtime");
             return;
         };
-        runtime.block_on(self.send());
+        // Lanes share the thread's books through Rc: they run on a LocalSet.
+        tokio::task::LocalSet::new().block_on(&runtime, self.send());
     }
 
     async fn send(self) {
@@ -193,9 +197,6 @@ impl Share {
             tracing::error!(target = %self.target.url, "the target must be an http://host:port URL");
             return;
         };
-        let connections = Arc::new(tokio::sync::Semaphore::new(
-            (self.target.connections / self.workers).max(1),
-        ));
         let urls: Vec<Arc<Urls>> = self
             .scenario
             .items
@@ -206,44 +207,133 @@ impl Share {
             tracing::error!("an item's SKU does not make a valid path");
             return;
         }
-        let in_flight = Arc::new(AtomicU64::new(0));
-        let mut customers = tokio::task::JoinSet::new();
-        let arrivals = self.scenario.arrivals();
-        for (n, offset) in arrivals
-            .into_iter()
+        let shopper = Rc::new(Shopper {
+            urls,
+            scenario_customer: self.scenario.customer.clone(),
+            recorder: Arc::clone(&self.recorder),
+            run_id: Arc::clone(&self.run_id),
+        });
+        let desk = Rc::new(Desk::default());
+        let lanes = (self.target.connections / self.workers).max(1);
+        let mut workers = Vec::with_capacity(lanes + 1);
+        for _ in 0..lanes {
+            let (desk, shopper, http) = (Rc::clone(&desk), Rc::clone(&shopper), Arc::clone(&http));
+            workers.push(tokio::task::spawn_local(lane(desk, shopper, http)));
+        }
+        workers.push(tokio::task::spawn_local(retry_timer(Rc::clone(&desk))));
+        let cap = MAX_IN_FLIGHT / self.workers as u64;
+        for (n, offset) in self
+            .scenario
+            .arrivals()
             .enumerate()
             .skip(self.worker)
             .step_by(self.workers)
         {
             let intended = self.start + offset;
-            while Instant::now() < intended {
-                tokio::select! {
-                    () = tokio::time::sleep_until(intended) => {}
-                    Some(_) = customers.join_next(), if !customers.is_empty() => {}
-                }
+            if Instant::now() < intended {
+                tokio::time::sleep_until(intended).await;
             }
             self.recorder.offered(intended);
-            if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT / self.workers as u64 {
+            if desk.visits.get() >= cap {
                 self.recorder.lock().dropped += 1;
                 continue;
             }
-            in_flight.fetch_add(1, Ordering::Relaxed);
-            let customer = Customer {
-                http: Arc::clone(&http),
-                urls: Arc::clone(&urls[n % urls.len()]),
-                scenario_customer: self.scenario.customer.clone(),
-                recorder: Arc::clone(&self.recorder),
-                connections: Arc::clone(&connections),
-                run_id: Arc::clone(&self.run_id),
-            };
-            let in_flight = Arc::clone(&in_flight);
-            customers.spawn(async move {
-                customer.shop(intended, n as u64).await;
-                in_flight.fetch_sub(1, Ordering::Relaxed);
-            });
+            desk.visits.set(desk.visits.get() + 1);
+            let visit = shopper.arrive(intended, n as u64);
+            desk.ready.borrow_mut().push_back((visit, intended));
+            desk.work.notify_one();
         }
         tokio::time::sleep_until(self.start + self.scenario.duration()).await;
-        while customers.join_next().await.is_some() {}
+        desk.arrivals_done.set(true);
+        desk.work.notify_waiters();
+        desk.retries_changed.notify_one();
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+}
+
+/// One load thread's visits: those ready for their next step, those
+/// waiting to retry, and how many are alive.
+#[derive(Default)]
+struct Desk {
+    ready: RefCell<VecDeque<(Visit, Instant)>>,
+    /// (due, sequence) → visit.
+    waiting: RefCell<BTreeMap<(Instant, u64), Visit>>,
+    sequence: Cell<u64>,
+    visits: Cell<u64>,
+    arrivals_done: Cell<bool>,
+    work: Notify,
+    retries_changed: Notify,
+}
+
+impl Desk {
+    fn finished(&self) -> bool {
+        self.arrivals_done.get() && self.visits.get() == 0
+    }
+}
+
+/// One connection's worth of customers: takes the next ready visit, steps
+/// it, and files it as done or waiting. Like a wrk connection, it has at
+/// most one request in flight.
+async fn lane(desk: Rc<Desk>, shopper: Rc<Shopper>, http: Arc<Client>) {
+    loop {
+        let next = desk.ready.borrow_mut().pop_front();
+        let Some((mut visit, due)) = next else {
+            if desk.finished() {
+                desk.work.notify_waiters();
+                desk.retries_changed.notify_one();
+                return;
+            }
+            desk.work.notified().await;
+            continue;
+        };
+        match shopper.step(&mut visit, &http, due).await {
+            Next::Done => desk.visits.set(desk.visits.get() - 1),
+            Next::RetryAt(at) => {
+                let sequence = desk.sequence.get();
+                desk.sequence.set(sequence + 1);
+                desk.waiting.borrow_mut().insert((at, sequence), visit);
+                desk.retries_changed.notify_one();
+            }
+        }
+    }
+}
+
+/// Moves waiting visits to the ready queue when their retry is due.
+async fn retry_timer(desk: Rc<Desk>) {
+    loop {
+        let now = Instant::now();
+        let mut moved = 0;
+        loop {
+            let mut waiting = desk.waiting.borrow_mut();
+            let Some(entry) = waiting.first_entry() else {
+                break;
+            };
+            if entry.key().0 > now {
+                break;
+            }
+            let ((due, _), visit) = entry.remove_entry();
+            drop(waiting);
+            desk.ready.borrow_mut().push_back((visit, due));
+            moved += 1;
+        }
+        for _ in 0..moved {
+            desk.work.notify_one();
+        }
+        if desk.finished() {
+            return;
+        }
+        let next_due = desk.waiting.borrow().keys().next().map(|k| k.0);
+        match next_due {
+            Some(due) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => {}
+                    () = desk.retries_changed.notified() => {}
+                }
+            }
+            None => desk.retries_changed.notified().await,
+        }
     }
 }
 
