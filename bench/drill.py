@@ -81,7 +81,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--rate", type=int, default=60000, help="customers per second offered (two requests each)")
+    ap.add_argument("--rate", type=int, default=70000, help="customers per second offered (two requests each)")
     args = ap.parse_args()
     missing = [t for t in ("nginx", "wrk") if not shutil.which(t)]
     if missing and shutil.which("apt-get"):

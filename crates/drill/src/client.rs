@@ -118,7 +118,9 @@ impl Client {
             .await
             .map_err(|_| Failure::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|_| Failure::Connect)?;
         tokio::spawn(async move {

@@ -83,7 +83,10 @@ pub(crate) async fn set_up(
 /// Customers are spread over one thread per core, each a single-threaded
 /// runtime with its own HTTP client, connection budget and recorder, so a
 /// request never changes thread and the books are never contended; the
-/// recorders are merged at the end.
+/// recorders are merged at the end. On each thread, a lane per connection
+/// of the budget steps customers' visits (like a wrk connection, one
+/// request in flight each); a visit waiting to retry waits in a timer map,
+/// not in a task.
 pub(crate) async fn traffic(
     http: &reqwest::Client,
     target: &Target,
