@@ -125,7 +125,9 @@ impl UpstreamPool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|err| UpstreamError::Connect(err.to_string()))?;
         tokio::spawn(async move {
