@@ -228,12 +228,15 @@ impl Proxy {
         };
         headers::strip_hop_by_hop(&mut parts.headers);
         let request_id = headers::add_forwarding(&mut parts.headers, client.ip());
-        let keyed = parts.headers.contains_key("idempotency-key");
+        let keyed = parts.headers.contains_key(headers::IDEMPOTENCY_KEY);
         let repeatable = (is_idempotent(&parts.method) || keyed) && body.is_buffered();
+        // Shared, not copied: a clone of the client's path is a reference
+        // count.
         let path_and_query = parts
             .uri
             .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
 
         live.budget.deposit();
         let mut body = Some(body);
@@ -261,10 +264,9 @@ impl Proxy {
                 break;
             };
             // Origin form: the connection already names the backend.
-            let uri = Uri::builder()
-                .path_and_query(path_and_query.as_str())
-                .build();
-            let Ok(uri) = uri else {
+            let mut target = http::uri::Parts::default();
+            target.path_and_query = Some(path_and_query.clone());
+            let Ok(uri) = Uri::from_parts(target) else {
                 return (
                     None,
                     Refusal::BadRequest.response("the request target is not valid", 0),
