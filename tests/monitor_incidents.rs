@@ -14,6 +14,15 @@ async fn monitor(dir: &std::path::Path) -> (Part, String) {
     // A quiet period longer than the test: the incident stays open.
     std::fs::write(&config, "incident_quiet_s = 600\n").unwrap();
     let db = dir.join("incidents.sqlite");
+    // Only TargetDown: the default host rules would fire on a busy machine
+    // and open the incident first.
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"TargetDown\"\nmetric = \"up\"\nop = \"<\"\nthreshold = 1\n\
+         for_s = 1\nannotations = { summary = \"{{ $labels.target }} is down\" }\n",
+    )
+    .unwrap();
     let mut part = Part::launch(
         &[
             "monitor",
@@ -26,6 +35,8 @@ async fn monitor(dir: &std::path::Path) -> (Part, String) {
             "ghost=http://127.0.0.1:1",
             "--incidents-db",
             &db.display().to_string(),
+            "--rules",
+            &rules.display().to_string(),
         ],
         Some(ADMIN_TOKEN),
     );
