@@ -1,7 +1,8 @@
 //! The live dashboard in a real browser: Debian's Chromium driven by
 //! playwright-core (tests/dashboard/check.mjs) while a drill runs through
 //! the stack. No console errors, every chart receives data, and a killed
-//! shop shows as down. The screenshot is kept in target/tmp.
+//! shop shows as down, and a note added from the page lands on the
+//! incident. The screenshot is kept in target/tmp.
 
 mod support;
 
@@ -45,10 +46,11 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
     let _ = std::fs::remove_file(&screenshot);
     let dashboard = format!("{}/", stack.monitor);
     let control = stack.control.clone();
+    let token = stack.token.clone();
     let shot = screenshot.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .args([script, &dashboard, &control, "shop-2", &shot])
+            .args([script, &dashboard, &control, "shop-2", &shot, &token])
             .output()
             .expect("node runs")
     })
@@ -79,6 +81,28 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
     assert!(
         matches!(seen["after"].as_str(), Some("down" | "ejected")),
         "{seen}"
+    );
+    assert_eq!(seen["note"], "added", "{seen}");
+    let incidents: Vec<Value> = support::get_json(
+        &support::client(),
+        &format!("{}/api/incidents", stack.monitor),
+    )
+    .await;
+    let id = incidents[0]["id"]
+        .as_i64()
+        .expect("the kill opened an incident");
+    let incident: Value = support::get_json(
+        &support::client(),
+        &format!("{}/api/incidents/{id}", stack.monitor),
+    )
+    .await;
+    assert!(
+        incident["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "note" && e["summary"] == "noted from the dashboard"),
+        "{incident}"
     );
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");

@@ -3,11 +3,14 @@
 // API, waits for the dashboard to show that backend down, and saves a
 // screenshot. Prints one JSON line with what it saw; exits 1 on failure.
 //
-// node check.mjs DASHBOARD_URL CONTROL_URL PART SCREENSHOT
+// Then adds a note to the incident through the page's form (answering the
+// token prompt) and checks the monitor took it.
+//
+// node check.mjs DASHBOARD_URL CONTROL_URL PART SCREENSHOT TOKEN
 import { chromium } from "playwright-core";
 
-const [dashboard, control, part, screenshot] = process.argv.slice(2);
-const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0 };
+const [dashboard, control, part, screenshot, token] = process.argv.slice(2);
+const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox"],
@@ -37,6 +40,13 @@ try {
     Object.fromEntries([...document.querySelectorAll("svg.chart")].map((svg) => [svg.id, Number(svg.dataset.points)])),
   );
   seen.snapshots = Number(await page.getAttribute("body", "data-snapshots"));
+  // The kill opened an incident (BackendDown): note it from the page.
+  await page.waitForSelector("#note-form:not([hidden])", { timeout: 20_000 });
+  page.on("dialog", (dialog) => dialog.accept(token));
+  await page.fill("#note-text", "noted from the dashboard");
+  await page.click("#note-form button");
+  await page.waitForFunction(() => document.getElementById("note-status").textContent !== "", null, { timeout: 10_000 });
+  seen.note = await page.textContent("#note-status");
   await page.screenshot({ path: screenshot, fullPage: true });
 } catch (error) {
   failure = String(error);
@@ -44,4 +54,4 @@ try {
   await browser.close();
 }
 console.log(JSON.stringify({ ...seen, failure }));
-process.exit(failure || seen.consoleErrors.length ? 1 : 0);
+process.exit(failure || seen.consoleErrors.length || seen.note !== "added" ? 1 : 0);

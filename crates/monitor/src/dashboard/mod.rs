@@ -62,6 +62,8 @@ pub(crate) struct Snapshot {
     alerts: Vec<AlertBrief>,
     verdict: Option<Verdict>,
     incident: Option<IncidentView>,
+    /// Notes need the admin token (the page asks for it once).
+    notes_need_token: bool,
 }
 
 /// The recent snapshots and the channel new ones go out on.
@@ -248,6 +250,7 @@ pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
         alerts,
         verdict,
         incident,
+        notes_need_token: monitor.admin_token.is_some(),
     }
 }
 
