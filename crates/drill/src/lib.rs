@@ -115,11 +115,7 @@ pub async fn drill(
     Ok(report)
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use flashguard_telemetry::unix_ms;
 
 /// Puts the drill on the monitor's incident timeline; a monitor that is
 /// not there does not stop the drill.

@@ -31,9 +31,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-fn error(status: StatusCode, code: &str, detail: &str) -> Response {
-    (status, Json(json!({ "error": code, "detail": detail }))).into_response()
-}
+use flashguard_telemetry::json_error as error;
 
 /// The refusal to send, or `None` when the caller may proceed.
 fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {

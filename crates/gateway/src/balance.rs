@@ -104,9 +104,7 @@ impl Backends {
     }
 
     pub(crate) fn record(&self, backend: &str, state: &'static str, reason: String) {
-        let at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let at_ms = flashguard_telemetry::unix_ms();
         tracing::info!(backend, state, reason, "backend state changed");
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() == EVENTS_KEPT {

@@ -171,13 +171,7 @@ impl Rule {
                     "avg" => points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64,
                     "max" => points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
                     "increase" => increase(points),
-                    _ => {
-                        let span = (points.last()?.0 - points.first()?.0) as f64 / 1000.0;
-                        if span <= 0.0 {
-                            return None;
-                        }
-                        increase(points) / span
-                    }
+                    _ => per_second(points)?,
                 };
                 Some((s.key.labels.clone(), value))
             })
@@ -194,18 +188,29 @@ impl Rule {
     }
 }
 
-/// A counter's increase over the points, counting a drop as a restart.
+/// A counter's steps between consecutive points: (time of the later point,
+/// its increase, seconds between them), counting a drop as a restart.
+pub(crate) fn steps(points: &[(i64, f64)]) -> impl Iterator<Item = (i64, f64, f64)> + '_ {
+    points.windows(2).map(|w| {
+        let step = if w[1].1 >= w[0].1 {
+            w[1].1 - w[0].1
+        } else {
+            w[1].1
+        };
+        (w[1].0, step, (w[1].0 - w[0].0) as f64 / 1000.0)
+    })
+}
+
+/// A counter's increase over the points.
 pub(crate) fn increase(points: &[(i64, f64)]) -> f64 {
-    points
-        .windows(2)
-        .map(|w| {
-            if w[1].1 >= w[0].1 {
-                w[1].1 - w[0].1
-            } else {
-                w[1].1
-            }
-        })
-        .sum()
+    steps(points).map(|s| s.1).sum()
+}
+
+/// A counter's average rate per second over the points; `None` when they
+/// span no time.
+pub(crate) fn per_second(points: &[(i64, f64)]) -> Option<f64> {
+    let span = (points.last()?.0 - points.first()?.0) as f64 / 1000.0;
+    (span > 0.0).then(|| increase(points) / span)
 }
 
 /// `histogram_quantile` over the buckets' increases in the window.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -54,11 +54,7 @@ pub struct Monitor {
 const EVENT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
 const PRUNE_EVERY_MS: i64 = 3600 * 1000;
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(crate) use flashguard_telemetry::unix_ms as now_ms;
 
 impl Monitor {
     /// Must be called within a Tokio runtime (it starts the notifiers).

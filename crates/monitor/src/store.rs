@@ -110,6 +110,21 @@ impl Store {
         })
     }
 
+    /// The latest value of every matching series that was collected in the
+    /// last 2.5 s (a collection or two): a target that stopped answering
+    /// drops out instead of repeating its last value.
+    pub fn fresh(
+        &self,
+        name: &str,
+        matchers: &[(String, String)],
+        now_ms: i64,
+    ) -> Vec<(BTreeMap<String, String>, f64)> {
+        self.range(name, matchers, now_ms - 2_500, now_ms)
+            .into_iter()
+            .filter_map(|s| Some((s.key.labels, s.points.last()?.1)))
+            .collect()
+    }
+
     /// The points of every matching series within [start, end].
     pub fn range(
         &self,

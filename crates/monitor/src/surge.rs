@@ -113,12 +113,9 @@ impl Verdict {
 pub(crate) fn figures(store: &Store, now_ms: i64) -> Option<Figures> {
     let latest = |metric: &str, matchers: &[(String, String)]| -> Vec<(String, f64)> {
         store
-            .range(metric, matchers, now_ms - 2_500, now_ms)
+            .fresh(metric, matchers, now_ms)
             .into_iter()
-            .filter_map(|s| {
-                let target = s.key.labels.get("target").cloned().unwrap_or_default();
-                Some((target, s.points.last()?.1))
-            })
+            .map(|(labels, value)| (labels.get("target").cloned().unwrap_or_default(), value))
             .collect()
     };
     let rates = latest("gateway_traffic_requests_per_second", &[]);

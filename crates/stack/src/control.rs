@@ -25,9 +25,7 @@ async fn list(State(parts): State<Arc<Vec<Arc<Part>>>>) -> Response {
     Json(parts.iter().map(|p| p.view()).collect::<Vec<_>>()).into_response()
 }
 
-fn error(status: StatusCode, code: &str, detail: String) -> Response {
-    (status, Json(json!({ "error": code, "detail": detail }))).into_response()
-}
+use flashguard_telemetry::json_error as error;
 
 async fn act(
     State(parts): State<Arc<Vec<Arc<Part>>>>,
@@ -37,7 +35,7 @@ async fn act(
         return error(
             StatusCode::NOT_FOUND,
             "unknown_part",
-            format!("no part named {name}"),
+            &format!("no part named {name}"),
         );
     };
     if action == "restart" {
@@ -58,7 +56,7 @@ async fn act(
             return error(
                 StatusCode::NOT_FOUND,
                 "unknown_action",
-                format!("{action} is not kill, stop, continue or restart"),
+                &format!("{action} is not kill, stop, continue or restart"),
             )
         }
     };
@@ -66,14 +64,14 @@ async fn act(
         return error(
             StatusCode::CONFLICT,
             "not_running",
-            format!("{name} has no process right now"),
+            &format!("{name} has no process right now"),
         );
     };
     if !signal(pid, sig) {
         return error(
             StatusCode::CONFLICT,
             "not_running",
-            format!("{name} (pid {pid}) is gone"),
+            &format!("{name} (pid {pid}) is gone"),
         );
     }
     tracing::warn!(part = %name, pid, action, "chaos action");

@@ -5,7 +5,7 @@
 //! logged) when the monitor is not there or falls behind.
 
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -17,12 +17,6 @@ const QUEUE: usize = 256;
 pub(crate) struct Timeline {
     monitor: OnceLock<String>,
     queue: mpsc::Sender<Value>,
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Timeline {
@@ -69,7 +63,7 @@ impl Timeline {
 
     pub(crate) fn record(&self, kind: &str, part: &str, summary: String, data: Value) {
         let event = json!({
-            "at_ms": now_ms(),
+            "at_ms": flashguard_telemetry::unix_ms(),
             "source": "stack",
             "kind": kind,
             "subject": part,

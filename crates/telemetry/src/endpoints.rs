@@ -30,6 +30,17 @@ pub fn readiness_response(not_ready_because: Option<&str>) -> Response {
     }
 }
 
+/// An error answer in the shape every flashguard API uses:
+/// `{"error": "<code>", "detail": "<text>"}`.
+pub fn json_error(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = format!(
+        "{{\"error\":{},\"detail\":{}}}",
+        json_string(code),
+        json_string(detail)
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 fn json_status(code: StatusCode, status: &str, detail: &str) -> Response {
     let body = format!(
         "{{\"status\":{},\"detail\":{}}}",

@@ -10,6 +10,14 @@ mod tracing_init;
 
 pub use bearer::{check_bearer, BearerRefusal};
 pub use config_file::{read_toml, ConfigFileError};
-pub use endpoints::{healthz, metrics_response, readiness_response};
+pub use endpoints::{healthz, json_error, metrics_response, readiness_response};
 pub use process::{ProcessCollector, ProcessStats};
 pub use tracing_init::init_tracing;
+
+/// Now, as Unix milliseconds: the timestamps parts exchange (events,
+/// samples, incidents).
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

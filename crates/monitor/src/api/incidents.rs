@@ -10,18 +10,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::incidents::postmortem::{self, Evidence};
 use crate::incidents::{Event, IncidentView};
-use crate::rules::increase;
+use crate::rules::{increase, steps};
 use crate::scrape::{now_ms, Monitor};
 
 type Shared = State<Arc<Monitor>>;
 
-fn error(status: StatusCode, code: &str, detail: &str) -> Response {
-    (status, Json(json!({ "error": code, "detail": detail }))).into_response()
-}
+use flashguard_telemetry::json_error as error;
 
 fn failed(err: impl std::fmt::Display) -> Response {
     tracing::error!(%err, "incident file");
@@ -198,14 +195,8 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
     let mut shed_by_second: std::collections::BTreeMap<i64, f64> = Default::default();
     for metric in ["gateway_shed_total", "shop_requests_shed_total"] {
         for series in store.range(metric, &[], start, end) {
-            for pair in series.points.windows(2) {
-                let step = if pair[1].1 >= pair[0].1 {
-                    pair[1].1 - pair[0].1
-                } else {
-                    pair[1].1
-                };
-                let seconds = ((pair[1].0 - pair[0].0) as f64 / 1000.0).max(0.001);
-                *shed_by_second.entry(pair[1].0 / 1000).or_default() += step / seconds;
+            for (at, step, seconds) in steps(&series.points) {
+                *shed_by_second.entry(at / 1000).or_default() += step / seconds.max(0.001);
             }
         }
     }

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use serde_json::json;
 
 use crate::dashboard;
 use crate::scrape::{now_ms, Monitor};
@@ -93,7 +92,7 @@ impl IntoResponse for BadQuery {
                 format!("{field} must be unix milliseconds"),
             ),
         };
-        (status, Json(json!({ "error": code, "detail": detail }))).into_response()
+        flashguard_telemetry::json_error(status, code, &detail)
     }
 }
 

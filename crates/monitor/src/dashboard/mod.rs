@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::incidents::IncidentView;
-use crate::rules::{increase, quantiles};
+use crate::rules::{per_second, quantiles};
 use crate::scrape::Monitor;
 use crate::store::Store;
 use crate::surge::Verdict;
@@ -24,7 +24,7 @@ use crate::surge::Verdict;
 /// Snapshots kept for a new viewer: five minutes at one a second.
 const KEPT: usize = 300;
 /// Timeline events sent with the incident.
-const TIMELINE_SHOWN: usize = 40;
+const TIMELINE_SHOWN: u32 = 40;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BackendState {
@@ -132,19 +132,8 @@ fn rate(
     store
         .range(metric, &matchers, now_ms - window_ms, now_ms)
         .iter()
-        .filter_map(|s| {
-            let span = (s.points.last()?.0 - s.points.first()?.0) as f64 / 1000.0;
-            (span > 0.0).then(|| increase(&s.points) / span)
-        })
+        .filter_map(|s| per_second(&s.points))
         .sum()
-}
-
-fn latest(store: &Store, metric: &str, now_ms: i64) -> Vec<(BTreeMap<String, String>, f64)> {
-    store
-        .range(metric, &[], now_ms - 2_500, now_ms)
-        .into_iter()
-        .filter_map(|s| Some((s.key.labels, s.points.last()?.1)))
-        .collect()
 }
 
 fn quantile_ms(store: &Store, q: f64, now_ms: i64) -> Option<f64> {
@@ -159,13 +148,8 @@ fn quantile_ms(store: &Store, q: f64, now_ms: i64) -> Option<f64> {
 }
 
 pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
-    let incident = match monitor.incidents.latest(now_ms).await {
-        Ok(Some(mut incident)) => {
-            let skip = incident.timeline.len().saturating_sub(TIMELINE_SHOWN);
-            incident.timeline.drain(..skip);
-            Some(incident)
-        }
-        Ok(None) => None,
+    let incident = match monitor.incidents.latest(now_ms, TIMELINE_SHOWN).await {
+        Ok(incident) => incident,
         Err(err) => {
             tracing::error!(%err, "reading the latest incident");
             None
@@ -185,23 +169,26 @@ pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
     let store = monitor.store();
     const WINDOW: i64 = 5_000;
     let mut stock = BTreeMap::new();
-    for (labels, value) in latest(&store, "shop_stock_remaining", now_ms) {
+    for (labels, value) in store.fresh("shop_stock_remaining", &[], now_ms) {
         if let Some(sku) = labels.get("sku") {
             // Shops share one store: any shop's figure is the stock.
             stock.insert(sku.clone(), value);
         }
     }
-    let memory = latest(&store, "host_memory_available_bytes", now_ms)
+    let memory = store
+        .fresh("host_memory_available_bytes", &[], now_ms)
         .first()
         .map(|v| v.1)
         .zip(
-            latest(&store, "host_memory_total_bytes", now_ms)
+            store
+                .fresh("host_memory_total_bytes", &[], now_ms)
                 .first()
                 .map(|v| v.1),
         )
         .filter(|(_, total)| *total > 0.0)
         .map(|(available, total)| 1.0 - available / total);
-    let mut backends: Vec<BackendState> = latest(&store, "gateway_backend_state", now_ms)
+    let mut backends: Vec<BackendState> = store
+        .fresh("gateway_backend_state", &[], now_ms)
         .into_iter()
         .filter(|(_, value)| *value >= 1.0)
         .map(|(labels, _)| BackendState {
@@ -242,7 +229,8 @@ pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
             WINDOW,
         ),
         stock,
-        cpu_ratio: latest(&store, "host_cpu_usage_ratio", now_ms)
+        cpu_ratio: store
+            .fresh("host_cpu_usage_ratio", &[], now_ms)
             .first()
             .map(|v| v.1),
         memory_used_ratio: memory,

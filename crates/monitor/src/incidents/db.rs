@@ -157,34 +157,54 @@ impl Db {
 
     /// The incident's events: those written for it (notes) and every
     /// unattached event between `from_ms` and `to_ms`.
+    /// With `newest`, only that many of the latest events (still oldest
+    /// first); otherwise the first 5,000.
     pub(crate) async fn timeline(
         &self,
         id: i64,
         from_ms: i64,
         to_ms: i64,
+        newest: Option<u32>,
+    ) -> Result<Vec<Event>, IncidentDbError> {
+        let (order, limit) = match newest {
+            Some(n) => ("DESC", n),
+            None => ("ASC", 5000),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT id, at_ms, source, kind, subject, summary, data FROM events \
+             WHERE incident_id = ? OR (incident_id IS NULL AND at_ms BETWEEN ? AND ?) \
+             ORDER BY at_ms {order}, id {order} LIMIT ?"
+        ))
+        .bind(id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events: Vec<Event> = rows.iter().map(event_row).collect();
+        if newest.is_some() {
+            events.reverse();
+        }
+        Ok(events)
+    }
+
+    /// Every event of one kind between the times, oldest first.
+    pub(crate) async fn events_of_kind(
+        &self,
+        kind: &str,
+        from_ms: i64,
+        to_ms: i64,
     ) -> Result<Vec<Event>, IncidentDbError> {
         let rows = sqlx::query(
             "SELECT id, at_ms, source, kind, subject, summary, data FROM events \
-             WHERE incident_id = ? OR (incident_id IS NULL AND at_ms BETWEEN ? AND ?) \
-             ORDER BY at_ms, id LIMIT 5000",
+             WHERE kind = ? AND at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT 5000",
         )
-        .bind(id)
+        .bind(kind)
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Event {
-                id: row.get(0),
-                at_ms: row.get(1),
-                source: row.get(2),
-                kind: row.get(3),
-                subject: row.get(4),
-                summary: row.get(5),
-                data: serde_json::from_str(row.get::<&str, _>(6)).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.iter().map(event_row).collect())
     }
 
     /// The newest event time a source recorded, to resume polling it.
@@ -207,6 +227,18 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+fn event_row(row: &sqlx::sqlite::SqliteRow) -> Event {
+    Event {
+        id: row.get(0),
+        at_ms: row.get(1),
+        source: row.get(2),
+        kind: row.get(3),
+        subject: row.get(4),
+        summary: row.get(5),
+        data: serde_json::from_str(row.get::<&str, _>(6)).unwrap_or_default(),
     }
 }
 

@@ -207,9 +207,31 @@ impl Incidents {
     }
 
     pub async fn get(&self, id: i64, now_ms: i64) -> Result<Option<IncidentView>, IncidentDbError> {
-        let Some(row) = self.db.incident(id).await? else {
-            return Ok(None);
-        };
+        match self.db.incident(id).await? {
+            Some(row) => Ok(Some(self.with_timeline(row, now_ms, None).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The open incident, or else the newest one, with the last `shown`
+    /// events of its timeline.
+    pub async fn latest(
+        &self,
+        now_ms: i64,
+        shown: u32,
+    ) -> Result<Option<IncidentView>, IncidentDbError> {
+        match self.db.incidents(1).await?.pop() {
+            Some(row) => Ok(Some(self.with_timeline(row, now_ms, Some(shown)).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn with_timeline(
+        &self,
+        row: IncidentRow,
+        now_ms: i64,
+        newest: Option<u32>,
+    ) -> Result<IncidentView, IncidentDbError> {
         // A resolved incident's timeline ends with the record of its
         // resolution, written a quiet period after its last alert.
         let to_ms = match row.resolved_ms {
@@ -218,32 +240,19 @@ impl Incidents {
         };
         let timeline = self
             .db
-            .timeline(id, row.opened_ms - self.lookback_ms, to_ms)
+            .timeline(row.id, row.opened_ms - self.lookback_ms, to_ms, newest)
             .await?;
-        Ok(Some(view(row, now_ms, timeline)))
+        Ok(view(row, now_ms, timeline))
     }
 
-    /// The open incident, or else the newest one, with its timeline.
-    pub async fn latest(&self, now_ms: i64) -> Result<Option<IncidentView>, IncidentDbError> {
-        let newest = self.db.incidents(1).await?;
-        match newest.first() {
-            Some(row) => self.get(row.id, now_ms).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Events of one kind recorded between the times, e.g. the drill's
-    /// reports that may cover an incident.
+    /// The drill's reports recorded between the times, which may cover an
+    /// incident.
     pub(crate) async fn reports_after(
         &self,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Event>, IncidentDbError> {
-        let events = self.db.timeline(-1, from_ms, to_ms).await?;
-        Ok(events
-            .into_iter()
-            .filter(|e| e.kind == "drill_report")
-            .collect())
+        self.db.events_of_kind("drill_report", from_ms, to_ms).await
     }
 
     pub(crate) async fn last_event_ms(&self, source: &str) -> Result<i64, IncidentDbError> {
