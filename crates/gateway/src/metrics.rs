@@ -43,6 +43,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThreadLabels {
+    thread: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     backend: String,
 }
@@ -57,6 +62,7 @@ pub(crate) struct GatewayMetrics {
     ejections: Family<BackendLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
     in_flight: Gauge,
+    client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
     gateway_label: Arc<str>,
 }
@@ -73,6 +79,7 @@ impl GatewayMetrics {
             ejections: Family::default(),
             shed: Family::default(),
             in_flight: Gauge::default(),
+            client_connections: Family::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
             registry: Registry::default(),
@@ -111,6 +118,11 @@ impl GatewayMetrics {
             "gateway_in_flight_requests",
             "Client requests being handled",
             metrics.in_flight.clone(),
+        );
+        registry.register(
+            "gateway_client_connections",
+            "Client connections open, by the serving thread that serves them",
+            metrics.client_connections.clone(),
         );
         registry.register(
             "gateway_ready",
@@ -170,6 +182,14 @@ impl GatewayMetrics {
 
     pub(crate) fn in_flight(&self) -> &Gauge {
         &self.in_flight
+    }
+
+    /// The count of client connections serving thread `thread` has open.
+    pub(crate) fn client_connections(&self, thread: usize) -> Gauge {
+        let thread = u32::try_from(thread).unwrap_or(u32::MAX);
+        self.client_connections
+            .get_or_create(&ThreadLabels { thread })
+            .clone()
     }
 
     pub(crate) fn set_ready(&self, ready: bool) {

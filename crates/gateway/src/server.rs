@@ -11,7 +11,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::admin;
@@ -103,9 +103,18 @@ pub async fn run(
 
     let proxy_listener = listeners.proxy.into_std().map_err(GatewayError::Worker)?;
     let connections = Arc::new(Semaphore::new(config.max_connections));
+    let (inboxes, mut handed_over): (Vec<_>, Vec<_>) = (0..config.workers)
+        .map(|_| mpsc::unbounded_channel())
+        .unzip();
     let worker = Worker {
         gateway: Arc::clone(&gateway),
         connections: Arc::clone(&connections),
+        spread: Arc::new(Spread {
+            open: (0..config.workers)
+                .map(|n| gateway.metrics.client_connections(n))
+                .collect(),
+            inboxes,
+        }),
         limits: ClientLimits {
             header: config.client_header_timeout,
             idle: config.client_idle_timeout,
@@ -114,12 +123,12 @@ pub async fn run(
         stopping,
     };
     let mut threads = Vec::with_capacity(config.workers);
-    for n in 0..config.workers {
+    for (n, inbox) in handed_over.drain(..).enumerate() {
         let listener = proxy_listener.try_clone().map_err(GatewayError::Worker)?;
         let worker = worker.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gateway-{n}"))
-            .spawn(move || worker.serve(listener))
+            .spawn(move || worker.serve(n, listener, inbox))
             .map_err(GatewayError::Worker)?;
         threads.push(thread);
     }
@@ -148,18 +157,65 @@ pub async fn run(
     }
 }
 
+/// A connection accepted by one serving thread for another.
+struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// How connections are spread over the serving threads. Whichever thread
+/// the kernel wakes to accept a connection gives it to the thread with the
+/// fewest open ones (as HAProxy's listeners do): clients keep their
+/// connections for thousands of requests, so an uneven first deal would
+/// leave one thread saturated while the other idles, for good.
+struct Spread {
+    /// Connections open per thread; also exported as
+    /// `gateway_client_connections`.
+    open: Vec<prometheus_client::metrics::gauge::Gauge>,
+    inboxes: Vec<mpsc::UnboundedSender<Handoff>>,
+}
+
+impl Spread {
+    /// The thread that should serve the next connection, counted as
+    /// serving it from now on.
+    fn choose(&self, accepting: usize) -> usize {
+        let load = |n: usize| self.open[n].get();
+        let least = (0..self.open.len())
+            .min_by_key(|&n| load(n))
+            .unwrap_or(accepting);
+        let chosen = if load(least) < load(accepting) {
+            least
+        } else {
+            accepting
+        };
+        self.open[chosen].inc();
+        chosen
+    }
+
+    fn closed(&self, thread: usize) {
+        self.open[thread].dec();
+    }
+}
+
 /// What every serving thread shares.
 #[derive(Clone)]
 struct Worker {
     gateway: Arc<Gateway>,
     connections: Arc<Semaphore>,
+    spread: Arc<Spread>,
     limits: ClientLimits,
     connect_timeout: Duration,
     stopping: watch::Receiver<bool>,
 }
 
 impl Worker {
-    fn serve(self, listener: std::net::TcpListener) {
+    fn serve(
+        self,
+        me: usize,
+        listener: std::net::TcpListener,
+        inbox: mpsc::UnboundedReceiver<Handoff>,
+    ) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -170,10 +226,15 @@ impl Worker {
                 return;
             }
         };
-        runtime.block_on(self.accept_loop(listener));
+        runtime.block_on(self.accept_loop(me, listener, inbox));
     }
 
-    async fn accept_loop(self, listener: std::net::TcpListener) {
+    async fn accept_loop(
+        self,
+        me: usize,
+        listener: std::net::TcpListener,
+        mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    ) {
         let listener = match TcpListener::from_std(listener) {
             Ok(listener) => listener,
             Err(err) => {
@@ -185,31 +246,40 @@ impl Worker {
             upstream: Arc::new(UpstreamPool::new(self.connect_timeout)),
             traffic: self.gateway.traffic_window(),
         };
-        let mut stopping = self.stopping.clone();
         let mut open = tokio::task::JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&self.connections).acquire_owned() => permit,
-                _ = stopping.wait_for(|stop| *stop) => break,
-            };
-            let Ok(permit) = permit else { break };
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stopping.wait_for(|stop| *stop) => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            // A connection handed over was counted for this thread by the
+            // one that accepted it.
+            let (stream, peer, permit) = tokio::select! {
+                handed = inbox.recv() => match handed {
+                    Some(Handoff { stream, peer, permit }) => match TcpStream::from_std(stream) {
+                        Ok(stream) => (stream, peer, permit),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "a handed-over connection could not be served");
+                            self.spread.closed(me);
+                            continue;
+                        }
+                    },
+                    None => break,
+                },
+                accepted = self.accept(&listener) => match accepted {
+                    Some((stream, peer, permit)) => {
+                        let chosen = self.spread.choose(me);
+                        if chosen != me {
+                            self.hand_over(chosen, stream, peer, permit);
+                            continue;
+                        }
+                        (stream, peer, permit)
+                    }
+                    None => break,
+                },
             };
             let gateway = Arc::clone(&self.gateway);
             let (limits, stopping, thread) = (self.limits, self.stopping.clone(), thread.clone());
+            let spread = Arc::clone(&self.spread);
             open.spawn(async move {
                 serve_connection(stream, peer, gateway, thread, limits, stopping).await;
+                spread.closed(me);
                 drop(permit);
             });
             while open.try_join_next().is_some() {}
@@ -221,6 +291,57 @@ impl Worker {
             tokio::select! {
                 next = open.join_next() => if next.is_none() { break },
                 () = &mut grace => break,
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn hand_over(
+        &self,
+        thread: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let handed = stream.into_std().map(|stream| Handoff {
+            stream,
+            peer,
+            permit,
+        });
+        let sent = match handed {
+            Ok(handoff) => self.spread.inboxes[thread].send(handoff).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            // The connection is dropped (closed); the client reconnects.
+            self.spread.closed(thread);
+        }
+    }
+
+    /// The next customer connection with its permit, or `None` once the
+    /// gateway is stopping.
+    async fn accept(
+        &self,
+        listener: &TcpListener,
+    ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+        let mut stopping = self.stopping.clone();
+        loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&self.connections).acquire_owned() => permit.ok()?,
+                _ = stopping.wait_for(|stop| *stop) => return None,
+            };
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stopping.wait_for(|stop| *stop) => return None,
+            };
+            match accepted {
+                Ok((stream, peer)) => return Some((stream, peer, permit)),
+                Err(err) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }
