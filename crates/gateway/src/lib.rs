@@ -1,8 +1,9 @@
 //! flashguard's gateway: the load balancer in front of the shops.
 //!
-//! The request path is hyper 1: its server, and its connection-level
-//! client with a pool per serving thread (`proxy::upstream`); `proxy`
-//! holds the retry rule, `balance` the choice of backend,
+//! The request path is the gateway's own HTTP/1.1 (`http1`: heads parsed
+//! with httparse and passed on byte for byte), one task per client
+//! connection that also talks to the backend (`proxy::client`,
+//! `proxy::upstream`, `proxy::relay`); `proxy` holds the retry rule, `balance` the choice of backend,
 //! `backend` each backend's health, ejection, latency and slow start,
 //! `checker` the active health checks, `admin` the operator's API.
 
@@ -12,7 +13,7 @@ mod balance;
 mod checker;
 pub mod config;
 mod gateway;
-mod idle;
+mod http1;
 mod metrics;
 mod proxy;
 mod published;

@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -17,7 +14,7 @@ use tokio::time::Instant;
 use crate::admin;
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::idle::{ActivityClock, IdleAware, Quiet};
+use crate::proxy::client::{self, ClientLimits};
 use crate::proxy::{ThreadParts, UpstreamPool};
 
 /// Why the gateway could not run.
@@ -274,11 +271,11 @@ impl Worker {
                     None => break,
                 },
             };
-            let gateway = Arc::clone(&self.gateway);
+            let proxy = Arc::clone(&self.gateway.proxy);
             let (limits, stopping, thread) = (self.limits, self.stopping.clone(), thread.clone());
             let spread = Arc::clone(&self.spread);
             open.spawn(async move {
-                serve_connection(stream, peer, gateway, thread, limits, stopping).await;
+                client::serve(stream, peer, proxy, thread, limits, stopping).await;
                 spread.closed(me);
                 drop(permit);
             });
@@ -341,61 +338,6 @@ impl Worker {
                     // Out of file descriptors and the like: wait, do not spin.
                     tracing::warn!(error = %err, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ClientLimits {
-    header: Duration,
-    idle: Duration,
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    gateway: Arc<Gateway>,
-    thread: ThreadParts,
-    limits: ClientLimits,
-    mut stopping: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let clock = ActivityClock::new();
-    let io = TokioIo::new(IdleAware::new(stream, clock.clone()));
-    let proxy = Arc::clone(&gateway.proxy);
-    let service =
-        service_fn(move |request| Arc::clone(&proxy).handle(thread.clone(), request, peer));
-    // One `write` per response rather than `writev` of head and body: the
-    // bodies here are small, and the copy costs less than the iovec.
-    let connection = http1::Builder::new()
-        .writev(false)
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header)
-        .keep_alive(true)
-        .serve_connection(io, service);
-    tokio::pin!(connection);
-    let mut closing = false;
-    let mut quiet = Quiet::new();
-    loop {
-        let idle_check = tokio::time::sleep(limits.idle.min(Duration::from_secs(1)) / 2);
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, error = %err, "client connection ended with an error");
-                }
-                return;
-            }
-            _ = stopping.wait_for(|stop| *stop), if !closing => {
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = idle_check, if !closing => {
-                if quiet.quiet_for(&clock) >= limits.idle {
-                    // Finishes a request in flight, then closes.
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
                 }
             }
         }

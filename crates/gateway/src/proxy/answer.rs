@@ -1,13 +1,9 @@
 //! The gateway's own answers, in the shop's JSON error shape.
 
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+use bytes::{BufMut, BytesMut};
+use http::StatusCode;
 
-/// What the client gets: a backend's streamed body, or one of ours.
-pub(crate) type ClientBody = Either<Incoming, Full<Bytes>>;
+use crate::http1::response::put_field;
 
 /// Why the gateway answered by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +19,12 @@ pub(crate) enum Refusal {
     /// The backend did not answer in time.
     UpstreamTimeout,
     PayloadTooLarge,
-    /// The client's body could not be read.
+    /// The client's request could not be read.
     BadRequest,
+    /// The client's request head is too large.
+    HeadTooLarge,
+    /// The client asked for something the gateway does not do.
+    NotImplemented,
 }
 
 impl Refusal {
@@ -36,6 +36,8 @@ impl Refusal {
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Refusal::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::NotImplemented => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -48,21 +50,51 @@ impl Refusal {
             Refusal::UpstreamTimeout => "upstream_timeout",
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::BadRequest => "bad_request",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::NotImplemented => "not_implemented",
         }
     }
 
-    pub(crate) fn response(self, detail: &str, retry_after_secs: u64) -> Response<ClientBody> {
+    /// Writes the whole answer: JSON body, `Retry-After` on 503 and 429,
+    /// `Connection: close` when the connection ends after it.
+    pub(crate) fn write(
+        self,
+        out: &mut BytesMut,
+        detail: &str,
+        retry_after_secs: u64,
+        request_id: Option<&[u8]>,
+        close: bool,
+    ) {
         let body = serde_json::json!({ "error": self.code(), "detail": detail }).to_string();
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-        *response.status_mut() = self.status();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let status = self.status();
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(status.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.put_slice(b"\r\n");
+        put_field(out, b"content-type", b"application/json");
+        put_field(
+            out,
+            b"content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
         if matches!(
-            self.status(),
+            status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
-            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            put_field(
+                out,
+                b"retry-after",
+                itoa::Buffer::new().format(retry_after_secs).as_bytes(),
+            );
         }
-        response
+        if let Some(id) = request_id {
+            put_field(out, b"x-request-id", id);
+        }
+        if close {
+            put_field(out, b"connection", b"close");
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(body.as_bytes());
     }
 }

@@ -1,53 +1,51 @@
 //! Request bodies: small ones are read whole so a retry can send them
 //! again; large or chunked ones stream through once.
 
-use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
-use http::HeaderMap;
-use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
+use bytes::{Bytes, BytesMut};
 
 use super::answer::Refusal;
-use super::UpstreamBody;
 use crate::config::Settings;
+use crate::http1::body::State;
+use crate::http1::{Framing, Wire};
 
 pub(crate) enum RequestBody {
-    Buffered(Bytes),
-    /// Taken by the first try.
-    Streaming(Option<Limited<Incoming>>),
+    /// `announced`: the client sent a `Content-Length`.
+    Buffered { bytes: Bytes, announced: bool },
+    /// Read from the client by the first try; the length is `None` when
+    /// the client sends it chunked.
+    Streaming { length: Option<u64>, spent: bool },
 }
 
 impl RequestBody {
-    /// Reads the body as the headers announce it. Must run before the
-    /// hop-by-hop headers (among them `Transfer-Encoding`) are removed.
+    /// What to do with the body `framing` announces: refused when its
+    /// declared length is over the limit, read now when it fits the retry
+    /// buffer, streamed otherwise.
     pub(crate) async fn read(
-        incoming: Incoming,
-        headers: &HeaderMap,
+        client: &mut Wire,
+        framing: Framing,
         settings: &Settings,
     ) -> Result<RequestBody, (Refusal, String)> {
-        let declared = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let chunked = headers.contains_key(TRANSFER_ENCODING);
         let too_large = || {
             (
                 Refusal::PayloadTooLarge,
                 format!("the body is larger than {} bytes", settings.max_body_bytes),
             )
         };
-        match declared {
-            Some(length) if length > settings.max_body_bytes as u64 => Err(too_large()),
-            None if !chunked => Ok(RequestBody::Buffered(Bytes::new())),
-            Some(length) if length <= settings.buffer_bytes as u64 => {
-                let limited = Limited::new(incoming, settings.max_body_bytes);
+        match framing {
+            Framing::Empty | Framing::UntilClose => Ok(RequestBody::Buffered {
+                bytes: Bytes::new(),
+                announced: false,
+            }),
+            Framing::Length(length) if length > settings.max_body_bytes as u64 => Err(too_large()),
+            Framing::Length(length) if length <= settings.buffer_bytes as u64 => {
                 // A client that announces a body and then stalls must not
                 // hold a request slot forever.
-                match tokio::time::timeout(settings.upstream_timeout, limited.collect()).await {
-                    Ok(Ok(collected)) => Ok(RequestBody::Buffered(collected.to_bytes())),
-                    Ok(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-                        Err(too_large())
-                    }
+                let reading = read_whole(client, length);
+                match tokio::time::timeout(settings.upstream_timeout, reading).await {
+                    Ok(Ok(bytes)) => Ok(RequestBody::Buffered {
+                        bytes,
+                        announced: true,
+                    }),
                     Ok(Err(err)) => Err((
                         Refusal::BadRequest,
                         format!("the request body could not be read: {err}"),
@@ -58,22 +56,31 @@ impl RequestBody {
                     )),
                 }
             }
-            _ => Ok(RequestBody::Streaming(Some(Limited::new(
-                incoming,
-                settings.max_body_bytes,
-            )))),
+            Framing::Length(length) => Ok(RequestBody::Streaming {
+                length: Some(length),
+                spent: false,
+            }),
+            Framing::Chunked => Ok(RequestBody::Streaming {
+                length: None,
+                spent: false,
+            }),
         }
     }
 
     pub(crate) fn is_buffered(&self) -> bool {
-        matches!(self, RequestBody::Buffered(_))
+        matches!(self, RequestBody::Buffered { .. })
     }
+}
 
-    /// The body for the next try, or `None` once a streamed body is spent.
-    pub(crate) fn for_try(&mut self) -> Option<UpstreamBody> {
-        match self {
-            RequestBody::Buffered(bytes) => Some(Either::Left(Full::new(bytes.clone()))),
-            RequestBody::Streaming(body) => body.take().map(Either::Right),
-        }
+async fn read_whole(client: &mut Wire, length: u64) -> std::io::Result<Bytes> {
+    let length = length as usize;
+    if client.buffer.len() >= length {
+        return Ok(client.buffer.split_to(length).freeze());
     }
+    let mut state = State::Length(length as u64);
+    let mut whole = BytesMut::with_capacity(length);
+    while let Some(piece) = client.body_piece(&mut state).await? {
+        whole.extend_from_slice(&piece);
+    }
+    Ok(whole.freeze())
 }

@@ -1,63 +1,31 @@
-//! What a proxy must do to headers (RFC 9110 §7.6.1): drop hop-by-hop
-//! headers, including any the `Connection` header names, and say who the
-//! client was.
+//! What a proxy must tell the next hop (RFC 9110 §7.6): the request line
+//! and the client's end-to-end headers, copied as they came, then who the
+//! client was and the request's id. Hop-by-hop headers are left out (see
+//! `http1::ConnectionOptions`).
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION};
-use http::HeaderMap;
+use bytes::{BufMut, Bytes, BytesMut};
 
-/// Headers that describe one connection, never forwarded. Names, not
-/// strings: a lookup by string parses the name first, on every request.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::UPGRADE,
-];
+use crate::http1::request::RequestHead;
+use crate::http1::response::put_field;
 
-pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-
-pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Removes hop-by-hop headers. `Transfer-Encoding` goes too: hyper frames
-/// each side's body itself.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(http::header::TRANSFER_ENCODING);
-}
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The client a request comes from: the peer, or, when the peer is a
 /// trusted proxy, the last address in `X-Forwarded-For` that is not itself
 /// trusted (the right-most is the one our trusted neighbour saw).
-pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, request: &RequestHead, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
-    let chain: Vec<IpAddr> = headers
-        .get_all(&FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let chain: Vec<IpAddr> = request
+        .head
+        .values(FORWARDED_FOR)
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .filter_map(|ip| ip.trim().parse().ok())
         .collect();
@@ -69,83 +37,98 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -
         .unwrap_or(peer)
 }
 
-/// Adds the client to `X-Forwarded-For`, sets `X-Forwarded-Proto`, and
-/// makes sure the request has an `X-Request-Id`; returns that id.
-pub(crate) fn add_forwarding(headers: &mut HeaderMap, client: IpAddr) -> HeaderValue {
-    let chain = match headers.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) if !earlier.trim().is_empty() => format!("{earlier}, {client}"),
-        _ => client.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(FORWARDED_FOR, value);
+/// The request's id: the client's `X-Request-Id` when usable, else 128
+/// random bits from a fast generator (a UUID v4 would read the OS's
+/// random source on every request).
+pub(crate) fn request_id(request: &RequestHead) -> Bytes {
+    match request.head.get(REQUEST_ID) {
+        Some(id) if !id.is_empty() && id.len() <= 128 => Bytes::copy_from_slice(id),
+        _ => Bytes::from(format!("{:032x}", fastrand::u128(..))),
     }
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let usable = headers
-        .get(&REQUEST_ID)
-        .filter(|id| !id.is_empty() && id.len() <= 128)
-        .cloned();
-    // 128 random bits from a fast generator: a UUID v4 would read the OS's
-    // random source on every request.
-    let id = usable.unwrap_or_else(|| {
-        HeaderValue::from_str(&format!("{:032x}", fastrand::u128(..)))
-            .expect("hex is a header value")
-    });
-    headers.insert(REQUEST_ID, id.clone());
-    id
+}
+
+/// The head a backend gets, without the blank line that ends it (each try
+/// adds `Host` when the client sent none, and the body's framing): the
+/// request line in origin form, the client's end-to-end headers, then
+/// `X-Forwarded-For` with the peer appended, `X-Forwarded-Proto` and
+/// `X-Request-Id`.
+pub(crate) fn upstream_head(request: &RequestHead, peer: IpAddr, request_id: &[u8]) -> BytesMut {
+    let head = &request.head;
+    let mut out = BytesMut::with_capacity(head.bytes.len() + 128);
+    out.put_slice(request.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(&request.target);
+    out.put_slice(b" HTTP/1.1\r\n");
+    let mut earlier_hops: Vec<&[u8]> = Vec::new();
+    for field in &head.fields {
+        let name = head.name(field);
+        if name.eq_ignore_ascii_case(FORWARDED_FOR.as_bytes()) {
+            let value = head.value(field).trim_ascii();
+            if !value.is_empty() {
+                earlier_hops.push(value);
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case(FORWARDED_PROTO.as_bytes())
+            || name.eq_ignore_ascii_case(REQUEST_ID.as_bytes())
+            || !request.connection.copied(head, field)
+        {
+            continue;
+        }
+        put_field(&mut out, name, head.value(field));
+    }
+    out.put_slice(b"x-forwarded-for: ");
+    for hop in earlier_hops {
+        out.put_slice(hop);
+        out.put_slice(b", ");
+    }
+    out.put_slice(peer.to_string().as_bytes());
+    out.put_slice(b"\r\n");
+    put_field(&mut out, FORWARDED_PROTO.as_bytes(), b"http");
+    put_field(&mut out, REQUEST_ID.as_bytes(), request_id);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::request::parse_request;
 
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        headers.insert("host", HeaderValue::from_static("shop.example"));
-        headers.insert("idempotency-key", HeaderValue::from_static("k"));
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["host", "idempotency-key"]);
+    fn request(text: &str) -> RequestHead {
+        parse_request(&mut BytesMut::from(text)).unwrap().unwrap()
     }
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("198.51.100.7, 10.0.0.2"),
-        );
+        let r = request("GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7, 10.0.0.2\r\n\r\n");
         let (peer, cdn): (IpAddr, IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        assert_eq!(client_ip(peer, &headers, &[]), peer, "off by default");
+        assert_eq!(client_ip(peer, &r, &[]), peer, "off by default");
         let trusted = [peer, cdn];
         assert_eq!(
-            client_ip(peer, &headers, &trusted),
+            client_ip(peer, &r, &trusted),
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
         let stranger: IpAddr = "203.0.113.1".parse().unwrap();
-        assert_eq!(client_ip(stranger, &headers, &trusted), stranger);
+        assert_eq!(client_ip(stranger, &r, &trusted), stranger);
     }
 
     #[test]
-    fn forwarding_appends_the_client_and_keeps_a_given_request_id() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
-        headers.insert("x-request-id", HeaderValue::from_static("abc"));
-        let id = add_forwarding(&mut headers, "127.0.0.1".parse().unwrap());
-        assert_eq!(id, "abc");
-        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        let mut fresh = HeaderMap::new();
-        let id = add_forwarding(&mut fresh, "10.0.0.1".parse().unwrap());
-        assert_eq!(id.len(), 32, "128 random bits in hex");
-        assert_eq!(fresh["x-forwarded-for"], "10.0.0.1");
+    fn the_backend_gets_end_to_end_headers_and_the_forwarding_ones() {
+        let r = request(
+            "POST http://shop/api/orders HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\n\
+             X-Secret: 1\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\
+             X-Request-Id: abc\r\nContent-Length: 2\r\nIdempotency-Key: k\r\n\r\n",
+        );
+        let id = request_id(&r);
+        assert_eq!(&id[..], b"abc", "a given id is kept");
+        let head = upstream_head(&r, "127.0.0.1".parse().unwrap(), &id);
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            "POST /api/orders HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: k\r\n\
+             x-forwarded-for: 203.0.113.9, 127.0.0.1\r\nx-forwarded-proto: http\r\nx-request-id: abc\r\n"
+        );
+        let fresh = request_id(&request("GET / HTTP/1.1\r\n\r\n"));
+        assert_eq!(fresh.len(), 32, "128 random bits in hex");
     }
 }

@@ -11,19 +11,19 @@
 
 pub(crate) mod answer;
 mod body;
+pub(crate) mod client;
 mod headers;
+mod relay;
 mod upstream;
 
-use std::convert::Infallible;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{Either, Full, Limited};
-use hyper::body::Incoming;
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -31,16 +31,15 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::backend::{Backend, EjectionRules, Failure};
 use crate::balance::Backends;
 use crate::config::{Config, Settings};
+use crate::http1::body::State;
+use crate::http1::request::RequestHead;
+use crate::http1::{Framing, Wire};
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
-use answer::{ClientBody, Refusal};
+use answer::Refusal;
 use body::RequestBody;
-
-/// What a backend is sent: a buffered body (replayable) or the client's
-/// body streamed through.
-type UpstreamBody = Either<Full<Bytes>, Limited<Incoming>>;
-use upstream::UpstreamError;
 pub(crate) use upstream::UpstreamPool;
+use upstream::{Answer, Outgoing, TryBody, UpstreamError};
 
 /// Requests per client address, when `limits.per_client_rps` is set.
 pub(crate) type ClientLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
@@ -109,6 +108,37 @@ enum TryFailure {
     AfterSend(Refusal, String),
 }
 
+/// Who answers the client.
+// One per request, moved twice; boxing the large variant would cost an
+// allocation on every request instead.
+#[allow(clippy::large_enum_variant)]
+enum Reply {
+    Backend {
+        label: Arc<str>,
+        answer: Answer,
+        authority: http::uri::Authority,
+    },
+    Gateway(Refusal, String),
+}
+
+impl Reply {
+    fn status(&self) -> u16 {
+        match self {
+            Reply::Backend { answer, .. } => answer.head.status.as_u16(),
+            Reply::Gateway(refusal, _) => refusal.status().as_u16(),
+        }
+    }
+}
+
+/// What became of a request, for the connection that carried it.
+struct Forwarded {
+    reply: Reply,
+    tries: u32,
+    /// Whether the request's body was read to its end, so the connection
+    /// can carry another request.
+    body_read: bool,
+}
+
 impl Proxy {
     pub(crate) fn new(
         config: &Config,
@@ -131,27 +161,24 @@ impl Proxy {
         self.live.update(|_| live);
     }
 
-    /// Answers one client request. `upstream` is the calling thread's own
-    /// connection pool (see `server`).
+    /// Answers one client request and writes the answer. Returns whether
+    /// the connection can carry another request.
     pub(crate) async fn handle(
-        self: Arc<Self>,
-        thread: ThreadParts,
-        request: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Result<Response<ClientBody>, Infallible> {
+        &self,
+        thread: &ThreadParts,
+        client: &mut Wire,
+        request: RequestHead,
+        peer: SocketAddr,
+    ) -> io::Result<bool> {
         let started = Instant::now();
         let live = self.live();
-        let path_class = crate::traffic::PathClass::of(request.uri().path());
+        let path_class = crate::traffic::PathClass::of(request.path());
         // Copied only when they will be logged: this is the hot path.
         let logged = live
             .settings
             .access_log
-            .then(|| (request.method().clone(), request.uri().path().to_string()));
-        let client_ip = headers::client_ip(
-            client.ip(),
-            request.headers(),
-            &live.settings.trusted_proxies,
-        );
+            .then(|| (request.method.clone(), request.path().to_string()));
+        let client_ip = headers::client_ip(peer.ip(), &request, &live.settings.trusted_proxies);
         let limited = live
             .limiter
             .as_ref()
@@ -163,12 +190,15 @@ impl Proxy {
                 .try_acquire_owned()
                 .map_err(|_| Refusal::Overloaded)
         };
-        let (backend, response, attempts) = match admitted {
+        let request_id = headers::request_id(&request);
+        let forwarded = match admitted {
             Ok(_admitted) => {
                 self.metrics.in_flight().inc();
-                let answer = self.forward(&thread.upstream, request, client, &live).await;
+                let forwarded = self
+                    .forward(thread, client, &request, peer, &request_id, &live)
+                    .await;
                 self.metrics.in_flight().dec();
-                answer
+                forwarded
             }
             Err(refusal) => {
                 self.metrics.shed(refusal.code());
@@ -177,22 +207,25 @@ impl Proxy {
                 } else {
                     "the gateway has too many requests in flight; retry shortly"
                 };
-                (
-                    None,
-                    refusal.response(detail, live.settings.retry_after_secs),
-                    0,
-                )
+                Forwarded {
+                    reply: Reply::Gateway(refusal, detail.to_string()),
+                    tries: 0,
+                    body_read: request.framing == Framing::Empty,
+                }
             }
         };
         let elapsed = started.elapsed();
-        let status = response.status().as_u16();
+        let status = forwarded.reply.status();
         thread
             .traffic
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(client_ip, path_class, status);
-        self.metrics.answered(backend.as_ref(), status, elapsed);
-        let answered_by = backend.as_deref().unwrap_or("gateway");
+        let backend = match &forwarded.reply {
+            Reply::Backend { label, .. } => Some(label),
+            Reply::Gateway(..) => None,
+        };
+        self.metrics.answered(backend, status, elapsed);
         if let Some((method, path)) = logged {
             tracing::info!(
                 target: "flashguard::access",
@@ -200,49 +233,89 @@ impl Proxy {
                 method = %method,
                 path,
                 status,
-                backend = answered_by,
-                attempts,
+                backend = backend.map_or("gateway", |b| &**b),
+                attempts = forwarded.tries,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
             );
         }
-        Ok(response)
+        let close = !forwarded.body_read || !request.keep_alive();
+        match forwarded.reply {
+            Reply::Gateway(refusal, detail) => {
+                let mut out = BytesMut::with_capacity(256 + detail.len());
+                refusal.write(
+                    &mut out,
+                    &detail,
+                    live.settings.retry_after_secs,
+                    Some(&request_id),
+                    close,
+                );
+                client.write_all(&out).await?;
+                Ok(!close)
+            }
+            Reply::Backend {
+                answer, authority, ..
+            } => {
+                let whole = relay::relay(
+                    client,
+                    answer,
+                    &request_id,
+                    request.http11,
+                    close,
+                    (&thread.upstream, &authority),
+                )
+                .await?;
+                Ok(whole && !close)
+            }
+        }
     }
 
-    /// Returns who answered (a backend's name, or `None` for the gateway),
-    /// the response and the number of tries.
+    /// Sends the request to a backend, retrying by the safe retry rule.
     async fn forward(
         &self,
-        upstream_pool: &UpstreamPool,
-        request: Request<Incoming>,
-        client: SocketAddr,
+        thread: &ThreadParts,
+        client: &mut Wire,
+        request: &RequestHead,
+        peer: SocketAddr,
+        request_id: &Bytes,
         live: &Live,
-    ) -> (Option<Arc<str>>, Response<ClientBody>, u32) {
+    ) -> Forwarded {
         let s = &live.settings;
-        let (mut parts, incoming) = request.into_parts();
-        let body = match RequestBody::read(incoming, &parts.headers, s).await {
-            Ok(body) => body,
-            Err((refusal, detail)) => {
-                return (None, refusal.response(&detail, s.retry_after_secs), 0);
-            }
+        let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
+            reply: Reply::Gateway(refusal, detail),
+            tries: 0,
+            body_read,
         };
-        headers::strip_hop_by_hop(&mut parts.headers);
-        let request_id = headers::add_forwarding(&mut parts.headers, client.ip());
-        let keyed = parts.headers.contains_key(headers::IDEMPOTENCY_KEY);
-        let repeatable = (is_idempotent(&parts.method) || keyed) && body.is_buffered();
-        // Shared, not copied: a clone of the client's path is a reference
-        // count.
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        if request.expects_continue && request.framing != Framing::Empty {
+            let too_large =
+                matches!(request.framing, Framing::Length(n) if n > s.max_body_bytes as u64);
+            if !too_large
+                && client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+            {
+                return gateway(
+                    Refusal::BadRequest,
+                    "the client went away".to_string(),
+                    false,
+                );
+            }
+        }
+        let mut body = match RequestBody::read(client, request.framing, s).await {
+            Ok(body) => body,
+            Err((refusal, detail)) => return gateway(refusal, detail, false),
+        };
+        let keyed = request.head.has(headers::IDEMPOTENCY_KEY);
+        let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
+        let has_host = request.head.has("host");
+        // Written once, whatever the number of tries.
+        let head = headers::upstream_head(request, peer.ip(), request_id);
 
         live.budget.deposit();
-        let mut body = Some(body);
         let mut tried: Vec<Arc<Backend>> = Vec::with_capacity(s.attempts as usize);
         let mut last_failure: Option<TryFailure> = None;
-        let mut last_answer: Option<(Arc<str>, Response<Incoming>)> = None;
+        let mut last_answer: Option<(Arc<str>, Answer, http::uri::Authority)> = None;
         while (tried.len() as u32) < s.attempts {
             let Some(backend) = self.backends.pick(s.policy, s.slow_start, &tried) else {
                 break;
@@ -260,53 +333,61 @@ impl Proxy {
                 });
             }
             tried.push(Arc::clone(&backend));
-            let Some(upstream_body) = body.as_mut().and_then(RequestBody::for_try) else {
-                break;
-            };
-            // Origin form: the connection already names the backend.
-            let mut target = http::uri::Parts::default();
-            target.path_and_query = Some(path_and_query.clone());
-            let Ok(uri) = Uri::from_parts(target) else {
-                return (
-                    None,
-                    Refusal::BadRequest.response("the request target is not valid", 0),
-                    0,
-                );
-            };
-            let mut upstream = Request::new(upstream_body);
-            *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
-            *upstream.headers_mut() = parts.headers.clone();
-            if !upstream.headers().contains_key(http::header::HOST) {
-                if let Ok(host) = http::HeaderValue::from_str(backend.authority.as_str()) {
-                    upstream.headers_mut().insert(http::header::HOST, host);
+            let try_body = match &mut body {
+                RequestBody::Buffered { bytes, announced } => TryBody::Buffered {
+                    bytes: bytes.clone(),
+                    announced: *announced,
+                },
+                RequestBody::Streaming { spent: true, .. } => break,
+                RequestBody::Streaming { length, spent } => {
+                    *spent = true;
+                    TryBody::Streaming {
+                        client: &mut *client,
+                        state: State::of(request.framing),
+                        length: *length,
+                        limit: s.max_body_bytes as u64,
+                    }
                 }
-            }
+            };
+            let outgoing = Outgoing {
+                method: &request.method,
+                head: &head,
+                has_host,
+                body: try_body,
+            };
 
             let sent = Instant::now();
             let in_flight = backend.start_request();
             let outcome = tokio::time::timeout(
                 s.upstream_timeout,
-                upstream_pool.send(&backend.authority, upstream),
+                thread.upstream.send(&backend.authority, outgoing),
             )
             .await;
             drop(in_flight);
             let now = Instant::now();
             let rules = live.ejection_rules();
             match outcome {
-                Ok(Ok(response)) => {
-                    let status = response.status();
+                Ok(Ok(answer)) => {
+                    let status = answer.head.status;
                     self.judge_status(&backend, status, sent, now, live);
                     last_failure = None;
                     let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
                     if !worth_another {
-                        return (
-                            Some(Arc::clone(&backend.label)),
-                            pass_on(response, &request_id),
-                            tried.len() as u32,
-                        );
+                        return Forwarded {
+                            reply: Reply::Backend {
+                                label: Arc::clone(&backend.label),
+                                answer,
+                                authority: backend.authority.clone(),
+                            },
+                            tries: tried.len() as u32,
+                            body_read: true,
+                        };
                     }
-                    last_answer = Some((Arc::clone(&backend.label), response));
+                    last_answer = Some((
+                        Arc::clone(&backend.label),
+                        answer,
+                        backend.authority.clone(),
+                    ));
                 }
                 Ok(Err(UpstreamError::Connect(err))) => {
                     // Nothing reached the backend: it is gone. Out of
@@ -324,10 +405,24 @@ impl Proxy {
                     {
                         self.metrics.ejected(backend.name());
                     }
+                    // A streamed body was not touched: another backend
+                    // can have it.
+                    if let RequestBody::Streaming { spent, .. } = &mut body {
+                        *spent = false;
+                    }
                     last_failure = Some(TryFailure::Connect(format!(
                         "{} refused the connection",
                         backend.name()
                     )));
+                }
+                Ok(Err(UpstreamError::ClientBody { too_large, detail })) => {
+                    // The client's fault, not the backend's.
+                    let refusal = if too_large {
+                        Refusal::PayloadTooLarge
+                    } else {
+                        Refusal::BadRequest
+                    };
+                    return gateway(refusal, detail, false);
                 }
                 Ok(Err(err)) => {
                     self.fail_after_send(&backend, &rules, s.upstream_timeout, now);
@@ -356,9 +451,20 @@ impl Proxy {
             }
         }
         let tries = tried.len() as u32;
+        // A streamed body may be partly read: the connection cannot carry
+        // another request.
+        let body_read = body.is_buffered();
         // A backend's own answer (a 503 after all retries) beats ours.
-        if let Some((name, response)) = last_answer {
-            return (Some(name), pass_on(response, &request_id), tries);
+        if let Some((label, answer, authority)) = last_answer {
+            return Forwarded {
+                reply: Reply::Backend {
+                    label,
+                    answer,
+                    authority,
+                },
+                tries,
+                body_read,
+            };
         }
         let (refusal, detail) = match last_failure {
             Some(TryFailure::AfterSend(refusal, detail)) => (refusal, detail),
@@ -368,7 +474,11 @@ impl Proxy {
         if refusal == Refusal::NoBackend {
             self.metrics.shed("no_backend");
         }
-        (None, refusal.response(&detail, s.retry_after_secs), tries)
+        Forwarded {
+            reply: Reply::Gateway(refusal, detail),
+            tries,
+            body_read,
+        }
     }
 
     /// Feeds a backend's answer to its latency estimate and ejection count.
@@ -415,14 +525,4 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     )
-}
-
-/// A backend's response, cleaned of hop-by-hop headers, body streamed.
-fn pass_on(response: Response<Incoming>, request_id: &http::HeaderValue) -> Response<ClientBody> {
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    parts
-        .headers
-        .insert(headers::REQUEST_ID, request_id.clone());
-    Response::from_parts(parts, Either::Left(body))
 }

@@ -1,28 +1,27 @@
 //! Keep-alive connections to the backends, one pool per serving thread,
-//! driven by hyper's connection-level HTTP/1 client. The thread's runtime
-//! is single-threaded, so the pool's lock is never contended and a
-//! connection never changes thread. Compared with hyper-util's pooled
-//! client it does no per-request pool-key hashing, checkout bookkeeping or
-//! body wrapping: a connection goes back in the list as soon as its
-//! response headers arrive, and is taken again once hyper says it is ready
-//! (its previous response fully passed on).
+//! and one exchange on them: the request written, the response head read.
+//! The exchange runs in the task that serves the client, which then copies
+//! the response body straight from the backend's socket to the client's;
+//! the connection goes back to the pool at the body's last byte. The
+//! thread's runtime is single-threaded, so the pool's lock is never
+//! contended and a connection never changes thread.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use http::uri::Authority;
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use http::Method;
+use tokio::net::TcpStream;
 
-use super::UpstreamBody;
+use crate::http1::body::{put_chunk, State, LAST_CHUNK};
+use crate::http1::response::{parse_response, ResponseHead};
+use crate::http1::Wire;
 
 /// Connections kept per backend per thread at most.
 const MAX_KEPT: usize = 1024;
-
-type Sender = SendRequest<UpstreamBody>;
 
 /// Why a try got no response.
 #[derive(Debug)]
@@ -30,7 +29,10 @@ pub(crate) enum UpstreamError {
     /// The connection could not be made: nothing reached the backend.
     Connect(String),
     /// The request may have reached it.
-    Sent(hyper::Error),
+    Sent(io::Error),
+    /// The client's streamed body failed: too large, malformed or cut off.
+    /// The backend got part of it.
+    ClientBody { too_large: bool, detail: String },
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -38,14 +40,55 @@ impl std::fmt::Display for UpstreamError {
         match self {
             UpstreamError::Connect(why) => write!(f, "connect: {why}"),
             UpstreamError::Sent(err) => err.fmt(f),
+            UpstreamError::ClientBody { detail, .. } => f.write_str(detail),
         }
     }
 }
 
-#[derive(Debug)]
+/// The body one try sends. The gateway frames it itself: the client's
+/// `Content-Length` and `Transfer-Encoding` are not in the head.
+pub(crate) enum TryBody<'a> {
+    /// Read whole beforehand, so it can be sent again. `announced`: the
+    /// client sent a length (perhaps 0), so the backend gets one too.
+    Buffered { bytes: Bytes, announced: bool },
+    /// The client's body, streamed through once, as `state` frames it;
+    /// chunked to the backend unless its length is known.
+    Streaming {
+        client: &'a mut Wire,
+        state: State,
+        length: Option<u64>,
+        limit: u64,
+    },
+}
+
+/// One request as it goes to a backend.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a Method,
+    /// The request line and headers, without the blank line that ends the
+    /// head.
+    pub(crate) head: &'a [u8],
+    /// Whether the client sent a `Host` (if not, the backend's is added).
+    pub(crate) has_host: bool,
+    pub(crate) body: TryBody<'a>,
+}
+
+/// A backend's answer: its head, and the connection its body comes on.
+pub(crate) struct Answer {
+    pub(crate) head: ResponseHead,
+    pub(crate) wire: Wire,
+}
+
 pub(crate) struct UpstreamPool {
-    kept: Mutex<HashMap<Authority, Vec<Sender>>>,
+    kept: Mutex<HashMap<Authority, Vec<Wire>>>,
     connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for UpstreamPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamPool")
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UpstreamPool {
@@ -56,64 +99,65 @@ impl UpstreamPool {
         }
     }
 
-    /// Sends `request` (origin-form URI) to `authority`. A kept connection
-    /// the backend closed before the request was written hands the request
-    /// back, and it goes on a fresh connection.
+    /// Sends `request` to `authority` and returns the response once its
+    /// head has arrived.
     pub(crate) async fn send(
         &self,
         authority: &Authority,
-        request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        if let Some(mut sender) = self.ready_sender(authority) {
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    self.keep(authority, sender);
-                    return Ok(response);
-                }
-                Err(mut failed) => match failed.take_message() {
-                    // Never sent: try a new connection with it.
-                    Some(request) => return self.send_fresh(authority, request).await,
-                    None => return Err(UpstreamError::Sent(failed.into_error())),
-                },
+        request: Outgoing<'_>,
+    ) -> Result<Answer, UpstreamError> {
+        let mut wire = match self.take(authority) {
+            Some(kept) => kept,
+            None => self.connect(authority).await?,
+        };
+        write_request(
+            &mut wire,
+            authority,
+            request.head,
+            request.has_host,
+            request.body,
+        )
+        .await?;
+        let head = loop {
+            match parse_response(&mut wire.buffer, request.method) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(err) => return Err(UpstreamError::Sent(io::Error::other(err))),
             }
-        }
-        self.send_fresh(authority, request).await
+            if wire.read_more().await.map_err(UpstreamError::Sent)? == 0 {
+                return Err(UpstreamError::Sent(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the backend closed the connection without answering",
+                )));
+            }
+        };
+        Ok(Answer { head, wire })
     }
 
-    async fn send_fresh(
-        &self,
-        authority: &Authority,
-        request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut sender = self.connect(authority).await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(UpstreamError::Sent)?;
-        self.keep(authority, sender);
-        Ok(response)
-    }
-
-    /// A kept connection that can take a request now; closed ones are
-    /// dropped on the way, busy ones left for later.
-    fn ready_sender(&self, authority: &Authority) -> Option<Sender> {
+    /// A kept connection that is still open; closed ones are dropped on
+    /// the way.
+    fn take(&self, authority: &Authority) -> Option<Wire> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let list = kept.get_mut(authority)?;
-        list.retain(|s| !s.is_closed());
-        let ready = list.iter().rposition(SendRequest::is_ready)?;
-        Some(list.swap_remove(ready))
+        while let Some(wire) = list.pop() {
+            if wire.looks_open() {
+                return Some(wire);
+            }
+        }
+        None
     }
 
-    fn keep(&self, authority: &Authority, sender: Sender) {
+    /// Keeps a connection whose last response was read to its end.
+    pub(crate) fn put_back(&self, authority: &Authority, wire: Wire) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let list = kept.entry(authority.clone()).or_default();
         if list.len() < MAX_KEPT {
-            list.push(sender);
+            list.push(wire);
         }
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<Sender, UpstreamError> {
-        let connecting = tokio::net::TcpStream::connect(authority.as_str());
+    async fn connect(&self, authority: &Authority) -> Result<Wire, UpstreamError> {
+        let connecting = TcpStream::connect(authority.as_str());
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(UpstreamError::Connect(err.to_string())),
@@ -125,14 +169,87 @@ impl UpstreamPool {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|err| UpstreamError::Connect(err.to_string()))?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Wire::new(stream))
     }
+}
+
+/// Writes the head and body. A buffered body goes in the same write as
+/// the head; a streamed one follows piece by piece.
+async fn write_request(
+    wire: &mut Wire,
+    authority: &Authority,
+    head: &[u8],
+    has_host: bool,
+    body: TryBody<'_>,
+) -> Result<(), UpstreamError> {
+    let sent = UpstreamError::Sent;
+    let buffered = match &body {
+        TryBody::Buffered { bytes, .. } => bytes.len(),
+        TryBody::Streaming { .. } => 0,
+    };
+    let mut out = BytesMut::with_capacity(head.len() + buffered + 64);
+    out.put_slice(head);
+    if !has_host {
+        out.put_slice(b"host: ");
+        out.put_slice(authority.as_str().as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    let (client, mut state, length, limit) = match body {
+        TryBody::Buffered { bytes, announced } => {
+            if announced || !bytes.is_empty() {
+                put_length(&mut out, bytes.len() as u64);
+            }
+            out.put_slice(b"\r\n");
+            out.put_slice(&bytes);
+            return wire.write_all(&out).await.map_err(sent);
+        }
+        TryBody::Streaming {
+            client,
+            state,
+            length,
+            limit,
+        } => (client, state, length, limit),
+    };
+    match length {
+        Some(length) => put_length(&mut out, length),
+        None => out.put_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.put_slice(b"\r\n");
+    wire.write_all(&out).await.map_err(sent)?;
+    let mut total = 0u64;
+    loop {
+        let piece =
+            client
+                .body_piece(&mut state)
+                .await
+                .map_err(|err| UpstreamError::ClientBody {
+                    too_large: false,
+                    detail: format!("the request body could not be read: {err}"),
+                })?;
+        let Some(data) = piece else { break };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(UpstreamError::ClientBody {
+                too_large: true,
+                detail: format!("the body is larger than {limit} bytes"),
+            });
+        }
+        if length.is_some() {
+            wire.write_all(&data).await.map_err(sent)?;
+        } else {
+            let mut framed = BytesMut::with_capacity(data.len() + 20);
+            put_chunk(&mut framed, &data);
+            wire.write_all(&framed).await.map_err(sent)?;
+        }
+    }
+    if length.is_none() {
+        wire.write_all(LAST_CHUNK).await.map_err(sent)?;
+    }
+    Ok(())
+}
+
+fn put_length(out: &mut BytesMut, length: u64) {
+    out.put_slice(b"content-length: ");
+    out.put_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.put_slice(b"\r\n");
 }

@@ -1,0 +1,274 @@
+//! HTTP/1.1 as the gateway speaks it on both sides (RFC 9112): message
+//! heads parsed with httparse into the received bytes plus where each
+//! header sits, so a header is passed on by copying its bytes, never by
+//! building a header map; and the body framings.
+//!
+//! Why not hyper: a proxy of small requests spends most of its user time
+//! turning heads into `HeaderMap`s and back, and in the tasks and channels
+//! between a server connection and a client connection. Here one task per
+//! client connection reads the request, writes it to a backend, and copies
+//! the answer back, touching each header once.
+
+pub(crate) mod body;
+pub(crate) mod request;
+pub(crate) mod response;
+mod wire;
+
+pub(crate) use wire::Wire;
+
+use std::ops::Range;
+
+use bytes::Bytes;
+
+/// The most headers a message may carry.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// The largest message head accepted.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Why a message head was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    #[error("the message head is malformed: {0}")]
+    Malformed(String),
+    #[error("the message head is larger than {MAX_HEAD_BYTES} bytes or has more than {MAX_HEADERS} headers")]
+    TooLarge,
+    #[error("the message has an invalid {0}")]
+    Invalid(&'static str),
+    #[error("{0} is not supported")]
+    Unsupported(&'static str),
+}
+
+impl From<httparse::Error> for HeadError {
+    fn from(err: httparse::Error) -> Self {
+        match err {
+            httparse::Error::TooManyHeaders => HeadError::TooLarge,
+            other => HeadError::Malformed(other.to_string()),
+        }
+    }
+}
+
+/// A received head: its bytes and where each header's name and value are.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) bytes: Bytes,
+    pub(crate) fields: Vec<Field>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    pub(crate) name: Range<usize>,
+    pub(crate) value: Range<usize>,
+}
+
+impl Head {
+    /// Notes where httparse found each header within `buffer`.
+    fn fields_of(buffer: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Field> {
+        let start = buffer.as_ptr() as usize;
+        headers
+            .iter()
+            .map(|h| {
+                let name = h.name.as_ptr() as usize - start;
+                let value = h.value.as_ptr() as usize - start;
+                Field {
+                    name: name..name + h.name.len(),
+                    value: value..value + h.value.len(),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn name(&self, field: &Field) -> &[u8] {
+        &self.bytes[field.name.clone()]
+    }
+
+    pub(crate) fn value(&self, field: &Field) -> &[u8] {
+        &self.bytes[field.value.clone()]
+    }
+
+    /// Every value of the header `name` (lowercase).
+    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.fields
+            .iter()
+            .filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| self.value(f))
+    }
+
+    pub(crate) fn get<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// Headers that describe one connection, or that the gateway writes itself
+/// for the next hop (the body's framing), and so are never copied across.
+const NOT_COPIED: [&str; 11] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+    "expect",
+];
+
+/// What a head's `Connection` header says, and which other headers it names
+/// as hop-by-hop (RFC 9110 §7.6.1).
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionOptions {
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    named: Vec<Range<usize>>,
+}
+
+impl ConnectionOptions {
+    pub(crate) fn of(head: &Head) -> ConnectionOptions {
+        let mut options = ConnectionOptions::default();
+        for field in head.fields.iter() {
+            if !head.name(field).eq_ignore_ascii_case(b"connection") {
+                continue;
+            }
+            let mut at = field.value.start;
+            for token in head.value(field).split(|b| *b == b',') {
+                let trimmed = token.trim_ascii();
+                let offset = trimmed.as_ptr() as usize - token.as_ptr() as usize;
+                if trimmed.eq_ignore_ascii_case(b"close") {
+                    options.close = true;
+                } else if trimmed.eq_ignore_ascii_case(b"keep-alive") {
+                    options.keep_alive = true;
+                } else if !trimmed.is_empty() {
+                    let from = at + offset;
+                    options.named.push(from..from + trimmed.len());
+                }
+                at += token.len() + 1;
+            }
+        }
+        options
+    }
+
+    /// Whether `field` of `head` is passed on to the next hop.
+    pub(crate) fn copied(&self, head: &Head, field: &Field) -> bool {
+        let name = head.name(field);
+        !NOT_COPIED
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+            && !self
+                .named
+                .iter()
+                .any(|named| name.eq_ignore_ascii_case(&head.bytes[named.clone()]))
+    }
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// The body framing a head declares: `Transfer-Encoding: chunked` or one
+/// `Content-Length`; both, several different lengths, or another transfer
+/// coding are refused (RFC 9112 §6.3, the request-smuggling rules).
+pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError> {
+    let mut chunked = false;
+    let mut codings = 0;
+    for value in head.values("transfer-encoding") {
+        for coding in value.split(|b| *b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            codings += 1;
+            chunked = coding.eq_ignore_ascii_case(b"chunked");
+        }
+    }
+    let mut length: Option<u64> = None;
+    for value in head.values("content-length") {
+        let parsed = std::str::from_utf8(value)
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or(HeadError::Invalid("Content-Length"))?;
+        if length.is_some_and(|earlier| earlier != parsed) {
+            return Err(HeadError::Invalid("Content-Length"));
+        }
+        length = Some(parsed);
+    }
+    match (codings, chunked, length) {
+        (0, _, None) => Ok(None),
+        (0, _, Some(n)) => Ok(Some(Framing::Length(n))),
+        (_, true, None) => Ok(Some(Framing::Chunked)),
+        (_, true, Some(_)) => Err(HeadError::Invalid(
+            "Content-Length beside Transfer-Encoding",
+        )),
+        (_, false, _) => Err(HeadError::Unsupported(
+            "a transfer coding other than chunked",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str) -> Head {
+        let bytes = Bytes::copy_from_slice(text.as_bytes());
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut slots);
+        parsed.parse(&bytes).unwrap();
+        let fields = Head::fields_of(&bytes, parsed.headers);
+        Head { bytes, fields }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_not_copied() {
+        let h = head(
+            "GET / HTTP/1.1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nHost: shop\r\n\
+             Idempotency-Key: k\r\n\r\n",
+        );
+        let options = ConnectionOptions::of(&h);
+        assert!(options.keep_alive && !options.close);
+        let copied: Vec<&[u8]> = h
+            .fields
+            .iter()
+            .filter(|f| options.copied(&h, f))
+            .map(|f| h.name(f))
+            .collect();
+        assert_eq!(copied, [&b"Host"[..], &b"Idempotency-Key"[..]]);
+    }
+
+    #[test]
+    fn framing_is_one_length_or_chunked_and_nothing_ambiguous() {
+        let framing =
+            |extra: &str| declared_framing(&head(&format!("POST / HTTP/1.1\r\n{extra}\r\n")));
+        assert_eq!(framing(""), Ok(None));
+        assert_eq!(
+            framing("Content-Length: 5\r\n"),
+            Ok(Some(Framing::Length(5)))
+        );
+        assert_eq!(
+            framing("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            Ok(Some(Framing::Length(5)))
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: chunked\r\n"),
+            Ok(Some(Framing::Chunked))
+        );
+        assert!(framing("Content-Length: 5\r\nContent-Length: 6\r\n").is_err());
+        assert!(framing("Content-Length: -1\r\n").is_err());
+        assert!(framing("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n").is_err());
+        assert!(framing("Transfer-Encoding: gzip\r\n").is_err());
+        assert!(framing("Transfer-Encoding: chunked, gzip\r\n").is_err());
+    }
+}

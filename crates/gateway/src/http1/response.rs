@@ -1,0 +1,249 @@
+//! A backend's response head, and the head the client gets for it.
+
+use bytes::{BufMut, BytesMut};
+use http::{Method, StatusCode};
+
+use super::{
+    declared_framing, ConnectionOptions, Framing, Head, HeadError, MAX_HEADERS, MAX_HEAD_BYTES,
+};
+
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: StatusCode,
+    pub(crate) head: Head,
+    pub(crate) reason: std::ops::Range<usize>,
+    pub(crate) framing: Framing,
+    pub(crate) connection: ConnectionOptions,
+    /// Whether the backend's connection may carry another request.
+    pub(crate) reusable: bool,
+}
+
+/// Parses a response head from the front of `buffer`. `Ok(None)`: more
+/// bytes are needed. Interim (1xx) responses are skipped. On success the
+/// head's bytes are taken off `buffer`.
+pub(crate) fn parse_response(
+    buffer: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let length = match parsed.parse(buffer)? {
+            httparse::Status::Complete(length) => length,
+            httparse::Status::Partial if buffer.len() >= MAX_HEAD_BYTES => {
+                return Err(HeadError::TooLarge)
+            }
+            httparse::Status::Partial => return Ok(None),
+        };
+        let code = parsed.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("status"))?;
+        if code == 101 {
+            return Err(HeadError::Unsupported("switching protocols"));
+        }
+        if status.is_informational() {
+            let _ = buffer.split_to(length);
+            continue;
+        }
+        let http11 = parsed.version == Some(1);
+        let start = buffer.as_ptr() as usize;
+        let reason = match parsed.reason {
+            Some(reason) if !reason.is_empty() => {
+                let at = reason.as_ptr() as usize - start;
+                at..at + reason.len()
+            }
+            _ => 0..0,
+        };
+        let fields = Head::fields_of(buffer, parsed.headers);
+        let head = Head {
+            bytes: buffer.split_to(length).freeze(),
+            fields,
+        };
+        let bodiless = *request_method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = match declared_framing(&head)? {
+            _ if bodiless => Framing::Empty,
+            Some(framing) => framing,
+            None => Framing::UntilClose,
+        };
+        let connection = ConnectionOptions::of(&head);
+        let reusable = http11 && !connection.close && framing != Framing::UntilClose;
+        return Ok(Some(ResponseHead {
+            status,
+            head,
+            reason,
+            framing,
+            connection,
+            reusable,
+        }));
+    }
+}
+
+/// How the client's copy of a body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientFraming {
+    /// `Content-Length: n`.
+    Length(u64),
+    /// The backend's `Content-Length` passed on, no body (HEAD, 304).
+    HeadersOnly,
+    Chunked,
+    /// No framing header; the connection closes after the body (HTTP/1.0
+    /// clients of a body of unknown length).
+    Close,
+}
+
+impl ClientFraming {
+    pub(crate) fn for_response(response: &ResponseHead, client_http11: bool) -> ClientFraming {
+        match response.framing {
+            Framing::Empty => ClientFraming::HeadersOnly,
+            Framing::Length(n) => ClientFraming::Length(n),
+            Framing::Chunked | Framing::UntilClose if client_http11 => ClientFraming::Chunked,
+            Framing::Chunked | Framing::UntilClose => ClientFraming::Close,
+        }
+    }
+}
+
+/// Writes the head the client gets: the backend's status and headers
+/// (hop-by-hop ones left out), the request id, and this hop's framing.
+pub(crate) fn write_client_head(
+    out: &mut BytesMut,
+    response: &ResponseHead,
+    request_id: &[u8],
+    framing: ClientFraming,
+    close: bool,
+) {
+    let head = &response.head;
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(response.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    let reason = &head.bytes[response.reason.clone()];
+    if reason.is_empty() {
+        out.put_slice(response.status.canonical_reason().unwrap_or("").as_bytes());
+    } else {
+        out.put_slice(reason);
+    }
+    out.put_slice(b"\r\n");
+    for field in &head.fields {
+        let name = head.name(field);
+        let passed_length = framing == ClientFraming::HeadersOnly
+            && name.eq_ignore_ascii_case(b"content-length")
+            && response.status != StatusCode::NO_CONTENT;
+        if !passed_length
+            && (!response.connection.copied(head, field)
+                || name.eq_ignore_ascii_case(b"x-request-id"))
+        {
+            continue;
+        }
+        put_field(out, name, head.value(field));
+    }
+    put_field(out, b"x-request-id", request_id);
+    match framing {
+        ClientFraming::Length(n) => put_field(
+            out,
+            b"content-length",
+            itoa::Buffer::new().format(n).as_bytes(),
+        ),
+        ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
+        ClientFraming::HeadersOnly | ClientFraming::Close => {}
+    }
+    if close || framing == ClientFraming::Close {
+        put_field(out, b"connection", b"close");
+    }
+    out.put_slice(b"\r\n");
+}
+
+pub(crate) fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
+        parse_response(&mut BytesMut::from(text), &method)
+    }
+
+    fn client_head(text: &str, method: Method, client_http11: bool) -> String {
+        let response = parse(text, method).unwrap().unwrap();
+        let framing = ClientFraming::for_response(&response, client_http11);
+        let mut out = BytesMut::new();
+        write_client_head(&mut out, &response, b"id-1", framing, false);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_partial_head_asks_for_more_and_a_whole_one_is_taken_off_the_buffer() {
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", Method::GET)
+            .unwrap()
+            .is_none());
+        let mut buffer = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+        let head = parse_response(&mut buffer, &Method::GET).unwrap().unwrap();
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(head.reusable);
+        assert_eq!(&buffer[..], b"hi");
+    }
+
+    #[test]
+    fn the_client_gets_the_backends_headers_without_hop_by_hop_ones() {
+        let text = client_head(
+            "HTTP/1.1 201 Created\r\nConnection: x-secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+             Content-Type: text/plain\r\nX-Request-Id: theirs\r\nContent-Length: 2\r\n\r\n",
+            Method::POST,
+            true,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nx-request-id: id-1\r\ncontent-length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_of_unknown_length_are_chunked_for_http11_clients_and_closed_for_http10() {
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(client_head(chunked, Method::GET, true).contains("transfer-encoding: chunked\r\n"));
+        let old = client_head(chunked, Method::GET, false);
+        assert!(old.contains("connection: close\r\n") && !old.contains("transfer-encoding"));
+        let head = client_head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            Method::HEAD,
+            true,
+        );
+        assert!(head.contains("Content-Length: 9\r\n"), "{head}");
+    }
+
+    #[test]
+    fn framing_follows_the_method_status_and_version() {
+        let framing = |text: &str, method: Method| parse(text, method).unwrap().unwrap();
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\n\r\n", Method::GET).framing,
+            Framing::Empty
+        );
+        let until_close = framing("HTTP/1.1 200 OK\r\n\r\n", Method::GET);
+        assert_eq!(until_close.framing, Framing::UntilClose);
+        assert!(!until_close.reusable);
+        assert!(!framing("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Method::GET).reusable);
+        let interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(
+            framing(interim, Method::POST).status,
+            StatusCode::NO_CONTENT
+        );
+    }
+
+    #[test]
+    fn bad_heads_are_refused() {
+        assert!(parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            Method::GET
+        )
+        .is_err());
+        assert!(parse("NOT HTTP\r\n\r\n", Method::GET).is_err());
+        assert!(parse("HTTP/1.1 101 Switching Protocols\r\n\r\n", Method::GET).is_err());
+        let huge = format!("HTTP/1.1 200 OK\r\nX: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(parse(&huge, Method::GET).unwrap_err(), HeadError::TooLarge);
+    }
+}

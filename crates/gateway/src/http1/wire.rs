@@ -1,0 +1,79 @@
+//! One TCP connection and what has been read from it but not yet used.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::body::{step, State, Step};
+
+/// How much room a read asks for.
+const READ_ROOM: usize = 16 * 1024;
+
+pub(crate) struct Wire {
+    pub(crate) stream: TcpStream,
+    pub(crate) buffer: BytesMut,
+}
+
+impl Wire {
+    pub(crate) fn new(stream: TcpStream) -> Wire {
+        Wire {
+            stream,
+            buffer: BytesMut::with_capacity(READ_ROOM),
+        }
+    }
+
+    /// Reads what the peer has sent into the buffer; 0 at its end. Through
+    /// `AsyncRead`, not `try_read`: tokio then takes a short read to mean
+    /// the socket is drained, which saves a read that would only say
+    /// "nothing yet" on every request.
+    pub(crate) fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buffer.capacity() - self.buffer.len() < READ_ROOM / 4 {
+            self.buffer.reserve(READ_ROOM);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
+    }
+
+    pub(crate) async fn read_more(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_read_more(cx)).await
+    }
+
+    pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next piece of a body being read in `state`; `None` at its end.
+    pub(crate) async fn body_piece(&mut self, state: &mut State) -> io::Result<Option<Bytes>> {
+        loop {
+            match step(state, &mut self.buffer)? {
+                Step::Data(data) => return Ok(Some(data)),
+                Step::End => return Ok(None),
+                Step::NeedMore => {
+                    if self.read_more().await? == 0 {
+                        if *state == State::UntilClose {
+                            *state = State::Done;
+                            return Ok(None);
+                        }
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the connection closed before the body ended",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a kept connection is still open: the peer has not closed
+    /// it nor sent anything unasked. No system call unless the socket was
+    /// reported readable.
+    pub(crate) fn looks_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.buffer.is_empty()
+            && matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    }
+}

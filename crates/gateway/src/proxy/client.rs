@@ -1,0 +1,93 @@
+//! One customer connection: requests read one after another (pipelined
+//! ones too), each answered before the next is read, with the client
+//! timeouts: a head must arrive whole within `client_header_ms` of its
+//! first byte, and a keep-alive connection with no request for
+//! `client_idle_ms` is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::answer::Refusal;
+use super::{Proxy, ThreadParts};
+use crate::http1::request::{parse_request, RequestHead};
+use crate::http1::{HeadError, Wire};
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientLimits {
+    pub(crate) header: Duration,
+    pub(crate) idle: Duration,
+}
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    thread: ThreadParts,
+    limits: ClientLimits,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut client = Wire::new(stream);
+    loop {
+        let request = match next_request(&mut client, limits, &mut stopping).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(err) => {
+                let refusal = match err {
+                    HeadError::TooLarge => Refusal::HeadTooLarge,
+                    HeadError::Unsupported(_) => Refusal::NotImplemented,
+                    _ => Refusal::BadRequest,
+                };
+                let mut out = BytesMut::new();
+                refusal.write(&mut out, &err.to_string(), 0, None, true);
+                let _ = client.write_all(&out).await;
+                return;
+            }
+        };
+        match proxy.handle(&thread, &mut client, request, peer).await {
+            Ok(true) if !*stopping.borrow() => {}
+            Ok(_) => return,
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "client connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
+/// The next request's head; `None` when the client closes, stays idle too
+/// long, is too slow with its head, or the gateway stops between requests.
+async fn next_request(
+    client: &mut Wire,
+    limits: ClientLimits,
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<Option<RequestHead>, HeadError> {
+    let idle_until = Instant::now() + limits.idle;
+    let mut head_until: Option<Instant> = None;
+    loop {
+        if !client.buffer.is_empty() {
+            if let Some(request) = parse_request(&mut client.buffer)? {
+                return Ok(Some(request));
+            }
+            head_until.get_or_insert_with(|| Instant::now() + limits.header);
+        }
+        let waiting = head_until.is_none();
+        let deadline = head_until.unwrap_or(idle_until);
+        // Biased: a read that is ready wins without the timer being set.
+        tokio::select! {
+            biased;
+            read = client.read_more() => match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(_) => {}
+            },
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            _ = stopping.wait_for(|stop| *stop), if waiting => return Ok(None),
+        }
+    }
+}
