@@ -1,6 +1,8 @@
 //! The gateway's Prometheus metrics. Backend state, in-flight and latency
 //! are read from the backend set at scrape time, so they are never stale.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +54,10 @@ struct BackendLabels {
     backend: String,
 }
 
+/// A request counter a serving thread has used: which metrics, label and
+/// status it counts for.
+type UsedCounter = (u64, Arc<str>, u16, Counter);
+
 #[derive(Debug)]
 pub(crate) struct GatewayMetrics {
     registry: Registry,
@@ -65,6 +71,8 @@ pub(crate) struct GatewayMetrics {
     client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
     gateway_label: Arc<str>,
+    /// Tells this set of metrics from others in the same process.
+    id: u64,
 }
 
 impl GatewayMetrics {
@@ -83,6 +91,10 @@ impl GatewayMetrics {
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
             registry: Registry::default(),
+            id: {
+                static NEXT: AtomicU64 = AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         };
         registry.register(
             "gateway_requests",
@@ -142,14 +154,40 @@ impl GatewayMetrics {
         &self.registry
     }
 
-    /// Counts an answer from `backend` (`None`: the gateway's own). Labels
-    /// are shared strings, so counting allocates nothing.
+    /// Counts an answer from `backend` (`None`: the gateway's own).
     pub(crate) fn answered(&self, backend: Option<&Arc<str>>, status: u16, elapsed: Duration) {
-        let backend = SharedLabel(Arc::clone(backend.unwrap_or(&self.gateway_label)));
-        self.requests
-            .get_or_create(&RequestLabels { backend, status })
-            .inc();
+        let backend = backend.unwrap_or(&self.gateway_label);
+        self.request_counter(backend, status).inc();
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// The counter for answers from `backend` with `status`, from this
+    /// thread's own list of those it has used: found by the label's
+    /// address, where the family would hash the label set (SipHash) under
+    /// a lock on every request. The list holds the label, so its address
+    /// cannot be reused by another.
+    fn request_counter(&self, backend: &Arc<str>, status: u16) -> Counter {
+        thread_local! {
+            static USED: RefCell<Vec<UsedCounter>> = const { RefCell::new(Vec::new()) };
+        }
+        const MOST_KEPT: usize = 512;
+        USED.with_borrow_mut(|used| {
+            let found = used.iter().find(|(id, label, code, _)| {
+                *id == self.id && *code == status && Arc::ptr_eq(label, backend)
+            });
+            if let Some((.., counter)) = found {
+                return counter.clone();
+            }
+            let labels = RequestLabels {
+                backend: SharedLabel(Arc::clone(backend)),
+                status,
+            };
+            let counter = self.requests.get_or_create(&labels).clone();
+            if used.len() < MOST_KEPT {
+                used.push((self.id, Arc::clone(backend), status, counter.clone()));
+            }
+            counter
+        })
     }
 
     pub(crate) fn retried(&self, reason: &str) {

@@ -30,12 +30,20 @@ pub(crate) async fn serve(
     proxy: Arc<Proxy>,
     thread: ThreadParts,
     limits: ClientLimits,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let mut client = Wire::new(stream);
+    // Made once per connection: a fresh wait on every request would join
+    // and leave the stop signal's waiter list each time.
+    let mut stop_watch = stopping.clone();
+    let stop = std::pin::pin!(async move {
+        let _ = stop_watch.wait_for(|stop| *stop).await;
+    });
+    let mut stop = stop;
+    let peer_ip = super::headers::PeerIp::of(peer);
     loop {
-        let request = match next_request(&mut client, limits, &mut stopping).await {
+        let request = match next_request(&mut client, limits, stop.as_mut()).await {
             Ok(Some(request)) => request,
             Ok(None) => return,
             Err(err) => {
@@ -50,7 +58,7 @@ pub(crate) async fn serve(
                 return;
             }
         };
-        match proxy.handle(&thread, &mut client, request, peer).await {
+        match proxy.handle(&thread, &mut client, request, &peer_ip).await {
             Ok(true) if !*stopping.borrow() => {}
             Ok(_) => return,
             Err(err) => {
@@ -66,7 +74,7 @@ pub(crate) async fn serve(
 async fn next_request(
     client: &mut Wire,
     limits: ClientLimits,
-    stopping: &mut watch::Receiver<bool>,
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Result<Option<RequestHead>, HeadError> {
     let idle_until = Instant::now() + limits.idle;
     let mut head_until: Option<Instant> = None;
@@ -87,7 +95,7 @@ async fn next_request(
                 Ok(_) => {}
             },
             () = tokio::time::sleep_until(deadline) => return Ok(None),
-            _ = stopping.wait_for(|stop| *stop), if waiting => return Ok(None),
+            () = stop.as_mut(), if waiting => return Ok(None),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! client was and the request's id. Hop-by-hop headers are left out (see
 //! `http1::ConnectionOptions`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -14,6 +14,22 @@ const FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub(crate) const REQUEST_ID: &str = "x-request-id";
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The peer of a client connection, its address written out once for
+/// all the requests the connection carries.
+pub(crate) struct PeerIp {
+    pub(crate) addr: SocketAddr,
+    text: String,
+}
+
+impl PeerIp {
+    pub(crate) fn of(addr: SocketAddr) -> PeerIp {
+        PeerIp {
+            addr,
+            text: addr.ip().to_string(),
+        }
+    }
+}
 
 /// The client a request comes from: the peer, or, when the peer is a
 /// trusted proxy, the last address in `X-Forwarded-For` that is not itself
@@ -43,7 +59,14 @@ pub(crate) fn client_ip(peer: IpAddr, request: &RequestHead, trusted: &[IpAddr])
 pub(crate) fn request_id(request: &RequestHead) -> Bytes {
     match request.head.get(REQUEST_ID) {
         Some(id) if !id.is_empty() && id.len() <= 128 => Bytes::copy_from_slice(id),
-        _ => Bytes::from(format!("{:032x}", fastrand::u128(..))),
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let random = fastrand::u128(..);
+            let id: Vec<u8> = (0..32)
+                .map(|n| HEX[((random >> (124 - 4 * n)) & 0xf) as usize])
+                .collect();
+            Bytes::from(id)
+        }
     }
 }
 
@@ -52,7 +75,7 @@ pub(crate) fn request_id(request: &RequestHead) -> Bytes {
 /// request line in origin form, the client's end-to-end headers, then
 /// `X-Forwarded-For` with the peer appended, `X-Forwarded-Proto` and
 /// `X-Request-Id`.
-pub(crate) fn upstream_head(request: &RequestHead, peer: IpAddr, request_id: &[u8]) -> BytesMut {
+pub(crate) fn upstream_head(request: &RequestHead, peer: &PeerIp, request_id: &[u8]) -> BytesMut {
     let head = &request.head;
     let mut out = BytesMut::with_capacity(head.bytes.len() + 128);
     out.put_slice(request.method.as_str().as_bytes());
@@ -82,7 +105,7 @@ pub(crate) fn upstream_head(request: &RequestHead, peer: IpAddr, request_id: &[u
         out.put_slice(hop);
         out.put_slice(b", ");
     }
-    out.put_slice(peer.to_string().as_bytes());
+    out.put_slice(peer.text.as_bytes());
     out.put_slice(b"\r\n");
     put_field(&mut out, FORWARDED_PROTO.as_bytes(), b"http");
     put_field(&mut out, REQUEST_ID.as_bytes(), request_id);
@@ -122,7 +145,8 @@ mod tests {
         );
         let id = request_id(&r);
         assert_eq!(&id[..], b"abc", "a given id is kept");
-        let head = upstream_head(&r, "127.0.0.1".parse().unwrap(), &id);
+        let peer = PeerIp::of("127.0.0.1:5000".parse().unwrap());
+        let head = upstream_head(&r, &peer, &id);
         assert_eq!(
             std::str::from_utf8(&head).unwrap(),
             "POST /api/orders HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: k\r\n\
@@ -130,5 +154,7 @@ mod tests {
         );
         let fresh = request_id(&request("GET / HTTP/1.1\r\n\r\n"));
         assert_eq!(fresh.len(), 32, "128 random bits in hex");
+        assert!(fresh.iter().all(u8::is_ascii_hexdigit));
+        assert_ne!(fresh, request_id(&request("GET / HTTP/1.1\r\n\r\n")));
     }
 }

@@ -17,7 +17,7 @@ mod relay;
 mod upstream;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ use crate::metrics::GatewayMetrics;
 use crate::published::Published;
 use answer::Refusal;
 use body::RequestBody;
+use headers::PeerIp;
 pub(crate) use upstream::UpstreamPool;
 use upstream::{Answer, Outgoing, TryBody, UpstreamError};
 
@@ -134,6 +135,9 @@ impl Reply {
 struct Forwarded {
     reply: Reply,
     tries: u32,
+    /// The answering backend's latency sample (sent, answered), fed to its
+    /// estimate once the client has its answer: off the critical path.
+    sample: Option<(Arc<Backend>, Instant, Instant)>,
     /// Whether the request's body was read to its end, so the connection
     /// can carry another request.
     body_read: bool,
@@ -168,7 +172,7 @@ impl Proxy {
         thread: &ThreadParts,
         client: &mut Wire,
         request: RequestHead,
-        peer: SocketAddr,
+        peer: &PeerIp,
     ) -> io::Result<bool> {
         let started = Instant::now();
         let live = self.live();
@@ -178,7 +182,8 @@ impl Proxy {
             .settings
             .access_log
             .then(|| (request.method.clone(), request.path().to_string()));
-        let client_ip = headers::client_ip(peer.ip(), &request, &live.settings.trusted_proxies);
+        let client_ip =
+            headers::client_ip(peer.addr.ip(), &request, &live.settings.trusted_proxies);
         let limited = live
             .limiter
             .as_ref()
@@ -210,37 +215,17 @@ impl Proxy {
                 Forwarded {
                     reply: Reply::Gateway(refusal, detail.to_string()),
                     tries: 0,
+                    sample: None,
                     body_read: request.framing == Framing::Empty,
                 }
             }
         };
+        // The answer goes out first; the counting after, off the path the
+        // client (and the next hop) waits on.
         let elapsed = started.elapsed();
         let status = forwarded.reply.status();
-        thread
-            .traffic
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(client_ip, path_class, status);
-        let backend = match &forwarded.reply {
-            Reply::Backend { label, .. } => Some(label),
-            Reply::Gateway(..) => None,
-        };
-        self.metrics.answered(backend, status, elapsed);
-        if let Some((method, path)) = logged {
-            tracing::info!(
-                target: "flashguard::access",
-                client = %client_ip,
-                method = %method,
-                path,
-                status,
-                backend = backend.map_or("gateway", |b| &**b),
-                attempts = forwarded.tries,
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                "request"
-            );
-        }
         let close = !forwarded.body_read || !request.keep_alive();
-        match forwarded.reply {
+        let (label, written) = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
                 let mut out = BytesMut::with_capacity(256 + detail.len());
                 refusal.write(
@@ -250,11 +235,12 @@ impl Proxy {
                     Some(&request_id),
                     close,
                 );
-                client.write_all(&out).await?;
-                Ok(!close)
+                (None, client.write_all(&out).await.map(|()| !close))
             }
             Reply::Backend {
-                answer, authority, ..
+                label,
+                answer,
+                authority,
             } => {
                 let whole = relay::relay(
                     client,
@@ -264,10 +250,39 @@ impl Proxy {
                     close,
                     (&thread.upstream, &authority),
                 )
-                .await?;
-                Ok(whole && !close)
+                .await;
+                (Some(label), whole.map(|whole| whole && !close))
             }
+        };
+        if let Some((backend, sent, answered)) = forwarded.sample {
+            self.judge_status(
+                &backend,
+                StatusCode::from_u16(status).unwrap_or_default(),
+                sent,
+                answered,
+                &live,
+            );
         }
+        thread
+            .traffic
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(client_ip, path_class, status);
+        self.metrics.answered(label.as_ref(), status, elapsed);
+        if let Some((method, path)) = logged {
+            tracing::info!(
+                target: "flashguard::access",
+                client = %client_ip,
+                method = %method,
+                path,
+                status,
+                backend = label.as_deref().unwrap_or("gateway"),
+                attempts = forwarded.tries,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
+        written
     }
 
     /// Sends the request to a backend, retrying by the safe retry rule.
@@ -276,7 +291,7 @@ impl Proxy {
         thread: &ThreadParts,
         client: &mut Wire,
         request: &RequestHead,
-        peer: SocketAddr,
+        peer: &PeerIp,
         request_id: &Bytes,
         live: &Live,
     ) -> Forwarded {
@@ -284,6 +299,7 @@ impl Proxy {
         let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
             reply: Reply::Gateway(refusal, detail),
             tries: 0,
+            sample: None,
             body_read,
         };
         if request.expects_continue && request.framing != Framing::Empty {
@@ -310,7 +326,7 @@ impl Proxy {
         let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
         let has_host = request.head.has("host");
         // Written once, whatever the number of tries.
-        let head = headers::upstream_head(request, peer.ip(), request_id);
+        let head = headers::upstream_head(request, peer, request_id);
 
         live.budget.deposit();
         let mut tried: Vec<Arc<Backend>> = Vec::with_capacity(s.attempts as usize);
@@ -369,7 +385,6 @@ impl Proxy {
             match outcome {
                 Ok(Ok(answer)) => {
                     let status = answer.head.status;
-                    self.judge_status(&backend, status, sent, now, live);
                     last_failure = None;
                     let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
                     if !worth_another {
@@ -380,9 +395,11 @@ impl Proxy {
                                 authority: backend.authority.clone(),
                             },
                             tries: tried.len() as u32,
+                            sample: Some((backend, sent, now)),
                             body_read: true,
                         };
                     }
+                    self.judge_status(&backend, status, sent, now, live);
                     last_answer = Some((
                         Arc::clone(&backend.label),
                         answer,
@@ -463,6 +480,7 @@ impl Proxy {
                     authority,
                 },
                 tries,
+                sample: None,
                 body_read,
             };
         }
@@ -477,6 +495,7 @@ impl Proxy {
         Forwarded {
             reply: Reply::Gateway(refusal, detail),
             tries,
+            sample: None,
             body_read,
         }
     }

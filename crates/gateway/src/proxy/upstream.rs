@@ -6,7 +6,6 @@
 //! thread's runtime is single-threaded, so the pool's lock is never
 //! contended and a connection never changes thread.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -79,7 +78,9 @@ pub(crate) struct Answer {
 }
 
 pub(crate) struct UpstreamPool {
-    kept: Mutex<HashMap<Authority, Vec<Wire>>>,
+    /// Per backend; a list, not a map: there are a handful of backends,
+    /// and comparing a few short strings costs less than hashing one.
+    kept: Mutex<Vec<(Authority, Vec<Wire>)>>,
     connect_timeout: Duration,
 }
 
@@ -94,7 +95,7 @@ impl std::fmt::Debug for UpstreamPool {
 impl UpstreamPool {
     pub(crate) fn new(connect_timeout: Duration) -> UpstreamPool {
         UpstreamPool {
-            kept: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Vec::new()),
             connect_timeout,
         }
     }
@@ -138,7 +139,7 @@ impl UpstreamPool {
     /// the way.
     fn take(&self, authority: &Authority) -> Option<Wire> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let list = kept.get_mut(authority)?;
+        let (_, list) = kept.iter_mut().find(|(a, _)| a == authority)?;
         while let Some(wire) = list.pop() {
             if wire.looks_open() {
                 return Some(wire);
@@ -150,7 +151,14 @@ impl UpstreamPool {
     /// Keeps a connection whose last response was read to its end.
     pub(crate) fn put_back(&self, authority: &Authority, wire: Wire) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let list = kept.entry(authority.clone()).or_default();
+        let at = match kept.iter().position(|(a, _)| a == authority) {
+            Some(at) => at,
+            None => {
+                kept.push((authority.clone(), Vec::new()));
+                kept.len() - 1
+            }
+        };
+        let list = &mut kept[at].1;
         if list.len() < MAX_KEPT {
             list.push(wire);
         }
