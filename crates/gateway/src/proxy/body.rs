@@ -3,7 +3,10 @@
 
 use bytes::{Bytes, BytesMut};
 
+use tokio::time::Instant;
+
 use super::answer::Refusal;
+use super::Alarm;
 use crate::config::Settings;
 use crate::http1::body::State;
 use crate::http1::{Framing, Wire};
@@ -24,6 +27,7 @@ impl RequestBody {
         client: &mut Wire,
         framing: Framing,
         settings: &Settings,
+        alarm: &mut Alarm,
     ) -> Result<RequestBody, (Refusal, String)> {
         let too_large = || {
             (
@@ -40,8 +44,13 @@ impl RequestBody {
             Framing::Length(length) if length <= settings.buffer_bytes as u64 => {
                 // A client that announces a body and then stalls must not
                 // hold a request slot forever.
-                let reading = read_whole(client, length);
-                match tokio::time::timeout(settings.upstream_timeout, reading).await {
+                let deadline = Instant::now() + settings.upstream_timeout;
+                let read = tokio::select! {
+                    biased;
+                    read = read_whole(client, length) => Ok(read),
+                    () = alarm.until(deadline) => Err(()),
+                };
+                match read {
                     Ok(Ok(bytes)) => Ok(RequestBody::Buffered {
                         bytes,
                         announced: true,

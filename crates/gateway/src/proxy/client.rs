@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::answer::Refusal;
-use super::{Proxy, ThreadParts};
+use super::headers::PeerIp;
+use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
 use crate::http1::{HeadError, Wire};
 
@@ -22,6 +23,14 @@ use crate::http1::{HeadError, Wire};
 pub(crate) struct ClientLimits {
     pub(crate) header: Duration,
     pub(crate) idle: Duration,
+}
+
+/// A client connection and what its requests share.
+pub(crate) struct ClientConn {
+    pub(crate) wire: Wire,
+    pub(crate) peer: PeerIp,
+    /// For the backends' answers (see `Alarm`).
+    pub(crate) upstream_alarm: Alarm,
 }
 
 pub(crate) async fn serve(
@@ -33,7 +42,11 @@ pub(crate) async fn serve(
     stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let mut client = Wire::new(stream);
+    let mut conn = ClientConn {
+        wire: Wire::new(stream),
+        peer: PeerIp::of(peer),
+        upstream_alarm: Alarm::new(),
+    };
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.
     let mut stop_watch = stopping.clone();
@@ -41,24 +54,27 @@ pub(crate) async fn serve(
         let _ = stop_watch.wait_for(|stop| *stop).await;
     });
     let mut stop = stop;
-    let peer_ip = super::headers::PeerIp::of(peer);
+    // The client's own, apart from the backend's: each deadline then only
+    // moves forward (see `Alarm`).
+    let mut waiting_alarm = Alarm::new();
     loop {
-        let request = match next_request(&mut client, limits, stop.as_mut()).await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(err) => {
-                let refusal = match err {
-                    HeadError::TooLarge => Refusal::HeadTooLarge,
-                    HeadError::Unsupported(_) => Refusal::NotImplemented,
-                    _ => Refusal::BadRequest,
-                };
-                let mut out = BytesMut::new();
-                refusal.write(&mut out, &err.to_string(), 0, None, true);
-                let _ = client.write_all(&out).await;
-                return;
-            }
-        };
-        match proxy.handle(&thread, &mut client, request, &peer_ip).await {
+        let request =
+            match next_request(&mut conn.wire, limits, stop.as_mut(), &mut waiting_alarm).await {
+                Ok(Some(request)) => request,
+                Ok(None) => return,
+                Err(err) => {
+                    let refusal = match err {
+                        HeadError::TooLarge => Refusal::HeadTooLarge,
+                        HeadError::Unsupported(_) => Refusal::NotImplemented,
+                        _ => Refusal::BadRequest,
+                    };
+                    let mut out = BytesMut::new();
+                    refusal.write(&mut out, &err.to_string(), 0, None, true);
+                    let _ = conn.wire.write_all(&out).await;
+                    return;
+                }
+            };
+        match proxy.handle(&thread, &mut conn, request).await {
             Ok(true) if !*stopping.borrow() => {}
             Ok(_) => return,
             Err(err) => {
@@ -75,6 +91,7 @@ async fn next_request(
     client: &mut Wire,
     limits: ClientLimits,
     mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    alarm: &mut Alarm,
 ) -> Result<Option<RequestHead>, HeadError> {
     let idle_until = Instant::now() + limits.idle;
     let mut head_until: Option<Instant> = None;
@@ -94,7 +111,7 @@ async fn next_request(
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             },
-            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            () = alarm.until(deadline) => return Ok(None),
             () = stop.as_mut(), if waiting => return Ok(None),
         }
     }

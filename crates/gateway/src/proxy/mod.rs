@@ -9,6 +9,7 @@
 //! draws from a budget (a share of requests plus a floor per second), so a
 //! sick tier is not flooded with retries in a surge.
 
+mod alarm;
 pub(crate) mod answer;
 mod body;
 pub(crate) mod client;
@@ -33,12 +34,13 @@ use crate::balance::Backends;
 use crate::config::{Config, Settings};
 use crate::http1::body::State;
 use crate::http1::request::RequestHead;
-use crate::http1::{Framing, Wire};
+use crate::http1::Framing;
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
+pub(crate) use alarm::Alarm;
 use answer::Refusal;
 use body::RequestBody;
-use headers::PeerIp;
+use client::ClientConn;
 pub(crate) use upstream::UpstreamPool;
 use upstream::{Answer, Outgoing, TryBody, UpstreamError};
 
@@ -170,9 +172,8 @@ impl Proxy {
     pub(crate) async fn handle(
         &self,
         thread: &ThreadParts,
-        client: &mut Wire,
+        conn: &mut ClientConn,
         request: RequestHead,
-        peer: &PeerIp,
     ) -> io::Result<bool> {
         let started = Instant::now();
         let live = self.live();
@@ -182,8 +183,11 @@ impl Proxy {
             .settings
             .access_log
             .then(|| (request.method.clone(), request.path().to_string()));
-        let client_ip =
-            headers::client_ip(peer.addr.ip(), &request, &live.settings.trusted_proxies);
+        let client_ip = headers::client_ip(
+            conn.peer.addr.ip(),
+            &request,
+            &live.settings.trusted_proxies,
+        );
         let limited = live
             .limiter
             .as_ref()
@@ -200,7 +204,7 @@ impl Proxy {
             Ok(_admitted) => {
                 self.metrics.in_flight().inc();
                 let forwarded = self
-                    .forward(thread, client, &request, peer, &request_id, &live)
+                    .forward(thread, conn, &request, &request_id, &live)
                     .await;
                 self.metrics.in_flight().dec();
                 forwarded
@@ -235,7 +239,7 @@ impl Proxy {
                     Some(&request_id),
                     close,
                 );
-                (None, client.write_all(&out).await.map(|()| !close))
+                (None, conn.wire.write_all(&out).await.map(|()| !close))
             }
             Reply::Backend {
                 label,
@@ -243,7 +247,7 @@ impl Proxy {
                 authority,
             } => {
                 let whole = relay::relay(
-                    client,
+                    &mut conn.wire,
                     answer,
                     &request_id,
                     request.http11,
@@ -289,12 +293,16 @@ impl Proxy {
     async fn forward(
         &self,
         thread: &ThreadParts,
-        client: &mut Wire,
+        conn: &mut ClientConn,
         request: &RequestHead,
-        peer: &PeerIp,
         request_id: &Bytes,
         live: &Live,
     ) -> Forwarded {
+        let ClientConn {
+            wire: client,
+            peer,
+            upstream_alarm: alarm,
+        } = conn;
         let s = &live.settings;
         let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
             reply: Reply::Gateway(refusal, detail),
@@ -318,7 +326,7 @@ impl Proxy {
                 );
             }
         }
-        let mut body = match RequestBody::read(client, request.framing, s).await {
+        let mut body = match RequestBody::read(client, request.framing, s, alarm).await {
             Ok(body) => body,
             Err((refusal, detail)) => return gateway(refusal, detail, false),
         };
@@ -374,11 +382,12 @@ impl Proxy {
 
             let sent = Instant::now();
             let in_flight = backend.start_request();
-            let outcome = tokio::time::timeout(
-                s.upstream_timeout,
-                thread.upstream.send(&backend.authority, outgoing),
-            )
-            .await;
+            let deadline = sent + s.upstream_timeout;
+            let outcome = tokio::select! {
+                biased;
+                answer = thread.upstream.send(&backend.authority, outgoing) => Ok(answer),
+                () = alarm.until(deadline) => Err(()),
+            };
             drop(in_flight);
             let now = Instant::now();
             let rules = live.ejection_rules();

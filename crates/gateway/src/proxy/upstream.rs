@@ -139,7 +139,9 @@ impl UpstreamPool {
     /// the way.
     fn take(&self, authority: &Authority) -> Option<Wire> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, list) = kept.iter_mut().find(|(a, _)| a == authority)?;
+        let (_, list) = kept
+            .iter_mut()
+            .find(|(a, _)| a.as_str() == authority.as_str())?;
         while let Some(wire) = list.pop() {
             if wire.looks_open() {
                 return Some(wire);
@@ -151,7 +153,10 @@ impl UpstreamPool {
     /// Keeps a connection whose last response was read to its end.
     pub(crate) fn put_back(&self, authority: &Authority, wire: Wire) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let at = match kept.iter().position(|(a, _)| a == authority) {
+        let at = match kept
+            .iter()
+            .position(|(a, _)| a.as_str() == authority.as_str())
+        {
             Some(at) => at,
             None => {
                 kept.push((authority.clone(), Vec::new()));
