@@ -132,18 +132,23 @@ impl Backends {
     ) -> Option<Arc<Backend>> {
         let now = Instant::now();
         let list = self.snapshot();
-        // One look at each backend (one lock), then decide on the copies.
-        let samples: Vec<Sample> = list
-            .iter()
-            .map(|b| {
-                if tried.iter().any(|t| Arc::ptr_eq(t, b)) {
-                    Sample::TRIED
-                } else {
-                    b.sample(now, slow_start)
-                }
-            })
-            .collect();
-        let (backends, samples) = (&list, &samples);
+        // One look at each backend (one lock), then decide on the copies;
+        // kept on the stack for the usual handful of backends.
+        const ON_STACK: usize = 16;
+        let mut stack = [Sample::TRIED; ON_STACK];
+        let mut heap = Vec::new();
+        let samples: &mut [Sample] = if list.len() <= ON_STACK {
+            &mut stack[..list.len()]
+        } else {
+            heap.resize(list.len(), Sample::TRIED);
+            &mut heap
+        };
+        for (sample, b) in samples.iter_mut().zip(list.iter()) {
+            if !tried.iter().any(|t| Arc::ptr_eq(t, b)) {
+                *sample = b.sample(now, slow_start);
+            }
+        }
+        let (backends, samples) = (&list, &*samples);
         let available = |pool: Pool| {
             move |i: usize| {
                 backends[i].spec.pool == pool && samples[i].untried && samples[i].state == State::Up
@@ -156,14 +161,21 @@ impl Backends {
             &last_resort,
         ];
         for in_tier in tiers {
-            let members: Vec<usize> = (0..list.len()).filter(|&i| in_tier(i)).collect();
-            let chosen = match (members.len(), policy) {
+            let count = (0..list.len()).filter(|&i| in_tier(i)).count();
+            // The tier's k-th member.
+            let member = |k: usize| {
+                (0..list.len())
+                    .filter(|&i| in_tier(i))
+                    .nth(k % count)
+                    .unwrap_or(0)
+            };
+            let chosen = match (count, policy) {
                 (0, _) => continue,
-                (1, _) => members[0],
+                (1, _) => member(0),
                 (count, Policy::PeakEwma) => {
                     let a = fastrand::usize(..count);
                     let b = (a + 1 + fastrand::usize(..count - 1)) % count;
-                    let (first, second) = (members[a], members[b]);
+                    let (first, second) = (member(a), member(b));
                     if samples[first].load <= samples[second].load {
                         first
                     } else {
@@ -175,9 +187,9 @@ impl Backends {
                     // Weighted by slow start: a returning backend's turn is
                     // skipped with the probability it is not yet trusted.
                     (0..count)
-                        .map(|step| members[(start + step) % count])
+                        .map(|step| member(start + step))
                         .find(|&i| fastrand::f64() < samples[i].weight)
-                        .unwrap_or(members[start % count])
+                        .unwrap_or_else(|| member(start))
                 }
             };
             return Some(Arc::clone(&list[chosen]));

@@ -58,6 +58,67 @@ pub(crate) struct Head {
 pub(crate) struct Field {
     pub(crate) name: Range<usize>,
     pub(crate) value: Range<usize>,
+    pub(crate) known: Known,
+}
+
+/// The headers the gateway looks at or leaves out, recognised once as a
+/// head is parsed so that no later look compares names again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Known {
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    Expect,
+    Host,
+    ForwardedFor,
+    ForwardedProto,
+    RequestId,
+    IdempotencyKey,
+    /// Another hop-by-hop header (RFC 9110 §7.6.1).
+    HopByHop,
+    Other,
+}
+
+impl Known {
+    fn of(name: &[u8]) -> Known {
+        const NAMES: [(&[u8], Known); 15] = [
+            (b"connection", Known::Connection),
+            (b"content-length", Known::ContentLength),
+            (b"transfer-encoding", Known::TransferEncoding),
+            (b"expect", Known::Expect),
+            (b"host", Known::Host),
+            (b"x-forwarded-for", Known::ForwardedFor),
+            (b"x-forwarded-proto", Known::ForwardedProto),
+            (b"x-request-id", Known::RequestId),
+            (b"idempotency-key", Known::IdempotencyKey),
+            (b"keep-alive", Known::HopByHop),
+            (b"proxy-authenticate", Known::HopByHop),
+            (b"proxy-authorization", Known::HopByHop),
+            (b"proxy-connection", Known::HopByHop),
+            (b"te", Known::HopByHop),
+            (b"upgrade", Known::HopByHop),
+        ];
+        if name.eq_ignore_ascii_case(b"trailer") {
+            return Known::HopByHop;
+        }
+        NAMES
+            .iter()
+            .find(|(known, _)| known.len() == name.len() && known.eq_ignore_ascii_case(name))
+            .map_or(Known::Other, |(_, kind)| *kind)
+    }
+
+    /// Whether the header is copied to the next hop: not one describing
+    /// this connection, nor the body framing the gateway writes itself.
+    fn copied(self) -> bool {
+        !matches!(
+            self,
+            Known::Connection
+                | Known::ContentLength
+                | Known::TransferEncoding
+                | Known::Expect
+                | Known::HopByHop
+        )
+    }
 }
 
 impl Head {
@@ -72,6 +133,7 @@ impl Head {
                 Field {
                     name: name..name + h.name.len(),
                     value: value..value + h.value.len(),
+                    known: Known::of(h.name.as_bytes()),
                 }
             })
             .collect()
@@ -85,38 +147,22 @@ impl Head {
         &self.bytes[field.value.clone()]
     }
 
-    /// Every value of the header `name` (lowercase).
-    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// Every value of the header `known`.
+    pub(crate) fn values(&self, known: Known) -> impl Iterator<Item = &[u8]> + '_ {
         self.fields
             .iter()
-            .filter(move |f| self.name(f).eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |f| f.known == known)
             .map(|f| self.value(f))
     }
 
-    pub(crate) fn get<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
-        self.values(name).next()
+    pub(crate) fn get(&self, known: Known) -> Option<&[u8]> {
+        self.values(known).next()
     }
 
-    pub(crate) fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
+    pub(crate) fn has(&self, known: Known) -> bool {
+        self.fields.iter().any(|f| f.known == known)
     }
 }
-
-/// Headers that describe one connection, or that the gateway writes itself
-/// for the next hop (the body's framing), and so are never copied across.
-const NOT_COPIED: [&str; 11] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "transfer-encoding",
-    "content-length",
-    "expect",
-];
 
 /// What a head's `Connection` header says, and which other headers it names
 /// as hop-by-hop (RFC 9110 §7.6.1).
@@ -130,10 +176,7 @@ pub(crate) struct ConnectionOptions {
 impl ConnectionOptions {
     pub(crate) fn of(head: &Head) -> ConnectionOptions {
         let mut options = ConnectionOptions::default();
-        for field in head.fields.iter() {
-            if !head.name(field).eq_ignore_ascii_case(b"connection") {
-                continue;
-            }
+        for field in head.fields.iter().filter(|f| f.known == Known::Connection) {
             let mut at = field.value.start;
             for token in head.value(field).split(|b| *b == b',') {
                 let trimmed = token.trim_ascii();
@@ -154,14 +197,12 @@ impl ConnectionOptions {
 
     /// Whether `field` of `head` is passed on to the next hop.
     pub(crate) fn copied(&self, head: &Head, field: &Field) -> bool {
-        let name = head.name(field);
-        !NOT_COPIED
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-            && !self
-                .named
-                .iter()
-                .any(|named| name.eq_ignore_ascii_case(&head.bytes[named.clone()]))
+        field.known.copied()
+            && (self.named.is_empty()
+                || !self.named.iter().any(|named| {
+                    head.name(field)
+                        .eq_ignore_ascii_case(&head.bytes[named.clone()])
+                }))
     }
 }
 
@@ -181,7 +222,7 @@ pub(crate) enum Framing {
 pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError> {
     let mut chunked = false;
     let mut codings = 0;
-    for value in head.values("transfer-encoding") {
+    for value in head.values(Known::TransferEncoding) {
         for coding in value.split(|b| *b == b',') {
             let coding = coding.trim_ascii();
             if coding.is_empty() {
@@ -192,7 +233,7 @@ pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError
         }
     }
     let mut length: Option<u64> = None;
-    for value in head.values("content-length") {
+    for value in head.values(Known::ContentLength) {
         let parsed = std::str::from_utf8(value)
             .ok()
             .map(str::trim)

@@ -4,7 +4,8 @@ use bytes::{Bytes, BytesMut};
 use http::Method;
 
 use super::{
-    declared_framing, ConnectionOptions, Framing, Head, HeadError, MAX_HEADERS, MAX_HEAD_BYTES,
+    declared_framing, ConnectionOptions, Framing, Head, HeadError, Known, MAX_HEADERS,
+    MAX_HEAD_BYTES,
 };
 
 #[derive(Debug)]
@@ -71,7 +72,7 @@ pub(crate) fn parse_request(buffer: &mut BytesMut) -> Result<Option<RequestHead>
     let framing = declared_framing(&head)?.unwrap_or(Framing::Empty);
     let connection = ConnectionOptions::of(&head);
     let expects_continue = head
-        .get("expect")
+        .get(Known::Expect)
         .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
     Ok(Some(RequestHead {
         method,

@@ -4,7 +4,8 @@ use bytes::{BufMut, BytesMut};
 use http::{Method, StatusCode};
 
 use super::{
-    declared_framing, ConnectionOptions, Framing, Head, HeadError, MAX_HEADERS, MAX_HEAD_BYTES,
+    declared_framing, ConnectionOptions, Framing, Head, HeadError, Known, MAX_HEADERS,
+    MAX_HEAD_BYTES,
 };
 
 #[derive(Debug)]
@@ -124,17 +125,15 @@ pub(crate) fn write_client_head(
     }
     out.put_slice(b"\r\n");
     for field in &head.fields {
-        let name = head.name(field);
         let passed_length = framing == ClientFraming::HeadersOnly
-            && name.eq_ignore_ascii_case(b"content-length")
+            && field.known == Known::ContentLength
             && response.status != StatusCode::NO_CONTENT;
         if !passed_length
-            && (!response.connection.copied(head, field)
-                || name.eq_ignore_ascii_case(b"x-request-id"))
+            && (field.known == Known::RequestId || !response.connection.copied(head, field))
         {
             continue;
         }
-        put_field(out, name, head.value(field));
+        put_field(out, head.name(field), head.value(field));
     }
     put_field(out, b"x-request-id", request_id);
     match framing {

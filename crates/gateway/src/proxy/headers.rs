@@ -9,11 +9,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::http1::request::RequestHead;
 use crate::http1::response::put_field;
+use crate::http1::Known;
 
-const FORWARDED_FOR: &str = "x-forwarded-for";
 const FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub(crate) const REQUEST_ID: &str = "x-request-id";
-pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const REQUEST_ID: &str = "x-request-id";
 
 /// The peer of a client connection, its address written out once for
 /// all the requests the connection carries.
@@ -40,7 +39,7 @@ pub(crate) fn client_ip(peer: IpAddr, request: &RequestHead, trusted: &[IpAddr])
     }
     let chain: Vec<IpAddr> = request
         .head
-        .values(FORWARDED_FOR)
+        .values(Known::ForwardedFor)
         .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .filter_map(|ip| ip.trim().parse().ok())
@@ -57,7 +56,7 @@ pub(crate) fn client_ip(peer: IpAddr, request: &RequestHead, trusted: &[IpAddr])
 /// random bits from a fast generator (a UUID v4 would read the OS's
 /// random source on every request).
 pub(crate) fn request_id(request: &RequestHead) -> Bytes {
-    match request.head.get(REQUEST_ID) {
+    match request.head.get(Known::RequestId) {
         Some(id) if !id.is_empty() && id.len() <= 128 => Bytes::copy_from_slice(id),
         _ => {
             const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -84,21 +83,19 @@ pub(crate) fn upstream_head(request: &RequestHead, peer: &PeerIp, request_id: &[
     out.put_slice(b" HTTP/1.1\r\n");
     let mut earlier_hops: Vec<&[u8]> = Vec::new();
     for field in &head.fields {
-        let name = head.name(field);
-        if name.eq_ignore_ascii_case(FORWARDED_FOR.as_bytes()) {
+        if field.known == Known::ForwardedFor {
             let value = head.value(field).trim_ascii();
             if !value.is_empty() {
                 earlier_hops.push(value);
             }
             continue;
         }
-        if name.eq_ignore_ascii_case(FORWARDED_PROTO.as_bytes())
-            || name.eq_ignore_ascii_case(REQUEST_ID.as_bytes())
+        if matches!(field.known, Known::ForwardedProto | Known::RequestId)
             || !request.connection.copied(head, field)
         {
             continue;
         }
-        put_field(&mut out, name, head.value(field));
+        put_field(&mut out, head.name(field), head.value(field));
     }
     out.put_slice(b"x-forwarded-for: ");
     for hop in earlier_hops {

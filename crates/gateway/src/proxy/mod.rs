@@ -34,7 +34,7 @@ use crate::balance::Backends;
 use crate::config::{Config, Settings};
 use crate::http1::body::State;
 use crate::http1::request::RequestHead;
-use crate::http1::Framing;
+use crate::http1::{Framing, Known};
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
 pub(crate) use alarm::Alarm;
@@ -330,9 +330,9 @@ impl Proxy {
             Ok(body) => body,
             Err((refusal, detail)) => return gateway(refusal, detail, false),
         };
-        let keyed = request.head.has(headers::IDEMPOTENCY_KEY);
+        let keyed = request.head.has(Known::IdempotencyKey);
         let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
-        let has_host = request.head.has("host");
+        let has_host = request.head.has(Known::Host);
         // Written once, whatever the number of tries.
         let head = headers::upstream_head(request, peer, request_id);
 
