@@ -124,14 +124,33 @@ impl Backends {
     }
 
     /// The backend for the next try, never one in `tried`.
+    #[cfg(test)]
     pub(crate) fn pick(
         &self,
         policy: Policy,
         slow_start: Duration,
         tried: &[Arc<Backend>],
     ) -> Option<Arc<Backend>> {
-        let now = Instant::now();
         let list = self.snapshot();
+        let tried: Vec<usize> = (0..list.len())
+            .filter(|&i| tried.iter().any(|t| Arc::ptr_eq(t, &list[i])))
+            .collect();
+        let chosen = self.pick_in(&list, policy, slow_start, &tried)?;
+        Some(Arc::clone(&list[chosen]))
+    }
+
+    /// Where in `list` (a [`Backends::snapshot`]) the backend for the next
+    /// try is, never one at a place in `tried`. By place, not by `Arc`: the
+    /// request path then never touches a reference count both serving
+    /// threads share.
+    pub(crate) fn pick_in(
+        &self,
+        list: &[Arc<Backend>],
+        policy: Policy,
+        slow_start: Duration,
+        tried: &[usize],
+    ) -> Option<usize> {
+        let now = Instant::now();
         // One look at each backend (one lock), then decide on the copies;
         // kept on the stack for the usual handful of backends.
         const ON_STACK: usize = 16;
@@ -143,12 +162,12 @@ impl Backends {
             heap.resize(list.len(), Sample::TRIED);
             &mut heap
         };
-        for (sample, b) in samples.iter_mut().zip(list.iter()) {
-            if !tried.iter().any(|t| Arc::ptr_eq(t, b)) {
+        for (i, (sample, b)) in samples.iter_mut().zip(list.iter()).enumerate() {
+            if !tried.contains(&i) {
                 *sample = b.sample(now, slow_start);
             }
         }
-        let (backends, samples) = (&list, &*samples);
+        let (backends, samples) = (list, &*samples);
         let available = |pool: Pool| {
             move |i: usize| {
                 backends[i].spec.pool == pool && samples[i].untried && samples[i].state == State::Up
@@ -192,7 +211,7 @@ impl Backends {
                         .unwrap_or_else(|| member(start))
                 }
             };
-            return Some(Arc::clone(&list[chosen]));
+            return Some(chosen);
         }
         None
     }

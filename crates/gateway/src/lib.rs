@@ -8,6 +8,7 @@
 //! `checker` the active health checks, `admin` the operator's API.
 
 mod admin;
+mod answers;
 mod backend;
 mod balance;
 mod checker;

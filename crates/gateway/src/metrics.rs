@@ -1,43 +1,22 @@
 //! The gateway's Prometheus metrics. Backend state, in-flight and latency
 //! are read from the backend set at scrape time, so they are never stale.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use std::fmt::Write as _;
 
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
-};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
+use crate::answers::{Answers, AnswersCollector};
 use crate::backend::State;
 use crate::balance::Backends;
 use crate::traffic::History;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    backend: SharedLabel,
-    status: u16,
-}
-
-/// A label value shared with the backend it names, so counting a request
-/// allocates nothing.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct SharedLabel(Arc<str>);
-
-impl EncodeLabelValue for SharedLabel {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        encoder.write_str(&self.0)
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
@@ -54,58 +33,35 @@ struct BackendLabels {
     backend: String,
 }
 
-/// A request counter a serving thread has used: which metrics, label and
-/// status it counts for.
-type UsedCounter = (u64, Arc<str>, u16, Counter);
-
 #[derive(Debug)]
 pub(crate) struct GatewayMetrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Histogram,
+    answers: Arc<Answers>,
     retries: Family<ReasonLabels, Counter>,
     budget_exhausted: Counter,
     ejections: Family<BackendLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
-    in_flight: Gauge,
     client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
     gateway_label: Arc<str>,
-    /// Tells this set of metrics from others in the same process.
-    id: u64,
 }
 
 impl GatewayMetrics {
     pub(crate) fn new(backends: Arc<Backends>, traffic: Arc<Mutex<History>>) -> Self {
         let mut registry = Registry::default();
         let metrics = GatewayMetrics {
-            requests: Family::default(),
             // 0.25 ms to about 8 s.
-            latency: Histogram::new(exponential_buckets(0.00025, 2.0, 16)),
+            answers: Arc::new(Answers::new(exponential_buckets(0.00025, 2.0, 16))),
             retries: Family::default(),
             budget_exhausted: Counter::default(),
             ejections: Family::default(),
             shed: Family::default(),
-            in_flight: Gauge::default(),
             client_connections: Family::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
             registry: Registry::default(),
-            id: {
-                static NEXT: AtomicU64 = AtomicU64::new(0);
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            },
         };
-        registry.register(
-            "gateway_requests",
-            "Client requests answered, by the backend that answered (or gateway) and status",
-            metrics.requests.clone(),
-        );
-        registry.register(
-            "gateway_request_duration_seconds",
-            "Time from a client request's arrival to its response headers",
-            metrics.latency.clone(),
-        );
+        registry.register_collector(Box::new(AnswersCollector(Arc::clone(&metrics.answers))));
         registry.register(
             "gateway_retries",
             "Tries sent to another backend, by what went wrong with the previous one",
@@ -125,11 +81,6 @@ impl GatewayMetrics {
             "gateway_shed",
             "Requests answered 503 by the gateway itself, by reason",
             metrics.shed.clone(),
-        );
-        registry.register(
-            "gateway_in_flight_requests",
-            "Client requests being handled",
-            metrics.in_flight.clone(),
         );
         registry.register(
             "gateway_client_connections",
@@ -157,37 +108,12 @@ impl GatewayMetrics {
     /// Counts an answer from `backend` (`None`: the gateway's own).
     pub(crate) fn answered(&self, backend: Option<&Arc<str>>, status: u16, elapsed: Duration) {
         let backend = backend.unwrap_or(&self.gateway_label);
-        self.request_counter(backend, status).inc();
-        self.latency.observe(elapsed.as_secs_f64());
+        self.answers.answered(backend, status, elapsed);
     }
 
-    /// The counter for answers from `backend` with `status`, from this
-    /// thread's own list of those it has used: found by the label's
-    /// address, where the family would hash the label set (SipHash) under
-    /// a lock on every request. The list holds the label, so its address
-    /// cannot be reused by another.
-    fn request_counter(&self, backend: &Arc<str>, status: u16) -> Counter {
-        thread_local! {
-            static USED: RefCell<Vec<UsedCounter>> = const { RefCell::new(Vec::new()) };
-        }
-        const MOST_KEPT: usize = 512;
-        USED.with_borrow_mut(|used| {
-            let found = used.iter().find(|(id, label, code, _)| {
-                *id == self.id && *code == status && Arc::ptr_eq(label, backend)
-            });
-            if let Some((.., counter)) = found {
-                return counter.clone();
-            }
-            let labels = RequestLabels {
-                backend: SharedLabel(Arc::clone(backend)),
-                status,
-            };
-            let counter = self.requests.get_or_create(&labels).clone();
-            if used.len() < MOST_KEPT {
-                used.push((self.id, Arc::clone(backend), status, counter.clone()));
-            }
-            counter
-        })
+    /// A client request starts (`+1`) or ends (`-1`).
+    pub(crate) fn in_flight(&self, change: i64) {
+        self.answers.in_flight(change);
     }
 
     pub(crate) fn retried(&self, reason: &str) {
@@ -216,10 +142,6 @@ impl GatewayMetrics {
                 reason: reason.to_string(),
             })
             .inc();
-    }
-
-    pub(crate) fn in_flight(&self) -> &Gauge {
-        &self.in_flight
     }
 
     /// The count of client connections serving thread `thread` has open.

@@ -199,10 +199,10 @@ impl Backend {
     }
 
     /// Counts a request in flight until the guard drops.
-    pub(crate) fn start_request(self: &Arc<Self>) -> InFlight {
+    pub(crate) fn start_request(&self) -> InFlight<'_> {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
+        InFlight(self)
     }
 
     pub(crate) fn inflight(&self) -> u64 {
@@ -291,9 +291,9 @@ impl Backend {
 
 /// A request in flight on a backend.
 #[derive(Debug)]
-pub(crate) struct InFlight(Arc<Backend>);
+pub(crate) struct InFlight<'a>(&'a Backend);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }

@@ -116,10 +116,10 @@ enum TryFailure {
 // allocation on every request instead.
 #[allow(clippy::large_enum_variant)]
 enum Reply {
+    /// From the backend at this place in `Forwarded::backends`.
     Backend {
-        label: Arc<str>,
+        at: usize,
         answer: Answer,
-        authority: http::uri::Authority,
     },
     Gateway(Refusal, String),
 }
@@ -137,9 +137,12 @@ impl Reply {
 struct Forwarded {
     reply: Reply,
     tries: u32,
+    /// The serving thread's own copy of the backend list the request was
+    /// balanced over: backends are named by their place in it.
+    backends: Option<Arc<Vec<Arc<Backend>>>>,
     /// The answering backend's latency sample (sent, answered), fed to its
     /// estimate once the client has its answer: off the critical path.
-    sample: Option<(Arc<Backend>, Instant, Instant)>,
+    sample: Option<(Instant, Instant)>,
     /// Whether the request's body was read to its end, so the connection
     /// can carry another request.
     body_read: bool,
@@ -202,11 +205,11 @@ impl Proxy {
         let request_id = headers::request_id(&request);
         let forwarded = match admitted {
             Ok(_admitted) => {
-                self.metrics.in_flight().inc();
+                self.metrics.in_flight(1);
                 let forwarded = self
                     .forward(thread, conn, &request, &request_id, &live)
                     .await;
-                self.metrics.in_flight().dec();
+                self.metrics.in_flight(-1);
                 forwarded
             }
             Err(refusal) => {
@@ -219,6 +222,7 @@ impl Proxy {
                 Forwarded {
                     reply: Reply::Gateway(refusal, detail.to_string()),
                     tries: 0,
+                    backends: None,
                     sample: None,
                     body_read: request.framing == Framing::Empty,
                 }
@@ -229,7 +233,11 @@ impl Proxy {
         let elapsed = started.elapsed();
         let status = forwarded.reply.status();
         let close = !forwarded.body_read || !request.keep_alive();
-        let (label, written) = match forwarded.reply {
+        let answered_by = match (&forwarded.reply, &forwarded.backends) {
+            (Reply::Backend { at, .. }, Some(list)) => list.get(*at),
+            _ => None,
+        };
+        let written = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
                 let mut out = BytesMut::with_capacity(256 + detail.len());
                 refusal.write(
@@ -239,28 +247,29 @@ impl Proxy {
                     Some(&request_id),
                     close,
                 );
-                (None, conn.wire.write_all(&out).await.map(|()| !close))
+                conn.wire.write_all(&out).await.map(|()| !close)
             }
-            Reply::Backend {
-                label,
-                answer,
-                authority,
-            } => {
+            Reply::Backend { answer, .. } => {
+                // A backend's answer always comes with the list it is in.
+                let Some(backend) = answered_by else {
+                    return Ok(false);
+                };
                 let whole = relay::relay(
                     &mut conn.wire,
                     answer,
                     &request_id,
                     request.http11,
                     close,
-                    (&thread.upstream, &authority),
+                    (&thread.upstream, &backend.authority),
                 )
                 .await;
-                (Some(label), whole.map(|whole| whole && !close))
+                whole.map(|whole| whole && !close)
             }
         };
-        if let Some((backend, sent, answered)) = forwarded.sample {
+        let label = answered_by.map(|backend| &backend.label);
+        if let (Some(backend), Some((sent, answered))) = (answered_by, forwarded.sample) {
             self.judge_status(
-                &backend,
+                backend,
                 StatusCode::from_u16(status).unwrap_or_default(),
                 sent,
                 answered,
@@ -272,7 +281,7 @@ impl Proxy {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .record(client_ip, path_class, status);
-        self.metrics.answered(label.as_ref(), status, elapsed);
+        self.metrics.answered(label, status, elapsed);
         if let Some((method, path)) = logged {
             tracing::info!(
                 target: "flashguard::access",
@@ -280,7 +289,7 @@ impl Proxy {
                 method = %method,
                 path,
                 status,
-                backend = label.as_deref().unwrap_or("gateway"),
+                backend = label.map_or("gateway", |label| &**label),
                 attempts = forwarded.tries,
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 "request"
@@ -307,6 +316,7 @@ impl Proxy {
         let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
             reply: Reply::Gateway(refusal, detail),
             tries: 0,
+            backends: None,
             sample: None,
             body_read,
         };
@@ -337,13 +347,15 @@ impl Proxy {
         let head = headers::upstream_head(request, peer, request_id);
 
         live.budget.deposit();
-        let mut tried: Vec<Arc<Backend>> = Vec::with_capacity(s.attempts as usize);
+        let list = self.backends.snapshot();
+        let mut tried: Vec<usize> = Vec::with_capacity(s.attempts as usize);
         let mut last_failure: Option<TryFailure> = None;
-        let mut last_answer: Option<(Arc<str>, Answer, http::uri::Authority)> = None;
+        let mut last_answer: Option<(usize, Answer)> = None;
         while (tried.len() as u32) < s.attempts {
-            let Some(backend) = self.backends.pick(s.policy, s.slow_start, &tried) else {
+            let Some(at) = self.backends.pick_in(&list, s.policy, s.slow_start, &tried) else {
                 break;
             };
+            let backend = &list[at];
             if !tried.is_empty() {
                 if !live.budget.withdraw() {
                     self.metrics.budget_exhausted();
@@ -356,7 +368,7 @@ impl Proxy {
                     None => "status",
                 });
             }
-            tried.push(Arc::clone(&backend));
+            tried.push(at);
             let try_body = match &mut body {
                 RequestBody::Buffered { bytes, announced } => TryBody::Buffered {
                     bytes: bytes.clone(),
@@ -398,22 +410,15 @@ impl Proxy {
                     let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
                     if !worth_another {
                         return Forwarded {
-                            reply: Reply::Backend {
-                                label: Arc::clone(&backend.label),
-                                answer,
-                                authority: backend.authority.clone(),
-                            },
+                            reply: Reply::Backend { at, answer },
                             tries: tried.len() as u32,
-                            sample: Some((backend, sent, now)),
+                            backends: Some(list),
+                            sample: Some((sent, now)),
                             body_read: true,
                         };
                     }
-                    self.judge_status(&backend, status, sent, now, live);
-                    last_answer = Some((
-                        Arc::clone(&backend.label),
-                        answer,
-                        backend.authority.clone(),
-                    ));
+                    self.judge_status(backend, status, sent, now, live);
+                    last_answer = Some((at, answer));
                 }
                 Ok(Err(UpstreamError::Connect(err))) => {
                     // Nothing reached the backend: it is gone. Out of
@@ -451,7 +456,7 @@ impl Proxy {
                     return gateway(refusal, detail, false);
                 }
                 Ok(Err(err)) => {
-                    self.fail_after_send(&backend, &rules, s.upstream_timeout, now);
+                    self.fail_after_send(backend, &rules, s.upstream_timeout, now);
                     last_failure = Some(TryFailure::AfterSend(
                         Refusal::BadGateway,
                         format!("{} failed while answering: {err}", backend.name()),
@@ -461,7 +466,7 @@ impl Proxy {
                     }
                 }
                 Err(_elapsed) => {
-                    self.fail_after_send(&backend, &rules, s.upstream_timeout, now);
+                    self.fail_after_send(backend, &rules, s.upstream_timeout, now);
                     last_failure = Some(TryFailure::AfterSend(
                         Refusal::UpstreamTimeout,
                         format!(
@@ -481,14 +486,11 @@ impl Proxy {
         // another request.
         let body_read = body.is_buffered();
         // A backend's own answer (a 503 after all retries) beats ours.
-        if let Some((label, answer, authority)) = last_answer {
+        if let Some((at, answer)) = last_answer {
             return Forwarded {
-                reply: Reply::Backend {
-                    label,
-                    answer,
-                    authority,
-                },
+                reply: Reply::Backend { at, answer },
                 tries,
+                backends: Some(list),
                 sample: None,
                 body_read,
             };
@@ -504,6 +506,7 @@ impl Proxy {
         Forwarded {
             reply: Reply::Gateway(refusal, detail),
             tries,
+            backends: None,
             sample: None,
             body_read,
         }
