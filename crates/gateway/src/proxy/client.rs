@@ -31,6 +31,9 @@ pub(crate) struct ClientConn {
     pub(crate) peer: PeerIp,
     /// For the backends' answers (see `Alarm`).
     pub(crate) upstream_alarm: Alarm,
+    /// Room to put messages together, reused by every request.
+    pub(crate) scratch: BytesMut,
+    pub(crate) upstream_head: BytesMut,
 }
 
 pub(crate) async fn serve(
@@ -46,6 +49,8 @@ pub(crate) async fn serve(
         wire: Wire::new(stream),
         peer: PeerIp::of(peer),
         upstream_alarm: Alarm::new(),
+        scratch: BytesMut::with_capacity(4096),
+        upstream_head: BytesMut::with_capacity(1024),
     };
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.

@@ -74,9 +74,14 @@ pub(crate) fn request_id(request: &RequestHead) -> Bytes {
 /// request line in origin form, the client's end-to-end headers, then
 /// `X-Forwarded-For` with the peer appended, `X-Forwarded-Proto` and
 /// `X-Request-Id`.
-pub(crate) fn upstream_head(request: &RequestHead, peer: &PeerIp, request_id: &[u8]) -> BytesMut {
+pub(crate) fn upstream_head(
+    out: &mut BytesMut,
+    request: &RequestHead,
+    peer: &PeerIp,
+    request_id: &[u8],
+) {
     let head = &request.head;
-    let mut out = BytesMut::with_capacity(head.bytes.len() + 128);
+    out.clear();
     out.put_slice(request.method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(&request.target);
@@ -95,7 +100,7 @@ pub(crate) fn upstream_head(request: &RequestHead, peer: &PeerIp, request_id: &[
         {
             continue;
         }
-        put_field(&mut out, head.name(field), head.value(field));
+        put_field(out, head.name(field), head.value(field));
     }
     out.put_slice(b"x-forwarded-for: ");
     for hop in earlier_hops {
@@ -104,9 +109,8 @@ pub(crate) fn upstream_head(request: &RequestHead, peer: &PeerIp, request_id: &[
     }
     out.put_slice(peer.text.as_bytes());
     out.put_slice(b"\r\n");
-    put_field(&mut out, FORWARDED_PROTO.as_bytes(), b"http");
-    put_field(&mut out, REQUEST_ID.as_bytes(), request_id);
-    out
+    put_field(out, FORWARDED_PROTO.as_bytes(), b"http");
+    put_field(out, REQUEST_ID.as_bytes(), request_id);
 }
 
 #[cfg(test)]
@@ -143,7 +147,8 @@ mod tests {
         let id = request_id(&r);
         assert_eq!(&id[..], b"abc", "a given id is kept");
         let peer = PeerIp::of("127.0.0.1:5000".parse().unwrap());
-        let head = upstream_head(&r, &peer, &id);
+        let mut head = BytesMut::new();
+        upstream_head(&mut head, &r, &peer, &id);
         assert_eq!(
             std::str::from_utf8(&head).unwrap(),
             "POST /api/orders HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: k\r\n\

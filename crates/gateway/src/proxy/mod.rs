@@ -23,7 +23,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -239,15 +239,16 @@ impl Proxy {
         };
         let written = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
-                let mut out = BytesMut::with_capacity(256 + detail.len());
+                let out = &mut conn.scratch;
+                out.clear();
                 refusal.write(
-                    &mut out,
+                    out,
                     &detail,
                     live.settings.retry_after_secs,
                     Some(&request_id),
                     close,
                 );
-                conn.wire.write_all(&out).await.map(|()| !close)
+                conn.wire.write_all(out).await.map(|()| !close)
             }
             Reply::Backend { answer, .. } => {
                 // A backend's answer always comes with the list it is in.
@@ -258,9 +259,9 @@ impl Proxy {
                     &mut conn.wire,
                     answer,
                     &request_id,
-                    request.http11,
-                    close,
+                    (request.http11, close),
                     (&thread.upstream, &backend.authority),
+                    &mut conn.scratch,
                 )
                 .await;
                 whole.map(|whole| whole && !close)
@@ -311,6 +312,8 @@ impl Proxy {
             wire: client,
             peer,
             upstream_alarm: alarm,
+            scratch,
+            upstream_head: head,
         } = conn;
         let s = &live.settings;
         let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
@@ -344,7 +347,7 @@ impl Proxy {
         let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
         let has_host = request.head.has(Known::Host);
         // Written once, whatever the number of tries.
-        let head = headers::upstream_head(request, peer, request_id);
+        headers::upstream_head(head, request, peer, request_id);
 
         live.budget.deposit();
         let list = self.backends.snapshot();
@@ -387,9 +390,10 @@ impl Proxy {
             };
             let outgoing = Outgoing {
                 method: &request.method,
-                head: &head,
+                head,
                 has_host,
                 body: try_body,
+                scratch,
             };
 
             let sent = Instant::now();

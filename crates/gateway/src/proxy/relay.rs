@@ -22,24 +22,24 @@ pub(crate) async fn relay(
     client: &mut Wire,
     answer: Answer,
     request_id: &[u8],
-    client_http11: bool,
-    close: bool,
+    (client_http11, close): (bool, bool),
     (pool, authority): (&UpstreamPool, &Authority),
+    out: &mut BytesMut,
 ) -> io::Result<bool> {
     let Answer { head, mut wire } = answer;
     let framing = ClientFraming::for_response(&head, client_http11);
     let chunked = framing == ClientFraming::Chunked;
-    let mut out = BytesMut::with_capacity(512 + wire.buffer.len().min(FLUSH_AT));
-    write_client_head(&mut out, &head, request_id, framing, close);
+    out.clear();
+    write_client_head(out, &head, request_id, framing, close);
     let mut state = State::of(head.framing);
     loop {
         match step(&mut state, &mut wire.buffer) {
-            Ok(Step::Data(data)) if chunked => put_chunk(&mut out, &data),
+            Ok(Step::Data(data)) if chunked => put_chunk(out, &data),
             Ok(Step::Data(data)) => out.put_slice(&data),
             Ok(Step::End) => break,
             Ok(Step::NeedMore) => {
                 if !out.is_empty() {
-                    client.write_all(&out).await?;
+                    client.write_all(out).await?;
                     out.clear();
                 }
                 match wire.read_more().await {
@@ -50,19 +50,19 @@ pub(crate) async fn relay(
             }
             Err(err) => {
                 tracing::debug!(error = %err, "a backend's body was malformed; the client's copy is cut");
-                client.write_all(&out).await?;
+                client.write_all(out).await?;
                 return Ok(false);
             }
         }
         if out.len() >= FLUSH_AT {
-            client.write_all(&out).await?;
+            client.write_all(out).await?;
             out.clear();
         }
     }
     if chunked {
         out.put_slice(LAST_CHUNK);
     }
-    client.write_all(&out).await?;
+    client.write_all(out).await?;
     if head.reusable && wire.buffer.is_empty() {
         pool.put_back(authority, wire);
     }

@@ -69,6 +69,8 @@ pub(crate) struct Outgoing<'a> {
     /// Whether the client sent a `Host` (if not, the backend's is added).
     pub(crate) has_host: bool,
     pub(crate) body: TryBody<'a>,
+    /// Room to put the request together, kept by the client connection.
+    pub(crate) scratch: &'a mut BytesMut,
 }
 
 /// A backend's answer: its head, and the connection its body comes on.
@@ -111,16 +113,16 @@ impl UpstreamPool {
             Some(kept) => kept,
             None => self.connect(authority).await?,
         };
-        write_request(
-            &mut wire,
-            authority,
-            request.head,
-            request.has_host,
-            request.body,
-        )
-        .await?;
+        let Outgoing {
+            method,
+            head,
+            has_host,
+            body,
+            scratch,
+        } = request;
+        write_request(&mut wire, authority, (head, has_host), body, scratch).await?;
         let head = loop {
-            match parse_response(&mut wire.buffer, request.method) {
+            match parse_response(&mut wire.buffer, method) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
                 Err(err) => return Err(UpstreamError::Sent(io::Error::other(err))),
@@ -191,16 +193,12 @@ impl UpstreamPool {
 async fn write_request(
     wire: &mut Wire,
     authority: &Authority,
-    head: &[u8],
-    has_host: bool,
+    (head, has_host): (&[u8], bool),
     body: TryBody<'_>,
+    out: &mut BytesMut,
 ) -> Result<(), UpstreamError> {
     let sent = UpstreamError::Sent;
-    let buffered = match &body {
-        TryBody::Buffered { bytes, .. } => bytes.len(),
-        TryBody::Streaming { .. } => 0,
-    };
-    let mut out = BytesMut::with_capacity(head.len() + buffered + 64);
+    out.clear();
     out.put_slice(head);
     if !has_host {
         out.put_slice(b"host: ");
@@ -210,11 +208,11 @@ async fn write_request(
     let (client, mut state, length, limit) = match body {
         TryBody::Buffered { bytes, announced } => {
             if announced || !bytes.is_empty() {
-                put_length(&mut out, bytes.len() as u64);
+                put_length(out, bytes.len() as u64);
             }
             out.put_slice(b"\r\n");
             out.put_slice(&bytes);
-            return wire.write_all(&out).await.map_err(sent);
+            return wire.write_all(out).await.map_err(sent);
         }
         TryBody::Streaming {
             client,
@@ -224,11 +222,11 @@ async fn write_request(
         } => (client, state, length, limit),
     };
     match length {
-        Some(length) => put_length(&mut out, length),
+        Some(length) => put_length(out, length),
         None => out.put_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.put_slice(b"\r\n");
-    wire.write_all(&out).await.map_err(sent)?;
+    wire.write_all(out).await.map_err(sent)?;
     let mut total = 0u64;
     loop {
         let piece =
@@ -250,9 +248,9 @@ async fn write_request(
         if length.is_some() {
             wire.write_all(&data).await.map_err(sent)?;
         } else {
-            let mut framed = BytesMut::with_capacity(data.len() + 20);
-            put_chunk(&mut framed, &data);
-            wire.write_all(&framed).await.map_err(sent)?;
+            out.clear();
+            put_chunk(out, &data);
+            wire.write_all(out).await.map_err(sent)?;
         }
     }
     if length.is_none() {
