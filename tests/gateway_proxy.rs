@@ -132,6 +132,84 @@ async fn chunked_and_large_bodies_stream_through_both_ways() {
     );
 }
 
+/// Sends `request` on a fresh connection and reads until the gateway
+/// closes it.
+async fn exchange(addr: &str, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_framing_is_refused_and_old_and_waiting_clients_are_understood() {
+    let (gateway, _dir) = gateway_for(echo_backend().await, None).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+
+    // The request-smuggling shapes: refused, the connection closed, nothing
+    // sent on (no answer from the backend is counted).
+    for smuggled in [
+        &b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+    ] {
+        let answer = exchange(&addr, smuggled).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("\"error\":\"bad_request\""), "{answer}");
+    }
+    let answer = exchange(
+        &addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 501"), "{answer}");
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_requests_total", &["backend=\"echo\""]),
+        0.0,
+        "{metrics}"
+    );
+
+    // An HTTP/1.0 client gets a body of unknown length without chunks,
+    // ended by the close.
+    let answer = exchange(&addr, b"GET /stream HTTP/1.0\r\nHost: x\r\n\r\n").await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with("chunk-0;") && body.ends_with("chunk-49;"),
+        "{body}"
+    );
+
+    // A client that waits for 100 Continue gets it before sending its body.
+    let mut waiting = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    waiting
+        .write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), waiting.read_exact(&mut interim))
+        .await
+        .expect("100 Continue arrives before the body is sent")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    waiting.write_all(b"hello").await.unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"body_len\":5"), "{answer}");
+    assert!(
+        !answer.contains("\"expect\""),
+        "the backend is not asked to wait: {answer}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_connections_are_spread_evenly_over_the_serving_threads() {
     let (gateway, _dir) = gateway_for(echo_backend().await, Some("workers = 4\n")).await;
