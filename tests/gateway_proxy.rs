@@ -17,8 +17,12 @@ use support::gateway::{metric_sum, Gateway};
 use support::{client, Part, ADMIN_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The size of `/big`'s answer: many reads and writes on each side.
+const BIG: usize = 3 * 1024 * 1024 + 7;
+
 /// Answers `/echo` with the headers and body length it received, `/slow`
-/// after 600 ms, `/stream` with a chunked body, `/readyz` with 200.
+/// after 600 ms, `/stream` with a chunked body, `/big` with `BIG` bytes of
+/// a known pattern, `/readyz` with 200.
 async fn echo_backend() -> SocketAddr {
     async fn echo(headers: HeaderMap, body: Bytes) -> Json<Value> {
         let headers: serde_json::Map<String, Value> = headers
@@ -43,6 +47,10 @@ async fn echo_backend() -> SocketAddr {
                     (0..50).map(|i| Ok::<_, std::io::Error>(Bytes::from(format!("chunk-{i};"))));
                 axum::body::Body::from_stream(futures::stream::iter(chunks))
             }),
+        )
+        .route(
+            "/big",
+            get(|| async { (0..=255u8).cycle().take(BIG).collect::<Vec<u8>>() }),
         )
         .route("/readyz", get(|| async { "ready" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -130,6 +138,20 @@ async fn chunked_and_large_bodies_stream_through_both_ways() {
         text.starts_with("chunk-0;") && text.ends_with("chunk-49;"),
         "{text}"
     );
+    // A large answer of known length, twice on the same connections: the
+    // second finds the first's backend connection back in the pool.
+    let http = client();
+    for _ in 0..2 {
+        let big = http
+            .get(format!("{}/big", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.content_length(), Some(BIG as u64));
+        let body = big.bytes().await.unwrap();
+        assert_eq!(body.len(), BIG);
+        assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 256) as u8));
+    }
 }
 
 /// Sends `request` on a fresh connection and reads until the gateway

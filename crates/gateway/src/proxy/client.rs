@@ -36,6 +36,24 @@ pub(crate) struct ClientConn {
     pub(crate) upstream_head: BytesMut,
 }
 
+/// Room a connection keeps between requests; what a large message needed
+/// beyond it is given back, so 10,000 idle connections cannot hold on to
+/// what their largest requests once took.
+const KEPT_ROOM: usize = 64 * 1024;
+
+impl ClientConn {
+    fn give_back_room(&mut self) {
+        for buffer in [&mut self.scratch, &mut self.upstream_head] {
+            if buffer.capacity() > KEPT_ROOM {
+                *buffer = BytesMut::new();
+            }
+        }
+        if self.wire.buffer.is_empty() && self.wire.buffer.capacity() > KEPT_ROOM {
+            self.wire.buffer = BytesMut::new();
+        }
+    }
+}
+
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -79,7 +97,9 @@ pub(crate) async fn serve(
                     return;
                 }
             };
-        match proxy.handle(&thread, &mut conn, request).await {
+        let outcome = proxy.handle(&thread, &mut conn, request).await;
+        conn.give_back_room();
+        match outcome {
             Ok(true) if !*stopping.borrow() => {}
             Ok(_) => return,
             Err(err) => {

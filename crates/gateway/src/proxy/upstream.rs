@@ -21,6 +21,8 @@ use crate::http1::Wire;
 
 /// Connections kept per backend per thread at most.
 const MAX_KEPT: usize = 1024;
+/// Buffer room a kept connection may hold on to.
+const KEPT_ROOM: usize = 64 * 1024;
 
 /// Why a try got no response.
 #[derive(Debug)]
@@ -152,8 +154,12 @@ impl UpstreamPool {
         None
     }
 
-    /// Keeps a connection whose last response was read to its end.
-    pub(crate) fn put_back(&self, authority: &Authority, wire: Wire) {
+    /// Keeps a connection whose last response was read to its end (and
+    /// gives back what a large response made its buffer grow to).
+    pub(crate) fn put_back(&self, authority: &Authority, mut wire: Wire) {
+        if wire.buffer.capacity() > KEPT_ROOM {
+            wire.buffer = BytesMut::new();
+        }
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let at = match kept
             .iter()
