@@ -14,11 +14,12 @@ pub(crate) mod request;
 pub(crate) mod response;
 mod wire;
 
-pub(crate) use wire::Wire;
+pub(crate) use wire::{give_back_room, Wire};
 
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::StatusCode;
 
 /// The most headers a message may carry.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -36,6 +37,43 @@ pub(crate) enum HeadError {
     Invalid(&'static str),
     #[error("{0} is not supported")]
     Unsupported(&'static str),
+}
+
+/// What httparse's answer means for a buffer of `buffered` bytes: the
+/// head's length, `None` while more is needed, or too large.
+fn head_length(
+    parsed: httparse::Status<usize>,
+    buffered: usize,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        httparse::Status::Complete(length) => Ok(Some(length)),
+        httparse::Status::Partial if buffered >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+/// Writes a status line; the canonical reason when `reason` is empty.
+pub(crate) fn put_status_line(out: &mut BytesMut, status: StatusCode, reason: &[u8]) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    if reason.is_empty() {
+        out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    } else {
+        out.put_slice(reason);
+    }
+    out.put_slice(b"\r\n");
+}
+
+pub(crate) fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+pub(crate) fn put_number(out: &mut BytesMut, name: &[u8], value: u64) {
+    put_field(out, name, itoa::Buffer::new().format(value).as_bytes());
 }
 
 impl From<httparse::Error> for HeadError {
@@ -81,7 +119,7 @@ pub(crate) enum Known {
 
 impl Known {
     fn of(name: &[u8]) -> Known {
-        const NAMES: [(&[u8], Known); 15] = [
+        const NAMES: [(&[u8], Known); 16] = [
             (b"connection", Known::Connection),
             (b"content-length", Known::ContentLength),
             (b"transfer-encoding", Known::TransferEncoding),
@@ -97,10 +135,8 @@ impl Known {
             (b"proxy-connection", Known::HopByHop),
             (b"te", Known::HopByHop),
             (b"upgrade", Known::HopByHop),
+            (b"trailer", Known::HopByHop),
         ];
-        if name.eq_ignore_ascii_case(b"trailer") {
-            return Known::HopByHop;
-        }
         NAMES
             .iter()
             .find(|(known, _)| known.len() == name.len() && known.eq_ignore_ascii_case(name))

@@ -4,8 +4,7 @@ use bytes::{Bytes, BytesMut};
 use http::Method;
 
 use super::{
-    declared_framing, ConnectionOptions, Framing, Head, HeadError, Known, MAX_HEADERS,
-    MAX_HEAD_BYTES,
+    declared_framing, head_length, ConnectionOptions, Framing, Head, HeadError, Known, MAX_HEADERS,
 };
 
 #[derive(Debug)]
@@ -47,12 +46,8 @@ impl RequestHead {
 pub(crate) fn parse_request(buffer: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut slots);
-    let length = match parsed.parse(buffer)? {
-        httparse::Status::Complete(length) => length,
-        httparse::Status::Partial if buffer.len() >= MAX_HEAD_BYTES => {
-            return Err(HeadError::TooLarge)
-        }
-        httparse::Status::Partial => return Ok(None),
+    let Some(length) = head_length(parsed.parse(buffer)?, buffer.len())? else {
+        return Ok(None);
     };
     let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::Invalid("method"))?;
@@ -103,6 +98,7 @@ fn origin_form(target: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::MAX_HEAD_BYTES;
 
     fn parse(text: &str) -> Result<Option<RequestHead>, HeadError> {
         parse_request(&mut BytesMut::from(text))

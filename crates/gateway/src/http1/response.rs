@@ -4,8 +4,8 @@ use bytes::{BufMut, BytesMut};
 use http::{Method, StatusCode};
 
 use super::{
-    declared_framing, ConnectionOptions, Framing, Head, HeadError, Known, MAX_HEADERS,
-    MAX_HEAD_BYTES,
+    declared_framing, head_length, put_field, put_number, put_status_line, ConnectionOptions,
+    Framing, Head, HeadError, Known, MAX_HEADERS,
 };
 
 #[derive(Debug)]
@@ -29,12 +29,8 @@ pub(crate) fn parse_response(
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
-        let length = match parsed.parse(buffer)? {
-            httparse::Status::Complete(length) => length,
-            httparse::Status::Partial if buffer.len() >= MAX_HEAD_BYTES => {
-                return Err(HeadError::TooLarge)
-            }
-            httparse::Status::Partial => return Ok(None),
+        let Some(length) = head_length(parsed.parse(buffer)?, buffer.len())? else {
+            return Ok(None);
         };
         let code = parsed.code.unwrap_or(0);
         let status = StatusCode::from_u16(code).map_err(|_| HeadError::Invalid("status"))?;
@@ -114,16 +110,7 @@ pub(crate) fn write_client_head(
     close: bool,
 ) {
     let head = &response.head;
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(response.status.as_str().as_bytes());
-    out.put_u8(b' ');
-    let reason = &head.bytes[response.reason.clone()];
-    if reason.is_empty() {
-        out.put_slice(response.status.canonical_reason().unwrap_or("").as_bytes());
-    } else {
-        out.put_slice(reason);
-    }
-    out.put_slice(b"\r\n");
+    put_status_line(out, response.status, &head.bytes[response.reason.clone()]);
     for field in &head.fields {
         let passed_length = framing == ClientFraming::HeadersOnly
             && field.known == Known::ContentLength
@@ -137,11 +124,7 @@ pub(crate) fn write_client_head(
     }
     put_field(out, b"x-request-id", request_id);
     match framing {
-        ClientFraming::Length(n) => put_field(
-            out,
-            b"content-length",
-            itoa::Buffer::new().format(n).as_bytes(),
-        ),
+        ClientFraming::Length(n) => put_number(out, b"content-length", n),
         ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
         ClientFraming::HeadersOnly | ClientFraming::Close => {}
     }
@@ -151,16 +134,10 @@ pub(crate) fn write_client_head(
     out.put_slice(b"\r\n");
 }
 
-pub(crate) fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::MAX_HEAD_BYTES;
 
     fn parse(text: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         parse_response(&mut BytesMut::from(text), &method)

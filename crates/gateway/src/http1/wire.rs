@@ -13,6 +13,17 @@ use super::body::{step, State, Step};
 
 /// How much room a read asks for.
 const READ_ROOM: usize = 16 * 1024;
+/// Room a buffer keeps between messages. What a large message made it grow
+/// to beyond this is given back, so 10,000 idle connections cannot hold on
+/// to what their largest messages once took.
+const KEPT_ROOM: usize = 64 * 1024;
+
+/// Gives back the room of an empty buffer beyond [`KEPT_ROOM`].
+pub(crate) fn give_back_room(buffer: &mut BytesMut) {
+    if buffer.is_empty() && buffer.capacity() > KEPT_ROOM {
+        *buffer = BytesMut::new();
+    }
+}
 
 pub(crate) struct Wire {
     pub(crate) stream: TcpStream,

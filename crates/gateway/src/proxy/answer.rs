@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use http::StatusCode;
 
-use crate::http1::response::put_field;
+use crate::http1::{put_field, put_number, put_status_line};
 
 /// Why the gateway answered by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,26 +67,14 @@ impl Refusal {
     ) {
         let body = serde_json::json!({ "error": self.code(), "detail": detail }).to_string();
         let status = self.status();
-        out.put_slice(b"HTTP/1.1 ");
-        out.put_slice(status.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(status.canonical_reason().unwrap_or("").as_bytes());
-        out.put_slice(b"\r\n");
+        put_status_line(out, status, b"");
         put_field(out, b"content-type", b"application/json");
-        put_field(
-            out,
-            b"content-length",
-            itoa::Buffer::new().format(body.len()).as_bytes(),
-        );
+        put_number(out, b"content-length", body.len() as u64);
         if matches!(
             status,
             StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
         ) {
-            put_field(
-                out,
-                b"retry-after",
-                itoa::Buffer::new().format(retry_after_secs).as_bytes(),
-            );
+            put_number(out, b"retry-after", retry_after_secs);
         }
         if let Some(id) = request_id {
             put_field(out, b"x-request-id", id);

@@ -9,6 +9,7 @@ use super::answer::Refusal;
 use super::Alarm;
 use crate::config::Settings;
 use crate::http1::body::State;
+use crate::http1::request::RequestHead;
 use crate::http1::{Framing, Wire};
 
 pub(crate) enum RequestBody {
@@ -20,12 +21,13 @@ pub(crate) enum RequestBody {
 }
 
 impl RequestBody {
-    /// What to do with the body `framing` announces: refused when its
+    /// What to do with the body `request` announces: refused when its
     /// declared length is over the limit, read now when it fits the retry
-    /// buffer, streamed otherwise.
+    /// buffer, streamed otherwise. A client waiting for `100 Continue` gets
+    /// it once its body is wanted.
     pub(crate) async fn read(
         client: &mut Wire,
-        framing: Framing,
+        request: &RequestHead,
         settings: &Settings,
         alarm: &mut Alarm,
     ) -> Result<RequestBody, (Refusal, String)> {
@@ -35,6 +37,16 @@ impl RequestBody {
                 format!("the body is larger than {} bytes", settings.max_body_bytes),
             )
         };
+        let framing = request.framing;
+        let wanted = match framing {
+            Framing::Empty | Framing::UntilClose => false,
+            Framing::Length(length) => length <= settings.max_body_bytes as u64,
+            Framing::Chunked => true,
+        };
+        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+        if wanted && request.expects_continue && client.write_all(CONTINUE).await.is_err() {
+            return Err((Refusal::BadRequest, "the client went away".to_string()));
+        }
         match framing {
             Framing::Empty | Framing::UntilClose => Ok(RequestBody::Buffered {
                 bytes: Bytes::new(),

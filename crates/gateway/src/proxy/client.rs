@@ -17,7 +17,7 @@ use super::answer::Refusal;
 use super::headers::PeerIp;
 use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
-use crate::http1::{HeadError, Wire};
+use crate::http1::{give_back_room, HeadError, Wire};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientLimits {
@@ -36,21 +36,14 @@ pub(crate) struct ClientConn {
     pub(crate) upstream_head: BytesMut,
 }
 
-/// Room a connection keeps between requests; what a large message needed
-/// beyond it is given back, so 10,000 idle connections cannot hold on to
-/// what their largest requests once took.
-const KEPT_ROOM: usize = 64 * 1024;
-
 impl ClientConn {
+    /// Between requests: what a large one made the buffers grow to goes.
     fn give_back_room(&mut self) {
         for buffer in [&mut self.scratch, &mut self.upstream_head] {
-            if buffer.capacity() > KEPT_ROOM {
-                *buffer = BytesMut::new();
-            }
+            buffer.clear();
+            give_back_room(buffer);
         }
-        if self.wire.buffer.is_empty() && self.wire.buffer.capacity() > KEPT_ROOM {
-            self.wire.buffer = BytesMut::new();
-        }
+        give_back_room(&mut self.wire.buffer);
     }
 }
 
@@ -129,7 +122,8 @@ async fn next_request(
         }
         let waiting = head_until.is_none();
         let deadline = head_until.unwrap_or(idle_until);
-        // Biased: a read that is ready wins without the timer being set.
+        // Biased: a read that is ready wins without the alarm or the stop
+        // signal being polled.
         tokio::select! {
             biased;
             read = client.read_more() => match read {

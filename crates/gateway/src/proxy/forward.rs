@@ -17,7 +17,7 @@ use super::{headers, Forwarded, Live, Proxy, Reply, ThreadParts};
 use crate::backend::{Backend, EjectionRules, Failure};
 use crate::http1::body::State;
 use crate::http1::request::RequestHead;
-use crate::http1::{Framing, Known};
+use crate::http1::Known;
 
 /// How one try ended, when it did not produce the client's answer.
 enum TryFailure {
@@ -45,32 +45,15 @@ impl Proxy {
             upstream_head: head,
         } = conn;
         let s = &live.settings;
-        let gateway = |refusal: Refusal, detail: String, body_read: bool| Forwarded {
-            reply: Reply::Gateway(refusal, detail),
-            tries: 0,
-            backends: None,
-            sample: None,
-            body_read,
-        };
-        if request.expects_continue && request.framing != Framing::Empty {
-            let too_large =
-                matches!(request.framing, Framing::Length(n) if n > s.max_body_bytes as u64);
-            if !too_large
-                && client
-                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                    .await
-                    .is_err()
-            {
-                return gateway(
-                    Refusal::BadRequest,
-                    "the client went away".to_string(),
-                    false,
-                );
-            }
-        }
-        let mut body = match RequestBody::read(client, request.framing, s, alarm).await {
+        let mut body = match RequestBody::read(client, request, s, alarm).await {
             Ok(body) => body,
-            Err((refusal, detail)) => return gateway(refusal, detail, false),
+            Err((refusal, detail)) => {
+                return Forwarded {
+                    reply: Reply::Gateway(refusal, detail),
+                    tries: 0,
+                    body_read: false,
+                }
+            }
         };
         let keyed = request.head.has(Known::IdempotencyKey);
         let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
@@ -143,10 +126,13 @@ impl Proxy {
                     let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
                     if !worth_another {
                         return Forwarded {
-                            reply: Reply::Backend { at, answer },
+                            reply: Reply::Backend {
+                                backends: list,
+                                at,
+                                answer,
+                                sample: Some((sent, now)),
+                            },
                             tries: tried.len() as u32,
-                            backends: Some(list),
-                            sample: Some((sent, now)),
                             body_read: true,
                         };
                     }
@@ -186,7 +172,11 @@ impl Proxy {
                     } else {
                         Refusal::BadRequest
                     };
-                    return gateway(refusal, detail, false);
+                    return Forwarded {
+                        reply: Reply::Gateway(refusal, detail),
+                        tries: 0,
+                        body_read: false,
+                    };
                 }
                 Ok(Err(err)) => {
                     self.fail_after_send(backend, &rules, s.upstream_timeout, now);
@@ -221,10 +211,13 @@ impl Proxy {
         // A backend's own answer (a 503 after all retries) beats ours.
         if let Some((at, answer)) = last_answer {
             return Forwarded {
-                reply: Reply::Backend { at, answer },
+                reply: Reply::Backend {
+                    backends: list,
+                    at,
+                    answer,
+                    sample: None,
+                },
                 tries,
-                backends: Some(list),
-                sample: None,
                 body_read,
             };
         }
@@ -239,8 +232,6 @@ impl Proxy {
         Forwarded {
             reply: Reply::Gateway(refusal, detail),
             tries,
-            backends: None,
-            sample: None,
             body_read,
         }
     }

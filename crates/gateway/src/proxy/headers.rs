@@ -8,8 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::http1::request::RequestHead;
-use crate::http1::response::put_field;
-use crate::http1::Known;
+use crate::http1::{put_field, Known};
 
 const FORWARDED_PROTO: &str = "x-forwarded-proto";
 const REQUEST_ID: &str = "x-request-id";

@@ -24,7 +24,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::StatusCode;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
@@ -106,10 +105,16 @@ pub(crate) struct ThreadParts {
 // allocation on every request instead.
 #[allow(clippy::large_enum_variant)]
 enum Reply {
-    /// From the backend at this place in `Forwarded::backends`.
     Backend {
+        /// The serving thread's own copy of the backend list the request
+        /// was balanced over, and the answering backend's place in it.
+        backends: Arc<Vec<Arc<Backend>>>,
         at: usize,
         answer: Answer,
+        /// Its latency sample (sent, answered), fed to its estimate once
+        /// the client has its answer: off the critical path. `None` when
+        /// it was fed already, before a retry.
+        sample: Option<(Instant, Instant)>,
     },
     Gateway(Refusal, String),
 }
@@ -127,12 +132,6 @@ impl Reply {
 struct Forwarded {
     reply: Reply,
     tries: u32,
-    /// The serving thread's own copy of the backend list the request was
-    /// balanced over: backends are named by their place in it.
-    backends: Option<Arc<Vec<Arc<Backend>>>>,
-    /// The answering backend's latency sample (sent, answered), fed to its
-    /// estimate once the client has its answer: off the critical path.
-    sample: Option<(Instant, Instant)>,
     /// Whether the request's body was read to its end, so the connection
     /// can carry another request.
     body_read: bool,
@@ -212,8 +211,6 @@ impl Proxy {
                 Forwarded {
                     reply: Reply::Gateway(refusal, detail.to_string()),
                     tries: 0,
-                    backends: None,
-                    sample: None,
                     body_read: request.framing == Framing::Empty,
                 }
             }
@@ -223,11 +220,7 @@ impl Proxy {
         let elapsed = started.elapsed();
         let status = forwarded.reply.status();
         let close = !forwarded.body_read || !request.keep_alive();
-        let answered_by = match (&forwarded.reply, &forwarded.backends) {
-            (Reply::Backend { at, .. }, Some(list)) => list.get(*at),
-            _ => None,
-        };
-        let written = match forwarded.reply {
+        let (written, answered_by) = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
                 let out = &mut conn.scratch;
                 out.clear();
@@ -238,13 +231,16 @@ impl Proxy {
                     Some(&request_id),
                     close,
                 );
-                conn.wire.write_all(out).await.map(|()| !close)
+                (conn.wire.write_all(out).await.map(|()| !close), None)
             }
-            Reply::Backend { answer, .. } => {
-                // A backend's answer always comes with the list it is in.
-                let Some(backend) = answered_by else {
-                    return Ok(false);
-                };
+            Reply::Backend {
+                backends,
+                at,
+                answer,
+                sample,
+            } => {
+                let backend = &backends[at];
+                let answered_with = answer.head.status;
                 let whole = relay::relay(
                     &mut conn.wire,
                     answer,
@@ -254,19 +250,13 @@ impl Proxy {
                     &mut conn.scratch,
                 )
                 .await;
-                whole.map(|whole| whole && !close)
+                if let Some((sent, answered)) = sample {
+                    self.judge_status(backend, answered_with, sent, answered, &live);
+                }
+                (whole.map(|whole| whole && !close), Some((backends, at)))
             }
         };
-        let label = answered_by.map(|backend| &backend.label);
-        if let (Some(backend), Some((sent, answered))) = (answered_by, forwarded.sample) {
-            self.judge_status(
-                backend,
-                StatusCode::from_u16(status).unwrap_or_default(),
-                sent,
-                answered,
-                &live,
-            );
-        }
+        let label = answered_by.as_ref().map(|(list, at)| &list[*at].label);
         thread
             .traffic
             .lock()

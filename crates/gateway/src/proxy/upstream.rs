@@ -17,12 +17,10 @@ use tokio::net::TcpStream;
 
 use crate::http1::body::{put_chunk, State, LAST_CHUNK};
 use crate::http1::response::{parse_response, ResponseHead};
-use crate::http1::Wire;
+use crate::http1::{give_back_room, put_field, put_number, Wire};
 
 /// Connections kept per backend per thread at most.
 const MAX_KEPT: usize = 1024;
-/// Buffer room a kept connection may hold on to.
-const KEPT_ROOM: usize = 64 * 1024;
 
 /// Why a try got no response.
 #[derive(Debug)]
@@ -157,9 +155,7 @@ impl UpstreamPool {
     /// Keeps a connection whose last response was read to its end (and
     /// gives back what a large response made its buffer grow to).
     pub(crate) fn put_back(&self, authority: &Authority, mut wire: Wire) {
-        if wire.buffer.capacity() > KEPT_ROOM {
-            wire.buffer = BytesMut::new();
-        }
+        give_back_room(&mut wire.buffer);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let at = match kept
             .iter()
@@ -207,14 +203,12 @@ async fn write_request(
     out.clear();
     out.put_slice(head);
     if !has_host {
-        out.put_slice(b"host: ");
-        out.put_slice(authority.as_str().as_bytes());
-        out.put_slice(b"\r\n");
+        put_field(out, b"host", authority.as_str().as_bytes());
     }
     let (client, mut state, length, limit) = match body {
         TryBody::Buffered { bytes, announced } => {
             if announced || !bytes.is_empty() {
-                put_length(out, bytes.len() as u64);
+                put_number(out, b"content-length", bytes.len() as u64);
             }
             out.put_slice(b"\r\n");
             out.put_slice(&bytes);
@@ -228,8 +222,8 @@ async fn write_request(
         } => (client, state, length, limit),
     };
     match length {
-        Some(length) => put_length(out, length),
-        None => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Some(length) => put_number(out, b"content-length", length),
+        None => put_field(out, b"transfer-encoding", b"chunked"),
     }
     out.put_slice(b"\r\n");
     wire.write_all(out).await.map_err(sent)?;
@@ -263,10 +257,4 @@ async fn write_request(
         wire.write_all(LAST_CHUNK).await.map_err(sent)?;
     }
     Ok(())
-}
-
-fn put_length(out: &mut BytesMut, length: u64) {
-    out.put_slice(b"content-length: ");
-    out.put_slice(itoa::Buffer::new().format(length).as_bytes());
-    out.put_slice(b"\r\n");
 }
