@@ -1,13 +1,60 @@
 //! A gateway process for the end-to-end tests, and the load they send
 //! through it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use axum::routing::{any, get};
+use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::{client, wait_for_status, Part, ADMIN_TOKEN};
+
+/// The size of `/big`'s answer: many reads and writes on each side.
+pub const BIG: usize = 3 * 1024 * 1024 + 7;
+
+/// Answers `/echo` with the headers and body length it received, `/slow`
+/// after 600 ms, `/stream` with a chunked body, `/big` with `BIG` bytes of
+/// a known pattern, `/readyz` with 200.
+pub async fn echo_backend() -> SocketAddr {
+    async fn echo(headers: HeaderMap, body: Bytes) -> Json<Value> {
+        let headers: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        Json(json!({ "headers": headers, "body_len": body.len() }))
+    }
+    let app = Router::new()
+        .route("/echo", any(echo))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                "slow"
+            }),
+        )
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks =
+                    (0..50).map(|i| Ok::<_, std::io::Error>(Bytes::from(format!("chunk-{i};"))));
+                axum::body::Body::from_stream(futures::stream::iter(chunks))
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async { (0..=255u8).cycle().take(BIG).collect::<Vec<u8>>() }),
+        )
+        .route("/readyz", get(|| async { "ready" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
 
 pub struct Gateway {
     pub part: Part,

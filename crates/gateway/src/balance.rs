@@ -24,13 +24,25 @@ const EVENTS_KEPT: usize = 512;
 /// Whether the backend at an index belongs to a tier of the choice.
 type Tier<'a> = &'a dyn Fn(usize) -> bool;
 
-/// A backend changed state (for the admin API and, later, incidents).
+/// What happened to a backend, as `GET /admin/events` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Change {
+    Added,
+    Up,
+    Down,
+    Ejected,
+    Draining,
+    Removed,
+}
+
+/// A backend changed state (for the admin API and the monitor's timeline).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Event {
     /// Unix time in ms.
     pub(crate) at_ms: i64,
     pub(crate) backend: String,
-    pub(crate) state: &'static str,
+    pub(crate) state: Change,
     pub(crate) reason: String,
 }
 
@@ -78,7 +90,7 @@ impl Backends {
             }
         });
         if added {
-            self.record(backend.name(), "added", format!("{}", backend.spec.addr));
+            self.record(backend.name(), Change::Added, backend.spec.addr.to_string());
         }
         added
     }
@@ -93,7 +105,7 @@ impl Backends {
         });
         if let Some(backend) = &removed {
             backend.mark_removed();
-            self.record(name, "removed", String::new());
+            self.record(name, Change::Removed, String::new());
         }
         removed
     }
@@ -103,9 +115,9 @@ impl Backends {
         self.snapshot().iter().map(|b| b.view(now)).collect()
     }
 
-    pub(crate) fn record(&self, backend: &str, state: &'static str, reason: String) {
+    pub(crate) fn record(&self, backend: &str, state: Change, reason: String) {
         let at_ms = flashguard_telemetry::unix_ms();
-        tracing::info!(backend, state, reason, "backend state changed");
+        tracing::info!(backend, ?state, reason, "backend state changed");
         let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         if events.len() == EVENTS_KEPT {
             events.pop_front();
@@ -220,7 +232,7 @@ impl Backends {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{EjectionRules, Failure};
+    use crate::backend::{EjectionRules, Lesson};
     use crate::config::{BackendSpec, Config};
 
     fn add(backends: &Backends, name: &str, pool: Pool) -> Arc<Backend> {
@@ -234,19 +246,20 @@ mod tests {
         backend
     }
 
+    const RULES: EjectionRules = EjectionRules {
+        after_connect_failures: 1,
+        after_5xx: 1,
+        base: Duration::from_secs(60),
+        max: Duration::from_secs(60),
+        penalty: Duration::from_secs(1),
+    };
+
     fn eject(backend: &Backend) {
-        let rules = EjectionRules {
-            after_connect_failures: 1,
-            after_5xx: 1,
-            base: Duration::from_secs(60),
-            max: Duration::from_secs(60),
-        };
-        backend.record_failure(
-            Failure::Connect,
-            Duration::from_secs(1),
-            &rules,
-            Instant::now(),
-        );
+        backend.learn(Lesson::FailedAfterSend, &RULES, Instant::now());
+    }
+
+    fn mark_down(backend: &Backend) {
+        backend.learn(Lesson::Unreachable, &RULES, Instant::now());
     }
 
     #[tokio::test(start_paused = true)]
@@ -268,7 +281,7 @@ mod tests {
             "a retry goes to another primary"
         );
         eject(&p1);
-        p2.mark_down();
+        mark_down(&p2);
         assert_eq!(
             backends
                 .pick(Policy::PeakEwma, Duration::ZERO, &[])
@@ -276,7 +289,7 @@ mod tests {
                 .name(),
             "b1"
         );
-        b1.mark_down();
+        mark_down(&b1);
         let last = backends
             .pick(Policy::PeakEwma, Duration::ZERO, &[])
             .unwrap();
@@ -291,8 +304,11 @@ mod tests {
         let backends = Backends::default();
         let fast = add(&backends, "fast", Pool::Primary);
         let slow = add(&backends, "slow", Pool::Primary);
-        fast.record_success(Duration::from_millis(1), Instant::now());
-        slow.record_success(Duration::from_millis(200), Instant::now());
+        let answered = |ms| Lesson::Answered {
+            rtt: Duration::from_millis(ms),
+        };
+        fast.learn(answered(1), &RULES, Instant::now());
+        slow.learn(answered(200), &RULES, Instant::now());
         for _ in 0..20 {
             let chosen = backends
                 .pick(Policy::PeakEwma, Duration::ZERO, &[])

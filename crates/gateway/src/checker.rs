@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use crate::backend::Backend;
-use crate::balance::Backends;
+use crate::balance::{Backends, Change};
 use crate::proxy::Proxy;
 
 pub(crate) type CheckClient = Client<HttpConnector, Empty<Bytes>>;
@@ -58,9 +58,9 @@ pub(crate) fn watch(
             if let Some(up) = target.record_check(ok, s.rise, s.fall, Instant::now()) {
                 if let Some(backends) = backends.upgrade() {
                     let (state, reason) = if up {
-                        ("up", format!("{} checks passed", s.rise))
+                        (Change::Up, format!("{} checks passed", s.rise))
                     } else {
-                        ("down", format!("{} checks failed", s.fall))
+                        (Change::Down, format!("{} checks failed", s.fall))
                     };
                     backends.record(target.name(), state, reason);
                 }

@@ -187,6 +187,10 @@ pub struct TimeoutsFile {
     pub client_idle_ms: u64,
     /// On SIGTERM, in-flight requests get this long to finish. Default 10000.
     pub shutdown_grace_ms: u64,
+    /// On SIGTERM, an idle keep-alive connection stays open this long, so a
+    /// request its client already sent is answered (with `Connection:
+    /// close`) rather than cut off. Default 1000.
+    pub shutdown_idle_grace_ms: u64,
 }
 
 impl Default for TimeoutsFile {
@@ -197,6 +201,7 @@ impl Default for TimeoutsFile {
             client_header_ms: 10_000,
             client_idle_ms: 5_000,
             shutdown_grace_ms: 10_000,
+            shutdown_idle_grace_ms: 1_000,
         }
     }
 }
@@ -331,6 +336,7 @@ pub struct Config {
     pub client_header_timeout: Duration,
     pub client_idle_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub shutdown_idle_grace: Duration,
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
     pub backends: Vec<BackendSpec>,
@@ -449,6 +455,11 @@ impl ConfigFile {
             "must be between 100 and 3600000 (an hour)",
         )?;
         require(
+            t.shutdown_idle_grace_ms <= t.shutdown_grace_ms,
+            "timeouts.shutdown_idle_grace_ms",
+            "must be at most timeouts.shutdown_grace_ms",
+        )?;
+        require(
             l.max_body_bytes >= 1,
             "limits.max_body_bytes",
             "must be at least 1",
@@ -530,6 +541,7 @@ impl ConfigFile {
             client_header_timeout: ms(t.client_header_ms),
             client_idle_timeout: ms(t.client_idle_ms),
             shutdown_grace: ms(t.shutdown_grace_ms),
+            shutdown_idle_grace: ms(t.shutdown_idle_grace_ms),
             max_concurrent_requests: l.max_concurrent_requests,
             max_connections: l.max_connections,
             backends,

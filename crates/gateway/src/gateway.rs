@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
-use crate::balance::Backends;
+use crate::balance::{Backends, Change};
 use crate::checker::{self, CheckClient};
 use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
@@ -132,7 +132,7 @@ impl Gateway {
         backend.start_draining();
         self.backends.record(
             name,
-            "draining",
+            Change::Draining,
             format!("{} in flight", backend.inflight()),
         );
         let gateway = Arc::clone(self);

@@ -87,7 +87,13 @@ pub async fn run(
     if gateway.config_path.is_some() {
         tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
     }
+    // Stopping has two steps: listeners close first, so no new connection
+    // lands on a gateway that is going; only then are open connections
+    // told to close (a client that reconnects then reaches the gateway
+    // that stays, through the shared port).
+    let (stop_accepting, accepting_stopped) = watch::channel(false);
     let (stop, stopping) = watch::channel(false);
+    let (listening, mut listeners_closed) = mpsc::channel::<()>(1);
     let admin_app = admin::router(Arc::clone(&gateway));
     let mut admin_stopping = stopping.clone();
     let admin = tokio::spawn(async move {
@@ -115,9 +121,12 @@ pub async fn run(
         limits: ClientLimits {
             header: config.client_header_timeout,
             idle: config.client_idle_timeout,
+            stop_grace: config.shutdown_idle_grace,
         },
         connect_timeout: config.connect_timeout,
+        accepting_stopped,
         stopping,
+        listening,
     };
     let mut threads = Vec::with_capacity(config.workers);
     for (n, inbox) in handed_over.drain(..).enumerate() {
@@ -130,10 +139,14 @@ pub async fn run(
         threads.push(thread);
     }
     drop(proxy_listener);
+    drop(worker);
 
     shutdown.await;
     tracing::info!("shutdown requested; not ready, finishing in-flight requests");
     gateway.stop_being_ready();
+    let _ = stop_accepting.send(true);
+    // Every serving thread has closed its listener once none holds a sender.
+    let _ = listeners_closed.recv().await;
     let _ = stop.send(true);
     let deadline = Instant::now() + config.shutdown_grace;
     while connections.available_permits() < config.max_connections && Instant::now() < deadline {
@@ -203,7 +216,12 @@ struct Worker {
     spread: Arc<Spread>,
     limits: ClientLimits,
     connect_timeout: Duration,
+    /// Turns true when the listeners must close.
+    accepting_stopped: watch::Receiver<bool>,
+    /// Turns true when open connections must close.
     stopping: watch::Receiver<bool>,
+    /// Held while this thread's listener is open.
+    listening: mpsc::Sender<()>,
 }
 
 impl Worker {
@@ -282,6 +300,7 @@ impl Worker {
             while open.try_join_next().is_some() {}
         }
         drop(listener);
+        drop(self.listening);
         let grace = tokio::time::sleep(self.gateway.shutdown_grace);
         tokio::pin!(grace);
         loop {
@@ -322,7 +341,7 @@ impl Worker {
         &self,
         listener: &TcpListener,
     ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
-        let mut stopping = self.stopping.clone();
+        let mut stopping = self.accepting_stopped.clone();
         loop {
             let permit = tokio::select! {
                 permit = Arc::clone(&self.connections).acquire_owned() => permit.ok()?,

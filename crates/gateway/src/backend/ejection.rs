@@ -19,7 +19,7 @@ pub(super) struct Ejection {
 
 /// What made a backend look bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
+pub(super) enum Failure {
     Connect,
     ServerError,
 }
@@ -28,9 +28,12 @@ pub(crate) enum Failure {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EjectionRules {
     pub(crate) after_connect_failures: u32,
-    pub after_5xx: u32,
+    pub(crate) after_5xx: u32,
     pub(crate) base: Duration,
     pub(crate) max: Duration,
+    /// The latency a failure counts as (the upstream timeout): maximally
+    /// slow.
+    pub(crate) penalty: Duration,
 }
 
 impl Ejection {
@@ -92,6 +95,7 @@ mod tests {
         after_5xx: 3,
         base: Duration::from_secs(1),
         max: Duration::from_secs(4),
+        penalty: Duration::from_secs(5),
     };
 
     #[tokio::test(start_paused = true)]

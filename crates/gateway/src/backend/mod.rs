@@ -13,12 +13,47 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-pub(crate) use ejection::{EjectionRules, Failure};
+pub(crate) use ejection::EjectionRules;
+use ejection::Failure;
 
 use crate::config::{BackendSpec, Pool, Settings};
 use ejection::Ejection;
 use ewma::PeakEwma;
 use health::Hysteresis;
+
+/// What one try showed of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lesson {
+    /// It answered, after `rtt`, with a status that is not a 5xx.
+    Answered { rtt: Duration },
+    /// It answered `503`: full, shedding on purpose, alive.
+    Shed,
+    /// The connection could not be made: nothing reached it.
+    Unreachable,
+    /// It failed after the request may have reached it: reset, cut off,
+    /// a malformed answer, no answer in time, or a 5xx.
+    FailedAfterSend,
+}
+
+impl Lesson {
+    /// What an answer with `status` shows.
+    pub(crate) fn of_answer(status: http::StatusCode, rtt: Duration) -> Lesson {
+        match status.as_u16() {
+            503 => Lesson::Shed,
+            500..=599 => Lesson::FailedAfterSend,
+            _ => Lesson::Answered { rtt },
+        }
+    }
+}
+
+/// What a lesson changed, for the event log and the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Learned {
+    /// It was up and is now down.
+    pub(crate) marked_down: bool,
+    /// It was ejected, for this long.
+    pub(crate) ejected_for: Option<Duration>,
+}
 
 /// What `/admin/backends` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,32 +244,39 @@ impl Backend {
         self.inflight.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn record_success(&self, rtt: Duration, now: Instant) {
+    /// Takes in what one try showed of this backend — its latency, a
+    /// failure, a refused connection — and returns what that changed. The
+    /// one place an outcome reaches the balancer's view of a backend.
+    pub(crate) fn learn(&self, lesson: Lesson, rules: &EjectionRules, now: Instant) -> Learned {
         let mut inner = self.inner();
-        inner.ewma.observe(rtt, now);
-        inner.ejection.record_success();
-    }
-
-    /// Records a failed request as maximally slow (`penalty`); returns the
-    /// ejection's length when this failure ejected the backend.
-    pub(crate) fn record_failure(
-        &self,
-        failure: Failure,
-        penalty: Duration,
-        rules: &EjectionRules,
-        now: Instant,
-    ) -> Option<Duration> {
+        let mut learned = Learned::default();
+        let failure = match lesson {
+            Lesson::Answered { rtt } => {
+                inner.ewma.observe(rtt, now);
+                inner.ejection.record_success();
+                return learned;
+            }
+            // A shop sheds load with 503 on purpose: make it look slow so
+            // traffic moves elsewhere, but never eject it for that.
+            Lesson::Shed => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                inner.ewma.observe(rules.penalty, now);
+                return learned;
+            }
+            // Nothing reached it: the process is gone. Out of rotation at
+            // once; `rise` passing checks bring it back.
+            Lesson::Unreachable => {
+                learned.marked_down = inner.health.force_down();
+                Failure::Connect
+            }
+            Lesson::FailedAfterSend => Failure::ServerError,
+        };
+        // A failure counts as maximally slow, so a backend that fails fast
+        // does not attract traffic.
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let mut inner = self.inner();
-        inner.ewma.observe(penalty, now);
-        inner.ejection.record_failure(failure, rules, now)
-    }
-
-    /// Records a deliberate 503 (the backend shed load): counted as a
-    /// failure and as maximally slow, but never a reason to eject.
-    pub(crate) fn record_shed(&self, penalty: Duration, now: Instant) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        self.inner().ewma.observe(penalty, now);
+        inner.ewma.observe(rules.penalty, now);
+        learned.ejected_for = inner.ejection.record_failure(failure, rules, now);
+        learned
     }
 
     /// Records an active check; returns the new health when it changed.
@@ -251,12 +293,6 @@ impl Backend {
             inner.back_since = Some(now);
         }
         changed
-    }
-
-    /// Refused connections mean the process is gone: down until `rise`
-    /// checks pass. Returns whether that changed its health.
-    pub(crate) fn mark_down(&self) -> bool {
-        self.inner().health.force_down()
     }
 
     pub(crate) fn start_draining(&self) {
@@ -336,14 +372,19 @@ mod tests {
             after_5xx: 3,
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
+            penalty: Duration::from_secs(5),
         };
-        let ejected = backend.record_failure(
-            Failure::Connect,
-            Duration::from_secs(5),
-            &rules,
-            Instant::now(),
+        for _ in 0..2 {
+            backend.learn(Lesson::FailedAfterSend, &rules, Instant::now());
+        }
+        let learned = backend.learn(Lesson::FailedAfterSend, &rules, Instant::now());
+        assert_eq!(
+            learned,
+            Learned {
+                marked_down: false,
+                ejected_for: Some(Duration::from_secs(1))
+            }
         );
-        assert_eq!(ejected, Some(Duration::from_secs(1)));
         assert_eq!(backend.state(Instant::now()), State::Ejected);
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(backend.state(Instant::now()), State::Up);
@@ -360,10 +401,41 @@ mod tests {
             after_5xx: 100,
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
+            penalty: Duration::from_secs(5),
         };
         let now = Instant::now();
-        good.record_success(Duration::from_millis(20), now);
-        bad.record_failure(Failure::ServerError, Duration::from_secs(5), &rules, now);
+        let answered = Lesson::of_answer(http::StatusCode::OK, Duration::from_millis(20));
+        good.learn(answered, &rules, now);
+        bad.learn(Lesson::FailedAfterSend, &rules, now);
         assert!(bad.load(now, Duration::ZERO) > 100.0 * good.load(now, Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_connection_takes_a_backend_down_and_a_shed_503_never_ejects() {
+        let rules = EjectionRules {
+            after_connect_failures: 1,
+            after_5xx: 1,
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            penalty: Duration::from_secs(5),
+        };
+        let shedding = backend(false);
+        for _ in 0..10 {
+            let shed = Lesson::of_answer(http::StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO);
+            assert_eq!(
+                shedding.learn(shed, &rules, Instant::now()),
+                Learned::default()
+            );
+        }
+        assert_eq!(shedding.state(Instant::now()), State::Up);
+        let gone = backend(false);
+        let learned = gone.learn(Lesson::Unreachable, &rules, Instant::now());
+        assert!(learned.marked_down);
+        assert_eq!(gone.state(Instant::now()), State::Down);
+        assert!(
+            !gone
+                .learn(Lesson::Unreachable, &rules, Instant::now())
+                .marked_down
+        );
     }
 }

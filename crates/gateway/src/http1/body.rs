@@ -103,14 +103,18 @@ pub(crate) fn step(state: &mut State, buffer: &mut BytesMut) -> io::Result<Step>
                 let Some(line) = take_line(buffer)? else {
                     return Ok(Step::NeedMore);
                 };
+                // The size, then optional whitespace before any extension
+                // (RFC 9112 §7.1.1); nothing before the digits.
                 let digits = line[..]
                     .split(|b| *b == b';')
                     .next()
                     .unwrap_or_default()
-                    .trim_ascii();
+                    .trim_ascii_end();
                 let size = std::str::from_utf8(digits)
                     .ok()
-                    .filter(|d| !d.is_empty() && d.len() <= 15)
+                    .filter(|d| {
+                        !d.is_empty() && d.len() <= 15 && d.bytes().all(|b| b.is_ascii_hexdigit())
+                    })
                     .and_then(|d| u64::from_str_radix(d, 16).ok())
                     .ok_or_else(|| malformed("a chunk size is not hexadecimal"))?;
                 *state = if size == 0 {
@@ -133,16 +137,25 @@ pub(crate) fn step(state: &mut State, buffer: &mut BytesMut) -> io::Result<Step>
     }
 }
 
-/// Takes one CRLF-ended line off `buffer`, without its CRLF.
+/// Takes one CRLF-ended line off `buffer`, without its CRLF. A bare LF or
+/// CR before it is refused: a front proxy that takes a bare LF for a line
+/// end would read the bytes after it differently (a request desync).
 fn take_line(buffer: &mut BytesMut) -> io::Result<Option<BytesMut>> {
-    match buffer.windows(2).position(|pair| pair == b"\r\n") {
-        Some(end) => {
-            let line = buffer.split_to(end);
+    let Some(at) = buffer.iter().position(|b| matches!(b, b'\r' | b'\n')) else {
+        if buffer.len() > MAX_LINE {
+            return Err(malformed("a line is too long"));
+        }
+        return Ok(None);
+    };
+    match buffer.get(at..at + 2) {
+        Some(b"\r\n") => {
+            let line = buffer.split_to(at);
             buffer.advance(2);
             Ok(Some(line))
         }
-        None if buffer.len() > MAX_LINE => Err(malformed("a line is too long")),
-        None => Ok(None),
+        // A CR at the end of what has arrived: its LF may follow.
+        None if buffer[at] == b'\r' => Ok(None),
+        _ => Err(malformed("a line does not end in CRLF")),
     }
 }
 
@@ -188,6 +201,29 @@ mod tests {
         assert_eq!(&buffer[..], b"def", "what follows is not part of the body");
         let (data, ended, _) = decode(State::Length(3), b"ab").unwrap();
         assert_eq!((&data[..], ended), (&b"ab"[..], false));
+    }
+
+    #[test]
+    fn chunk_lines_end_in_crlf_exactly() {
+        for input in [
+            &b"5;a\nb\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx-t: 1\n\r\n",
+            b"5\rX\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode(State::ChunkSize, input).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let (data, ended, _) = decode(State::ChunkSize, b"5 ;a=1\r\nhello\r\n0\r\n\r\n").unwrap();
+        assert_eq!(
+            (&data[..], ended),
+            (&b"hello"[..], true),
+            "whitespace before ';' is allowed"
+        );
     }
 
     #[test]

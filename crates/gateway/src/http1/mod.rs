@@ -14,7 +14,7 @@ pub(crate) mod request;
 pub(crate) mod response;
 mod wire;
 
-pub(crate) use wire::{give_back_room, Wire};
+pub(crate) use wire::{give_back_room, Stream, Wire};
 
 use std::ops::Range;
 
@@ -231,10 +231,12 @@ impl ConnectionOptions {
         options
     }
 
-    /// Whether `field` of `head` is passed on to the next hop.
+    /// Whether `field` of `head` is passed on to the next hop. `Host` is
+    /// never taken for hop-by-hop, whatever `Connection` names.
     pub(crate) fn copied(&self, head: &Head, field: &Field) -> bool {
         field.known.copied()
             && (self.named.is_empty()
+                || field.known == Known::Host
                 || !self.named.iter().any(|named| {
                     head.name(field)
                         .eq_ignore_ascii_case(&head.bytes[named.clone()])
@@ -252,12 +254,24 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
-/// The body framing a head declares: `Transfer-Encoding: chunked` or one
-/// `Content-Length`; both, several different lengths, or another transfer
-/// coding are refused (RFC 9112 §6.3, the request-smuggling rules).
-pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError> {
-    let mut chunked = false;
+/// The body framing a head declares, and whether transfer codings other
+/// than chunked come before it (`gzip, chunked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Declared {
+    pub(crate) framing: Framing,
+    /// Codings the gateway does not undo sit under the chunked framing:
+    /// they must reach the next hop unchanged, or not at all.
+    pub(crate) coded: bool,
+}
+
+/// The body framing a head declares: `Transfer-Encoding` ending in
+/// `chunked`, or one `Content-Length` (RFC 9112 §6.3, the request-smuggling
+/// rules). Both together, several different lengths, or codings that do
+/// not end in `chunked` (the length cannot be known) are refused.
+pub(crate) fn declared_framing(head: &Head) -> Result<Option<Declared>, HeadError> {
     let mut codings = 0;
+    let mut last_chunked = false;
+    let mut chunked_seen = false;
     for value in head.values(Known::TransferEncoding) {
         for coding in value.split(|b| *b == b',') {
             let coding = coding.trim_ascii();
@@ -265,7 +279,14 @@ pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError
                 continue;
             }
             codings += 1;
-            chunked = coding.eq_ignore_ascii_case(b"chunked");
+            // Chunked may be applied once, and only last.
+            if chunked_seen {
+                return Err(HeadError::Invalid(
+                    "Transfer-Encoding: chunked must be the final coding",
+                ));
+            }
+            last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            chunked_seen = last_chunked;
         }
     }
     let mut length: Option<u64> = None;
@@ -281,15 +302,21 @@ pub(crate) fn declared_framing(head: &Head) -> Result<Option<Framing>, HeadError
         }
         length = Some(parsed);
     }
-    match (codings, chunked, length) {
+    match (codings, last_chunked, length) {
         (0, _, None) => Ok(None),
-        (0, _, Some(n)) => Ok(Some(Framing::Length(n))),
-        (_, true, None) => Ok(Some(Framing::Chunked)),
-        (_, true, Some(_)) => Err(HeadError::Invalid(
+        (0, _, Some(n)) => Ok(Some(Declared {
+            framing: Framing::Length(n),
+            coded: false,
+        })),
+        (_, _, Some(_)) => Err(HeadError::Invalid(
             "Content-Length beside Transfer-Encoding",
         )),
-        (_, false, _) => Err(HeadError::Unsupported(
-            "a transfer coding other than chunked",
+        (_, true, None) => Ok(Some(Declared {
+            framing: Framing::Chunked,
+            coded: codings > 1,
+        })),
+        (_, false, None) => Err(HeadError::Invalid(
+            "Transfer-Encoding: chunked must be the final coding",
         )),
     }
 }
@@ -327,25 +354,61 @@ mod tests {
 
     #[test]
     fn framing_is_one_length_or_chunked_and_nothing_ambiguous() {
-        let framing =
-            |extra: &str| declared_framing(&head(&format!("POST / HTTP/1.1\r\n{extra}\r\n")));
+        let framing = |extra: &str| {
+            declared_framing(&head(&format!("POST / HTTP/1.1\r\n{extra}\r\n")))
+                .map(|d| d.map(|d| (d.framing, d.coded)))
+        };
         assert_eq!(framing(""), Ok(None));
         assert_eq!(
             framing("Content-Length: 5\r\n"),
-            Ok(Some(Framing::Length(5)))
+            Ok(Some((Framing::Length(5), false)))
         );
         assert_eq!(
             framing("Content-Length: 5\r\nContent-Length: 5\r\n"),
-            Ok(Some(Framing::Length(5)))
+            Ok(Some((Framing::Length(5), false)))
         );
         assert_eq!(
             framing("Transfer-Encoding: chunked\r\n"),
-            Ok(Some(Framing::Chunked))
+            Ok(Some((Framing::Chunked, false)))
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: gzip, chunked\r\n"),
+            Ok(Some((Framing::Chunked, true))),
+            "a coding under chunked is kept track of, never dropped"
+        );
+        assert_eq!(
+            framing("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"),
+            Ok(Some((Framing::Chunked, true)))
         );
         assert!(framing("Content-Length: 5\r\nContent-Length: 6\r\n").is_err());
         assert!(framing("Content-Length: -1\r\n").is_err());
         assert!(framing("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n").is_err());
-        assert!(framing("Transfer-Encoding: gzip\r\n").is_err());
-        assert!(framing("Transfer-Encoding: chunked, gzip\r\n").is_err());
+        for not_final in [
+            "gzip",
+            "chunked, gzip",
+            "chunked, identity",
+            "chunked, chunked",
+        ] {
+            assert_eq!(
+                framing(&format!("Transfer-Encoding: {not_final}\r\n")),
+                Err(HeadError::Invalid(
+                    "Transfer-Encoding: chunked must be the final coding"
+                )),
+                "{not_final}"
+            );
+        }
+    }
+
+    #[test]
+    fn connection_cannot_name_host_away() {
+        let h = head("GET / HTTP/1.1\r\nConnection: Host, X-A\r\nHost: shop\r\nX-A: 1\r\n\r\n");
+        let options = ConnectionOptions::of(&h);
+        let copied: Vec<&[u8]> = h
+            .fields
+            .iter()
+            .filter(|f| options.copied(&h, f))
+            .map(|f| h.name(f))
+            .collect();
+        assert_eq!(copied, [&b"Host"[..]]);
     }
 }

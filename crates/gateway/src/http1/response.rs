@@ -17,6 +17,18 @@ pub(crate) struct ResponseHead {
     pub(crate) connection: ConnectionOptions,
     /// Whether the backend's connection may carry another request.
     pub(crate) reusable: bool,
+    /// Transfer codings other than chunked sit under the chunked framing
+    /// (`gzip, chunked`): they go to the client unchanged.
+    pub(crate) coded: bool,
+}
+
+impl ResponseHead {
+    /// Whether the body can reach this client as the backend coded it:
+    /// transfer codings cannot go to an HTTP/1.0 client, and dropping them
+    /// would hand it a body it cannot read.
+    pub(crate) fn relayable_to(&self, client_http11: bool) -> bool {
+        client_http11 || !self.coded
+    }
 }
 
 /// Parses a response head from the front of `buffer`. `Ok(None)`: more
@@ -58,9 +70,11 @@ pub(crate) fn parse_response(
         let bodiless = *request_method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        let framing = match declared_framing(&head)? {
+        let declared = declared_framing(&head)?;
+        let coded = declared.is_some_and(|d| d.coded) && !bodiless;
+        let framing = match declared {
             _ if bodiless => Framing::Empty,
-            Some(framing) => framing,
+            Some(declared) => declared.framing,
             None => Framing::UntilClose,
         };
         let connection = ConnectionOptions::of(&head);
@@ -72,6 +86,7 @@ pub(crate) fn parse_response(
             framing,
             connection,
             reusable,
+            coded,
         }));
     }
 }
@@ -125,6 +140,16 @@ pub(crate) fn write_client_head(
     put_field(out, b"x-request-id", request_id);
     match framing {
         ClientFraming::Length(n) => put_number(out, b"content-length", n),
+        // The backend's codings, which end in chunked, unchanged.
+        ClientFraming::Chunked if response.coded => {
+            for field in head
+                .fields
+                .iter()
+                .filter(|f| f.known == Known::TransferEncoding)
+            {
+                put_field(out, head.name(field), head.value(field));
+            }
+        }
         ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
         ClientFraming::HeadersOnly | ClientFraming::Close => {}
     }
@@ -190,6 +215,29 @@ mod tests {
             true,
         );
         assert!(head.contains("Content-Length: 9\r\n"), "{head}");
+    }
+
+    #[test]
+    fn codings_under_chunked_reach_an_http11_client_unchanged() {
+        let coded = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        let head = parse(coded, Method::GET).unwrap().unwrap();
+        assert!(head.coded && head.relayable_to(true) && !head.relayable_to(false));
+        let text = client_head(coded, Method::GET, true);
+        assert!(
+            text.contains("Transfer-Encoding: gzip, chunked\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("transfer-encoding: chunked"), "{text}");
+        let plain = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        );
+        assert!(plain.unwrap().unwrap().relayable_to(false));
+        assert!(parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            Method::GET
+        )
+        .is_err());
     }
 
     #[test]

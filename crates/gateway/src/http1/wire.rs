@@ -1,12 +1,14 @@
-//! One TCP connection and what has been read from it but not yet used.
+//! One connection and what has been read from it but not yet used. The
+//! connection is any byte stream (`Stream`): plain TCP today, TLS later, so
+//! the request path is written once for both.
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::body::{step, State, Step};
@@ -25,13 +27,18 @@ pub(crate) fn give_back_room(buffer: &mut BytesMut) {
     }
 }
 
-pub(crate) struct Wire {
-    pub(crate) stream: TcpStream,
+/// What a connection of the request path must be: a byte stream both ways.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
+pub(crate) struct Wire<S = TcpStream> {
+    pub(crate) stream: S,
     pub(crate) buffer: BytesMut,
 }
 
-impl Wire {
-    pub(crate) fn new(stream: TcpStream) -> Wire {
+impl<S: Stream> Wire<S> {
+    pub(crate) fn new(stream: S) -> Wire<S> {
         Wire {
             stream,
             buffer: BytesMut::with_capacity(READ_ROOM),
@@ -80,11 +87,17 @@ impl Wire {
     }
 
     /// Whether a kept connection is still open: the peer has not closed
-    /// it nor sent anything unasked. No system call unless the socket was
-    /// reported readable.
-    pub(crate) fn looks_open(&self) -> bool {
+    /// it nor sent anything unasked. One poll that must find nothing to
+    /// read; on a socket no system call unless it was reported readable.
+    pub(crate) fn looks_open(&mut self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
         let mut probe = [0u8; 1];
-        self.buffer.is_empty()
-            && matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+        let mut probe = ReadBuf::new(&mut probe);
+        let mut cx = Context::from_waker(Waker::noop());
+        Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
     }
 }

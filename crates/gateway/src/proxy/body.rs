@@ -6,11 +6,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::time::Instant;
 
 use super::answer::Refusal;
+use super::failure::TryError;
+use super::upstream::TryBody;
 use super::Alarm;
 use crate::config::Settings;
 use crate::http1::body::State;
 use crate::http1::request::RequestHead;
-use crate::http1::{Framing, Wire};
+use crate::http1::{Framing, Stream, Wire};
 
 pub(crate) enum RequestBody {
     /// `announced`: the client sent a `Content-Length`.
@@ -25,18 +27,19 @@ impl RequestBody {
     /// declared length is over the limit, read now when it fits the retry
     /// buffer, streamed otherwise. A client waiting for `100 Continue` gets
     /// it once its body is wanted.
-    pub(crate) async fn read(
-        client: &mut Wire,
+    pub(crate) async fn read<C: Stream>(
+        client: &mut Wire<C>,
         request: &RequestHead,
         settings: &Settings,
         alarm: &mut Alarm,
-    ) -> Result<RequestBody, (Refusal, String)> {
+    ) -> Result<RequestBody, TryError> {
         let too_large = || {
-            (
+            TryError::client(
                 Refusal::PayloadTooLarge,
                 format!("the body is larger than {} bytes", settings.max_body_bytes),
             )
         };
+        let unread = |detail: String| TryError::client(Refusal::BadRequest, detail);
         let framing = request.framing;
         let wanted = match framing {
             Framing::Empty | Framing::UntilClose => false,
@@ -45,7 +48,7 @@ impl RequestBody {
         };
         const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
         if wanted && request.expects_continue && client.write_all(CONTINUE).await.is_err() {
-            return Err((Refusal::BadRequest, "the client went away".to_string()));
+            return Err(unread("the client went away".to_string()));
         }
         match framing {
             Framing::Empty | Framing::UntilClose => Ok(RequestBody::Buffered {
@@ -67,12 +70,10 @@ impl RequestBody {
                         bytes,
                         announced: true,
                     }),
-                    Ok(Err(err)) => Err((
-                        Refusal::BadRequest,
-                        format!("the request body could not be read: {err}"),
-                    )),
-                    Err(_) => Err((
-                        Refusal::BadRequest,
+                    Ok(Err(err)) => {
+                        Err(unread(format!("the request body could not be read: {err}")))
+                    }
+                    Err(_) => Err(unread(
                         "the request body did not arrive in time".to_string(),
                     )),
                 }
@@ -91,9 +92,43 @@ impl RequestBody {
     pub(crate) fn is_buffered(&self) -> bool {
         matches!(self, RequestBody::Buffered { .. })
     }
+
+    /// The body for the next try; `None` when it was streamed to an
+    /// earlier one and cannot be sent again.
+    pub(crate) fn for_try<'a, C>(
+        &mut self,
+        client: &'a mut Wire<C>,
+        framing: Framing,
+        limit: u64,
+    ) -> Option<TryBody<'a, C>> {
+        match self {
+            RequestBody::Buffered { bytes, announced } => Some(TryBody::Buffered {
+                bytes: bytes.clone(),
+                announced: *announced,
+            }),
+            RequestBody::Streaming { spent: true, .. } => None,
+            RequestBody::Streaming { length, spent } => {
+                *spent = true;
+                Some(TryBody::Streaming {
+                    client,
+                    state: State::of(framing),
+                    length: *length,
+                    limit,
+                })
+            }
+        }
+    }
+
+    /// A try that never reached its backend did not touch a streamed
+    /// body: another backend can have it.
+    pub(crate) fn untouched(&mut self) {
+        if let RequestBody::Streaming { spent, .. } = self {
+            *spent = false;
+        }
+    }
 }
 
-async fn read_whole(client: &mut Wire, length: u64) -> std::io::Result<Bytes> {
+async fn read_whole<C: Stream>(client: &mut Wire<C>, length: u64) -> std::io::Result<Bytes> {
     let length = length as usize;
     if client.buffer.len() >= length {
         return Ok(client.buffer.split_to(length).freeze());

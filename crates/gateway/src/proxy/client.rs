@@ -3,13 +3,19 @@
 //! timeouts: a head must arrive whole within `client_header_ms` of its
 //! first byte, and a keep-alive connection with no request for
 //! `client_idle_ms` is closed.
+//!
+//! When the gateway stops, a connection is not cut under its client: the
+//! answer being written says `Connection: close`; an idle keep-alive
+//! connection stays open for `shutdown_idle_grace_ms` in case a request is
+//! already on its way, and that request is answered with `Connection:
+//! close`. Only then is it closed. Closing it at once would fail the
+//! request a client sent a moment before it saw the close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -17,26 +23,37 @@ use super::answer::Refusal;
 use super::headers::PeerIp;
 use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
-use crate::http1::{give_back_room, HeadError, Wire};
+use crate::http1::{give_back_room, HeadError, Stream, Wire};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientLimits {
     pub(crate) header: Duration,
     pub(crate) idle: Duration,
+    /// How long an idle connection stays open once the gateway stops.
+    pub(crate) stop_grace: Duration,
 }
 
 /// A client connection and what its requests share.
-pub(crate) struct ClientConn {
-    pub(crate) wire: Wire,
+pub(crate) struct ClientConn<S> {
+    pub(crate) wire: Wire<S>,
     pub(crate) peer: PeerIp,
     /// For the backends' answers (see `Alarm`).
-    pub(crate) upstream_alarm: Alarm,
+    pub(crate) alarm: Alarm,
     /// Room to put messages together, reused by every request.
     pub(crate) scratch: BytesMut,
     pub(crate) upstream_head: BytesMut,
+    /// Turns true when the gateway stops: every answer from then on closes
+    /// the connection.
+    stopping: watch::Receiver<bool>,
 }
 
-impl ClientConn {
+impl<S: Stream> ClientConn<S> {
+    /// Whether the gateway is stopping, so this answer must close the
+    /// connection.
+    pub(crate) fn stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Between requests: what a large one made the buffers grow to goes.
     fn give_back_room(&mut self) {
         for buffer in [&mut self.scratch, &mut self.upstream_head] {
@@ -47,54 +64,56 @@ impl ClientConn {
     }
 }
 
-pub(crate) async fn serve(
-    stream: TcpStream,
+pub(crate) async fn serve<S: Stream>(
+    stream: S,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     thread: ThreadParts,
     limits: ClientLimits,
     stopping: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let mut conn = ClientConn {
-        wire: Wire::new(stream),
-        peer: PeerIp::of(peer),
-        upstream_alarm: Alarm::new(),
-        scratch: BytesMut::with_capacity(4096),
-        upstream_head: BytesMut::with_capacity(1024),
-    };
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.
     let mut stop_watch = stopping.clone();
-    let stop = std::pin::pin!(async move {
-        let _ = stop_watch.wait_for(|stop| *stop).await;
-    });
-    let mut stop = stop;
+    let mut stop = Stop {
+        signal: Box::pin(async move {
+            let _ = stop_watch.wait_for(|stop| *stop).await;
+        }),
+        since: None,
+    };
+    let mut conn = ClientConn {
+        wire: Wire::new(stream),
+        peer: PeerIp::of(peer),
+        alarm: Alarm::new(),
+        scratch: BytesMut::with_capacity(4096),
+        upstream_head: BytesMut::with_capacity(1024),
+        stopping,
+    };
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).
     let mut waiting_alarm = Alarm::new();
     loop {
-        let request =
-            match next_request(&mut conn.wire, limits, stop.as_mut(), &mut waiting_alarm).await {
-                Ok(Some(request)) => request,
-                Ok(None) => return,
-                Err(err) => {
-                    let refusal = match err {
-                        HeadError::TooLarge => Refusal::HeadTooLarge,
-                        HeadError::Unsupported(_) => Refusal::NotImplemented,
-                        _ => Refusal::BadRequest,
-                    };
-                    let mut out = BytesMut::new();
-                    refusal.write(&mut out, &err.to_string(), 0, None, true);
-                    let _ = conn.wire.write_all(&out).await;
-                    return;
-                }
-            };
+        let next = next_request(&mut conn.wire, limits, &mut stop, &mut waiting_alarm).await;
+        let request = match next {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(err) => {
+                let refusal = match err {
+                    HeadError::TooLarge => Refusal::HeadTooLarge,
+                    HeadError::Unsupported(_) => Refusal::NotImplemented,
+                    _ => Refusal::BadRequest,
+                };
+                let mut out = BytesMut::new();
+                refusal.write(&mut out, &err.to_string(), 0, None, true);
+                let _ = conn.wire.write_all(&out).await;
+                return;
+            }
+        };
         let outcome = proxy.handle(&thread, &mut conn, request).await;
         conn.give_back_room();
         match outcome {
-            Ok(true) if !*stopping.borrow() => {}
-            Ok(_) => return,
+            Ok(true) => {}
+            Ok(false) => return,
             Err(err) => {
                 tracing::debug!(%peer, error = %err, "client connection ended with an error");
                 return;
@@ -103,12 +122,20 @@ pub(crate) async fn serve(
     }
 }
 
+/// The gateway's stop signal as a connection sees it.
+struct Stop {
+    signal: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// When this connection saw it, once it has.
+    since: Option<Instant>,
+}
+
 /// The next request's head; `None` when the client closes, stays idle too
-/// long, is too slow with its head, or the gateway stops between requests.
-async fn next_request(
-    client: &mut Wire,
+/// long, is too slow with its head, or stays idle through the grace after
+/// the gateway stopped.
+async fn next_request<S: Stream>(
+    client: &mut Wire<S>,
     limits: ClientLimits,
-    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    stop: &mut Stop,
     alarm: &mut Alarm,
 ) -> Result<Option<RequestHead>, HeadError> {
     let idle_until = Instant::now() + limits.idle;
@@ -120,8 +147,12 @@ async fn next_request(
             }
             head_until.get_or_insert_with(|| Instant::now() + limits.header);
         }
-        let waiting = head_until.is_none();
-        let deadline = head_until.unwrap_or(idle_until);
+        let deadline = match (head_until, stop.since) {
+            (Some(head_until), _) => head_until,
+            (None, Some(since)) => idle_until.min(since + limits.stop_grace),
+            (None, None) => idle_until,
+        };
+        let watching = stop.since.is_none();
         // Biased: a read that is ready wins without the alarm or the stop
         // signal being polled.
         tokio::select! {
@@ -131,7 +162,7 @@ async fn next_request(
                 Ok(_) => {}
             },
             () = alarm.until(deadline) => return Ok(None),
-            () = stop.as_mut(), if waiting => return Ok(None),
+            () = stop.signal.as_mut(), if watching => stop.since = Some(Instant::now()),
         }
     }
 }

@@ -1,278 +1,285 @@
-//! One request's tries: the backend chosen for each, the safe retry rule
-//! with its budget, and what each answer or failure teaches the balancer
-//! (latency, ejection).
+//! One request's tries: pick a backend, send, judge, then retry or answer.
+//! What each try shows of its backend goes to that backend (`learn`); the
+//! judgement of a failure is `failure::TryError`'s alone.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::Method;
 use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
 use super::answer::Refusal;
 use super::body::RequestBody;
 use super::client::ClientConn;
-use super::upstream::{Answer, Outgoing, TryBody, UpstreamError};
-use super::{headers, Forwarded, Live, Proxy, Reply, ThreadParts};
-use crate::backend::{Backend, EjectionRules, Failure};
-use crate::http1::body::State;
+use super::failure::{Fault, Happened, TryError};
+use super::upstream::{Answer, Outgoing, UpstreamPool};
+use super::{headers, Alarm, Live};
+use crate::backend::{Backend, Learned, Lesson};
+use crate::balance::{Backends, Change};
 use crate::http1::request::RequestHead;
-use crate::http1::Known;
+use crate::http1::{Known, Stream};
+use crate::metrics::GatewayMetrics;
 
-/// How one try ended, when it did not produce the client's answer.
-enum TryFailure {
-    /// Never reached the backend.
-    Connect(String),
-    /// May have reached it.
-    AfterSend(Refusal, String),
+/// What a request's tries use: the backends, the settings of the moment,
+/// the metrics and the serving thread's backend connections.
+pub(super) struct Route<'a> {
+    pub(super) backends: &'a Backends,
+    pub(super) live: &'a Live,
+    pub(super) metrics: &'a GatewayMetrics,
+    pub(super) upstream: &'a UpstreamPool,
 }
 
-impl Proxy {
-    /// Sends the request to a backend, retrying by the safe retry rule.
-    pub(super) async fn forward(
-        &self,
-        thread: &ThreadParts,
-        conn: &mut ClientConn,
-        request: &RequestHead,
-        request_id: &Bytes,
-        live: &Live,
-    ) -> Forwarded {
-        let ClientConn {
-            wire: client,
-            peer,
-            upstream_alarm: alarm,
-            scratch,
-            upstream_head: head,
-        } = conn;
-        let s = &live.settings;
-        let mut body = match RequestBody::read(client, request, s, alarm).await {
-            Ok(body) => body,
-            Err((refusal, detail)) => {
-                return Forwarded {
-                    reply: Reply::Gateway(refusal, detail),
-                    tries: 0,
-                    body_read: false,
-                }
-            }
-        };
-        let keyed = request.head.has(Known::IdempotencyKey);
-        let repeatable = (is_idempotent(&request.method) || keyed) && body.is_buffered();
-        let has_host = request.head.has(Known::Host);
-        // Written once, whatever the number of tries.
-        headers::upstream_head(head, request, peer, request_id);
+/// Who answers the client.
+// One per request, moved twice; boxing the large variant would cost an
+// allocation on every request instead.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Reply {
+    Backend {
+        /// The serving thread's own copy of the backend list the request
+        /// was balanced over, and the answering backend's place in it.
+        backends: Arc<Vec<Arc<Backend>>>,
+        at: usize,
+        answer: Answer,
+        /// Its latency sample (sent, answered), taught to the backend once
+        /// the client has its answer: off the critical path. `None` when
+        /// it was taught already, before a retry.
+        sample: Option<(Instant, Instant)>,
+    },
+    Gateway(Refusal, String),
+}
 
-        live.budget.deposit();
-        let list = self.backends.snapshot();
-        let mut tried: Vec<usize> = Vec::with_capacity(s.attempts as usize);
-        let mut last_failure: Option<TryFailure> = None;
-        let mut last_answer: Option<(usize, Answer)> = None;
-        while (tried.len() as u32) < s.attempts {
-            let Some(at) = self.backends.pick_in(&list, s.policy, s.slow_start, &tried) else {
-                break;
-            };
-            let backend = &list[at];
-            if !tried.is_empty() {
-                if !live.budget.withdraw() {
-                    self.metrics.budget_exhausted();
-                    break;
-                }
-                self.metrics.retried(match &last_failure {
-                    Some(TryFailure::Connect(_)) => "connect",
-                    Some(TryFailure::AfterSend(Refusal::UpstreamTimeout, _)) => "timeout",
-                    Some(TryFailure::AfterSend(..)) => "reset",
-                    None => "status",
-                });
-            }
-            tried.push(at);
-            let try_body = match &mut body {
-                RequestBody::Buffered { bytes, announced } => TryBody::Buffered {
-                    bytes: bytes.clone(),
-                    announced: *announced,
-                },
-                RequestBody::Streaming { spent: true, .. } => break,
-                RequestBody::Streaming { length, spent } => {
-                    *spent = true;
-                    TryBody::Streaming {
-                        client: &mut *client,
-                        state: State::of(request.framing),
-                        length: *length,
-                        limit: s.max_body_bytes as u64,
-                    }
-                }
-            };
-            let outgoing = Outgoing {
-                method: &request.method,
-                head,
-                has_host,
-                body: try_body,
-                scratch,
-            };
+impl Reply {
+    fn answer(
+        backends: Arc<Vec<Arc<Backend>>>,
+        at: usize,
+        answer: Answer,
+        sample: Option<(Instant, Instant)>,
+    ) -> Reply {
+        Reply::Backend {
+            backends,
+            at,
+            answer,
+            sample,
+        }
+    }
 
-            let sent = Instant::now();
-            let in_flight = backend.start_request();
-            let deadline = sent + s.upstream_timeout;
-            let outcome = tokio::select! {
-                biased;
-                answer = thread.upstream.send(&backend.authority, outgoing) => Ok(answer),
-                () = alarm.until(deadline) => Err(()),
-            };
-            drop(in_flight);
-            let now = Instant::now();
-            let rules = live.ejection_rules();
-            match outcome {
-                Ok(Ok(answer)) => {
-                    let status = answer.head.status;
-                    last_failure = None;
-                    let worth_another = matches!(status.as_u16(), 502..=504) && repeatable;
-                    if !worth_another {
-                        return Forwarded {
-                            reply: Reply::Backend {
-                                backends: list,
-                                at,
-                                answer,
-                                sample: Some((sent, now)),
-                            },
-                            tries: tried.len() as u32,
-                            body_read: true,
-                        };
-                    }
-                    self.judge_status(backend, status, sent, now, live);
-                    last_answer = Some((at, answer));
-                }
-                Ok(Err(UpstreamError::Connect(err))) => {
-                    // Nothing reached the backend: it is gone. Out of
-                    // rotation at once; health checks bring it back.
-                    if backend.mark_down() {
-                        self.backends.record(
-                            backend.name(),
-                            "down",
-                            format!("connect failed: {err}"),
-                        );
-                    }
-                    if backend
-                        .record_failure(Failure::Connect, s.upstream_timeout, &rules, now)
-                        .is_some()
-                    {
-                        self.metrics.ejected(backend.name());
-                    }
-                    // A streamed body was not touched: another backend
-                    // can have it.
-                    if let RequestBody::Streaming { spent, .. } = &mut body {
-                        *spent = false;
-                    }
-                    last_failure = Some(TryFailure::Connect(format!(
-                        "{} refused the connection",
-                        backend.name()
-                    )));
-                }
-                Ok(Err(UpstreamError::ClientBody { too_large, detail })) => {
-                    // The client's fault, not the backend's.
-                    let refusal = if too_large {
-                        Refusal::PayloadTooLarge
-                    } else {
-                        Refusal::BadRequest
-                    };
-                    return Forwarded {
-                        reply: Reply::Gateway(refusal, detail),
-                        tries: 0,
-                        body_read: false,
-                    };
-                }
-                Ok(Err(err)) => {
-                    self.fail_after_send(backend, &rules, s.upstream_timeout, now);
-                    last_failure = Some(TryFailure::AfterSend(
-                        Refusal::BadGateway,
-                        format!("{} failed while answering: {err}", backend.name()),
-                    ));
-                    if !repeatable {
-                        break;
-                    }
-                }
-                Err(_elapsed) => {
-                    self.fail_after_send(backend, &rules, s.upstream_timeout, now);
-                    last_failure = Some(TryFailure::AfterSend(
-                        Refusal::UpstreamTimeout,
-                        format!(
-                            "{} did not answer within {} ms",
-                            backend.name(),
-                            s.upstream_timeout.as_millis()
-                        ),
-                    ));
-                    if !repeatable {
-                        break;
-                    }
-                }
-            }
+    pub(super) fn status(&self) -> u16 {
+        match self {
+            Reply::Backend { answer, .. } => answer.head.status.as_u16(),
+            Reply::Gateway(refusal, _) => refusal.status().as_u16(),
         }
-        let tries = tried.len() as u32;
-        // A streamed body may be partly read: the connection cannot carry
-        // another request.
-        let body_read = body.is_buffered();
-        // A backend's own answer (a 503 after all retries) beats ours.
-        if let Some((at, answer)) = last_answer {
-            return Forwarded {
-                reply: Reply::Backend {
-                    backends: list,
-                    at,
-                    answer,
-                    sample: None,
-                },
-                tries,
-                body_read,
-            };
-        }
-        let (refusal, detail) = match last_failure {
-            Some(TryFailure::AfterSend(refusal, detail)) => (refusal, detail),
-            Some(TryFailure::Connect(detail)) => (Refusal::NoBackend, detail),
-            None => (Refusal::NoBackend, "no backend is available".to_string()),
-        };
-        if refusal == Refusal::NoBackend {
-            self.metrics.shed("no_backend");
-        }
+    }
+}
+
+/// What became of a request, for the connection that carried it.
+pub(super) struct Forwarded {
+    pub(super) reply: Reply,
+    pub(super) tries: u32,
+    /// Whether the request's body was read to its end, so the connection
+    /// can carry another request.
+    pub(super) body_read: bool,
+}
+
+impl Forwarded {
+    fn new(reply: Reply, tries: usize, body_read: bool) -> Forwarded {
         Forwarded {
-            reply: Reply::Gateway(refusal, detail),
-            tries,
+            reply,
+            tries: tries as u32,
             body_read,
         }
     }
 
-    /// Feeds a backend's answer to its latency estimate and ejection count.
-    pub(super) fn judge_status(
-        &self,
-        backend: &Backend,
-        status: StatusCode,
-        sent: Instant,
-        now: Instant,
-        live: &Live,
-    ) {
-        let s = &live.settings;
-        match status.as_u16() {
-            // A shop sheds load with 503 on purpose: make it look slow so
-            // traffic moves elsewhere, but do not eject it for that.
-            503 => backend.record_shed(s.upstream_timeout, now),
-            500..=599 => {
-                self.fail_after_send(backend, &live.ejection_rules(), s.upstream_timeout, now)
+    /// No try answered the client: a backend's own 502–504 (kept from a
+    /// try that was worth another) beats an answer of ours.
+    fn out_of_tries(
+        route: &Route<'_>,
+        list: Arc<Vec<Arc<Backend>>>,
+        last: Option<Last>,
+        tries: usize,
+        body_read: bool,
+    ) -> Forwarded {
+        let error = match last {
+            Some(Last::Answer(at, answer)) => {
+                return Forwarded::new(Reply::answer(list, at, answer, None), tries, body_read)
             }
-            _ => backend.record_success(now.saturating_duration_since(sent), now),
+            Some(Last::Failed(error)) => error,
+            None => TryError::no_backend(),
+        };
+        if error.refusal == Refusal::NoBackend {
+            route.metrics.shed("no_backend");
+        }
+        Forwarded::refused(error, tries as u32, body_read)
+    }
+
+    /// The gateway answers by itself.
+    pub(super) fn refused(error: TryError, tries: u32, body_read: bool) -> Forwarded {
+        Forwarded {
+            reply: Reply::Gateway(error.refusal, error.detail),
+            tries,
+            body_read,
+        }
+    }
+}
+
+/// The last try that did not answer the client.
+enum Last {
+    /// A 502–504 from a backend, kept: it beats an answer of our own.
+    Answer(usize, Answer),
+    Failed(TryError),
+}
+
+/// Sends the request to backends by the safe retry rule until one answers.
+pub(super) async fn forward<S: Stream>(
+    route: &Route<'_>,
+    conn: &mut ClientConn<S>,
+    request: &RequestHead,
+    request_id: &Bytes,
+) -> Forwarded {
+    let s = &route.live.settings;
+    let mut body = match RequestBody::read(&mut conn.wire, request, s, &mut conn.alarm).await {
+        Ok(body) => body,
+        Err(error) => return Forwarded::refused(error, 0, false),
+    };
+    let repeatable = (is_idempotent(&request.method) || request.head.has(Known::IdempotencyKey))
+        && body.is_buffered();
+    // Written once, whatever the number of tries.
+    headers::upstream_head(&mut conn.upstream_head, request, &conn.peer, request_id);
+    route.live.budget.deposit();
+    let list = route.backends.snapshot();
+    let mut tried: Vec<usize> = Vec::with_capacity(s.attempts as usize);
+    let mut last: Option<Last> = None;
+    while (tried.len() as u32) < s.attempts {
+        let Some(at) = route
+            .backends
+            .pick_in(&list, s.policy, s.slow_start, &tried)
+        else {
+            break;
+        };
+        if last.as_ref().is_some_and(|last| !route.may_retry(last)) {
+            break;
+        }
+        let limit = s.max_body_bytes as u64;
+        let Some(try_body) = body.for_try(&mut conn.wire, request.framing, limit) else {
+            break; // streamed to an earlier try: it cannot be sent again
+        };
+        tried.push(at);
+        let backend = &list[at];
+        let outgoing = Outgoing {
+            method: &request.method,
+            head: &conn.upstream_head,
+            has_host: request.has_host(),
+            body: try_body,
+            scratch: &mut conn.scratch,
+        };
+        let sent = Instant::now();
+        let result = send(route, backend, outgoing, &mut conn.alarm).await;
+        let sample = (sent, Instant::now());
+        let failed = match result {
+            Ok(answer) if !answer.head.relayable_to(request.http11) => {
+                let error = TryError::unrelayable(backend.name());
+                return Forwarded::refused(error, tried.len() as u32, body.is_buffered());
+            }
+            Ok(answer) if !(repeatable && is_gateway_error(&answer)) => {
+                let reply = Reply::answer(list, at, answer, Some(sample));
+                return Forwarded::new(reply, tried.len(), true);
+            }
+            Ok(answer) => {
+                let rtt = sample.1.saturating_duration_since(sample.0);
+                route.teach(backend, Lesson::of_answer(answer.head.status, rtt));
+                Last::Answer(at, answer)
+            }
+            Err(happened) => {
+                let error = TryError::judge(happened, backend.name(), repeatable);
+                route.learn_from(backend, &error);
+                match error.fault {
+                    Fault::Client => return Forwarded::refused(error, 0, false),
+                    Fault::BackendBeforeSend => body.untouched(),
+                    Fault::BackendAfterSend | Fault::Gateway => {}
+                }
+                Last::Failed(error)
+            }
+        };
+        let give_up = matches!(&failed, Last::Failed(error) if !error.retry);
+        last = Some(failed);
+        if give_up {
+            break;
+        }
+    }
+    // A streamed body may be partly read: the connection cannot carry
+    // another request.
+    Forwarded::out_of_tries(route, list, last, tried.len(), body.is_buffered())
+}
+
+/// One try on `backend`, bounded by the upstream timeout.
+async fn send<C: Stream>(
+    route: &Route<'_>,
+    backend: &Backend,
+    outgoing: Outgoing<'_, C>,
+    alarm: &mut Alarm,
+) -> Result<Answer, Happened> {
+    let timeout = route.live.settings.upstream_timeout;
+    let _in_flight = backend.start_request();
+    tokio::select! {
+        biased;
+        answer = route.upstream.send(&backend.authority, outgoing) => answer,
+        () = alarm.until(Instant::now() + timeout) => Err(Happened::NoAnswerInTime(timeout)),
+    }
+}
+
+impl Route<'_> {
+    /// Whether a retry after `last` may go ahead: it draws from the budget.
+    fn may_retry(&self, last: &Last) -> bool {
+        if !self.live.budget.withdraw() {
+            self.metrics.budget_exhausted();
+            return false;
+        }
+        self.metrics.retried(match last {
+            Last::Answer(..) => "status",
+            Last::Failed(error) => error.retry_reason(),
+        });
+        true
+    }
+
+    /// Teaches `backend` what a try showed, and puts what changed on the
+    /// event log and the metrics.
+    pub(super) fn teach(&self, backend: &Backend, lesson: Lesson) {
+        self.teach_why(backend, lesson, "5xx answers in a row");
+    }
+
+    /// Teaches `backend` what a failed try showed of it, if it was to blame.
+    fn learn_from(&self, backend: &Backend, error: &TryError) {
+        if let Some(lesson) = error.lesson() {
+            self.teach_why(backend, lesson, &error.detail);
         }
     }
 
-    fn fail_after_send(
-        &self,
-        backend: &Backend,
-        rules: &EjectionRules,
-        penalty: Duration,
-        now: Instant,
-    ) {
-        if let Some(length) = backend.record_failure(Failure::ServerError, penalty, rules, now) {
+    fn teach_why(&self, backend: &Backend, lesson: Lesson, why: &str) {
+        let rules = self.live.ejection_rules();
+        let Learned {
+            marked_down,
+            ejected_for,
+        } = backend.learn(lesson, &rules, Instant::now());
+        if marked_down {
+            self.backends
+                .record(backend.name(), Change::Down, why.to_string());
+        }
+        if let Some(length) = ejected_for {
             self.metrics.ejected(backend.name());
-            self.backends.record(
-                backend.name(),
-                "ejected",
-                format!("failures in a row; back in {} ms", length.as_millis()),
-            );
+            if !marked_down {
+                self.backends.record(
+                    backend.name(),
+                    Change::Ejected,
+                    format!("{why}; back in {} ms", length.as_millis()),
+                );
+            }
         }
     }
+}
+
+/// A 502, 503 or 504: worth another backend when the request is repeatable.
+fn is_gateway_error(answer: &Answer) -> bool {
+    matches!(answer.head.status.as_u16(), 502..=504)
 }
 
 fn is_idempotent(method: &Method) -> bool {

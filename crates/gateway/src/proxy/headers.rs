@@ -99,7 +99,14 @@ pub(crate) fn upstream_head(
         {
             continue;
         }
-        put_field(out, head.name(field), head.value(field));
+        match (&request.authority, field.known) {
+            // An absolute-form target's authority replaces Host.
+            (Some(authority), Known::Host) => put_field(out, head.name(field), authority),
+            _ => put_field(out, head.name(field), head.value(field)),
+        }
+    }
+    if let (Some(authority), false) = (&request.authority, head.has(Known::Host)) {
+        put_field(out, b"host", authority);
     }
     out.put_slice(b"x-forwarded-for: ");
     for hop in earlier_hops {
@@ -123,7 +130,8 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
-        let r = request("GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.7, 10.0.0.2\r\n\r\n");
+        let r =
+            request("GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.7, 10.0.0.2\r\n\r\n");
         let (peer, cdn): (IpAddr, IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         assert_eq!(client_ip(peer, &r, &[]), peer, "off by default");
@@ -153,9 +161,21 @@ mod tests {
             "POST /api/orders HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: k\r\n\
              x-forwarded-for: 203.0.113.9, 127.0.0.1\r\nx-forwarded-proto: http\r\nx-request-id: abc\r\n"
         );
-        let fresh = request_id(&request("GET / HTTP/1.1\r\n\r\n"));
+        let fresh = request_id(&request("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert_eq!(fresh.len(), 32, "128 random bits in hex");
         assert!(fresh.iter().all(u8::is_ascii_hexdigit));
-        assert_ne!(fresh, request_id(&request("GET / HTTP/1.1\r\n\r\n")));
+        assert_ne!(
+            fresh,
+            request_id(&request("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        );
+        let absolute = request("GET http://shop.example/a HTTP/1.1\r\nHost: elsewhere\r\n\r\n");
+        let mut head = BytesMut::new();
+        upstream_head(&mut head, &absolute, &peer, b"id");
+        let text = std::str::from_utf8(&head).unwrap();
+        assert!(
+            text.starts_with("GET /a HTTP/1.1\r\nHost: shop.example\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("elsewhere"), "{text}");
     }
 }

@@ -13,6 +13,7 @@ mod alarm;
 pub(crate) mod answer;
 mod body;
 pub(crate) mod client;
+mod failure;
 mod forward;
 mod headers;
 mod relay;
@@ -28,17 +29,17 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
 
-use crate::backend::{Backend, EjectionRules};
+use crate::backend::{EjectionRules, Lesson};
 use crate::balance::Backends;
 use crate::config::{Config, Settings};
 use crate::http1::request::RequestHead;
-use crate::http1::Framing;
+use crate::http1::{Framing, Stream};
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
 pub(crate) use alarm::Alarm;
 use answer::Refusal;
 use client::ClientConn;
-use upstream::Answer;
+use forward::{Forwarded, Reply, Route};
 pub(crate) use upstream::UpstreamPool;
 
 /// Requests per client address, when `limits.per_client_rps` is set.
@@ -81,6 +82,7 @@ impl Live {
             after_5xx: s.eject_after_5xx,
             base: s.base_ejection,
             max: s.max_ejection,
+            penalty: s.upstream_timeout,
         }
     }
 }
@@ -98,43 +100,6 @@ pub(crate) struct Proxy {
 pub(crate) struct ThreadParts {
     pub(crate) upstream: Arc<UpstreamPool>,
     pub(crate) traffic: Arc<std::sync::Mutex<crate::traffic::Window>>,
-}
-
-/// Who answers the client.
-// One per request, moved twice; boxing the large variant would cost an
-// allocation on every request instead.
-#[allow(clippy::large_enum_variant)]
-enum Reply {
-    Backend {
-        /// The serving thread's own copy of the backend list the request
-        /// was balanced over, and the answering backend's place in it.
-        backends: Arc<Vec<Arc<Backend>>>,
-        at: usize,
-        answer: Answer,
-        /// Its latency sample (sent, answered), fed to its estimate once
-        /// the client has its answer: off the critical path. `None` when
-        /// it was fed already, before a retry.
-        sample: Option<(Instant, Instant)>,
-    },
-    Gateway(Refusal, String),
-}
-
-impl Reply {
-    fn status(&self) -> u16 {
-        match self {
-            Reply::Backend { answer, .. } => answer.head.status.as_u16(),
-            Reply::Gateway(refusal, _) => refusal.status().as_u16(),
-        }
-    }
-}
-
-/// What became of a request, for the connection that carried it.
-struct Forwarded {
-    reply: Reply,
-    tries: u32,
-    /// Whether the request's body was read to its end, so the connection
-    /// can carry another request.
-    body_read: bool,
 }
 
 impl Proxy {
@@ -159,16 +124,23 @@ impl Proxy {
         self.live.update(|_| live);
     }
 
-    /// Answers one client request and writes the answer. Returns whether
-    /// the connection can carry another request.
-    pub(crate) async fn handle(
+    /// Answers one client request and writes the answer: admission, the
+    /// tries, the answer, then the counting. Returns whether the connection
+    /// can carry another request.
+    pub(crate) async fn handle<S: Stream>(
         &self,
         thread: &ThreadParts,
-        conn: &mut ClientConn,
+        conn: &mut ClientConn<S>,
         request: RequestHead,
     ) -> io::Result<bool> {
         let started = Instant::now();
         let live = self.live();
+        let route = Route {
+            backends: &self.backends,
+            live: &live,
+            metrics: &self.metrics,
+            upstream: &thread.upstream,
+        };
         let path_class = crate::traffic::PathClass::of(request.path());
         // Copied only when they will be logged: this is the hot path.
         let logged = live
@@ -180,24 +152,11 @@ impl Proxy {
             &request,
             &live.settings.trusted_proxies,
         );
-        let limited = live
-            .limiter
-            .as_ref()
-            .is_some_and(|limiter| limiter.check_key(&client_ip).is_err());
-        let admitted = if limited {
-            Err(Refusal::RateLimited)
-        } else {
-            Arc::clone(&self.admission)
-                .try_acquire_owned()
-                .map_err(|_| Refusal::Overloaded)
-        };
         let request_id = headers::request_id(&request);
-        let forwarded = match admitted {
+        let forwarded = match self.admit(&live, client_ip) {
             Ok(_admitted) => {
                 self.metrics.in_flight(1);
-                let forwarded = self
-                    .forward(thread, conn, &request, &request_id, &live)
-                    .await;
+                let forwarded = forward::forward(&route, conn, &request, &request_id).await;
                 self.metrics.in_flight(-1);
                 forwarded
             }
@@ -219,7 +178,7 @@ impl Proxy {
         // client (and the next hop) waits on.
         let elapsed = started.elapsed();
         let status = forwarded.reply.status();
-        let close = !forwarded.body_read || !request.keep_alive();
+        let close = !forwarded.body_read || !request.keep_alive() || conn.stopping();
         let (written, answered_by) = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
                 let out = &mut conn.scratch;
@@ -251,7 +210,8 @@ impl Proxy {
                 )
                 .await;
                 if let Some((sent, answered)) = sample {
-                    self.judge_status(backend, answered_with, sent, answered, &live);
+                    let rtt = answered.saturating_duration_since(sent);
+                    route.teach(backend, Lesson::of_answer(answered_with, rtt));
                 }
                 (whole.map(|whole| whole && !close), Some((backends, at)))
             }
@@ -277,5 +237,24 @@ impl Proxy {
             );
         }
         written
+    }
+
+    /// A slot for the request, or why it gets none: its client is over its
+    /// rate, or too many requests are in flight.
+    fn admit(
+        &self,
+        live: &Live,
+        client: IpAddr,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        if live
+            .limiter
+            .as_ref()
+            .is_some_and(|limiter| limiter.check_key(&client).is_err())
+        {
+            return Err(Refusal::RateLimited);
+        }
+        Arc::clone(&self.admission)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Overloaded)
     }
 }

@@ -10,7 +10,7 @@ use http::uri::Authority;
 use super::upstream::{Answer, UpstreamPool};
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
 use crate::http1::response::{write_client_head, ClientFraming};
-use crate::http1::Wire;
+use crate::http1::{Stream, Wire};
 
 /// Written out once this much is gathered.
 const FLUSH_AT: usize = 64 * 1024;
@@ -18,8 +18,8 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Returns whether the whole body went through (if not, the client's
 /// connection must close: its copy is cut short). The backend's connection
 /// goes back to `pool` when its answer was read to the end.
-pub(crate) async fn relay(
-    client: &mut Wire,
+pub(crate) async fn relay<C: Stream>(
+    client: &mut Wire<C>,
     answer: Answer,
     request_id: &[u8],
     (client_http11, close): (bool, bool),

@@ -15,45 +15,24 @@ use http::uri::Authority;
 use http::Method;
 use tokio::net::TcpStream;
 
+use super::failure::Happened;
 use crate::http1::body::{put_chunk, State, LAST_CHUNK};
 use crate::http1::response::{parse_response, ResponseHead};
-use crate::http1::{give_back_room, put_field, put_number, Wire};
+use crate::http1::{give_back_room, put_field, put_number, Stream, Wire};
 
 /// Connections kept per backend per thread at most.
 const MAX_KEPT: usize = 1024;
 
-/// Why a try got no response.
-#[derive(Debug)]
-pub(crate) enum UpstreamError {
-    /// The connection could not be made: nothing reached the backend.
-    Connect(String),
-    /// The request may have reached it.
-    Sent(io::Error),
-    /// The client's streamed body failed: too large, malformed or cut off.
-    /// The backend got part of it.
-    ClientBody { too_large: bool, detail: String },
-}
-
-impl std::fmt::Display for UpstreamError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpstreamError::Connect(why) => write!(f, "connect: {why}"),
-            UpstreamError::Sent(err) => err.fmt(f),
-            UpstreamError::ClientBody { detail, .. } => f.write_str(detail),
-        }
-    }
-}
-
 /// The body one try sends. The gateway frames it itself: the client's
 /// `Content-Length` and `Transfer-Encoding` are not in the head.
-pub(crate) enum TryBody<'a> {
+pub(crate) enum TryBody<'a, C> {
     /// Read whole beforehand, so it can be sent again. `announced`: the
     /// client sent a length (perhaps 0), so the backend gets one too.
     Buffered { bytes: Bytes, announced: bool },
     /// The client's body, streamed through once, as `state` frames it;
     /// chunked to the backend unless its length is known.
     Streaming {
-        client: &'a mut Wire,
+        client: &'a mut Wire<C>,
         state: State,
         length: Option<u64>,
         limit: u64,
@@ -61,14 +40,14 @@ pub(crate) enum TryBody<'a> {
 }
 
 /// One request as it goes to a backend.
-pub(crate) struct Outgoing<'a> {
+pub(crate) struct Outgoing<'a, C> {
     pub(crate) method: &'a Method,
     /// The request line and headers, without the blank line that ends the
     /// head.
     pub(crate) head: &'a [u8],
     /// Whether the client sent a `Host` (if not, the backend's is added).
     pub(crate) has_host: bool,
-    pub(crate) body: TryBody<'a>,
+    pub(crate) body: TryBody<'a, C>,
     /// Room to put the request together, kept by the client connection.
     pub(crate) scratch: &'a mut BytesMut,
 }
@@ -104,11 +83,11 @@ impl UpstreamPool {
 
     /// Sends `request` to `authority` and returns the response once its
     /// head has arrived.
-    pub(crate) async fn send(
+    pub(crate) async fn send<C: Stream>(
         &self,
         authority: &Authority,
-        request: Outgoing<'_>,
-    ) -> Result<Answer, UpstreamError> {
+        request: Outgoing<'_, C>,
+    ) -> Result<Answer, Happened> {
         let mut wire = match self.take(authority) {
             Some(kept) => kept,
             None => self.connect(authority).await?,
@@ -125,10 +104,10 @@ impl UpstreamPool {
             match parse_response(&mut wire.buffer, method) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
-                Err(err) => return Err(UpstreamError::Sent(io::Error::other(err))),
+                Err(err) => return Err(Happened::Broke(io::Error::other(err))),
             }
-            if wire.read_more().await.map_err(UpstreamError::Sent)? == 0 {
-                return Err(UpstreamError::Sent(io::Error::new(
+            if wire.read_more().await.map_err(Happened::Broke)? == 0 {
+                return Err(Happened::Broke(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "the backend closed the connection without answering",
                 )));
@@ -144,7 +123,7 @@ impl UpstreamPool {
         let (_, list) = kept
             .iter_mut()
             .find(|(a, _)| a.as_str() == authority.as_str())?;
-        while let Some(wire) = list.pop() {
+        while let Some(mut wire) = list.pop() {
             if wire.looks_open() {
                 return Some(wire);
             }
@@ -173,13 +152,13 @@ impl UpstreamPool {
         }
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<Wire, UpstreamError> {
+    async fn connect(&self, authority: &Authority) -> Result<Wire, Happened> {
         let connecting = TcpStream::connect(authority.as_str());
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(UpstreamError::Connect(err.to_string())),
+            Ok(Err(err)) => return Err(Happened::NotConnected(err.to_string())),
             Err(_) => {
-                return Err(UpstreamError::Connect(format!(
+                return Err(Happened::NotConnected(format!(
                     "no connection within {} ms",
                     self.connect_timeout.as_millis()
                 )))
@@ -192,14 +171,14 @@ impl UpstreamPool {
 
 /// Writes the head and body. A buffered body goes in the same write as
 /// the head; a streamed one follows piece by piece.
-async fn write_request(
+async fn write_request<C: Stream>(
     wire: &mut Wire,
     authority: &Authority,
     (head, has_host): (&[u8], bool),
-    body: TryBody<'_>,
+    body: TryBody<'_, C>,
     out: &mut BytesMut,
-) -> Result<(), UpstreamError> {
-    let sent = UpstreamError::Sent;
+) -> Result<(), Happened> {
+    let sent = Happened::Broke;
     out.clear();
     out.put_slice(head);
     if !has_host {
@@ -229,18 +208,17 @@ async fn write_request(
     wire.write_all(out).await.map_err(sent)?;
     let mut total = 0u64;
     loop {
-        let piece =
-            client
-                .body_piece(&mut state)
-                .await
-                .map_err(|err| UpstreamError::ClientBody {
-                    too_large: false,
-                    detail: format!("the request body could not be read: {err}"),
-                })?;
+        let piece = client
+            .body_piece(&mut state)
+            .await
+            .map_err(|err| Happened::ClientBody {
+                too_large: false,
+                detail: format!("the request body could not be read: {err}"),
+            })?;
         let Some(data) = piece else { break };
         total += data.len() as u64;
         if total > limit {
-            return Err(UpstreamError::ClientBody {
+            return Err(Happened::ClientBody {
                 too_large: true,
                 detail: format!("the body is larger than {limit} bytes"),
             });
