@@ -226,7 +226,7 @@ async fn shop(args: ShopArgs) -> anyhow::Result<()> {
 }
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    use flashguard_gateway::{BackendFile, ConfigFile};
+    use flashguard_gateway::{BackendFile, ConfigFile, Pool};
     let mut file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
@@ -242,8 +242,8 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     }
     file.trusted_proxies.extend(args.trusted_proxies);
     let flagged = [
-        ("backend", "primary", &args.backends),
-        ("backup", "backup", &args.backups),
+        ("backend", Pool::Primary, &args.backends),
+        ("backup", Pool::Backup, &args.backups),
     ];
     for (flag, pool, list) in flagged {
         for entry in list {
@@ -253,7 +253,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             file.backends.push(BackendFile {
                 name: name.to_string(),
                 addr: addr.to_string(),
-                pool: pool.to_string(),
+                pool,
             });
         }
     }

@@ -345,6 +345,13 @@ async fn operators_add_drain_and_remove_backends() {
         refused["detail"].as_str().unwrap().starts_with("addr:"),
         "{refused}"
     );
+    let spare = json!({ "name": "third", "addr": "127.0.0.1:1", "pool": "spare" });
+    let (status, refused) = add(spare).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("pool"),
+        "{refused}"
+    );
 
     for _ in 0..20 {
         let ok = client()

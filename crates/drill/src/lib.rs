@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use flashguard_telemetry::EventKind;
 
 pub use attack::AttackTally;
 pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
@@ -41,7 +42,7 @@ pub async fn drill(
     tell_monitor(
         &http,
         target,
-        "drill_started",
+        EventKind::DrillStarted,
         format!("drill started: {}", scenario.name),
         serde_json::json!({ "started_ms": started_ms, "scenario": scenario.name }),
     )
@@ -81,7 +82,7 @@ pub async fn drill(
     tell_monitor(
         &http,
         target,
-        "drill_report",
+        EventKind::DrillReport,
         format!(
             "drill {}: {} of {} customer requests failed, availability {:.4}, longest error run after chaos {} ms",
             if report.passed { "passed" } else { "failed" },
@@ -122,7 +123,7 @@ use flashguard_telemetry::unix_ms;
 async fn tell_monitor(
     http: &reqwest::Client,
     target: &Target,
-    kind: &str,
+    kind: EventKind,
     summary: String,
     data: serde_json::Value,
 ) {
@@ -146,9 +147,9 @@ async fn tell_monitor(
     match posted {
         Ok(response) if response.status().is_success() => {}
         Ok(response) => {
-            tracing::warn!(status = %response.status(), kind, "the monitor refused the drill's event")
+            tracing::warn!(status = %response.status(), %kind, "the monitor refused the drill's event")
         }
-        Err(err) => tracing::warn!(%err, kind, "the monitor did not take the drill's event"),
+        Err(err) => tracing::warn!(%err, %kind, "the monitor did not take the drill's event"),
     }
 }
 

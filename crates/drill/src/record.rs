@@ -27,7 +27,7 @@ pub struct Second {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosEvent {
     pub at_ms: u64,
-    pub action: String,
+    pub action: flashguard_telemetry::ChaosAction,
     pub part: String,
     pub outcome: String,
 }

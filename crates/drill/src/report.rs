@@ -150,7 +150,7 @@ mod tests {
     fn the_gap_is_the_longest_error_run_after_chaos() {
         let chaos = [ChaosEvent {
             at_ms: 100,
-            action: "kill".into(),
+            action: flashguard_telemetry::ChaosAction::Kill,
             part: "shop-1".into(),
             outcome: "done".into(),
         }];

@@ -73,6 +73,15 @@ async fn add(
     }
     let Json(file) = match body {
         Ok(body) => body,
+        // Well-formed JSON with a bad value (a pool that is neither
+        // primary nor backup): the field is named.
+        Err(axum::extract::rejection::JsonRejection::JsonDataError(rejection)) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                &rejection.body_text(),
+            );
+        }
         Err(rejection) => {
             return error(
                 StatusCode::BAD_REQUEST,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The file as written. Every field may be left out.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,7 +70,7 @@ impl Default for ConfigFile {
 pub struct BalanceFile {
     /// `peak-ewma` (power of two choices on peak-EWMA latency × in-flight)
     /// or `round-robin`. Default `peak-ewma`.
-    pub policy: String,
+    pub policy: Policy,
     /// How fast the latency estimate forgets, in ms. Default 10000.
     pub ewma_decay_ms: u64,
     /// A backend that comes back gets a growing share of traffic over this
@@ -81,7 +81,7 @@ pub struct BalanceFile {
 impl Default for BalanceFile {
     fn default() -> Self {
         BalanceFile {
-            policy: "peak-ewma".into(),
+            policy: Policy::PeakEwma,
             ewma_decay_ms: 10_000,
             slow_start_ms: 10_000,
         }
@@ -247,19 +247,18 @@ pub struct BackendFile {
     /// `IP:PORT`.
     pub addr: String,
     /// `primary` (default) or `backup`.
-    #[serde(default = "primary")]
-    pub pool: String,
-}
-
-fn primary() -> String {
-    "primary".into()
+    #[serde(default)]
+    pub pool: Pool,
 }
 
 /// Which pool a backend belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pool {
+    /// Takes traffic.
+    #[default]
     Primary,
+    /// Takes traffic only when no primary can.
     Backup,
 }
 
@@ -270,20 +269,15 @@ impl Pool {
             Pool::Backup => "backup",
         }
     }
-
-    pub fn parse(text: &str) -> Option<Pool> {
-        match text {
-            "primary" => Some(Pool::Primary),
-            "backup" => Some(Pool::Backup),
-            _ => None,
-        }
-    }
 }
 
 /// The balancing policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Policy {
+    /// Power of two choices on peak-EWMA latency × requests in flight.
     PeakEwma,
+    /// Weighted round robin (weights from slow start).
     RoundRobin,
 }
 
@@ -381,11 +375,6 @@ impl ConfigFile {
             &self.timeouts,
             &self.limits,
         );
-        let policy = match b.policy.as_str() {
-            "peak-ewma" => Policy::PeakEwma,
-            "round-robin" => Policy::RoundRobin,
-            _ => return Err(refuse("balance.policy", "must be peak-ewma or round-robin")),
-        };
         require(
             b.ewma_decay_ms >= 100,
             "balance.ewma_decay_ms",
@@ -513,7 +502,7 @@ impl ConfigFile {
                 n => n,
             },
             settings: Settings {
-                policy,
+                policy: b.policy,
                 ewma_decay: ms(b.ewma_decay_ms),
                 slow_start: ms(b.slow_start_ms),
                 health_path: h.path.clone(),
@@ -568,12 +557,10 @@ impl BackendFile {
             .addr
             .parse::<SocketAddr>()
             .map_err(|_| ("addr", format!("{:?} is not IP:PORT", self.addr)))?;
-        let pool = Pool::parse(&self.pool)
-            .ok_or_else(|| ("pool", format!("{:?} is not primary or backup", self.pool)))?;
         Ok(BackendSpec {
             name: name.to_string(),
             addr,
-            pool,
+            pool: self.pool,
         })
     }
 }
@@ -590,9 +577,13 @@ impl Default for Config {
 mod tests {
     use super::*;
 
+    /// Why `text` is refused, whether as it is parsed (a choice that is
+    /// not one of its values) or as it is validated.
     fn refused(text: &str) -> String {
-        let file: ConfigFile = toml::from_str(text).expect("parses");
-        file.validate().expect_err("must be refused").to_string()
+        match flashguard_telemetry::parse_toml::<ConfigFile>(text) {
+            Ok(file) => file.validate().expect_err("must be refused").to_string(),
+            Err(err) => err,
+        }
     }
 
     #[test]

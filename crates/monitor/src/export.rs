@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::rules::Rule;
+use crate::rules::{Aggregation, Rule};
 
 pub fn prometheus_rules(rules: &[Rule]) -> String {
     let mut out = String::from("groups:\n  - name: flashguard\n    rules:\n");
@@ -76,16 +76,16 @@ fn regex_escape(text: &str) -> String {
 fn aggregated(rule: &Rule, metric: &str, matchers: &BTreeMap<String, String>) -> String {
     let s = selector(metric, matchers);
     let w = duration(rule.window_s);
-    match rule.aggregation.as_str() {
-        "rate" => format!("rate({s}[{w}])"),
-        "increase" => format!("increase({s}[{w}])"),
-        "avg" => format!("avg_over_time({s}[{w}])"),
-        "max" => format!("max_over_time({s}[{w}])"),
-        "quantile" => format!(
+    match rule.aggregation {
+        Aggregation::Rate => format!("rate({s}[{w}])"),
+        Aggregation::Increase => format!("increase({s}[{w}])"),
+        Aggregation::Avg => format!("avg_over_time({s}[{w}])"),
+        Aggregation::Max => format!("max_over_time({s}[{w}])"),
+        Aggregation::Quantile => format!(
             "histogram_quantile({}, rate({s}[{w}]))",
             rule.quantile.unwrap_or(0.99)
         ),
-        _ => s,
+        Aggregation::Last => s,
     }
 }
 
@@ -98,7 +98,7 @@ fn expr(rule: &Rule) -> String {
             aggregated(rule, &divisor.metric, &divisor.matchers)
         ),
     };
-    format!("{value} {} {}", rule.op, rule.threshold)
+    format!("{value} {} {}", rule.op.symbol(), rule.threshold)
 }
 
 #[cfg(test)]

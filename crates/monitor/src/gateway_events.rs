@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flashguard_telemetry::EventKind;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -81,7 +82,7 @@ pub(crate) async fn follow(
                 let recorded = Event::new(
                     event.at_ms,
                     "gateway",
-                    "backend_state",
+                    EventKind::BackendState,
                     &event.backend,
                     summary,
                     json!({ "gateway": gateway.name, "state": event.state, "reason": event.reason }),

@@ -25,15 +25,15 @@ pub struct Rule {
     #[serde(default)]
     pub matchers: BTreeMap<String, String>,
     /// `last`, `rate`, `increase`, `avg`, `max`, or `quantile` (of a
-    /// histogram's `_bucket` series; set `quantile`).
-    #[serde(default = "last")]
-    pub aggregation: String,
+    /// histogram's `_bucket` series; set `quantile`). Default `last`.
+    #[serde(default)]
+    pub aggregation: Aggregation,
     pub quantile: Option<f64>,
     /// Window of the aggregation, in seconds. Default 30.
     #[serde(default = "thirty")]
     pub window_s: f64,
     /// `>`, `<`, `>=` or `<=`.
-    pub op: String,
+    pub op: Op,
     pub threshold: f64,
     #[serde(default)]
     pub for_s: f64,
@@ -58,9 +58,66 @@ pub struct Divisor {
     pub matchers: BTreeMap<String, String>,
 }
 
-fn last() -> String {
-    "last".into()
+/// How a rule turns a series' points in its window into one value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// The newest point.
+    #[default]
+    Last,
+    /// A counter's increase per second over the window.
+    Rate,
+    /// A counter's increase over the window.
+    Increase,
+    Avg,
+    Max,
+    /// `histogram_quantile` of a histogram's `_bucket` series.
+    Quantile,
 }
+
+/// The comparison with the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Op {
+    #[serde(rename = ">")]
+    Above,
+    #[serde(rename = "<")]
+    Below,
+    #[serde(rename = ">=")]
+    AtLeast,
+    #[serde(rename = "<=")]
+    AtMost,
+}
+
+impl Op {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Above => value > threshold,
+            Op::Below => value < threshold,
+            Op::AtLeast => value >= threshold,
+            Op::AtMost => value <= threshold,
+        }
+    }
+
+    /// As written in a rule file and in PromQL.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Above => ">",
+            Op::Below => "<",
+            Op::AtLeast => ">=",
+            Op::AtMost => "<=",
+        }
+    }
+}
+
+/// An alert's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The condition holds, not yet for the rule's `for`.
+    Pending,
+    Firing,
+}
+
 fn thirty() -> f64 {
     30.0
 }
@@ -79,7 +136,7 @@ pub enum RuleError {
 
 impl RuleFile {
     pub fn parse(text: &str) -> Result<RuleFile, RuleError> {
-        let file: RuleFile = toml::from_str(text).map_err(|e| RuleError::Parse(e.to_string()))?;
+        let file: RuleFile = flashguard_telemetry::parse_toml(text).map_err(RuleError::Parse)?;
         for rule in &file.rules {
             rule.validate()?;
         }
@@ -107,22 +164,13 @@ impl Rule {
         if self.metric.is_empty() {
             return refuse("metric", "names no metric");
         }
-        if !matches!(self.op.as_str(), ">" | "<" | ">=" | "<=") {
-            return refuse("op", "must be >, <, >= or <=");
-        }
-        match (self.aggregation.as_str(), self.quantile) {
-            ("quantile", Some(q)) if (0.0..=1.0).contains(&q) => {}
-            ("quantile", _) => return refuse("quantile", "must be set, between 0 and 1"),
-            ("last" | "rate" | "increase" | "avg" | "max", None) => {}
-            ("last" | "rate" | "increase" | "avg" | "max", Some(_)) => {
-                return refuse("quantile", "only goes with aggregation = \"quantile\"")
+        match (self.aggregation, self.quantile) {
+            (Aggregation::Quantile, Some(q)) if (0.0..=1.0).contains(&q) => {}
+            (Aggregation::Quantile, _) => {
+                return refuse("quantile", "must be set, between 0 and 1")
             }
-            _ => {
-                return refuse(
-                    "aggregation",
-                    "must be last, rate, increase, avg, max or quantile",
-                )
-            }
+            (_, None) => {}
+            (_, Some(_)) => return refuse("quantile", "only goes with aggregation = \"quantile\""),
         }
         if !(self.window_s > 0.0 && self.window_s <= 3600.0) {
             return refuse("window_s", "must be above 0 and at most 3600");
@@ -159,19 +207,22 @@ impl Rule {
         let matchers: Vec<(String, String)> = matchers.clone().into_iter().collect();
         let start = now_ms - (self.window_s * 1000.0) as i64;
         let series = store.range(metric, &matchers, start, now_ms);
-        if self.aggregation == "quantile" {
+        if self.aggregation == Aggregation::Quantile {
             return quantiles(&series, self.quantile.unwrap_or(0.99));
         }
         series
             .iter()
             .filter_map(|s| {
                 let points = &s.points;
-                let value = match self.aggregation.as_str() {
-                    "last" => points.last()?.1,
-                    "avg" => points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64,
-                    "max" => points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
-                    "increase" => increase(points),
-                    _ => per_second(points)?,
+                let value = match self.aggregation {
+                    Aggregation::Last => points.last()?.1,
+                    Aggregation::Avg => {
+                        points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64
+                    }
+                    Aggregation::Max => points.iter().map(|p| p.1).fold(f64::MIN, f64::max),
+                    Aggregation::Increase => increase(points),
+                    Aggregation::Rate => per_second(points)?,
+                    Aggregation::Quantile => return None,
                 };
                 Some((s.key.labels.clone(), value))
             })
@@ -179,12 +230,7 @@ impl Rule {
     }
 
     fn holds(&self, value: f64) -> bool {
-        match self.op.as_str() {
-            ">" => value > self.threshold,
-            "<" => value < self.threshold,
-            ">=" => value >= self.threshold,
-            _ => value <= self.threshold,
-        }
+        self.op.holds(value, self.threshold)
     }
 }
 
@@ -267,8 +313,7 @@ pub struct Alert {
     pub rule: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    /// `pending` or `firing`.
-    pub state: &'static str,
+    pub state: AlertState,
     pub value: f64,
     pub active_since_ms: i64,
     pub firing_since_ms: Option<i64>,
@@ -330,7 +375,7 @@ impl Evaluator {
                         rule: rule.name.clone(),
                         labels: labels.clone(),
                         annotations: BTreeMap::new(),
-                        state: "pending",
+                        state: AlertState::Pending,
                         value,
                         active_since_ms: now_ms,
                         firing_since_ms: None,
@@ -341,8 +386,9 @@ impl Evaluator {
                 tracked.alert.value = value;
                 tracked.alert.annotations = annotations;
                 let held_ms = now_ms - tracked.alert.active_since_ms;
-                if tracked.alert.state == "pending" && held_ms as f64 >= rule.for_s * 1000.0 {
-                    tracked.alert.state = "firing";
+                let pending = tracked.alert.state == AlertState::Pending;
+                if pending && held_ms as f64 >= rule.for_s * 1000.0 {
+                    tracked.alert.state = AlertState::Firing;
                     tracked.alert.firing_since_ms = Some(now_ms);
                     transitions.push(Transition::Firing(tracked.alert.clone()));
                 }
@@ -355,13 +401,14 @@ impl Evaluator {
                 .filter(|(key, t)| {
                     key.0 == rule.name
                         && !seen.contains(key)
-                        && !(t.alert.state == "firing" && now_ms - t.last_true_ms < keep_ms)
+                        && !(t.alert.state == AlertState::Firing
+                            && now_ms - t.last_true_ms < keep_ms)
                 })
                 .map(|(key, _)| key.clone())
                 .collect();
             for key in gone {
                 if let Some(tracked) = self.active.remove(&key) {
-                    if tracked.alert.state == "firing" {
+                    if tracked.alert.state == AlertState::Firing {
                         transitions.push(Transition::Resolved(tracked.alert, now_ms));
                     }
                 }
@@ -416,7 +463,7 @@ mod tests {
         };
         assert!(step(&mut store, &mut evaluator, 0, 1.0).is_empty());
         assert!(step(&mut store, &mut evaluator, 1, 0.0).is_empty());
-        assert_eq!(evaluator.alerts()[0].state, "pending");
+        assert_eq!(evaluator.alerts()[0].state, AlertState::Pending);
         assert!(
             step(&mut store, &mut evaluator, 2, 0.0).is_empty(),
             "for 2 s not reached"
@@ -431,7 +478,7 @@ mod tests {
         // Back up: still firing for keep_firing_for (3 s), then resolved.
         assert!(step(&mut store, &mut evaluator, 4, 1.0).is_empty());
         assert!(step(&mut store, &mut evaluator, 5, 1.0).is_empty());
-        assert_eq!(evaluator.alerts()[0].state, "firing");
+        assert_eq!(evaluator.alerts()[0].state, AlertState::Firing);
         let resolved = step(&mut store, &mut evaluator, 6, 1.0);
         assert!(
             matches!(resolved[0], Transition::Resolved(_, 6000)),
@@ -495,7 +542,21 @@ mod tests {
             "[[rule]]\nname = \"X\"\nmetric = \"up\"\nop = \"!=\"\nthreshold = 1\n",
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "rule \"X\": op: must be >, <, >= or <=");
+        // Refused as it is parsed: the field is named by its place.
+        assert!(
+            err.to_string()
+                .starts_with("rule file: rule[0].op: unknown variant `!=`"),
+            "{err}"
+        );
+        let err = RuleFile::parse(
+            "[[rule]]\nname = \"Z\"\nmetric = \"up\"\naggregation = \"median\"\nop = \">\"\nthreshold = 1\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("rule file: rule[0].aggregation:"),
+            "{err}"
+        );
         let err = RuleFile::parse("[[rule]]\nname = \"Y\"\nmetric = \"up\"\naggregation = \"quantile\"\nop = \">\"\nthreshold = 1\n").unwrap_err();
         assert!(
             err.to_string().starts_with("rule \"Y\": quantile:"),

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use flashguard_telemetry::EventKind;
 use serde::Serialize;
 
 use crate::incidents::{Event, Incidents};
 use crate::notify::{Kind, News, NotificationCounts, Notifier};
-use crate::rules::{Alert, Evaluator, Transition};
+use crate::rules::{Alert, AlertState, Evaluator, Transition};
 use crate::store::{SeriesKey, Store};
 use crate::surge::{SurgeDetector, Verdict};
 use crate::{dashboard, exposition, host, Config, Target};
@@ -189,7 +190,7 @@ impl Monitor {
             let firing = self
                 .alerts()
                 .into_iter()
-                .filter(|a| a.state == "firing")
+                .filter(|a| a.state == AlertState::Firing)
                 .map(|alert| News {
                     alert,
                     resolved_ms: None,
@@ -203,11 +204,11 @@ impl Monitor {
     /// Puts alert changes and a new surge verdict on the incident timeline.
     async fn record(&self, transitions: &[Transition], verdict: Option<Verdict>, now_ms: i64) {
         if let Some(verdict) = verdict {
-            tracing::warn!(verdict = verdict.kind, figures = ?verdict.figures, "surge verdict");
+            tracing::warn!(verdict = verdict.kind.as_str(), figures = ?verdict.figures, "surge verdict");
             let event = Event::new(
                 verdict.decided_ms,
                 "monitor",
-                "surge_verdict",
+                EventKind::SurgeVerdict,
                 crate::surge::RULE,
                 verdict.sentence(),
                 serde_json::to_value(&verdict).unwrap_or_default(),

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::rules::{Alert, Transition};
+use crate::rules::{Alert, AlertState, Transition};
 use crate::store::Store;
 
 pub(crate) const RULE: &str = "TrafficSurge";
@@ -55,10 +55,29 @@ pub struct Figures {
     pub client_error_share: f64,
 }
 
+/// What a surge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SurgeKind {
+    /// Many clients on the shop's own paths: customers.
+    FlashCrowd,
+    /// At least two signals of an attack.
+    SuspectedAttack,
+}
+
+impl SurgeKind {
+    /// As a label value: `flash_crowd`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurgeKind::FlashCrowd => "flash_crowd",
+            SurgeKind::SuspectedAttack => "suspected_attack",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Verdict {
-    /// `flash_crowd` or `suspected_attack`.
-    pub kind: &'static str,
+    pub kind: SurgeKind,
     pub surge_started_ms: i64,
     pub decided_ms: i64,
     /// The usual rate before the surge (median of the minute before).
@@ -70,10 +89,9 @@ pub struct Verdict {
 
 impl Verdict {
     pub(crate) fn words(&self) -> &'static str {
-        if self.kind == "flash_crowd" {
-            "flash crowd"
-        } else {
-            "suspected attack"
+        match self.kind {
+            SurgeKind::FlashCrowd => "flash crowd",
+            SurgeKind::SuspectedAttack => "suspected attack",
         }
     }
 
@@ -180,7 +198,7 @@ fn baseline(store: &Store, now_ms: i64, surges: &VecDeque<(i64, i64)>) -> Option
     Some(values[values.len() / 2])
 }
 
-pub(crate) fn classify(figures: &Figures) -> (&'static str, Vec<String>) {
+pub(crate) fn classify(figures: &Figures) -> (SurgeKind, Vec<String>) {
     let mut signals = Vec::new();
     if figures.requests_per_client_per_s > PER_CLIENT_RATE {
         signals.push(format!(
@@ -207,9 +225,9 @@ pub(crate) fn classify(figures: &Figures) -> (&'static str, Vec<String>) {
         ));
     }
     let kind = if signals.len() >= 2 {
-        "suspected_attack"
+        SurgeKind::SuspectedAttack
     } else {
-        "flash_crowd"
+        SurgeKind::FlashCrowd
     };
     (kind, signals)
 }
@@ -222,7 +240,7 @@ struct Active {
     /// Evaluations in a row the rate has been back to normal.
     calm: u32,
     /// A different verdict and the evaluations in a row it has held.
-    challenger: Option<(&'static str, u32)>,
+    challenger: Option<(SurgeKind, u32)>,
 }
 
 /// Follows the traffic from one evaluation to the next.
@@ -358,7 +376,7 @@ fn alert(verdict: &Verdict) -> Alert {
     let labels: BTreeMap<String, String> = [
         ("alertname", RULE),
         ("severity", "warning"),
-        ("verdict", verdict.kind),
+        ("verdict", verdict.kind.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -386,7 +404,7 @@ fn alert(verdict: &Verdict) -> Alert {
         rule: RULE.to_string(),
         labels,
         annotations,
-        state: "firing",
+        state: AlertState::Firing,
         value: f.requests_per_s,
         active_since_ms: verdict.surge_started_ms,
         firing_since_ms: Some(verdict.decided_ms),
@@ -433,7 +451,7 @@ mod tests {
         second(&mut store, 60, 800.0, 1000.0, 0.02, 0.01);
         let (transitions, verdict) = detector.observe(&store, 60_000);
         let verdict = verdict.expect("a verdict at once");
-        assert_eq!(verdict.kind, "flash_crowd");
+        assert_eq!(verdict.kind, SurgeKind::FlashCrowd);
         assert_eq!(verdict.baseline_per_s, 40.0);
         assert!(
             matches!(&transitions[..], [Transition::Firing(a)] if a.labels["verdict"] == "flash_crowd")
@@ -456,7 +474,7 @@ mod tests {
         }
         let (t, verdict) = changed.expect("the verdict changed");
         assert_eq!(t, 63);
-        assert_eq!(verdict.kind, "suspected_attack");
+        assert_eq!(verdict.kind, SurgeKind::SuspectedAttack);
         assert_eq!(
             verdict.attack_signals.len(),
             4,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::orders::DeskOptions;
-use crate::store::StoreOptions;
+use crate::store::{StoreOptions, Synchronous};
 
 /// The file as written. Every field may be left out.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -71,7 +71,7 @@ pub struct StoreFile {
     /// How often expired idempotency answers are deleted, in seconds. Default 600.
     pub purge_interval_secs: u64,
     /// SQLite `synchronous`: `normal`, `full` or `extra`. Default `full`.
-    pub sqlite_synchronous: String,
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl Default for StoreFile {
@@ -82,7 +82,7 @@ impl Default for StoreFile {
             probe_interval_ms: 500,
             idempotency_ttl_secs: 24 * 3600,
             purge_interval_secs: 600,
-            sqlite_synchronous: "full".into(),
+            sqlite_synchronous: Synchronous::Full,
         }
     }
 }
@@ -265,13 +265,6 @@ impl ConfigFile {
                 "must be at most 1024 (statement parameter limits)",
             ));
         }
-        let synchronous = s.sqlite_synchronous.to_ascii_lowercase();
-        if !matches!(synchronous.as_str(), "normal" | "full" | "extra") {
-            return Err(invalid(
-                "store.sqlite_synchronous",
-                "must be normal, full or extra",
-            ));
-        }
         let database_url = self
             .database_url
             .clone()
@@ -304,7 +297,7 @@ impl ConfigFile {
                 max_connections: s.max_connections,
                 acquire_timeout: Duration::from_millis(s.acquire_timeout_ms),
                 idempotency_ttl: Duration::from_secs(s.idempotency_ttl_secs),
-                sqlite_synchronous: synchronous,
+                sqlite_synchronous: s.sqlite_synchronous,
             },
             desk: DeskOptions {
                 lanes: o.lanes,
@@ -344,13 +337,12 @@ mod tests {
         let file: ConfigFile = toml::from_str("[orders]\nlanes = 0\n").expect("parses");
         let err = file.validate().unwrap_err();
         assert!(err.to_string().contains("orders.lanes"), "{err}");
-        let file: ConfigFile =
-            toml::from_str("[store]\nsqlite_synchronous = \"off\"\n").expect("parses");
-        assert!(file
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("store.sqlite_synchronous"));
+        // A choice that is not one of its values is refused as it is read.
+        let err = flashguard_telemetry::parse_toml::<ConfigFile>(
+            "[store]\nsqlite_synchronous = \"off\"\n",
+        )
+        .unwrap_err();
+        assert!(err.starts_with("store.sqlite_synchronous:"), "{err}");
         let file: ConfigFile = toml::from_str("database_url = \"mysql://x\"\n").expect("parses");
         assert!(file
             .validate()

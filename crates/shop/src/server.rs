@@ -56,7 +56,7 @@ pub async fn run(
     let state = build_state(config)?;
     let config = Arc::clone(&state.config);
     tracing::info!(
-        store = state.store.engine(),
+        store = state.store.engine().as_str(),
         url = %store::redact(&config.database_url),
         admin = config.admin_token.is_some(),
         "shop starting"

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use flashguard_telemetry::{ChaosAction, EventKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -38,27 +39,27 @@ async fn act(
             &format!("no part named {name}"),
         );
     };
-    if action == "restart" {
-        part.spec.timeline.record(
-            "chaos",
-            &name,
-            format!("chaos: restart {name}"),
-            json!({ "action": "restart", "pid": part.pid() }),
+    let Some(action) = ChaosAction::parse(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            &format!("{action} is not kill, stop, continue or restart"),
         );
-        part.request_restart();
-        return (StatusCode::ACCEPTED, Json(part.view())).into_response();
-    }
-    let (sig, state) = match action.as_str() {
-        "kill" => (Signal::SIGKILL, None),
-        "stop" => (Signal::SIGSTOP, Some(PartState::Stopped)),
-        "continue" => (Signal::SIGCONT, Some(PartState::Running)),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_action",
-                &format!("{action} is not kill, stop, continue or restart"),
-            )
+    };
+    let (sig, state) = match action {
+        ChaosAction::Restart => {
+            part.spec.timeline.record(
+                EventKind::Chaos,
+                &name,
+                format!("chaos: restart {name}"),
+                json!({ "action": action, "pid": part.pid() }),
+            );
+            part.request_restart();
+            return (StatusCode::ACCEPTED, Json(part.view())).into_response();
         }
+        ChaosAction::Kill => (Signal::SIGKILL, None),
+        ChaosAction::Stop => (Signal::SIGSTOP, Some(PartState::Stopped)),
+        ChaosAction::Continue => (Signal::SIGCONT, Some(PartState::Running)),
     };
     let Some(pid) = part.pid() else {
         return error(
@@ -74,9 +75,9 @@ async fn act(
             &format!("{name} (pid {pid}) is gone"),
         );
     }
-    tracing::warn!(part = %name, pid, action, "chaos action");
+    tracing::warn!(part = %name, pid, %action, "chaos action");
     part.spec.timeline.record(
-        "chaos",
+        EventKind::Chaos,
         &name,
         format!("chaos: {action} {name} (pid {pid})"),
         json!({ "action": action, "pid": pid }),

@@ -6,6 +6,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use flashguard_telemetry::EventKind;
 use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -169,7 +170,7 @@ impl Part {
                     });
                     if !first_start {
                         self.spec.timeline.record(
-                            "part_restarted",
+                            EventKind::PartRestarted,
                             &self.spec.name,
                             format!(
                                 "{} restarted (restart {restarts}) on {addr}",
@@ -199,7 +200,7 @@ impl Part {
                 Ending::Exited(Ok(status)) => {
                     let (cause, signal, code) = describe(*status);
                     self.spec.timeline.record(
-                        "part_exited",
+                        EventKind::PartExited,
                         &self.spec.name,
                         format!("{} {cause}", self.spec.name),
                         serde_json::json!({ "cause": cause, "signal": signal, "code": code }),

@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use flashguard_telemetry::EventKind;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -61,7 +62,7 @@ impl Timeline {
         let _ = self.monitor.set(url.trim_end_matches('/').to_string());
     }
 
-    pub(crate) fn record(&self, kind: &str, part: &str, summary: String, data: Value) {
+    pub(crate) fn record(&self, kind: EventKind, part: &str, summary: String, data: Value) {
         let event = json!({
             "at_ms": flashguard_telemetry::unix_ms(),
             "source": "stack",
@@ -71,7 +72,7 @@ impl Timeline {
             "data": data,
         });
         if self.queue.try_send(event).is_err() {
-            tracing::warn!(kind, part, "timeline queue full; event dropped");
+            tracing::warn!(%kind, part, "timeline queue full; event dropped");
         }
     }
 }

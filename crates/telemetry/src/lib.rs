@@ -6,12 +6,14 @@ mod bearer;
 mod config_file;
 mod endpoints;
 mod process;
+mod timeline;
 mod tracing_init;
 
 pub use bearer::{check_bearer, BearerRefusal};
-pub use config_file::{read_toml, ConfigFileError};
+pub use config_file::{parse_toml, read_toml, ConfigFileError};
 pub use endpoints::{healthz, json_error, metrics_response, readiness_response};
 pub use process::{ProcessCollector, ProcessStats};
+pub use timeline::{ChaosAction, EventKind, UnknownKind};
 pub use tracing_init::init_tracing;
 
 /// Now, as Unix milliseconds: the timestamps parts exchange (events,

@@ -19,6 +19,7 @@ use crate::scrape::{now_ms, Monitor};
 type Shared = State<Arc<Monitor>>;
 
 use flashguard_telemetry::json_error as error;
+use flashguard_telemetry::EventKind;
 
 fn failed(err: impl std::fmt::Display) -> Response {
     tracing::error!(%err, "incident file");
@@ -223,9 +224,9 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
         if event.subject != "HostCpuSaturated" {
             continue;
         }
-        match event.kind.as_str() {
-            "alert_firing" => since = Some(event.at_ms),
-            "alert_resolved" => {
+        match event.kind {
+            EventKind::AlertFiring => since = Some(event.at_ms),
+            EventKind::AlertResolved => {
                 if let Some(from) = since.take() {
                     cpu_saturated_s += (event.at_ms - from) as f64 / 1000.0;
                 }

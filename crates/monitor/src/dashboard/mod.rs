@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::incidents::IncidentView;
-use crate::rules::{per_second, quantiles};
+use crate::rules::{per_second, quantiles, AlertState};
 use crate::scrape::Monitor;
 use crate::store::Store;
 use crate::surge::Verdict;
@@ -41,7 +41,7 @@ pub(crate) struct BackendState {
 pub(crate) struct AlertBrief {
     rule: String,
     severity: String,
-    state: &'static str,
+    state: AlertState,
     summary: String,
 }
 

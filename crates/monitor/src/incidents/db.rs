@@ -15,6 +15,8 @@ pub enum IncidentDbError {
     Open { path: String, source: sqlx::Error },
     #[error("incident file: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("incident file: an event's {0}")]
+    Unreadable(#[from] flashguard_telemetry::UnknownKind),
 }
 
 /// An incident's row.
@@ -88,7 +90,7 @@ impl Db {
         )
         .bind(event.at_ms)
         .bind(&event.source)
-        .bind(&event.kind)
+        .bind(event.kind.as_str())
         .bind(&event.subject)
         .bind(&event.summary)
         .bind(event.data.to_string())
@@ -181,7 +183,7 @@ impl Db {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut events: Vec<Event> = rows.iter().map(event_row).collect();
+        let mut events = rows.iter().map(event_row).collect::<Result<Vec<_>, _>>()?;
         if newest.is_some() {
             events.reverse();
         }
@@ -191,7 +193,7 @@ impl Db {
     /// Every event of one kind between the times, oldest first.
     pub(crate) async fn events_of_kind(
         &self,
-        kind: &str,
+        kind: flashguard_telemetry::EventKind,
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Event>, IncidentDbError> {
@@ -199,12 +201,12 @@ impl Db {
             "SELECT id, at_ms, source, kind, subject, summary, data FROM events \
              WHERE kind = ? AND at_ms BETWEEN ? AND ? ORDER BY at_ms, id LIMIT 5000",
         )
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(event_row).collect())
+        rows.iter().map(event_row).collect()
     }
 
     /// The newest event time a source recorded, to resume polling it.
@@ -230,16 +232,16 @@ impl Db {
     }
 }
 
-fn event_row(row: &sqlx::sqlite::SqliteRow) -> Event {
-    Event {
+fn event_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, IncidentDbError> {
+    Ok(Event {
         id: row.get(0),
         at_ms: row.get(1),
         source: row.get(2),
-        kind: row.get(3),
+        kind: row.get::<&str, _>(3).parse()?,
         subject: row.get(4),
         summary: row.get(5),
         data: serde_json::from_str(row.get::<&str, _>(6)).unwrap_or_default(),
-    }
+    })
 }
 
 fn incident_row(row: &sqlx::sqlite::SqliteRow) -> IncidentRow {

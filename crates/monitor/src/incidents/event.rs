@@ -1,18 +1,7 @@
 //! A timeline event: something that happened, when, and who said so.
 
+use flashguard_telemetry::EventKind;
 use serde::{Deserialize, Serialize};
-
-/// Kinds other processes may post to `POST /api/events`; the monitor
-/// records alerts, surge verdicts and incident changes itself.
-pub(crate) const POSTABLE_KINDS: [&str; 7] = [
-    "part_exited",
-    "part_restarted",
-    "chaos",
-    "backend_state",
-    "drill_started",
-    "drill_report",
-    "deploy",
-];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
@@ -23,10 +12,8 @@ pub struct Event {
     pub at_ms: i64,
     /// Who saw it: `monitor`, `gateway`, `stack`, `drill`, `person`.
     pub source: String,
-    /// What it was: `alert_firing`, `alert_resolved`, `surge_verdict`,
-    /// `backend_state`, `part_exited`, `part_restarted`, `chaos`, `note`,
-    /// `drill_report`, `incident_opened`, `incident_resolved`...
-    pub kind: String,
+    /// What it was.
+    pub kind: EventKind,
     /// The part, backend or alert it is about.
     #[serde(default)]
     pub subject: String,
@@ -41,7 +28,7 @@ impl Event {
     pub(crate) fn new(
         at_ms: i64,
         source: &str,
-        kind: &str,
+        kind: EventKind,
         subject: &str,
         summary: impl Into<String>,
         data: serde_json::Value,
@@ -50,7 +37,7 @@ impl Event {
             id: 0,
             at_ms,
             source: source.into(),
-            kind: kind.into(),
+            kind,
             subject: subject.into(),
             summary: summary.into(),
             data,
@@ -63,11 +50,9 @@ impl Event {
             (value.is_empty() || value.len() > max)
                 .then(|| format!("{field}: must be 1 to {max} characters"))
         };
-        if !POSTABLE_KINDS.contains(&self.kind.as_str()) {
-            return Some(format!(
-                "kind: must be one of {}",
-                POSTABLE_KINDS.join(", ")
-            ));
+        if !self.kind.is_postable() {
+            let postable: Vec<&str> = EventKind::POSTABLE.iter().map(|k| k.as_str()).collect();
+            return Some(format!("kind: must be one of {}", postable.join(", ")));
         }
         short("source", &self.source, 64)
             .or_else(|| short("summary", &self.summary, 2000))

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use flashguard_telemetry::EventKind;
 use serde::Serialize;
 use serde_json::json;
 
@@ -110,7 +111,7 @@ impl Incidents {
                         let event = Event::new(
                             at,
                             "monitor",
-                            "incident_opened",
+                            EventKind::IncidentOpened,
                             &alert.rule,
                             format!("incident {id} opened by {}", alert.rule),
                             json!({ "incident": id }),
@@ -126,7 +127,7 @@ impl Incidents {
                     let event = Event::new(
                         at,
                         "monitor",
-                        "alert_firing",
+                        EventKind::AlertFiring,
                         &alert.rule,
                         alert_summary(alert),
                         json!({ "labels": alert.labels, "annotations": alert.annotations, "value": alert.value }),
@@ -141,7 +142,7 @@ impl Incidents {
                     let event = Event::new(
                         *at,
                         "monitor",
-                        "alert_resolved",
+                        EventKind::AlertResolved,
                         &alert.rule,
                         format!("resolved: {}", alert_summary(alert)),
                         json!({ "labels": alert.labels, "fired_ms": alert.firing_since_ms }),
@@ -166,7 +167,7 @@ impl Incidents {
             let event = Event::new(
                 now_ms,
                 "monitor",
-                "incident_resolved",
+                EventKind::IncidentResolved,
                 "",
                 format!(
                     "incident {id} resolved: no alert firing for {} s",
@@ -193,7 +194,7 @@ impl Incidents {
         if self.db.incident(id).await?.is_none() {
             return Ok(None);
         }
-        let mut event = Event::new(now_ms, "person", "note", author, text, json!({}));
+        let mut event = Event::new(now_ms, "person", EventKind::Note, author, text, json!({}));
         event.id = self.db.insert_event(&event, Some(id)).await?;
         Ok(Some(event))
     }
@@ -252,7 +253,9 @@ impl Incidents {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<Event>, IncidentDbError> {
-        self.db.events_of_kind("drill_report", from_ms, to_ms).await
+        self.db
+            .events_of_kind(EventKind::DrillReport, from_ms, to_ms)
+            .await
     }
 
     pub(crate) async fn last_event_ms(&self, source: &str) -> Result<i64, IncidentDbError> {

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use flashguard_telemetry::EventKind;
 use serde_json::Value;
 
 use super::{Event, IncidentView};
@@ -65,9 +66,9 @@ struct Crash<'a> {
 }
 
 fn crash(timeline: &[Event]) -> Option<Crash<'_>> {
-    let exited = timeline.iter().find(|e| e.kind == "part_exited")?;
+    let exited = timeline.iter().find(|e| e.kind == EventKind::PartExited)?;
     let part = exited.subject.as_str();
-    let after = |kind: &str, states: &[&str]| {
+    let after = |kind: EventKind, states: &[&str]| {
         timeline.iter().find(|e| {
             e.kind == kind
                 && e.subject == part
@@ -78,14 +79,13 @@ fn crash(timeline: &[Event]) -> Option<Crash<'_>> {
     };
     Some(Crash {
         exited,
-        chaos: timeline
-            .iter()
-            .rev()
-            .find(|e| e.kind == "chaos" && e.subject == part && e.at_ms <= exited.at_ms + 1_000),
-        taken_out: after("backend_state", &["down", "ejected"]),
-        restarted: after("part_restarted", &[]),
+        chaos: timeline.iter().rev().find(|e| {
+            e.kind == EventKind::Chaos && e.subject == part && e.at_ms <= exited.at_ms + 1_000
+        }),
+        taken_out: after(EventKind::BackendState, &["down", "ejected"]),
+        restarted: after(EventKind::PartRestarted, &[]),
         back_up: timeline.iter().find(|e| {
-            e.kind == "backend_state"
+            e.kind == EventKind::BackendState
                 && e.subject == part
                 && e.at_ms > exited.at_ms
                 && e.data["state"] == "up"
@@ -121,7 +121,7 @@ pub(crate) fn render(incident: &IncidentView, evidence: &Evidence) -> String {
     impact(&mut out, evidence);
     let verdicts: Vec<&Event> = timeline
         .iter()
-        .filter(|e| e.kind == "surge_verdict")
+        .filter(|e| e.kind == EventKind::SurgeVerdict)
         .collect();
     if let Some(verdict) = verdicts.last() {
         let _ = writeln!(out, "- **Traffic:** {}.", verdict.summary);
@@ -436,6 +436,7 @@ mod tests {
         summary: &str,
         data: Value,
     ) -> Event {
+        let kind = kind.parse().expect("a known kind");
         Event::new(at_ms, source, kind, subject, summary, data)
     }
 

@@ -55,7 +55,7 @@ pub struct StoreOptions {
     /// How long an idempotency answer is kept.
     pub idempotency_ttl: Duration,
     /// SQLite only: `synchronous` pragma (`full` survives power loss).
-    pub sqlite_synchronous: String,
+    pub sqlite_synchronous: Synchronous,
 }
 
 impl Default for StoreOptions {
@@ -64,7 +64,49 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_millis(1000),
             idempotency_ttl: Duration::from_secs(24 * 3600),
-            sqlite_synchronous: "full".to_string(),
+            sqlite_synchronous: Synchronous::Full,
+        }
+    }
+}
+
+/// The database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    /// For logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        }
+    }
+}
+
+/// SQLite's `synchronous` pragma: how much of a commit reaches the disk
+/// before it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives a process crash, not always a power cut (in WAL mode).
+    Normal,
+    /// Survives a power cut: an acknowledged order is on disk.
+    #[default]
+    Full,
+    /// As full, and the directory too.
+    Extra,
+}
+
+impl Synchronous {
+    /// As the pragma takes it.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
         }
     }
 }
@@ -86,8 +128,8 @@ pub struct PoolStats {
 
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Which engine this is, for logs and metrics (`sqlite`, `postgres`).
-    fn engine(&self) -> &'static str;
+    /// Which engine this is.
+    fn engine(&self) -> Engine;
     /// Applies pending migrations; safe to run from several processes.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// A cheap round trip that proves the store answers.

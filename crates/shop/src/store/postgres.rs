@@ -12,7 +12,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::Executor;
 
 use super::sql::SqlStore;
-use super::{OpenError, StoreOptions};
+use super::{Engine, OpenError, StoreOptions};
 
 /// Constructs the PostgreSQL flavour of [`SqlStore`].
 pub struct PostgresStore;
@@ -36,6 +36,6 @@ impl PostgresStore {
                 })
             })
             .connect_lazy_with(connect);
-        Ok(SqlStore::new(pool, "postgres", options))
+        Ok(SqlStore::new(pool, Engine::Postgres, options))
     }
 }

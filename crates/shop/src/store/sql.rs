@@ -14,7 +14,7 @@ use sqlx::AnyPool;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::placement::{decide, BatchInputs, Decision, ExistingKey, StoredAnswer};
-use super::{PoolStats, Store, StoreError, Upsert};
+use super::{Engine, PoolStats, Store, StoreError, Upsert};
 use crate::model::{rfc3339, InventoryLine, Order, OrderRecord, OrderRequest, Product};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -26,13 +26,13 @@ const PRODUCT_COLUMNS: &str = "sku, name, price_cents, initial_stock, sold, sale
 #[derive(Debug)]
 pub struct SqlStore {
     pool: AnyPool,
-    engine: &'static str,
+    engine: Engine,
     idempotency_ttl_ms: i64,
     max_connections: u32,
 }
 
 impl SqlStore {
-    pub(super) fn new(pool: AnyPool, engine: &'static str, options: &super::StoreOptions) -> Self {
+    pub(super) fn new(pool: AnyPool, engine: Engine, options: &super::StoreOptions) -> Self {
         SqlStore {
             pool,
             engine,
@@ -208,7 +208,7 @@ impl SqlStore {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let units: i64 = created.iter().map(|(_, order)| order.quantity).sum();
-        let written = if self.engine == "postgres" {
+        let written = if self.engine == Engine::Postgres {
             let orders_from = 4;
             let answers_from = orders_from + ORDER_WIDTH * created.len();
             let mut sql = String::from("WITH ");
@@ -320,7 +320,7 @@ fn bind_orders<'q>(
 
 #[async_trait]
 impl Store for SqlStore {
-    fn engine(&self) -> &'static str {
+    fn engine(&self) -> Engine {
         self.engine
     }
 

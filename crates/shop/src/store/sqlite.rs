@@ -12,7 +12,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::Executor;
 
 use super::sql::SqlStore;
-use super::{OpenError, StoreOptions};
+use super::{Engine, OpenError, StoreOptions};
 
 /// How long a writer waits for another process's write lock, in ms.
 const BUSY_TIMEOUT_MS: u32 = 5_000;
@@ -35,7 +35,7 @@ impl SqliteStore {
             format!("sqlite://{path}?mode=rwc")
         };
         let connect = AnyConnectOptions::from_str(&url).map_err(OpenError::BadUrl)?;
-        let synchronous = options.sqlite_synchronous.clone();
+        let synchronous = options.sqlite_synchronous.pragma();
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -52,6 +52,6 @@ impl SqliteStore {
                 })
             })
             .connect_lazy_with(connect);
-        Ok(SqlStore::new(pool, "sqlite", options))
+        Ok(SqlStore::new(pool, Engine::Sqlite, options))
     }
 }
