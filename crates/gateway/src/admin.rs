@@ -79,7 +79,7 @@ async fn add(
             return error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",
-                &rejection.body_text(),
+                &flashguard_telemetry::json_rejection_detail(&rejection.into()),
             );
         }
         Err(rejection) => {

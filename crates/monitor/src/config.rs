@@ -1,15 +1,85 @@
-//! The monitor's config file (`--config monitor.toml`); every field has a
-//! default, and the command line adds targets and receivers to it.
+//! The monitor's settings: the config file (`--config monitor.toml`) as
+//! written, where every field has a default and the command line adds
+//! targets and receivers, and the validated [`Config`] it becomes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::notify::{Kind, Receiver};
-use crate::rules::RuleFile;
-use crate::{Config, Target};
+use crate::rules::{self, RuleFile};
+use crate::surge;
 
+/// A gateway whose admin event log (backend state changes) goes on the
+/// incident timeline.
+#[derive(Debug, Clone)]
+pub struct GatewayAdmin {
+    pub name: String,
+    pub url: String,
+}
+
+/// A target to scrape.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// The base URL; `/metrics` is appended.
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub targets: Vec<Target>,
+    /// Default 1 s.
+    pub interval: Duration,
+    /// History kept; default one hour.
+    pub retention: Duration,
+    /// Series kept at most; default 50,000. A point costs about 19 bytes
+    /// (measured in BENCHMARKS.md), so a series kept an hour at one point a
+    /// second is about 66 KiB.
+    pub max_series: usize,
+    /// Alert rules evaluated after every collection.
+    pub rules: Vec<rules::Rule>,
+    /// Where alerts go besides the log.
+    pub receivers: Vec<Receiver>,
+    /// Firing alerts are sent to Alertmanagers again this often. Default 10 s.
+    pub resend_interval: Duration,
+    /// The incident file. Default `flashguard-incidents.sqlite`.
+    pub incidents_db: PathBuf,
+    /// An incident resolves once no alert has fired for this long. Default 30 s.
+    pub incident_quiet: Duration,
+    /// An incident's timeline starts this long before its first alert, so
+    /// the crash that caused it is on it. Default 60 s.
+    pub incident_lookback: Duration,
+    pub surge: surge::SurgeSettings,
+    /// Gateways whose admin event log to follow (with `admin_token`).
+    pub gateway_admins: Vec<GatewayAdmin>,
+    /// Required of `POST /api/events` and notes when set; sent to gateways'
+    /// admin APIs.
+    pub admin_token: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            targets: Vec::new(),
+            interval: Duration::from_secs(1),
+            retention: Duration::from_secs(3600),
+            max_series: 50_000,
+            rules: Vec::new(),
+            receivers: Vec::new(),
+            resend_interval: Duration::from_secs(10),
+            incidents_db: PathBuf::from("flashguard-incidents.sqlite"),
+            incident_quiet: Duration::from_secs(30),
+            incident_lookback: Duration::from_secs(60),
+            surge: surge::SurgeSettings::default(),
+            gateway_admins: Vec::new(),
+            admin_token: None,
+        }
+    }
+}
+
+/// The monitor's config file, as written; every field has a default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorFile {
@@ -224,14 +294,14 @@ impl MonitorFile {
             incidents_db: self.incidents_db.into(),
             incident_quiet: Duration::from_secs(self.incident_quiet_s),
             incident_lookback: Duration::from_secs(self.incident_lookback_s),
-            surge: crate::surge::SurgeSettings {
+            surge: surge::SurgeSettings {
                 min_rate: self.surge_min_rate,
                 factor: self.surge_factor,
             },
             gateway_admins: self
                 .gateways
                 .iter()
-                .map(|g| crate::GatewayAdmin {
+                .map(|g| GatewayAdmin {
                     name: g.name.clone(),
                     url: g.url.clone(),
                 })

@@ -9,9 +9,9 @@ use flashguard_telemetry::EventKind;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::GatewayAdmin;
 use crate::incidents::Event;
-use crate::scrape::Monitor;
-use crate::GatewayAdmin;
+use crate::monitor::Monitor;
 
 #[derive(Debug, Deserialize)]
 struct GatewayEvent {

@@ -2,6 +2,11 @@
 //! every second into a bounded in-memory history, answers queries over it,
 //! evaluates alert rules and the surge verdict, keeps incidents and their
 //! timelines in SQLite, drafts postmortems, and serves a live dashboard.
+//!
+//! `monitor` holds the running state and the tick that fills it (scrape →
+//! evaluate → notify → record → publish → prune); `scrape`, `rules`,
+//! `surge`, `notify`, `incidents` and `dashboard` are the steps, each
+//! unaware of the others; `api` serves what the tick publishes.
 
 mod api;
 mod config;
@@ -12,6 +17,7 @@ mod exposition;
 mod gateway_events;
 mod host;
 pub mod incidents;
+mod monitor;
 mod notify;
 pub mod rules;
 mod scrape;
@@ -19,86 +25,16 @@ mod store;
 pub mod surge;
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-pub use config::{MonitorConfigError, MonitorFile};
+pub use config::{Config, GatewayAdmin, MonitorConfigError, MonitorFile, Target};
 pub use defaults::DEFAULT_RULES;
 pub use export::prometheus_rules;
+use monitor::{Monitor, Pipeline};
 pub use notify::{Kind as ReceiverKind, Receiver};
-pub use scrape::Monitor;
 pub use store::{SeriesKey, Store};
-
-/// A gateway whose admin event log (backend state changes) goes on the
-/// incident timeline.
-#[derive(Debug, Clone)]
-pub struct GatewayAdmin {
-    pub name: String,
-    pub url: String,
-}
-
-/// A target to scrape.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub name: String,
-    /// The base URL; `/metrics` is appended.
-    pub url: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub targets: Vec<Target>,
-    /// Default 1 s.
-    pub interval: Duration,
-    /// History kept; default one hour.
-    pub retention: Duration,
-    /// Series kept at most; default 50,000. A point costs about 19 bytes
-    /// (measured in BENCHMARKS.md), so a series kept an hour at one point a
-    /// second is about 66 KiB.
-    pub max_series: usize,
-    /// Alert rules evaluated after every collection.
-    pub rules: Vec<rules::Rule>,
-    /// Where alerts go besides the log.
-    pub receivers: Vec<Receiver>,
-    /// Firing alerts are sent to Alertmanagers again this often. Default 10 s.
-    pub resend_interval: Duration,
-    /// The incident file. Default `flashguard-incidents.sqlite`.
-    pub incidents_db: PathBuf,
-    /// An incident resolves once no alert has fired for this long. Default 30 s.
-    pub incident_quiet: Duration,
-    /// An incident's timeline starts this long before its first alert, so
-    /// the crash that caused it is on it. Default 60 s.
-    pub incident_lookback: Duration,
-    pub surge: surge::SurgeSettings,
-    /// Gateways whose admin event log to follow (with `admin_token`).
-    pub gateway_admins: Vec<GatewayAdmin>,
-    /// Required of `POST /api/events` and notes when set; sent to gateways'
-    /// admin APIs.
-    pub admin_token: Option<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            targets: Vec::new(),
-            interval: Duration::from_secs(1),
-            retention: Duration::from_secs(3600),
-            max_series: 50_000,
-            rules: Vec::new(),
-            receivers: Vec::new(),
-            resend_interval: Duration::from_secs(10),
-            incidents_db: PathBuf::from("flashguard-incidents.sqlite"),
-            incident_quiet: Duration::from_secs(30),
-            incident_lookback: Duration::from_secs(60),
-            surge: surge::SurgeSettings::default(),
-            gateway_admins: Vec::new(),
-            admin_token: None,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
@@ -118,11 +54,17 @@ pub async fn run(
         &config.incidents_db,
         config.incident_quiet,
         config.incident_lookback,
-        scrape::now_ms(),
+        flashguard_telemetry::unix_ms(),
     )
     .await?;
-    let monitor = Arc::new(Monitor::new(&config, Arc::new(incidents)));
-    let scraper = tokio::spawn(Arc::clone(&monitor).scrape_forever(config.interval));
+    let store = Store::new(config.retention.as_millis() as i64, config.max_series);
+    let monitor = Arc::new(Monitor::new(
+        store,
+        Arc::new(incidents),
+        config.admin_token.clone(),
+    ));
+    let pipeline = Pipeline::new(Arc::clone(&monitor), &config);
+    let ticking = tokio::spawn(pipeline.run(config.interval));
     let follower = tokio::spawn(gateway_events::follow(
         Arc::clone(&monitor),
         config.gateway_admins.clone(),
@@ -137,7 +79,7 @@ pub async fn run(
         })
         .await
         .map_err(MonitorError::Serve)?;
-    scraper.abort();
+    ticking.abort();
     follower.abort();
     Ok(())
 }

@@ -30,6 +30,18 @@ pub fn readiness_response(not_ready_because: Option<&str>) -> Response {
     }
 }
 
+/// What was wrong with a JSON body, as `field: problem` when serde could
+/// say which field (axum's own wording, "Failed to deserialize the JSON
+/// body into the target type: ", taken off).
+pub fn json_rejection_detail(rejection: &axum::extract::rejection::JsonRejection) -> String {
+    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
+    let text = rejection.body_text();
+    match text.strip_prefix(PREFIX) {
+        Some(detail) => detail.to_string(),
+        None => text,
+    }
+}
+
 /// An error answer in the shape every flashguard API uses:
 /// `{"error": "<code>", "detail": "<text>"}`.
 pub fn json_error(status: StatusCode, code: &str, detail: &str) -> Response {

@@ -11,7 +11,9 @@ mod tracing_init;
 
 pub use bearer::{check_bearer, BearerRefusal};
 pub use config_file::{parse_toml, read_toml, ConfigFileError};
-pub use endpoints::{healthz, json_error, metrics_response, readiness_response};
+pub use endpoints::{
+    healthz, json_error, json_rejection_detail, metrics_response, readiness_response,
+};
 pub use process::{ProcessCollector, ProcessStats};
 pub use timeline::{ChaosAction, EventKind, UnknownKind};
 pub use tracing_init::init_tracing;

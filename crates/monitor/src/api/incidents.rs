@@ -13,8 +13,9 @@ use serde::Deserialize;
 
 use crate::incidents::postmortem::{self, Evidence};
 use crate::incidents::{Event, IncidentView};
+use crate::monitor::Monitor;
 use crate::rules::{increase, steps};
-use crate::scrape::{now_ms, Monitor};
+use flashguard_telemetry::unix_ms as now_ms;
 
 type Shared = State<Arc<Monitor>>;
 
@@ -129,11 +130,15 @@ pub(crate) async fn post_event(
     let Json(mut event) = match body {
         Ok(event) => event,
         Err(rejection) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_event",
-                &rejection.body_text(),
-            )
+            let detail = flashguard_telemetry::json_rejection_detail(&rejection);
+            // Not a kind at all: say which kinds may be posted, not every
+            // kind there is.
+            let detail = if detail.starts_with("kind:") {
+                Event::postable_kinds()
+            } else {
+                detail
+            };
+            return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", &detail);
         }
     };
     if let Some(problem) = event.refusal() {

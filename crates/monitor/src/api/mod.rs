@@ -19,25 +19,28 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 
+use flashguard_telemetry::unix_ms as now_ms;
+
 use crate::dashboard;
-use crate::scrape::{now_ms, Monitor};
+use crate::monitor::Monitor;
 
 pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
     let mut registry = Registry::default();
+    let metrics = &monitor.metrics;
     registry.register(
         "monitor_scrapes",
         "Scrapes by target and result",
-        monitor.scrapes.clone(),
+        metrics.scrapes.clone(),
     );
     registry.register(
         "monitor_rule_evaluations",
         "Evaluations of the rule set (one per collection)",
-        monitor.evaluations.clone(),
+        metrics.evaluations.clone(),
     );
     registry.register(
         "monitor_notifications",
         "Notifications by receiver and result (sent, failed, dropped)",
-        monitor.notifications.clone(),
+        metrics.notifications.clone(),
     );
     registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
     let registry = Arc::new(registry);
@@ -52,9 +55,6 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/incidents/{id}", get(incidents::one))
         .route("/api/incidents/{id}/notes", post(incidents::note))
         .route("/api/incidents/{id}/postmortem", get(incidents::postmortem))
-        .route("/api/stream", get(dashboard::stream))
-        .route("/", get(dashboard::page))
-        .route("/dashboard", get(dashboard::page))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route(
             "/readyz",
@@ -67,7 +67,8 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
                 async move { flashguard_telemetry::metrics_response(&registry) }
             }),
         )
-        .with_state(monitor)
+        .with_state(Arc::clone(&monitor))
+        .merge(dashboard::routes(Arc::clone(&monitor.feed)))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -135,14 +136,14 @@ async fn query_range(
 }
 
 async fn alerts(State(monitor): State<Arc<Monitor>>) -> Response {
-    Json(monitor.alerts()).into_response()
+    Json(&monitor.latest().alerts).into_response()
 }
 
 /// The current surge verdict, or `null` when traffic is not surging.
 async fn verdict(State(monitor): State<Arc<Monitor>>) -> Response {
-    Json(monitor.verdict()).into_response()
+    Json(&monitor.latest().verdict).into_response()
 }
 
 async fn targets(State(monitor): State<Arc<Monitor>>) -> Response {
-    Json(monitor.statuses()).into_response()
+    Json(&monitor.latest().targets).into_response()
 }

@@ -11,20 +11,19 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::incidents::IncidentView;
-use crate::rules::{per_second, quantiles, AlertState};
-use crate::scrape::Monitor;
+use crate::rules::{per_second, quantiles, Alert, AlertState};
 use crate::store::Store;
 use crate::surge::Verdict;
 
 /// Snapshots kept for a new viewer: five minutes at one a second.
 const KEPT: usize = 300;
-/// Timeline events sent with the incident.
-const TIMELINE_SHOWN: u32 = 40;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct BackendState {
@@ -66,6 +65,18 @@ pub(crate) struct Snapshot {
     notes_need_token: bool,
 }
 
+/// What a snapshot is made of, read-only: the monitor's tick gathers it.
+pub(crate) struct View<'a> {
+    pub(crate) now_ms: i64,
+    pub(crate) store: &'a Store,
+    pub(crate) alerts: &'a [Alert],
+    pub(crate) verdict: Option<&'a Verdict>,
+    pub(crate) incident: Option<IncidentView>,
+    /// Backends a gateway took out since the last snapshot, and how.
+    pub(crate) outages: BTreeMap<String, String>,
+    pub(crate) notes_need_token: bool,
+}
+
 /// The recent snapshots and the channel new ones go out on.
 #[derive(Debug)]
 pub(crate) struct Feed {
@@ -74,6 +85,8 @@ pub(crate) struct Feed {
     /// Backends the gateway took out since the last snapshot: a shop that
     /// dies and is back within a second still shows, for one snapshot.
     outages: Mutex<BTreeMap<String, String>>,
+    /// Turns true when the monitor stops: open streams end.
+    closed: watch::Sender<bool>,
 }
 
 impl Default for Feed {
@@ -82,11 +95,25 @@ impl Default for Feed {
             recent: Mutex::new(VecDeque::with_capacity(KEPT)),
             live: broadcast::channel(16).0,
             outages: Mutex::new(BTreeMap::new()),
+            closed: watch::channel(false).0,
         }
     }
 }
 
 impl Feed {
+    /// Ends open streams, so a graceful shutdown does not wait on them.
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Completes once `close` is called.
+    fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut closed = self.closed.subscribe();
+        async move {
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
+    }
+
     /// A state change from a gateway's event log.
     pub(crate) fn backend_changed(&self, backend: &str, state: &str) {
         if matches!(state, "down" | "ejected" | "draining") {
@@ -97,7 +124,7 @@ impl Feed {
         }
     }
 
-    fn take_outages(&self) -> BTreeMap<String, String> {
+    pub(crate) fn take_outages(&self) -> BTreeMap<String, String> {
         std::mem::take(&mut *self.outages.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -147,26 +174,18 @@ fn quantile_ms(store: &Store, q: f64, now_ms: i64) -> Option<f64> {
     values.iter().map(|v| v.1 * 1000.0).reduce(f64::max)
 }
 
-pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
-    let incident = match monitor.incidents.latest(now_ms, TIMELINE_SHOWN).await {
-        Ok(incident) => incident,
-        Err(err) => {
-            tracing::error!(%err, "reading the latest incident");
-            None
-        }
-    };
-    let alerts = monitor
-        .alerts()
-        .into_iter()
+pub(crate) fn snapshot(view: &View<'_>) -> Snapshot {
+    let (store, now_ms) = (view.store, view.now_ms);
+    let alerts = view
+        .alerts
+        .iter()
         .map(|a| AlertBrief {
             severity: a.labels.get("severity").cloned().unwrap_or_default(),
             summary: a.annotations.get("summary").cloned().unwrap_or_default(),
-            rule: a.rule,
+            rule: a.rule.clone(),
             state: a.state,
         })
         .collect();
-    let verdict = monitor.verdict();
-    let store = monitor.store();
     const WINDOW: i64 = 5_000;
     let mut stock = BTreeMap::new();
     for (labels, value) in store.fresh("shop_stock_remaining", &[], now_ms) {
@@ -199,30 +218,30 @@ pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
         })
         .collect();
     backends.sort_by(|a, b| a.name.cmp(&b.name));
-    for (name, state) in monitor.feed.take_outages() {
+    for (name, state) in &view.outages {
         if let Some(backend) = backends
             .iter_mut()
-            .find(|b| b.name == name && b.state == "up")
+            .find(|b| &b.name == name && b.state == "up")
         {
-            backend.scraped_state = Some(std::mem::replace(&mut backend.state, state));
+            backend.scraped_state = Some(std::mem::replace(&mut backend.state, state.clone()));
         }
     }
     Snapshot {
         at_ms: now_ms,
-        requests_per_s: rate(&store, "gateway_requests_total", &[], now_ms, WINDOW),
+        requests_per_s: rate(store, "gateway_requests_total", &[], now_ms, WINDOW),
         errors_per_s: rate(
-            &store,
+            store,
             "gateway_requests_total",
             &[("status", "5*")],
             now_ms,
             WINDOW,
         ),
-        shed_per_s: rate(&store, "gateway_shed_total", &[], now_ms, WINDOW)
-            + rate(&store, "shop_requests_shed_total", &[], now_ms, WINDOW),
-        p50_ms: quantile_ms(&store, 0.5, now_ms),
-        p99_ms: quantile_ms(&store, 0.99, now_ms),
+        shed_per_s: rate(store, "gateway_shed_total", &[], now_ms, WINDOW)
+            + rate(store, "shop_requests_shed_total", &[], now_ms, WINDOW),
+        p50_ms: quantile_ms(store, 0.5, now_ms),
+        p99_ms: quantile_ms(store, 0.99, now_ms),
         orders_per_s: rate(
-            &store,
+            store,
             "shop_orders_total",
             &[("result", "created")],
             now_ms,
@@ -236,30 +255,38 @@ pub(crate) async fn snapshot(monitor: &Monitor, now_ms: i64) -> Snapshot {
         memory_used_ratio: memory,
         backends,
         alerts,
-        verdict,
-        incident,
-        notes_need_token: monitor.admin_token.is_some(),
+        verdict: view.verdict.cloned(),
+        incident: view.incident.clone(),
+        notes_need_token: view.notes_need_token,
     }
 }
 
-pub(crate) async fn page() -> Response {
+/// The page (at `/` and `/dashboard`) and its stream.
+pub(crate) fn routes(feed: Arc<Feed>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/dashboard", get(page))
+        .route("/api/stream", get(stream))
+        .with_state(feed)
+}
+
+async fn page() -> Response {
     Html(include_str!("page.html")).into_response()
 }
 
 /// `GET /api/stream`: the recent snapshots, then each new one. A viewer
 /// too slow to keep up skips snapshots rather than holding memory.
-pub(crate) async fn stream(
-    State(monitor): State<Arc<Monitor>>,
+async fn stream(
+    State(feed): State<Arc<Feed>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let recent: Vec<Arc<str>> = monitor
-        .feed
+    let recent: Vec<Arc<str>> = feed
         .recent
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .iter()
         .cloned()
         .collect();
-    let live = monitor.feed.live.subscribe();
+    let live = feed.live.subscribe();
     let updates = stream::unfold(live, |mut live| async move {
         loop {
             match live.recv().await {
@@ -269,7 +296,7 @@ pub(crate) async fn stream(
             }
         }
     });
-    let stopping = monitor.stopping();
+    let stopping = feed.closing();
     let events = stream::iter(recent)
         .chain(updates)
         .map(|json| Ok(SseEvent::default().event("snapshot").data(&*json)))

@@ -44,6 +44,12 @@ impl Event {
         }
     }
 
+    /// The refusal of a kind that may not be posted.
+    pub(crate) fn postable_kinds() -> String {
+        let postable: Vec<&str> = EventKind::POSTABLE.iter().map(|k| k.as_str()).collect();
+        format!("kind: must be one of {}", postable.join(", "))
+    }
+
     /// Why a posted event is refused, naming the field.
     pub(crate) fn refusal(&self) -> Option<String> {
         let short = |field: &str, value: &str, max: usize| {
@@ -51,8 +57,7 @@ impl Event {
                 .then(|| format!("{field}: must be 1 to {max} characters"))
         };
         if !self.kind.is_postable() {
-            let postable: Vec<&str> = EventKind::POSTABLE.iter().map(|k| k.as_str()).collect();
-            return Some(format!("kind: must be one of {}", postable.join(", ")));
+            return Some(Event::postable_kinds());
         }
         short("source", &self.source, 64)
             .or_else(|| short("summary", &self.summary, 2000))
