@@ -79,10 +79,18 @@ async fn a_repeated_key_replays_the_first_answer(shop: &Shop) {
     let first = send().await.unwrap();
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_headers = first.headers().clone();
     let first_text = first.text().await.unwrap();
     let replay = send().await.unwrap();
     assert_eq!(replay.status(), 201);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    for name in ["location", "content-type"] {
+        assert_eq!(
+            replay.headers().get(name),
+            first_headers.get(name),
+            "the replay carries the first answer's {name}"
+        );
+    }
     assert_eq!(
         replay.text().await.unwrap(),
         first_text,
@@ -376,6 +384,65 @@ contract!(
     export_and_inventory_agree,
     probes_and_metrics_answer,
 );
+
+/// A key the previous version recorded (its answer as sent, no outcome)
+/// is replayed as it was sent; so is one whose outcome is older than the
+/// row (the previous version wrote an expired key again).
+async fn keys_the_previous_version_recorded_replay_as_sent(db_url: &str) {
+    let shop = Shop::start(db_url).await;
+    put_product(&shop.url, "old", item(5)).await;
+    let c = client();
+    for key in ["before", "rewritten"] {
+        let (status, _, _) = order(&c, &shop.url, key, buy("old", 1, "dora"))
+            .await
+            .unwrap();
+        assert_eq!(status, 201);
+    }
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    let sent = r#"{"order_id":"as-sent"}"#;
+    sqlx::query(
+        "UPDATE idempotency_keys SET outcome = NULL, response_body = $1 WHERE idem_key = 'before'",
+    )
+    .bind(sent)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = created_at + 1, response_body = $1 \
+         WHERE idem_key = 'rewritten'",
+    )
+    .bind(sent)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    for key in ["before", "rewritten"] {
+        let replay = c
+            .post(format!("{}/api/orders", shop.url))
+            .header("Idempotency-Key", key)
+            .json(&buy("old", 1, "dora"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replay.status(), 201, "{key}");
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        assert_eq!(replay.text().await.unwrap(), sent, "{key}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_keys_the_previous_version_recorded_replay_as_sent() {
+    let db = support::sqlite_db();
+    keys_the_previous_version_recorded_replay_as_sent(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_keys_the_previous_version_recorded_replay_as_sent() {
+    let url = support::pg_database().await;
+    keys_the_previous_version_recorded_replay_as_sent(&url).await;
+    support::drop_pg_database(&url).await;
+}
 
 #[tokio::test]
 async fn admin_is_off_without_a_token() {

@@ -1,10 +1,14 @@
-//! Every way a shop request can fail, and the one place that turns a failure
-//! into the JSON answer of the contract: `{"error": CODE, "detail": TEXT}`.
+//! The one place from a result to the HTTP answer of the contract: every way
+//! a shop request can fail, as `{"error": CODE, "detail": TEXT}`, and every
+//! recorded order outcome (`outcome_answer`), rendered the same way for the
+//! first answer and for each replay of its idempotency key. `Retry-After`
+//! is added to every 503 by `http::finish`, from the shop's config.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::model::InvalidField;
+use crate::store::Outcome;
 
 /// A failed request: the variant decides the status and the error code.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +31,10 @@ pub enum ApiError {
     RequestInProgress,
     #[error("{0}")]
     SaleNotOpen(String),
+    #[error("{0}")]
+    SoldOut(String),
+    #[error("{0}")]
+    LimitExceeded(String),
     #[error("no product has SKU {0}")]
     UnknownSku(String),
     #[error("no order has id {0}")]
@@ -61,7 +69,8 @@ impl ApiError {
             AdminDisabled => StatusCode::FORBIDDEN,
             UnknownSku(_) | OrderNotFound(_) | NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            RequestInProgress | SaleNotOpen(_) => StatusCode::CONFLICT,
+            RequestInProgress | SaleNotOpen(_) | SoldOut(_) => StatusCode::CONFLICT,
+            LimitExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidField(_) | IdempotencyKeyReused | StockBelowSold(_) => {
@@ -85,6 +94,8 @@ impl ApiError {
             IdempotencyKeyReused => "idempotency_key_reused",
             RequestInProgress => "request_in_progress",
             SaleNotOpen(_) => "sale_not_open",
+            SoldOut(_) => "sold_out",
+            LimitExceeded(_) => "limit_exceeded",
             UnknownSku(_) => "unknown_sku",
             OrderNotFound(_) => "order_not_found",
             NotFound => "not_found",
@@ -104,13 +115,11 @@ impl ApiError {
             other => other.to_string(),
         }
     }
-}
 
-/// `Retry-After` for 503 answers, in seconds; set once at start from config.
-static RETRY_AFTER_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-
-pub(crate) fn set_retry_after(seconds: u64) {
-    let _ = RETRY_AFTER_SECS.set(seconds);
+    /// The answer's body: the contract's error shape.
+    fn body(&self) -> String {
+        flashguard_telemetry::json_error_body(self.code(), &self.detail())
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -121,19 +130,79 @@ impl IntoResponse for ApiError {
         {
             tracing::error!(error = %self, "request failed");
         }
-        let body = serde_json::json!({ "error": self.code(), "detail": self.detail() }).to_string();
-        let mut response =
-            (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-        let headers = response.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            let seconds = RETRY_AFTER_SECS.get().copied().unwrap_or(1);
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body(),
+        )
+            .into_response();
         if status == StatusCode::UNAUTHORIZED {
+            let headers = response.headers_mut();
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
+}
+
+/// A recorded outcome as the contract answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutcomeAnswer {
+    pub(crate) status: StatusCode,
+    /// Headers beside `Content-Type: application/json`.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: String,
+}
+
+/// Renders a recorded outcome: 201 with the order and its `Location`, 409
+/// `sold_out`, 429 `limit_exceeded`. The first answer, every replay, and
+/// the columns the previous version replays from all come from here.
+pub(crate) fn outcome_answer(outcome: &Outcome) -> OutcomeAnswer {
+    let refused = |error: ApiError| OutcomeAnswer {
+        status: error.status(),
+        headers: Vec::new(),
+        body: error.body(),
+    };
+    match outcome {
+        Outcome::Created { order } => OutcomeAnswer {
+            status: StatusCode::CREATED,
+            headers: HeaderValue::from_str(&format!("/api/orders/{}", order.order_id))
+                .map(|location| vec![(header::LOCATION, location)])
+                .unwrap_or_default(),
+            body: serde_json::to_string(order).expect("an order always serializes"),
+        },
+        Outcome::SoldOut { sku, remaining: 0 } => {
+            refused(ApiError::SoldOut(format!("{sku} is sold out")))
+        }
+        Outcome::SoldOut { sku, remaining } => {
+            refused(ApiError::SoldOut(format!("only {remaining} left of {sku}")))
+        }
+        Outcome::LimitExceeded { limit, already } => refused(ApiError::LimitExceeded(format!(
+            "at most {limit} per customer; you already have {already}"
+        ))),
+        Outcome::Earlier(answer) => OutcomeAnswer {
+            status: StatusCode::from_u16(answer.status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            headers: Vec::new(),
+            body: answer.body.clone(),
+        },
+    }
+}
+
+/// The outcome as a response; a replay says so (`Idempotent-Replayed`).
+pub(crate) fn outcome_response(outcome: &Outcome, replayed: bool) -> Response {
+    let answer = outcome_answer(outcome);
+    let mut response = (
+        answer.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.extend(answer.headers);
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
 }
 
 impl From<crate::store::StoreError> for ApiError {

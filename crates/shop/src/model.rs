@@ -268,7 +268,7 @@ pub fn validate_idempotency_key(key: &str) -> Result<(), String> {
 }
 
 /// An order as a customer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub order_id: String,
     pub sku: String,

@@ -26,7 +26,6 @@ pub enum Error {
 /// Builds the state a shop serves from: opens the store (lazily: no
 /// connection is made yet) and starts the order desk.
 pub fn build_state(config: Config) -> Result<AppState, Error> {
-    crate::error::set_retry_after(config.retry_after_secs);
     let store = store::open(&config.database_url, &config.store)?;
     let metrics = Arc::new(ShopMetrics::new());
     let observer = Arc::clone(&metrics);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use flashguard_shop::model::{OrderRequest, Product};
-use flashguard_shop::store::{self, Decision, Store, StoreOptions};
+use flashguard_shop::store::{self, Decision, Outcome, Store, StoreOptions};
 use sqlx::Connection;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -46,7 +46,7 @@ async fn keys_expire_and_are_purged(store: &dyn Store) {
         .place_orders("hot", &[request("k", 1)], t0)
         .await
         .unwrap();
-    assert!(matches!(first[0], Decision::Created { .. }));
+    assert!(matches!(first[0], Decision::Final(Outcome::Created { .. })));
     let within = store
         .place_orders("hot", &[request("k", 1)], t0 + TTL.as_millis() as i64 - 1)
         .await
@@ -58,7 +58,7 @@ async fn keys_expire_and_are_purged(store: &dyn Store) {
         .await
         .unwrap();
     assert!(
-        matches!(expired[0], Decision::Created { .. }),
+        matches!(expired[0], Decision::Final(Outcome::Created { .. })),
         "an expired key is free again: {expired:?}"
     );
     assert_eq!(
@@ -122,7 +122,7 @@ async fn stored_answers_win_over_the_current_state(store: &dyn Store) {
         .unwrap();
     assert!(first
         .iter()
-        .all(|decision| matches!(decision, Decision::Created { .. })));
+        .all(|decision| matches!(decision, Decision::Final(Outcome::Created { .. }))));
     let mixed = store
         .place_orders(
             "hot",
@@ -132,14 +132,19 @@ async fn stored_answers_win_over_the_current_state(store: &dyn Store) {
         .await
         .unwrap();
     assert!(matches!(mixed[0], Decision::Replay(_)), "{mixed:?}");
-    assert!(matches!(mixed[1], Decision::SoldOut { .. }), "{mixed:?}");
+    assert!(
+        matches!(mixed[1], Decision::Final(Outcome::SoldOut { .. })),
+        "{mixed:?}"
+    );
     assert!(matches!(mixed[2], Decision::KeyReused), "{mixed:?}");
     let closed = store
         .place_orders("hot", &[request("k1", 1), request("k9", 1)], 20_000)
         .await
         .unwrap();
     match &closed[0] {
-        Decision::Replay(answer) => assert_eq!(answer.status, 201, "{answer:?}"),
+        Decision::Replay(outcome) => {
+            assert!(matches!(outcome, Outcome::Created { .. }), "{outcome:?}")
+        }
         other => panic!("k1 must replay its 201 after the sale, got {other:?}"),
     }
     assert!(

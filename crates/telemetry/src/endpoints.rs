@@ -45,45 +45,29 @@ pub fn json_rejection_detail(rejection: &axum::extract::rejection::JsonRejection
 /// An error answer in the shape every flashguard API uses:
 /// `{"error": "<code>", "detail": "<text>"}`.
 pub fn json_error(status: StatusCode, code: &str, detail: &str) -> Response {
-    let body = format!(
-        "{{\"error\":{},\"detail\":{}}}",
-        json_string(code),
-        json_string(detail)
-    );
+    let body = json_error_body(code, detail);
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn json_status(code: StatusCode, status: &str, detail: &str) -> Response {
-    let body = format!(
-        "{{\"status\":{},\"detail\":{}}}",
-        json_string(status),
-        json_string(detail)
-    );
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// The body of every error answer: `{"error": "<code>", "detail": "<text>"}`.
+pub fn json_error_body(code: &str, detail: &str) -> String {
+    serde_json::json!({ "error": code, "detail": detail }).to_string()
 }
 
-/// Quotes a short ASCII-ish string for JSON without pulling serde into this crate.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn json_status(code: StatusCode, status: &str, detail: &str) -> Response {
+    let body = serde_json::json!({ "status": status, "detail": detail }).to_string();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::json_string;
+    use super::json_error_body;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn error_bodies_are_escaped_json() {
+        let body = json_error_body("bad", "a\"b\\c\n");
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["error"], "bad");
+        assert_eq!(parsed["detail"], "a\"b\\c\n");
     }
 }

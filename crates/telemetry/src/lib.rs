@@ -12,7 +12,8 @@ mod tracing_init;
 pub use bearer::{check_bearer, BearerRefusal};
 pub use config_file::{parse_toml, read_toml, ConfigFileError};
 pub use endpoints::{
-    healthz, json_error, json_rejection_detail, metrics_response, readiness_response,
+    healthz, json_error, json_error_body, json_rejection_detail, metrics_response,
+    readiness_response,
 };
 pub use process::{ProcessCollector, ProcessStats};
 pub use timeline::{ChaosAction, EventKind, UnknownKind};

@@ -1,18 +1,17 @@
 //! The customer API: products and orders, as JSON.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 
 use super::extract::{IdempotencyKey, JsonBody};
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{outcome_response, ApiError};
 use crate::model::{
     now_ms, rfc3339, validate_sku, Order, OrderInput, OrderRequest, ProductView, SaleState,
 };
 use crate::orders::DeskError;
-use crate::store::{Decision, StoredAnswer};
+use crate::store::Decision;
 
 pub(super) async fn list_products(
     State(state): State<AppState>,
@@ -130,28 +129,12 @@ pub(super) async fn take_order(
     }
 }
 
-/// The contract's answer for a decision. Stored answers are sent byte for
-/// byte, so a replay is identical to the first answer.
+/// The contract's answer for a decision: recorded outcomes through the one
+/// rendering (`error::outcome_response`), the rest as errors.
 fn decision_response(decision: Decision) -> Result<Response, ApiError> {
     match decision {
-        Decision::Created { order, answer } => {
-            let mut response = stored_response(&answer);
-            if let Ok(location) = HeaderValue::from_str(&format!("/api/orders/{}", order.order_id))
-            {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            Ok(response)
-        }
-        Decision::SoldOut { answer } | Decision::LimitExceeded { answer } => {
-            Ok(stored_response(&answer))
-        }
-        Decision::Replay(answer) => {
-            let mut response = stored_response(&answer);
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            Ok(response)
-        }
+        Decision::Final(outcome) => Ok(outcome_response(&outcome, false)),
+        Decision::Replay(outcome) => Ok(outcome_response(&outcome, true)),
         Decision::SaleNotOpen { state, starts_at } => Err(ApiError::SaleNotOpen(
             sale_not_open_detail(state, starts_at),
         )),
@@ -166,16 +149,6 @@ pub(super) fn sale_not_open_detail(state: SaleState, starts_at: Option<i64>) -> 
         (SaleState::Ended, _) => "the sale has ended".to_string(),
         _ => "the sale is not open".to_string(),
     }
-}
-
-fn stored_response(answer: &StoredAnswer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        answer.body.clone(),
-    )
-        .into_response()
 }
 
 /// A store failure on a read: an unreachable store also flips readiness at

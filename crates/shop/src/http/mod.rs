@@ -1,7 +1,8 @@
 //! The shop's HTTP surface. The request path, outermost first:
 //!
-//! 1. `json_errors`: any error answer axum itself makes (405, a bad path) is
-//!    rewritten into the contract's JSON error, so clients parse one shape.
+//! 1. `finish`: any error answer axum itself makes (405, a bad path) is
+//!    answered as the contract's JSON error, so clients parse one shape, and
+//!    every 503 gets `Retry-After` from the config.
 //! 2. `metrics::track`: counts and times every request, shed ones included.
 //! 3. `DefaultBodyLimit`: bodies over the limit are refused before reading.
 //! 4. On the API, pages and admin only (never on probes and metrics, which
@@ -11,7 +12,7 @@
 mod admin;
 mod api;
 mod extract;
-mod json_errors;
+mod finish;
 pub(crate) mod metrics;
 mod openapi;
 mod overload;
@@ -67,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::from_fn(json_errors::rewrite))
+        .layer(from_fn_with_state(state.clone(), finish::finish))
         .with_state(state)
 }
 

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::model::{
     now_ms, validate_idempotency_key, validate_sku, OrderInput, Product, SaleState,
 };
-use crate::store::Decision;
+use crate::store::{Decision, Outcome};
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
 a{color:#0a58ca}.card{border:1px solid #ddd;border-radius:8px;padding:1rem;margin:1rem 0}\
@@ -207,22 +207,17 @@ pub(super) async fn buy(
             )
         }
     };
-    match take_order(&state, request).await {
-        Ok(Decision::Created { order, .. }) => {
-            Redirect::to(&format!("/orders/{}", order.order_id)).into_response()
-        }
-        Ok(Decision::Replay(answer)) if answer.status == 201 => {
-            let id = serde_json::from_str::<serde_json::Value>(&answer.body)
-                .ok()
-                .and_then(|v| v["order_id"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            Redirect::to(&format!("/orders/{id}")).into_response()
-        }
-        Ok(Decision::SoldOut { .. }) | Ok(Decision::Replay(_)) => html_response(
-            StatusCode::CONFLICT,
-            page("Sold out", sold_out_markup(&sku)),
-        ),
-        Ok(Decision::LimitExceeded { .. }) => message_page(
+    let decision = take_order(&state, request).await;
+    // A created order, now or when this form was sent before.
+    let created = match &decision {
+        Ok(Decision::Final(outcome) | Decision::Replay(outcome)) => outcome.order_id(),
+        _ => None,
+    };
+    if let Some(id) = created {
+        return Redirect::to(&format!("/orders/{id}")).into_response();
+    }
+    match decision {
+        Ok(Decision::Final(Outcome::LimitExceeded { .. })) => message_page(
             StatusCode::TOO_MANY_REQUESTS,
             "Limit reached",
             "You already have as many of these as one customer may buy in this sale.",
@@ -234,6 +229,11 @@ pub(super) async fn buy(
             StatusCode::CONFLICT,
             "Not yet",
             &sale_not_open_detail(sale, starts_at),
+        ),
+        // Sold out, or an earlier answer to this form that created nothing.
+        Ok(Decision::Final(_) | Decision::Replay(_)) => html_response(
+            StatusCode::CONFLICT,
+            page("Sold out", sold_out_markup(&sku)),
         ),
         Ok(Decision::UnknownSku) => not_found_page("We have no such product."),
         Ok(Decision::KeyReused) => message_page(

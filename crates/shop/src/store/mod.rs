@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{InventoryLine, OrderRecord, OrderRequest, Product};
-pub use placement::{Decision, StoredAnswer};
+pub use placement::{Decision, Outcome, StoredAnswer};
 pub use postgres::PostgresStore;
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;

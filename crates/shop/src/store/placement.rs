@@ -5,45 +5,84 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{rfc3339, Order, OrderRequest, Product, SaleState};
 
-/// The answer a keyed request got, kept so a retry hears the same thing.
+/// An answer as the version before outcomes were recorded stored it: the
+/// status and body it sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAnswer {
     pub status: u16,
     pub body: String,
 }
 
+/// A final answer to a keyed order request, recorded with its key in the
+/// transaction that decided it, so a retry hears the same thing. Domain
+/// facts only: the HTTP layer renders them (`error::outcome_answer`), for
+/// the first answer and every replay alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Created {
+        order: Order,
+    },
+    /// Not enough stock left for this order.
+    SoldOut {
+        sku: String,
+        remaining: i64,
+    },
+    /// The customer would pass the per-customer limit.
+    LimitExceeded {
+        limit: i64,
+        already: i64,
+    },
+    /// Recorded by the version before outcomes were (it kept the answer as
+    /// sent); replayed as it was until it expires.
+    #[serde(skip)]
+    Earlier(StoredAnswer),
+}
+
+impl Outcome {
+    /// The order this outcome created, if it created one.
+    pub fn order_id(&self) -> Option<String> {
+        match self {
+            Outcome::Created { order } => Some(order.order_id.clone()),
+            Outcome::Earlier(answer) if answer.status == 201 => {
+                serde_json::from_str::<Order>(&answer.body)
+                    .ok()
+                    .map(|order| order.order_id)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What happened to one request of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// A new order; `answer` is the 201 body, stored with the key.
-    Created { order: Order, answer: StoredAnswer },
-    /// Not enough stock left; stored, so retries hear the same.
-    SoldOut { answer: StoredAnswer },
-    /// The customer would pass the per-customer limit; stored.
-    LimitExceeded { answer: StoredAnswer },
-    /// Outside the sale window. Not stored: the same key may succeed once
+    /// Created, sold out or over the limit: final, recorded with the key so
+    /// retries hear the same.
+    Final(Outcome),
+    /// Outside the sale window. Not recorded: the same key may succeed once
     /// the sale opens.
     SaleNotOpen {
         state: SaleState,
         starts_at: Option<i64>,
     },
-    /// No such product. Not stored: it may be created later.
+    /// No such product. Not recorded: it may be created later.
     UnknownSku,
-    /// The key was answered before with the same request: the first answer.
-    Replay(StoredAnswer),
+    /// The key was answered before with the same request: the first outcome.
+    Replay(Outcome),
     /// The key was used before for a different request.
     KeyReused,
 }
 
 impl Decision {
-    /// The answer to store with the key, for decisions that are final.
-    pub fn answer_to_store(&self) -> Option<&StoredAnswer> {
+    /// The outcome to record with the key, for decisions that are final.
+    pub fn recorded(&self) -> Option<&Outcome> {
         match self {
-            Decision::Created { answer, .. }
-            | Decision::SoldOut { answer }
-            | Decision::LimitExceeded { answer } => Some(answer),
+            Decision::Final(outcome) => Some(outcome),
             _ => None,
         }
     }
@@ -51,9 +90,10 @@ impl Decision {
     /// A short label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
-            Decision::Created { .. } => "created",
-            Decision::SoldOut { .. } => "sold_out",
-            Decision::LimitExceeded { .. } => "limit_exceeded",
+            Decision::Final(Outcome::Created { .. }) => "created",
+            Decision::Final(Outcome::SoldOut { .. }) => "sold_out",
+            Decision::Final(Outcome::LimitExceeded { .. }) => "limit_exceeded",
+            Decision::Final(Outcome::Earlier(_)) => "earlier",
             Decision::SaleNotOpen { .. } => "sale_not_open",
             Decision::UnknownSku => "unknown_sku",
             Decision::Replay(_) => "replayed",
@@ -62,11 +102,11 @@ impl Decision {
     }
 }
 
-/// An idempotency answer already in the store.
+/// An idempotency key already answered, in the store.
 #[derive(Debug, Clone)]
 pub(super) struct ExistingKey {
     pub fingerprint: String,
-    pub answer: StoredAnswer,
+    pub outcome: Outcome,
 }
 
 /// Everything the decision needs. The product and the units bought are
@@ -102,7 +142,7 @@ pub(super) fn decide(
         let key = (request.customer.clone(), request.idempotency_key.clone());
         if let Some(existing) = existing_keys.get(&key) {
             decisions.push(if existing.fingerprint == request.fingerprint() {
-                Decision::Replay(existing.answer.clone())
+                Decision::Replay(existing.outcome.clone())
             } else {
                 Decision::KeyReused
             });
@@ -117,24 +157,13 @@ pub(super) fn decide(
         }
         let already = bought.get(&request.customer).copied().unwrap_or(0);
         let decision = match product.limit_per_customer {
-            Some(limit) if already + request.quantity > limit => Decision::LimitExceeded {
-                answer: error_answer(
-                    429,
-                    "limit_exceeded",
-                    &format!("at most {limit} per customer; you already have {already}"),
-                ),
-            },
-            _ if request.quantity > remaining => Decision::SoldOut {
-                answer: error_answer(
-                    409,
-                    "sold_out",
-                    &if remaining == 0 {
-                        format!("{} is sold out", product.sku)
-                    } else {
-                        format!("only {remaining} left of {}", product.sku)
-                    },
-                ),
-            },
+            Some(limit) if already + request.quantity > limit => {
+                Decision::Final(Outcome::LimitExceeded { limit, already })
+            }
+            _ if request.quantity > remaining => Decision::Final(Outcome::SoldOut {
+                sku: product.sku.clone(),
+                remaining,
+            }),
             _ => {
                 remaining -= request.quantity;
                 *bought.entry(request.customer.clone()).or_insert(0) += request.quantity;
@@ -145,35 +174,23 @@ pub(super) fn decide(
                     customer: request.customer.clone(),
                     created_at: rfc3339(now_ms),
                 };
-                let body = serde_json::to_string(&order).expect("an order always serializes");
-                Decision::Created {
-                    order,
-                    answer: StoredAnswer { status: 201, body },
-                }
+                Decision::Final(Outcome::Created { order })
             }
         };
         // A second request with the same key in this very batch must see
         // this answer, exactly as if it came a moment later.
-        if let Some(answer) = decision.answer_to_store() {
+        if let Some(outcome) = decision.recorded() {
             existing_keys.insert(
                 key,
                 ExistingKey {
                     fingerprint: request.fingerprint(),
-                    answer: answer.clone(),
+                    outcome: outcome.clone(),
                 },
             );
         }
         decisions.push(decision);
     }
     decisions
-}
-
-/// The JSON error body every shop error uses.
-pub(super) fn error_answer(status: u16, code: &str, detail: &str) -> StoredAnswer {
-    StoredAnswer {
-        status,
-        body: serde_json::json!({ "error": code, "detail": detail }).to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -225,10 +242,13 @@ mod tests {
         let decisions = run(&p, &requests, 1_500);
         let created = decisions
             .iter()
-            .filter(|d| matches!(d, Decision::Created { .. }))
+            .filter(|d| matches!(d, Decision::Final(Outcome::Created { .. })))
             .count();
         assert_eq!(created, 3);
-        assert!(matches!(decisions[3], Decision::SoldOut { .. }));
+        assert!(matches!(
+            decisions[3],
+            Decision::Final(Outcome::SoldOut { .. })
+        ));
     }
 
     #[test]
@@ -261,7 +281,7 @@ mod tests {
         for now in [999, 2_000] {
             let decisions = run(&p, &[request("a", "1", 1)], now);
             assert!(matches!(decisions[0], Decision::SaleNotOpen { .. }));
-            assert!(decisions[0].answer_to_store().is_none());
+            assert!(decisions[0].recorded().is_none());
         }
     }
 
@@ -277,10 +297,11 @@ mod tests {
             ],
             1_500,
         );
-        let Decision::Created { answer, .. } = &decisions[0] else {
+        let Some(first) = decisions[0].recorded().cloned() else {
             panic!("first must create: {decisions:?}")
         };
-        assert_eq!(decisions[1], Decision::Replay(answer.clone()));
+        assert!(matches!(first, Outcome::Created { .. }));
+        assert_eq!(decisions[1], Decision::Replay(first));
         assert_eq!(decisions[2], Decision::KeyReused);
     }
 
@@ -295,16 +316,16 @@ mod tests {
     #[test]
     fn a_stored_answer_is_replayed_only_for_the_same_request() {
         let p = product(10, None);
-        let stored = StoredAnswer {
-            status: 201,
-            body: "{}".into(),
+        let stored = Outcome::SoldOut {
+            sku: "hot".into(),
+            remaining: 0,
         };
         let mut existing_keys = HashMap::new();
         existing_keys.insert(
             ("a".to_string(), "k".to_string()),
             ExistingKey {
                 fingerprint: request("a", "k", 1).fingerprint(),
-                answer: stored.clone(),
+                outcome: stored.clone(),
             },
         );
         let inputs = BatchInputs {

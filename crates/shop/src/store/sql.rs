@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::placement::{decide, BatchInputs, Decision, ExistingKey, StoredAnswer};
+use super::placement::{decide, BatchInputs, Decision, ExistingKey, Outcome, StoredAnswer};
 use super::{Engine, PoolStats, Store, StoreError, Upsert};
 use crate::model::{rfc3339, InventoryLine, Order, OrderRecord, OrderRequest, Product};
 
@@ -68,8 +68,8 @@ impl SqlStore {
         // the prepared statement scans the expiry index, which holds every
         // live key, and a batch then costs time in proportion to the table.
         let sql = format!(
-            "SELECT customer, idem_key, fingerprint, status_code, response_body, expires_at \
-             FROM idempotency_keys WHERE (customer, idem_key) IN ({})",
+            "SELECT customer, idem_key, fingerprint, status_code, response_body, expires_at, \
+             outcome, created_at FROM idempotency_keys WHERE (customer, idem_key) IN ({})",
             placeholders(1, 2, requests.len())
         );
         let mut query = sqlx::query(&sql);
@@ -83,15 +83,11 @@ impl SqlStore {
             if expires_at <= now_ms {
                 continue;
             }
-            let status: i64 = row.try_get(3).map_err(StoreError::Internal)?;
             keys.insert(
                 (get_string(&row, 0)?, get_string(&row, 1)?),
                 ExistingKey {
                     fingerprint: get_string(&row, 2)?,
-                    answer: StoredAnswer {
-                        status: status as u16,
-                        body: get_string(&row, 4)?,
-                    },
+                    outcome: outcome_from_row(&row)?,
                 },
             );
         }
@@ -157,7 +153,7 @@ impl SqlStore {
         let mut created = Vec::new();
         let mut answers = Vec::new();
         for (request, decision) in requests.iter().zip(&decisions) {
-            let Some(answer) = decision.answer_to_store() else {
+            let Some(outcome) = decision.recorded().cloned() else {
                 if assumed_fresh {
                     // An answer that is not stored (the sale is closed) would
                     // hide a stored one this key may have: look keys up.
@@ -167,13 +163,13 @@ impl SqlStore {
                 continue;
             };
             let order_id = match decision {
-                Decision::Created { order, .. } => {
+                Decision::Final(Outcome::Created { order }) => {
                     created.push((request, order));
                     Some(order.order_id.as_str())
                 }
                 _ => None,
             };
-            answers.push((request, answer, order_id));
+            answers.push((request, outcome, order_id));
         }
         if answers.is_empty() {
             // Nothing to record (replays, closed sale): release the lock
@@ -265,39 +261,49 @@ impl SqlStore {
         answers: &'q [AnswerRow<'q>],
         now_ms: i64,
     ) -> AnyQuery<'q> {
-        for (request, answer, order_id) in answers {
+        for (request, outcome, order_id) in answers {
+            // What the previous version replays from, rendered by the same
+            // function as every live answer (see the migration).
+            let answer = crate::error::outcome_answer(outcome);
+            let recorded = serde_json::to_string(&Recorded {
+                at: now_ms,
+                outcome: outcome.clone(),
+            })
+            .expect("an outcome always serializes");
             query = query
                 .bind(&request.customer)
                 .bind(&request.idempotency_key)
                 .bind(request.fingerprint())
-                .bind(i64::from(answer.status))
-                .bind(&answer.body)
+                .bind(i64::from(answer.status.as_u16()))
+                .bind(answer.body)
                 .bind(order_id.map(str::to_string))
                 .bind(now_ms)
-                .bind(now_ms + self.idempotency_ttl_ms);
+                .bind(now_ms + self.idempotency_ttl_ms)
+                .bind(recorded);
         }
         query
     }
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>;
-/// An answer to store: the request, its answer, and the order it created.
-type AnswerRow<'a> = (&'a OrderRequest, &'a StoredAnswer, Option<&'a str>);
+/// An answer to record: the request, its outcome, and the order it created.
+type AnswerRow<'a> = (&'a OrderRequest, Outcome, Option<&'a str>);
 
 const ORDER_WIDTH: usize = 6;
 const INSERT_ORDERS: &str =
     "INSERT INTO orders (order_id, sku, customer, quantity, idempotency_key, created_at) VALUES";
 /// `$1` the SKU, `$2` the units sold, `$3` the time.
 const UPDATE_SOLD: &str = "UPDATE products SET sold = sold + $2, updated_at = $3 WHERE sku = $1";
-const ANSWER_WIDTH: usize = 8;
+const ANSWER_WIDTH: usize = 9;
 const INSERT_ANSWERS: &str = "INSERT INTO idempotency_keys \
-     (customer, idem_key, fingerprint, status_code, response_body, order_id, created_at, expires_at) \
-     VALUES";
+     (customer, idem_key, fingerprint, status_code, response_body, order_id, created_at, \
+     expires_at, outcome) VALUES";
 /// Writes a key only where none is live: a fresh key, or one that expired.
 const UPSERT_ANSWERS: &str = "ON CONFLICT (customer, idem_key) DO UPDATE SET \
      fingerprint = excluded.fingerprint, status_code = excluded.status_code, \
      response_body = excluded.response_body, order_id = excluded.order_id, \
-     created_at = excluded.created_at, expires_at = excluded.expires_at \
+     created_at = excluded.created_at, expires_at = excluded.expires_at, \
+     outcome = excluded.outcome \
      WHERE idempotency_keys.expires_at <= excluded.created_at \
      RETURNING idem_key";
 
@@ -549,6 +555,33 @@ fn placeholders(first: usize, width: usize, rows: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// An outcome as the `outcome` column holds it: with the time it was
+/// recorded, which must be its row's `created_at`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Recorded {
+    at: i64,
+    #[serde(flatten)]
+    outcome: Outcome,
+}
+
+/// A key's outcome: the recorded one, or, for a row the previous version
+/// wrote (no outcome, or one older than the row), its answer as sent.
+fn outcome_from_row(row: &AnyRow) -> Result<Outcome, StoreError> {
+    let created_at: i64 = row.try_get(7).map_err(StoreError::Internal)?;
+    let recorded: Option<String> = row.try_get(6).map_err(StoreError::Internal)?;
+    let current = recorded
+        .and_then(|text| serde_json::from_str::<Recorded>(&text).ok())
+        .filter(|recorded| recorded.at == created_at);
+    if let Some(recorded) = current {
+        return Ok(recorded.outcome);
+    }
+    let status: i64 = row.try_get(3).map_err(StoreError::Internal)?;
+    Ok(Outcome::Earlier(StoredAnswer {
+        status: status as u16,
+        body: get_string(row, 4)?,
+    }))
 }
 
 fn get_string(row: &AnyRow, index: usize) -> Result<String, StoreError> {

@@ -1,0 +1,11 @@
+-- The outcome of a keyed order (created with its order, sold out with what
+-- was left, over the limit with the limit) as the store decided it, so an
+-- answer is re-rendered for each replay by the same code as the first one,
+-- headers included. `at` inside it equals the row's created_at.
+--
+-- Added beside status_code and response_body, which stay and are still
+-- written: a shop of the previous version, running during a rolling
+-- update, inserts without this column and replays from those two. A row
+-- whose outcome is missing, or whose `at` is not its created_at (an
+-- expired key the previous version wrote again), is replayed from them.
+ALTER TABLE idempotency_keys ADD COLUMN outcome TEXT;
