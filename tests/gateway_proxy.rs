@@ -325,6 +325,13 @@ async fn operators_add_drain_and_remove_backends() {
         .await
         .unwrap();
     assert_eq!(unauthorized.status(), 401);
+    let lowercase = client()
+        .get(format!("{}/admin/backends", gateway.admin_url))
+        .header("authorization", format!("bearer {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lowercase.status(), 200, "the scheme is case-insensitive");
 
     let add = |body: Value| {
         admin(

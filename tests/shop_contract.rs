@@ -259,6 +259,14 @@ async fn admin_needs_the_token(shop: &Shop) {
             );
         }
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let lowercase = c
+        .get(format!("{}/admin/inventory", shop.url))
+        .header("authorization", format!("bearer {}", support::ADMIN_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lowercase.status(), 200);
 }
 
 async fn export_and_inventory_agree(shop: &Shop) {

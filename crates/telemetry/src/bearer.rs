@@ -1,6 +1,7 @@
 //! Bearer-token checks for the admin APIs every flashguard server has.
 
 use axum::http::{header, HeaderMap};
+use subtle::ConstantTimeEq;
 
 /// Why an admin call is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,33 +20,61 @@ pub fn check_bearer(expected: Option<&str>, headers: &HeaderMap) -> Result<(), B
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or(BearerRefusal::Unauthorized)?;
-    if constant_time_eq(presented.trim().as_bytes(), expected.as_bytes()) {
+    // Compared without stopping at the first difference, so response time
+    // does not reveal how much of a guessed token was right.
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
         Err(BearerRefusal::Unauthorized)
     }
 }
 
-/// Compares without stopping at the first difference, so response time does
-/// not reveal how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110
+/// §11.1), one or more spaces follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn with(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        headers
+    }
+
     #[test]
     fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert_eq!(check_bearer(Some("secret"), &with("Bearer secret")), Ok(()));
+        for wrong in [
+            "Bearer secreT",
+            "Bearer secret2",
+            "Bearer ",
+            "Basic secret",
+            "secret",
+        ] {
+            assert_eq!(
+                check_bearer(Some("secret"), &with(wrong)),
+                Err(BearerRefusal::Unauthorized),
+                "{wrong}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        for scheme in ["bearer", "BEARER", "bEaReR"] {
+            let headers = with(&format!("{scheme} secret"));
+            assert_eq!(check_bearer(Some("secret"), &headers), Ok(()), "{scheme}");
+        }
     }
 
     #[test]
