@@ -125,10 +125,13 @@ impl ProductInput {
     pub fn validate(self, sku: &str) -> Result<Product, InvalidField> {
         validate_sku(sku)?;
         let name = self.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_LEN
+            || name.chars().any(char::is_control)
+        {
             return Err(InvalidField::new(
                 "name",
-                format!("must be 1 to {MAX_NAME_LEN} characters"),
+                format!("must be 1 to {MAX_NAME_LEN} printable characters"),
             ));
         }
         if !(0..=MAX_PRICE_CENTS).contains(&self.price_cents) {
