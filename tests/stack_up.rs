@@ -94,6 +94,24 @@ async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
     );
     assert_eq!(shop["restarts"], 1);
 
+    // Each part's log goes to a file of its own, up's too (the tests run
+    // every process with RUST_LOG=warn, so up's warning about the crash is
+    // there, the shops' info lines are not).
+    let logs = stack.dir.path().join("logs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let up_log = std::fs::read_to_string(logs.join("up.log")).unwrap_or_default();
+        if up_log.contains("killed by SIGKILL") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "up.log: {up_log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for part in ["shop-1", "shop-2", "backup-1", "gateway", "monitor"] {
+        let log = logs.join(format!("{part}.log"));
+        assert!(log.exists(), "{} is missing", log.display());
+    }
+
     let running = pids(&parts(&stack.control).await);
     stack.part.signal("KILL");
     all_gone(&running, Duration::from_secs(10)).await;

@@ -183,7 +183,7 @@ impl Load {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        let outcome = if n % 2 == 0 {
+                        let outcome = if n.is_multiple_of(2) {
                             read(&http, &url, &sku).await
                         } else {
                             let key = format!("w{worker}-{n}-{}", uuid::Uuid::new_v4().simple());

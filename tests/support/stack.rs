@@ -20,14 +20,16 @@ impl Up {
         let config = dir.path().join("stack.toml");
         let db = format!("sqlite://{}", dir.path().join("stack.db").display());
         let incidents = dir.path().join("incidents.sqlite");
+        let logs = dir.path().join("logs");
         std::fs::write(
             &config,
             format!(
                 "shops = {shops}\nbackups = {backups}\ndatabase_url = \"{db}\"\n\
-                 incidents_db = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
+                 incidents_db = \"{}\"\nlogs_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\
                  gateway_admin_listen = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\n\
                  monitor_listen = \"127.0.0.1:0\"\n{extra}\n",
-                incidents.display()
+                incidents.display(),
+                logs.display()
             ),
         )
         .unwrap();

@@ -4,6 +4,7 @@
 
 mod attack;
 mod client;
+mod console;
 mod customer;
 mod html;
 mod oracle;
@@ -13,24 +14,27 @@ mod run;
 mod scenario;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use flashguard_telemetry::EventKind;
 
 pub use attack::AttackTally;
+pub use console::{Console, Progress, Silent, Tick};
 pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
 pub use report::Report;
 pub use run::Target;
 pub use scenario::{Scenario, ScenarioError};
 
 /// Runs `scenario` against `target`, checks the invariants, writes
-/// report.json into `report_dir` and returns the report.
+/// report.json into `report_dir` and returns the report. `progress` hears
+/// how it goes.
 pub async fn drill(
     target: &Target,
     scenario: &Scenario,
     report_dir: &Path,
-    progress: bool,
+    progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Report> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
@@ -47,35 +51,9 @@ pub async fn drill(
         serde_json::json!({ "started_ms": started_ms, "scenario": scenario.name }),
     )
     .await;
-    let total = scenario.duration();
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{elapsed_precise}/{len}s [{bar:30}] {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
-    let observed = run::traffic(
-        &http,
-        target,
-        scenario,
-        |elapsed, offered, answered, errors, p99| {
-            if let Some(bar) = &bar {
-                let secs = elapsed.as_secs_f64().max(0.001);
-                bar.set_position(elapsed.as_secs().min(total.as_secs()));
-                bar.set_message(format!(
-                    "offered {:.0}/s, answered {:.0}/s, errors {errors}, p99 {p99:.1} ms",
-                    offered as f64 / secs,
-                    answered as f64 / secs
-                ));
-            }
-        },
-    )
-    .await;
-    if let Some(bar) = bar {
-        bar.finish();
-    }
+    progress.begin(scenario.duration());
+    let observed = run::traffic(&http, target, scenario, Arc::clone(&progress)).await;
+    progress.end();
     let (exported, stock) = store_state(&http, target).await?;
     let invariants = oracle::check(&observed.acknowledged, &exported, &stock);
     let report = Report::new(scenario, &observed, invariants);

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::Client;
+use crate::console::{Progress, Tick};
 use crate::customer::{Next, Shopper, Urls, Visit};
 use crate::record::{histogram, Observed, Recorder};
 use crate::scenario::Scenario;
@@ -77,8 +78,8 @@ pub(crate) async fn set_up(
     Ok(())
 }
 
-/// Sends the scenario's traffic and chaos; `progress` is called about once
-/// a second with (elapsed, offered, answered, errors, p99 ms so far).
+/// Sends the scenario's traffic and chaos; `progress` hears a tick four
+/// times a second and each chaos action as it happens.
 ///
 /// Customers are spread over one thread per core, each a single-threaded
 /// runtime with its own HTTP client, connection budget and recorder, so a
@@ -91,12 +92,18 @@ pub(crate) async fn traffic(
     http: &reqwest::Client,
     target: &Target,
     scenario: &Scenario,
-    progress: impl Fn(Duration, u64, u64, u64, f64),
+    progress: Arc<dyn Progress>,
 ) -> Observed {
     let start = Instant::now();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let run_id: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-    let chaos = tokio::spawn(chaos(http.clone(), target.clone(), scenario.clone(), start));
+    let chaos = tokio::spawn(chaos(
+        http.clone(),
+        target.clone(),
+        scenario.clone(),
+        start,
+        Arc::clone(&progress),
+    ));
     let attacks = tokio::spawn(crate::attack::run(
         http.clone(),
         target.url.clone(),
@@ -134,7 +141,7 @@ pub(crate) async fn traffic(
         .collect();
     while threads.iter().any(|t| !t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        report_progress(&recorders, start, &progress);
+        report_progress(&recorders, start, &*progress);
     }
     for thread in threads {
         let _ = thread.join();
@@ -142,7 +149,7 @@ pub(crate) async fn traffic(
     let chaos_events = chaos.await.unwrap_or_default();
     let attack = attacks.await.unwrap_or_default();
     let parts = sampler.await.unwrap_or_default();
-    report_progress(&recorders, start, &progress);
+    report_progress(&recorders, start, &*progress);
     let mut merged: Option<(Observed, Vec<Histogram<u64>>)> = None;
     for recorder in recorders {
         let recorder =
@@ -340,11 +347,7 @@ async fn retry_timer(desk: Rc<Desk>) {
     }
 }
 
-fn report_progress(
-    recorders: &[Arc<Recorder>],
-    start: Instant,
-    progress: &impl Fn(Duration, u64, u64, u64, f64),
-) {
+fn report_progress(recorders: &[Arc<Recorder>], start: Instant, progress: &dyn Progress) {
     let (mut offered, mut answered, mut errors, mut p99) = (0, 0, 0, 0.0_f64);
     for recorder in recorders {
         let observed = recorder.lock();
@@ -353,7 +356,13 @@ fn report_progress(
         errors += observed.errors;
         p99 = p99.max(observed.latency.value_at_quantile(0.99) as f64 / 1000.0);
     }
-    progress(start.elapsed(), offered, answered, errors, p99);
+    progress.tick(Tick {
+        elapsed: start.elapsed(),
+        offered,
+        answered,
+        errors,
+        p99_ms: p99,
+    });
 }
 
 async fn chaos(
@@ -361,6 +370,7 @@ async fn chaos(
     target: Target,
     scenario: Scenario,
     start: Instant,
+    progress: Arc<dyn Progress>,
 ) -> Vec<ChaosEvent> {
     let mut events = Vec::new();
     let mut actions = scenario.chaos.clone();
@@ -382,12 +392,14 @@ async fn chaos(
             }
         };
         tracing::info!(action = %action.action, part = %action.part, outcome, "chaos");
-        events.push(ChaosEvent {
+        let event = ChaosEvent {
             at_ms,
             action: action.action,
             part: action.part,
             outcome,
-        });
+        };
+        progress.chaos(&event);
+        events.push(event);
     }
     events
 }

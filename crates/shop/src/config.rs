@@ -21,6 +21,11 @@ pub struct ConfigFile {
     /// Create the demo flash-sale item at start if it does not exist.
     /// Default false (`--demo` sets it).
     pub demo: bool,
+    /// The admin API's bearer token: from `FLASHGUARD_ADMIN_TOKEN` (the
+    /// binary sets it), never from the file. None or blank: the admin API
+    /// is off.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
     pub limits: LimitsFile,
     pub store: StoreFile,
     pub orders: OrdersFile,
@@ -285,7 +290,10 @@ impl ConfigFile {
                 .unwrap_or_else(|| "127.0.0.1:8080".to_string()),
             database_url,
             demo: self.demo,
-            admin_token: None,
+            admin_token: self
+                .admin_token
+                .clone()
+                .filter(|token| !token.trim().is_empty()),
             max_concurrent_requests: l.max_concurrent_requests,
             request_timeout: Duration::from_millis(l.request_timeout_ms),
             max_body_bytes: l.max_body_bytes,

@@ -48,6 +48,9 @@ pub struct StackFile {
     pub trusted_proxies: Vec<String>,
     /// The monitor's incident file. Default `flashguard-incidents.sqlite`.
     pub incidents_db: String,
+    /// Every part's log, a file each (and `up`'s own), bounded in size.
+    /// Default `flashguard-logs`.
+    pub logs_dir: String,
 }
 
 impl Default for StackFile {
@@ -69,6 +72,7 @@ impl Default for StackFile {
             stop_grace_ms: 10_000,
             trusted_proxies: vec!["127.0.0.1".into()],
             incidents_db: "flashguard-incidents.sqlite".into(),
+            logs_dir: "flashguard-logs".into(),
         }
     }
 }
@@ -92,6 +96,7 @@ pub struct StackConfig {
     pub stop_grace: Duration,
     pub trusted_proxies: Vec<String>,
     pub incidents_db: String,
+    pub logs_dir: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +145,9 @@ impl StackFile {
         if self.incidents_db.trim().is_empty() {
             return refuse("incidents_db", "must name a file");
         }
+        if self.logs_dir.trim().is_empty() {
+            return refuse("logs_dir", "must name a folder");
+        }
         let token = self
             .admin_token
             .filter(|t| !t.trim().is_empty())
@@ -161,6 +169,7 @@ impl StackFile {
             stop_grace: Duration::from_millis(self.stop_grace_ms),
             trusted_proxies: self.trusted_proxies,
             incidents_db: self.incidents_db,
+            logs_dir: self.logs_dir,
         })
     }
 }

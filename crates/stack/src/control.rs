@@ -12,9 +12,52 @@ use flashguard_telemetry::{ChaosAction, EventKind};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::part::{signal, Part, PartState};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-pub(crate) fn router(parts: Arc<Vec<Arc<Part>>>) -> Router {
+use crate::part::{signal, Part, PartState};
+use crate::StackError;
+
+/// The control API serving on its listener until stopped.
+pub(crate) struct ControlServer {
+    url: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl ControlServer {
+    pub(crate) fn start(
+        listener: TcpListener,
+        parts: Vec<Arc<Part>>,
+    ) -> Result<ControlServer, StackError> {
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(StackError::Control)?
+        );
+        let (stop, mut stopping) = watch::channel(false);
+        let app = router(Arc::new(parts));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        Ok(ControlServer { url, stop, task })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn router(parts: Arc<Vec<Arc<Part>>>) -> Router {
     Router::new()
         .route("/parts", get(list))
         .route("/parts/{name}/{action}", post(act))

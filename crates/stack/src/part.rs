@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::logs::PartLog;
 use crate::timeline::Timeline;
 
 /// A part that ran this long before dying counts as healthy again: its
@@ -69,6 +70,8 @@ pub(crate) struct PartSpec {
     pub(crate) admin_token: String,
     /// Where deaths and restarts are told.
     pub(crate) timeline: Arc<Timeline>,
+    /// Where its log (standard error) goes.
+    pub(crate) log: Arc<PartLog>,
 }
 
 #[derive(Debug)]
@@ -266,11 +269,14 @@ impl Part {
             .env("FLASHGUARD_EXIT_WITH_PARENT", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
         let pid = child.id();
         self.update(|view| view.pid = pid);
+        if let Some(stderr) = child.stderr.take() {
+            self.spec.log.follow(stderr);
+        }
         let stdout = child
             .stdout
             .take()

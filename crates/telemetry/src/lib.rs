@@ -5,6 +5,7 @@
 mod bearer;
 mod config_file;
 mod endpoints;
+mod log_file;
 mod process;
 mod timeline;
 mod tracing_init;
@@ -15,9 +16,10 @@ pub use endpoints::{
     healthz, json_error, json_error_body, json_rejection_detail, metrics_response,
     readiness_response,
 };
+pub use log_file::{BoundedLog, DEFAULT_LOG_BYTES};
 pub use process::{ProcessCollector, ProcessStats};
 pub use timeline::{ChaosAction, EventKind, UnknownKind};
-pub use tracing_init::init_tracing;
+pub use tracing_init::{colors_for, init_tracing, LogSetup, TerminalLog};
 
 /// Now, as Unix milliseconds: the timestamps parts exchange (events,
 /// samples, incidents).

@@ -29,6 +29,12 @@ pub struct SqlStore {
     engine: Engine,
     idempotency_ttl_ms: i64,
     max_connections: u32,
+    /// SQLite: a file locked while migrating, so shops that start together
+    /// on one database file migrate one after another. sqlx serialises
+    /// migrations on PostgreSQL (an advisory lock), not on SQLite, where two
+    /// shops would both find a migration pending and the second would fail
+    /// on what the first just created.
+    migrate_lock: Option<std::path::PathBuf>,
 }
 
 impl SqlStore {
@@ -38,6 +44,15 @@ impl SqlStore {
             engine,
             idempotency_ttl_ms: options.idempotency_ttl.as_millis() as i64,
             max_connections: options.max_connections,
+            migrate_lock: None,
+        }
+    }
+
+    /// Migrations hold this file locked (see `migrate_lock`).
+    pub(super) fn with_migrate_lock(self, path: std::path::PathBuf) -> Self {
+        SqlStore {
+            migrate_lock: Some(path),
+            ..self
         }
     }
 
@@ -331,6 +346,10 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
+        let _locked = match &self.migrate_lock {
+            Some(path) => Some(lock_file(path).await?),
+            None => None,
+        };
         MIGRATOR.run(&self.pool).await.map_err(|err| match err {
             sqlx::migrate::MigrateError::Execute(inner) => classify(inner),
             other => StoreError::Contention(other.to_string()),
@@ -514,6 +533,28 @@ impl Store for SqlStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Takes the lock on `path` (created if missing), waiting for another
+/// process that holds it; unlocked when the file is dropped.
+async fn lock_file(path: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|err| StoreError::Contention(format!("{}: {err}", path.display())))?;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(StoreError::Contention(format!("{}: {err}", path.display())))
+            }
+        }
     }
 }
 

@@ -52,6 +52,8 @@ impl SqliteStore {
                 })
             })
             .connect_lazy_with(connect);
-        Ok(SqlStore::new(pool, Engine::Sqlite, options))
+        let file = path.split('?').next().unwrap_or(path);
+        let lock = std::path::PathBuf::from(format!("{file}-migrate.lock"));
+        Ok(SqlStore::new(pool, Engine::Sqlite, options).with_migrate_lock(lock))
     }
 }
