@@ -3,6 +3,11 @@
 
 usage: bench/gateway.py [--runs 3] [--seconds 8] [--connections 64] [--skip-failover]
 
+FLASHGUARD_BIN names the build measured (default: this tree, built);
+FLASHGUARD_BASELINE_BIN, if set, adds that build's gateway as a fifth target
+in every run, so a change is measured against the build before it side by
+side (median and range of the per-run ratios).
+
 1. Throughput and latency, alternating in each run: wrk straight to one
    backend, then through flashguard's gateway, HAProxy and nginx (each with
    keep-alive to the backends, same concurrency). First with three nginx
@@ -21,6 +26,7 @@ import argparse, http.client, json, os, re, shutil, signal, socket, statistics, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # FLASHGUARD_BIN compares another build (A/B); otherwise this tree is built.
 BIN = os.environ.get("FLASHGUARD_BIN") or os.path.join(ROOT, "target/release/flashguard")
+BASELINE_BIN = os.environ.get("FLASHGUARD_BASELINE_BIN")
 TOKEN = "bench-token"
 JSON_BODY = '{"sku":"hot","name":"Hot item","price_cents":100,"remaining":42}'
 
@@ -122,9 +128,9 @@ def seed(port):
     conn.close()
 
 
-def flashguard_gateway(procs, tmp, backends):
+def flashguard_gateway(procs, tmp, backends, binary=BIN):
     port, admin = free_port(), free_port()
-    args = [BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
+    args = [binary, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}"]
     for i, b in enumerate(backends):
         args += ["--backend", f"s{i + 1}=127.0.0.1:{b}"]
     procs.start(args, env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=TOKEN))
@@ -200,6 +206,8 @@ def wrk(port, path, connections, seconds):
 def throughput(label, backends, path, runs, connections, seconds, procs, tmp):
     ports = {"direct": backends[0], "flashguard": flashguard_gateway(procs, tmp, backends),
              "haproxy": haproxy(procs, tmp, backends), "nginx": nginx_proxy(procs, tmp, backends)}
+    if BASELINE_BIN:
+        ports["baseline"] = flashguard_gateway(procs, tmp, backends, BASELINE_BIN)
     for name, port in ports.items():  # warm up pools and checks
         wrk(port, path, connections, 1)
     results = {name: [] for name in ports}
@@ -217,8 +225,15 @@ def throughput(label, backends, path, runs, connections, seconds, procs, tmp):
         print(f"  {name:12} {row['rps']:>9.0f} {row['rps'] / direct:>8.2f}x {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} {row['errors']:>7.0f}")
     fg, hap = summary["flashguard"], summary["haproxy"]
     print(f"  flashguard / haproxy throughput {fg['rps'] / hap['rps']:.2f}x, p99 {fg['p99_ms']:.2f} vs {hap['p99_ms']:.2f} ms;"
-          f" flashguard / nginx {fg['rps'] / summary['nginx']['rps']:.2f}x\n", flush=True)
-    return {"per_run": results, "median": summary}
+          f" flashguard / nginx {fg['rps'] / summary['nginx']['rps']:.2f}x", flush=True)
+    ratios = {}
+    for other in [n for n in ("haproxy", "baseline") if n in results]:
+        per_run = [f["rps"] / o["rps"] for f, o in zip(results["flashguard"], results[other])]
+        ratios[other] = {"median": statistics.median(per_run), "min": min(per_run), "max": max(per_run)}
+        print(f"  flashguard / {other} per run: median {ratios[other]['median']:.2f}x, "
+              f"range {ratios[other]['min']:.2f}x to {ratios[other]['max']:.2f}x", flush=True)
+    print(flush=True)
+    return {"per_run": results, "median": summary, "ratios": ratios}
 
 
 def customers(port, workers, outcomes, stop):

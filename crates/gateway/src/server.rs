@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,7 @@ pub async fn run(
     // that stays, through the shared port).
     let (stop_accepting, accepting_stopped) = watch::channel(false);
     let (stop, stopping) = watch::channel(false);
+    let stop_flag = Arc::new(AtomicBool::new(false));
     let (listening, mut listeners_closed) = mpsc::channel::<()>(1);
     let admin_app = admin::router(Arc::clone(&gateway));
     let mut admin_stopping = stopping.clone();
@@ -126,6 +128,7 @@ pub async fn run(
         connect_timeout: config.connect_timeout,
         accepting_stopped,
         stopping,
+        stop_flag: Arc::clone(&stop_flag),
         listening,
     };
     let mut threads = Vec::with_capacity(config.workers);
@@ -147,6 +150,7 @@ pub async fn run(
     let _ = stop_accepting.send(true);
     // Every serving thread has closed its listener once none holds a sender.
     let _ = listeners_closed.recv().await;
+    stop_flag.store(true, Ordering::Relaxed);
     let _ = stop.send(true);
     let deadline = Instant::now() + config.shutdown_grace;
     while connections.available_permits() < config.max_connections && Instant::now() < deadline {
@@ -218,8 +222,10 @@ struct Worker {
     connect_timeout: Duration,
     /// Turns true when the listeners must close.
     accepting_stopped: watch::Receiver<bool>,
-    /// Turns true when open connections must close.
+    /// Turns true when open connections must close (wakes idle ones).
     stopping: watch::Receiver<bool>,
+    /// The same, as a flag each request reads.
+    stop_flag: Arc<AtomicBool>,
     /// Held while this thread's listener is open.
     listening: mpsc::Sender<()>,
 }
@@ -290,7 +296,8 @@ impl Worker {
                 },
             };
             let proxy = Arc::clone(&self.gateway.proxy);
-            let (limits, stopping, thread) = (self.limits, self.stopping.clone(), thread.clone());
+            let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
+            let (limits, thread) = (self.limits, thread.clone());
             let spread = Arc::clone(&self.spread);
             open.spawn(async move {
                 client::serve(stream, peer, proxy, thread, limits, stopping).await;

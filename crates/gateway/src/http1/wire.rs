@@ -5,10 +5,10 @@
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{step, State, Step};
@@ -85,19 +85,15 @@ impl<S: Stream> Wire<S> {
             }
         }
     }
+}
 
-    /// Whether a kept connection is still open: the peer has not closed
-    /// it nor sent anything unasked. One poll that must find nothing to
-    /// read; on a socket no system call unless it was reported readable.
-    pub(crate) fn looks_open(&mut self) -> bool {
-        if !self.buffer.is_empty() {
-            return false;
-        }
+impl Wire<TcpStream> {
+    /// Whether a kept backend connection is still open: the peer has not
+    /// closed it nor sent anything unasked. No system call unless the
+    /// socket was reported readable.
+    pub(crate) fn looks_open(&self) -> bool {
         let mut probe = [0u8; 1];
-        let mut probe = ReadBuf::new(&mut probe);
-        let mut cx = Context::from_waker(Waker::noop());
-        Pin::new(&mut self.stream)
-            .poll_read(&mut cx, &mut probe)
-            .is_pending()
+        self.buffer.is_empty()
+            && matches!(self.stream.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
     }
 }

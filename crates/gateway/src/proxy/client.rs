@@ -12,6 +12,7 @@
 //! request a client sent a moment before it saw the close.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,16 +43,17 @@ pub(crate) struct ClientConn<S> {
     /// Room to put messages together, reused by every request.
     pub(crate) scratch: BytesMut,
     pub(crate) upstream_head: BytesMut,
-    /// Turns true when the gateway stops: every answer from then on closes
-    /// the connection.
-    stopping: watch::Receiver<bool>,
+    /// Set when the gateway stops: every answer from then on closes the
+    /// connection. A flag, read once per request, beside the watch that
+    /// wakes idle connections.
+    stopping: Arc<AtomicBool>,
 }
 
 impl<S: Stream> ClientConn<S> {
     /// Whether the gateway is stopping, so this answer must close the
     /// connection.
     pub(crate) fn stopping(&self) -> bool {
-        *self.stopping.borrow()
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// Between requests: what a large one made the buffers grow to goes.
@@ -70,7 +72,7 @@ pub(crate) async fn serve<S: Stream>(
     proxy: Arc<Proxy>,
     thread: ThreadParts,
     limits: ClientLimits,
-    stopping: watch::Receiver<bool>,
+    (stopping, stop_flag): (watch::Receiver<bool>, Arc<AtomicBool>),
 ) {
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.
@@ -87,7 +89,7 @@ pub(crate) async fn serve<S: Stream>(
         alarm: Alarm::new(),
         scratch: BytesMut::with_capacity(4096),
         upstream_head: BytesMut::with_capacity(1024),
-        stopping,
+        stopping: stop_flag,
     };
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).

@@ -173,16 +173,26 @@ pub(super) async fn forward<S: Stream>(
             scratch: &mut conn.scratch,
         };
         let sent = Instant::now();
-        let result = send(route, backend, outgoing, &mut conn.alarm).await;
+        let deadline = sent + s.upstream_timeout;
+        let result = send(route, backend, outgoing, (&mut conn.alarm, deadline)).await;
         let sample = (sent, Instant::now());
         let failed = match result {
             Ok(answer) if !answer.head.relayable_to(request.http11) => {
                 let error = TryError::unrelayable(backend.name());
                 return Forwarded::refused(error, tried.len() as u32, body.is_buffered());
             }
+            // The common case, built in place: an answer is large to move.
             Ok(answer) if !(repeatable && is_gateway_error(&answer)) => {
-                let reply = Reply::answer(list, at, answer, Some(sample));
-                return Forwarded::new(reply, tried.len(), true);
+                return Forwarded {
+                    reply: Reply::Backend {
+                        backends: list,
+                        at,
+                        answer,
+                        sample: Some(sample),
+                    },
+                    tries: tried.len() as u32,
+                    body_read: true,
+                };
             }
             Ok(answer) => {
                 let rtt = sample.1.saturating_duration_since(sample.0);
@@ -211,19 +221,20 @@ pub(super) async fn forward<S: Stream>(
     Forwarded::out_of_tries(route, list, last, tried.len(), body.is_buffered())
 }
 
-/// One try on `backend`, bounded by the upstream timeout.
+/// One try on `backend`, bounded by the upstream timeout (its deadline).
 async fn send<C: Stream>(
     route: &Route<'_>,
     backend: &Backend,
     outgoing: Outgoing<'_, C>,
-    alarm: &mut Alarm,
+    (alarm, deadline): (&mut Alarm, Instant),
 ) -> Result<Answer, Happened> {
-    let timeout = route.live.settings.upstream_timeout;
     let _in_flight = backend.start_request();
     tokio::select! {
         biased;
         answer = route.upstream.send(&backend.authority, outgoing) => answer,
-        () = alarm.until(Instant::now() + timeout) => Err(Happened::NoAnswerInTime(timeout)),
+        () = alarm.until(deadline) => {
+            Err(Happened::NoAnswerInTime(route.live.settings.upstream_timeout))
+        }
     }
 }
 

@@ -123,7 +123,7 @@ impl UpstreamPool {
         let (_, list) = kept
             .iter_mut()
             .find(|(a, _)| a.as_str() == authority.as_str())?;
-        while let Some(mut wire) = list.pop() {
+        while let Some(wire) = list.pop() {
             if wire.looks_open() {
                 return Some(wire);
             }
