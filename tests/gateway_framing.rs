@@ -5,24 +5,10 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::Value;
-use support::gateway::{echo_backend, metric_sum, Gateway};
+use support::gateway::{echo_backend, exchange, metric_sum, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Sends raw bytes and reads until the gateway closes the connection.
-async fn exchange(addr: &str, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
+use tokio::net::TcpListener;
 
 async fn gateway_to(backend: &str) -> (Gateway, String) {
     let gateway = Gateway::start(&["--backend", &format!("b={backend}")]).await;

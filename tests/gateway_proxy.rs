@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::gateway::{echo_backend, metric_sum, Gateway, BIG};
+use support::gateway::{echo_backend, exchange, metric_sum, Gateway, BIG};
 use support::{client, Part, ADMIN_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -106,19 +106,6 @@ async fn chunked_and_large_bodies_stream_through_both_ways() {
         assert_eq!(body.len(), BIG);
         assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 256) as u8));
     }
-}
-
-/// Sends `request` on a fresh connection and reads until the gateway
-/// closes it.
-async fn exchange(addr: &str, request: &[u8]) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
-        .await
-        .expect("the gateway closes the connection")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

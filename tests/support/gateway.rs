@@ -56,6 +56,20 @@ pub async fn echo_backend() -> SocketAddr {
     addr
 }
 
+/// Sends raw bytes to `addr` and reads until the gateway closes the
+/// connection.
+pub async fn exchange(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 pub struct Gateway {
     pub part: Part,
     pub url: String,
