@@ -20,6 +20,10 @@ use cli::{Cli, Command, DrillArgs, GatewayArgs, MonitorArgs, RehearseArgs, ShopA
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    // No transparent huge pages: mimalloc asks for them, and each one
+    // turns a few kilobytes in use into 2 MB resident — with ten thousand
+    // connections open, about 10 MB of the gateway's memory for nothing.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let (json, verbose) = (cli.log_json, cli.verbose);

@@ -169,15 +169,19 @@ async fn a_hung_backend_is_routed_around_within_the_upstream_timeout() {
     let stopped = Instant::now();
     let load = Load::start(&gateway.url, "hot", 8);
     gateway
-        .wait_state("p1", "down", Duration::from_secs(3))
+        .wait_state("p1", "down", Duration::from_secs(6))
         .await;
     let detected = stopped.elapsed();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let outcomes = load.stop().await;
     hung.signal("CONT");
 
+    // Hung means silent: no byte on any of its connections for
+    // `hung_after_ms` (2 s), then two failed checks (issue 13: a busy shop
+    // that answers slowly is no longer taken for a hung one; before, any
+    // two timed-out checks took it down, within 1.5 s).
     assert!(
-        detected < Duration::from_millis(1500),
+        detected < Duration::from_millis(3_500),
         "down after {detected:?}"
     );
     let errors: Vec<_> = outcomes.iter().filter(|o| o.is_error()).collect();

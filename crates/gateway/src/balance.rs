@@ -24,6 +24,17 @@ const EVENTS_KEPT: usize = 512;
 /// Whether the backend at an index belongs to a tier of the choice.
 type Tier<'a> = &'a dyn Fn(usize) -> bool;
 
+/// The backend for a try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// Its place in the list; it had room when looked at.
+    Backend(usize),
+    /// The tier that should serve has backends, all at their limit: wait.
+    Full,
+    /// No backend can serve.
+    Nothing,
+}
+
 /// What happened to a backend, as `GET /admin/events` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,21 +158,24 @@ impl Backends {
         let tried: Vec<usize> = (0..list.len())
             .filter(|&i| tried.iter().any(|t| Arc::ptr_eq(t, &list[i])))
             .collect();
-        let chosen = self.pick_in(&list, policy, slow_start, &tried)?;
-        Some(Arc::clone(&list[chosen]))
+        match self.pick_in(&list, policy, slow_start, &tried) {
+            Pick::Backend(chosen) => Some(Arc::clone(&list[chosen])),
+            Pick::Full | Pick::Nothing => None,
+        }
     }
 
     /// Where in `list` (a [`Backends::snapshot`]) the backend for the next
-    /// try is, never one at a place in `tried`. By place, not by `Arc`: the
-    /// request path then never touches a reference count both serving
-    /// threads share.
+    /// try is, never one at a place in `tried`, among those of the first
+    /// tier that can serve which have room under their limit. By place,
+    /// not by `Arc`: the request path then never touches a reference count
+    /// both serving threads share.
     pub(crate) fn pick_in(
         &self,
         list: &[Arc<Backend>],
         policy: Policy,
         slow_start: Duration,
         tried: &[usize],
-    ) -> Option<usize> {
+    ) -> Pick {
         let now = Instant::now();
         // One look at each backend (one lock), then decide on the copies;
         // kept on the stack for the usual handful of backends.
@@ -191,7 +205,13 @@ impl Backends {
             &available(Pool::Backup),
             &last_resort,
         ];
-        for in_tier in tiers {
+        for serves in tiers {
+            if !(0..list.len()).any(serves) {
+                continue;
+            }
+            // A full tier waits for room rather than spill to the next:
+            // a busy primary is no reason to wake the backups.
+            let in_tier = |i: usize| serves(i) && samples[i].has_room;
             let count = (0..list.len()).filter(|&i| in_tier(i)).count();
             // The tier's k-th member.
             let member = |k: usize| {
@@ -201,7 +221,7 @@ impl Backends {
                     .unwrap_or(0)
             };
             let chosen = match (count, policy) {
-                (0, _) => continue,
+                (0, _) => return Pick::Full,
                 (1, _) => member(0),
                 (count, Policy::PeakEwma) => {
                     let a = fastrand::usize(..count);
@@ -223,9 +243,9 @@ impl Backends {
                         .unwrap_or_else(|| member(start))
                 }
             };
-            return Some(chosen);
+            return Pick::Backend(chosen);
         }
-        None
+        Pick::Nothing
     }
 }
 
@@ -235,13 +255,25 @@ mod tests {
     use crate::backend::{EjectionRules, Lesson};
     use crate::config::{BackendSpec, Config};
 
+    const LIMITS: crate::backend::LimitRules = crate::backend::LimitRules {
+        adaptive: true,
+        initial: 32,
+        min: 4,
+        max: 256,
+    };
+
     fn add(backends: &Backends, name: &str, pool: Pool) -> Arc<Backend> {
         let spec = BackendSpec {
             name: name.into(),
             addr: "127.0.0.1:1".parse().unwrap(),
             pool,
         };
-        let backend = Backend::new(spec, &Config::default().settings, false);
+        let backend = Backend::new(
+            spec,
+            &Config::default().settings,
+            false,
+            Arc::new(crate::queue::WaitQueue::default()),
+        );
         assert!(backends.add(Arc::clone(&backend)));
         backend
     }
@@ -255,11 +287,11 @@ mod tests {
     };
 
     fn eject(backend: &Backend) {
-        backend.learn(Lesson::FailedAfterSend, &RULES, Instant::now());
+        backend.learn(Lesson::FailedAfterSend, (&RULES, &LIMITS), Instant::now());
     }
 
     fn mark_down(backend: &Backend) {
-        backend.learn(Lesson::Unreachable, &RULES, Instant::now());
+        backend.learn(Lesson::Unreachable, (&RULES, &LIMITS), Instant::now());
     }
 
     #[tokio::test(start_paused = true)]
@@ -307,8 +339,8 @@ mod tests {
         let answered = |ms| Lesson::Answered {
             rtt: Duration::from_millis(ms),
         };
-        fast.learn(answered(1), &RULES, Instant::now());
-        slow.learn(answered(200), &RULES, Instant::now());
+        fast.learn(answered(1), (&RULES, &LIMITS), Instant::now());
+        slow.learn(answered(200), (&RULES, &LIMITS), Instant::now());
         for _ in 0..20 {
             let chosen = backends
                 .pick(Policy::PeakEwma, Duration::ZERO, &[])

@@ -14,6 +14,7 @@ use crate::checker::{self, CheckClient};
 use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::{Live, Proxy};
+use crate::queue::WaitQueue;
 use crate::traffic::{History, Window};
 
 #[derive(Debug)]
@@ -45,13 +46,16 @@ impl Gateway {
     pub(crate) fn new(config: &Config, config_path: Option<PathBuf>) -> Arc<Gateway> {
         let backends = Arc::new(Backends::default());
         let traffic = Arc::new(Mutex::new(History::default()));
+        let queue = Arc::new(WaitQueue::default());
         let metrics = Arc::new(GatewayMetrics::new(
             Arc::clone(&backends),
+            Arc::clone(&queue),
             Arc::clone(&traffic),
         ));
         let proxy = Arc::new(Proxy::new(
             config,
             Arc::clone(&backends),
+            queue,
             Arc::clone(&metrics),
         ));
         let gateway = Arc::new(Gateway {
@@ -94,6 +98,24 @@ impl Gateway {
                     .push(second);
             }
         });
+        // Slots are handed to waiting requests as they free up; this beat
+        // also catches room that appears another way (a backend added, a
+        // limit raised on another thread's sample) within 100 ms.
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                if gateway.proxy.queue.waiting() > 0 {
+                    for backend in gateway.backends.snapshot().iter() {
+                        backend.offer_room();
+                    }
+                }
+            }
+        });
         // The per-client limiter keeps a cell per address it has seen:
         // forget quiet ones so a crowd of addresses cannot grow it forever.
         let weak = Arc::downgrade(&gateway);
@@ -115,7 +137,12 @@ impl Gateway {
 
     /// Adds and starts checking a backend; `false` if the name is taken.
     pub(crate) fn add(&self, spec: BackendSpec, fresh: bool) -> bool {
-        let backend = Backend::new(spec, &self.proxy.live().settings, fresh);
+        let backend = Backend::new(
+            spec,
+            &self.proxy.live().settings,
+            fresh,
+            Arc::clone(&self.proxy.queue),
+        );
         if !self.backends.add(Arc::clone(&backend)) {
             return false;
         }

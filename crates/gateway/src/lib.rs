@@ -18,6 +18,7 @@ mod http1;
 mod metrics;
 mod proxy;
 mod published;
+mod queue;
 mod server;
 mod traffic;
 

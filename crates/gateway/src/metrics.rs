@@ -10,12 +10,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::answers::{Answers, AnswersCollector};
 use crate::backend::State;
 use crate::balance::Backends;
+use crate::queue::WaitQueue;
 use crate::traffic::History;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,6 +27,11 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ThreadLabels {
     thread: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,13 +47,18 @@ pub(crate) struct GatewayMetrics {
     budget_exhausted: Counter,
     ejections: Family<BackendLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
+    queue_waits: Family<ResultLabels, Histogram>,
     client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
     gateway_label: Arc<str>,
 }
 
 impl GatewayMetrics {
-    pub(crate) fn new(backends: Arc<Backends>, traffic: Arc<Mutex<History>>) -> Self {
+    pub(crate) fn new(
+        backends: Arc<Backends>,
+        queue: Arc<WaitQueue>,
+        traffic: Arc<Mutex<History>>,
+    ) -> Self {
         let mut registry = Registry::default();
         let metrics = GatewayMetrics {
             // 0.25 ms to about 8 s.
@@ -56,6 +67,10 @@ impl GatewayMetrics {
             budget_exhausted: Counter::default(),
             ejections: Family::default(),
             shed: Family::default(),
+            // 1 ms to about 16 s.
+            queue_waits: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 15))
+            }),
             client_connections: Family::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
@@ -92,7 +107,12 @@ impl GatewayMetrics {
             "1 while the gateway accepts traffic, 0 while it drains",
             metrics.ready.clone(),
         );
-        registry.register_collector(Box::new(BackendCollector { backends }));
+        registry.register(
+            "gateway_queue_wait_seconds",
+            "Time requests waited in the queue, by whether they got a slot",
+            metrics.queue_waits.clone(),
+        );
+        registry.register_collector(Box::new(BackendCollector { backends, queue }));
         registry.register_collector(Box::new(TrafficCollector { traffic }));
         registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
         GatewayMetrics {
@@ -136,6 +156,14 @@ impl GatewayMetrics {
             .inc();
     }
 
+    /// A request waited `waited` in the queue; `granted`: it got a slot.
+    pub(crate) fn queued(&self, waited: Duration, granted: bool) {
+        let result = if granted { "granted" } else { "timed_out" };
+        self.queue_waits
+            .get_or_create(&ResultLabels { result })
+            .observe(waited.as_secs_f64());
+    }
+
     pub(crate) fn shed(&self, reason: &str) {
         self.shed
             .get_or_create(&ReasonLabels {
@@ -160,6 +188,7 @@ impl GatewayMetrics {
 #[derive(Debug)]
 struct BackendCollector {
     backends: Arc<Backends>,
+    queue: Arc<WaitQueue>,
 }
 
 const STATES: [State; 4] = [State::Up, State::Down, State::Draining, State::Ejected];
@@ -204,6 +233,23 @@ impl Collector for BackendCollector {
             ConstGauge::new(view.ewma_ms / 1000.0)
                 .encode(latency.encode_family(&[("backend", view.name.as_str())])?)?;
         }
+        let mut limit = encoder.encode_descriptor(
+            "gateway_backend_concurrency_limit",
+            "Each backend's concurrency limit now (adaptive unless configured fixed)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for view in &views {
+            ConstGauge::new(i64::from(view.limit))
+                .encode(limit.encode_family(&[("backend", view.name.as_str())])?)?;
+        }
+        let waiting = encoder.encode_descriptor(
+            "gateway_queue_waiting",
+            "Requests waiting in the queue for a backend's slot",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.queue.waiting() as i64).encode(waiting)?;
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use crate::health::Health;
 use crate::http::metrics::ShopMetrics;
 use crate::http::{router, AppState};
 use crate::orders::{InFlight, OrderDesk};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 
 /// Why a shop could not run.
 #[derive(Debug, thiserror::Error)]
@@ -143,11 +143,14 @@ async fn probe_store(store: Arc<dyn Store>, health: Arc<Health>, config: Arc<Con
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let up = tokio::time::timeout(config.store.acquire_timeout * 2, store.ping())
-            .await
-            .map(|answer| answer.is_ok())
-            .unwrap_or(false);
-        health.set_store_up(up);
+        // Busy (every pooled connection in use) is not down: readiness
+        // stays as it was, so a saturated shop is not taken out of
+        // rotation while it keeps answering.
+        match tokio::time::timeout(config.store.acquire_timeout * 2, store.ping()).await {
+            Ok(Ok(())) => health.set_store_up(true),
+            Ok(Err(StoreError::Contention(_))) => {}
+            Ok(Err(_)) | Err(_) => health.set_store_up(false),
+        }
     }
 }
 

@@ -5,9 +5,10 @@
 mod ejection;
 mod ewma;
 mod health;
+mod limit;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,8 +16,11 @@ use tokio::time::Instant;
 
 pub(crate) use ejection::EjectionRules;
 use ejection::Failure;
+pub(crate) use limit::LimitRules;
+use limit::Limiter;
 
 use crate::config::{BackendSpec, Pool, Settings};
+use crate::queue::WaitQueue;
 use ejection::Ejection;
 use ewma::PeakEwma;
 use health::Hysteresis;
@@ -28,7 +32,11 @@ pub(crate) enum Lesson {
     Answered { rtt: Duration },
     /// It answered `503`: full, shedding on purpose, alive.
     Shed,
-    /// The connection could not be made: nothing reached it.
+    /// A connection could not be made in time, but it keeps answering on
+    /// the connections it has: busy, not dead.
+    Busy,
+    /// The connection was refused, or could not be made while it has said
+    /// nothing for `hung_after`: nothing reached it.
     Unreachable,
     /// It failed after the request may have reached it: reset, cut off,
     /// a malformed answer, no answer in time, or a 5xx.
@@ -84,6 +92,8 @@ pub(crate) struct BackendView {
     pub(crate) pool: Pool,
     pub(crate) state: State,
     pub(crate) inflight: u64,
+    /// Its concurrency limit now.
+    pub(crate) limit: u32,
     pub(crate) ewma_ms: f64,
     pub(crate) requests: u64,
     pub(crate) failures: u64,
@@ -95,6 +105,8 @@ pub(crate) struct Sample {
     pub(crate) untried: bool,
     pub(crate) state: State,
     pub(crate) healthy: bool,
+    /// Fewer requests in flight than its limit.
+    pub(crate) has_room: bool,
     pub(crate) load: f64,
     pub(crate) weight: f64,
 }
@@ -105,6 +117,7 @@ impl Sample {
         untried: false,
         state: State::Down,
         healthy: false,
+        has_room: false,
         load: f64::MAX,
         weight: 0.0,
     };
@@ -124,6 +137,7 @@ struct Inner {
     /// When it last came back into service, for slow start; `None` for a
     /// backend that has served since the gateway started.
     back_since: Option<Instant>,
+    limiter: Limiter,
 }
 
 #[derive(Debug)]
@@ -134,18 +148,34 @@ pub(crate) struct Backend {
     pub(crate) authority: http::uri::Authority,
     inner: Mutex<Inner>,
     inflight: AtomicU64,
+    /// The concurrency limit: `inflight` never passes it.
+    limit: AtomicU32,
+    /// When a byte last came from it on any connection, in ms since
+    /// `born`: what tells a busy backend from a hung one.
+    heard_ms: AtomicU64,
+    born: Instant,
     requests: AtomicU64,
     failures: AtomicU64,
     removed: AtomicBool,
+    /// Where requests wait when every backend is full; a freed slot of
+    /// this backend is handed to them.
+    queue: Arc<WaitQueue>,
+    /// Itself, to hand itself to a waiting request.
+    me: Weak<Backend>,
 }
 
 impl Backend {
     /// `fresh` backends (added while the gateway runs) start in slow start.
-    pub(crate) fn new(spec: BackendSpec, settings: &Settings, fresh: bool) -> Arc<Backend> {
+    pub(crate) fn new(
+        spec: BackendSpec,
+        settings: &Settings,
+        fresh: bool,
+        queue: Arc<WaitQueue>,
+    ) -> Arc<Backend> {
         let now = Instant::now();
         let authority = http::uri::Authority::try_from(spec.addr.to_string())
             .expect("a socket address is a valid authority");
-        Arc::new(Backend {
+        Arc::new_cyclic(|me| Backend {
             label: Arc::from(spec.name.as_str()),
             spec,
             authority,
@@ -155,11 +185,17 @@ impl Backend {
                 ewma: PeakEwma::new(INITIAL_LATENCY, settings.ewma_decay, now),
                 draining: false,
                 back_since: fresh.then_some(now),
+                limiter: Limiter::new(&settings.limit),
             }),
             inflight: AtomicU64::new(0),
+            limit: AtomicU32::new(settings.limit.initial),
+            heard_ms: AtomicU64::new(0),
+            born: now,
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             removed: AtomicBool::new(false),
+            queue,
+            me: me.clone(),
         })
     }
 
@@ -196,11 +232,13 @@ impl Backend {
     pub(crate) fn sample(&self, now: Instant, slow_start: Duration) -> Sample {
         let inner = self.inner();
         let weight = Self::weight_of(&inner, now, slow_start);
-        let queue = (self.inflight.load(Ordering::Relaxed) + 1) as f64;
+        let inflight = self.inflight.load(Ordering::Relaxed);
+        let queue = (inflight + 1) as f64;
         Sample {
             untried: true,
             state: Self::state_of(&inner, now),
             healthy: !inner.draining && inner.health.is_up(),
+            has_room: inflight < u64::from(self.limit.load(Ordering::Relaxed)),
             load: (inner.ewma.estimate_ms(now) + 0.01) * queue / weight,
             weight,
         }
@@ -233,11 +271,58 @@ impl Backend {
         self.sample(now, slow_start).load
     }
 
-    /// Counts a request in flight until the guard drops.
-    pub(crate) fn start_request(&self) -> InFlight<'_> {
-        self.inflight.fetch_add(1, Ordering::Relaxed);
+    /// Takes one of its slots if it has room (fewer requests in flight
+    /// than its limit); give it back with `finish`.
+    pub(crate) fn try_start(&self) -> bool {
+        let limit = u64::from(self.limit.load(Ordering::Relaxed));
+        self.inflight
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A request is written to it (on a slot it holds).
+    pub(crate) fn sending(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+    }
+
+    /// Gives back a slot; a request waiting for one gets it.
+    pub(crate) fn finish(&self) {
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        self.offer_room();
+    }
+
+    /// Gives back a slot without looking for waiters (the queue does that
+    /// itself, under its lock).
+    pub(crate) fn finish_quietly(&self) {
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Hands whatever room it has to waiting requests.
+    pub(crate) fn offer_room(&self) {
+        if self.queue.waiting() > 0 {
+            if let Some(me) = self.me.upgrade() {
+                self.queue.hand_over(&me);
+            }
+        }
+    }
+
+    /// A byte came from it: it lives.
+    pub(crate) fn heard(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.born).as_millis() as u64;
+        self.heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since a byte last came from it (since it was added, if
+    /// none has).
+    pub(crate) fn silent_for(&self, now: Instant) -> Duration {
+        let heard = self.born + Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
+        now.saturating_duration_since(heard)
+    }
+
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
     }
 
     pub(crate) fn inflight(&self) -> u64 {
@@ -247,20 +332,47 @@ impl Backend {
     /// Takes in what one try showed of this backend — its latency, a
     /// failure, a refused connection — and returns what that changed. The
     /// one place an outcome reaches the balancer's view of a backend.
-    pub(crate) fn learn(&self, lesson: Lesson, rules: &EjectionRules, now: Instant) -> Learned {
+    pub(crate) fn learn(
+        &self,
+        lesson: Lesson,
+        (rules, limits): (&EjectionRules, &LimitRules),
+        now: Instant,
+    ) -> Learned {
+        let before = self.limit();
+        let learned = self.learn_locked(lesson, (rules, limits), now);
+        // More room: requests waiting in the queue may have it (outside
+        // the backend's lock: the queue's lock comes first).
+        if self.limit() > before {
+            self.offer_room();
+        }
+        learned
+    }
+
+    fn learn_locked(
+        &self,
+        lesson: Lesson,
+        (rules, limits): (&EjectionRules, &LimitRules),
+        now: Instant,
+    ) -> Learned {
         let mut inner = self.inner();
         let mut learned = Learned::default();
+        let in_flight = self.inflight.load(Ordering::Relaxed);
         let failure = match lesson {
             Lesson::Answered { rtt } => {
                 inner.ewma.observe(rtt, now);
                 inner.ejection.record_success();
+                let limit = inner.limiter.answered(rtt, in_flight, limits);
+                self.limit.store(limit, Ordering::Relaxed);
                 return learned;
             }
             // A shop sheds load with 503 on purpose: make it look slow so
-            // traffic moves elsewhere, but never eject it for that.
-            Lesson::Shed => {
+            // traffic moves elsewhere, and give it fewer requests at once,
+            // but never eject it for that.
+            Lesson::Shed | Lesson::Busy => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 inner.ewma.observe(rules.penalty, now);
+                let limit = inner.limiter.dropped(limits);
+                self.limit.store(limit, Ordering::Relaxed);
                 return learned;
             }
             // Nothing reached it: the process is gone. Out of rotation at
@@ -269,7 +381,11 @@ impl Backend {
                 learned.marked_down = inner.health.force_down();
                 Failure::Connect
             }
-            Lesson::FailedAfterSend => Failure::ServerError,
+            Lesson::FailedAfterSend => {
+                let limit = inner.limiter.dropped(limits);
+                self.limit.store(limit, Ordering::Relaxed);
+                Failure::ServerError
+            }
         };
         // A failure counts as maximally slow, so a backend that fails fast
         // does not attract traffic.
@@ -291,6 +407,10 @@ impl Backend {
         let changed = inner.health.record(ok, rise, fall);
         if changed == Some(true) {
             inner.back_since = Some(now);
+        }
+        drop(inner);
+        if changed == Some(true) {
+            self.offer_room();
         }
         changed
     }
@@ -318,20 +438,11 @@ impl Backend {
             pool: self.spec.pool,
             state: self.state(now),
             inflight: self.inflight(),
+            limit: self.limit(),
             ewma_ms: (self.inner().ewma.estimate_ms(now) * 1000.0).round() / 1000.0,
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// A request in flight on a backend.
-#[derive(Debug)]
-pub(crate) struct InFlight<'a>(&'a Backend);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -340,13 +451,25 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    const LIMITS: crate::backend::LimitRules = crate::backend::LimitRules {
+        adaptive: true,
+        initial: 32,
+        min: 4,
+        max: 256,
+    };
+
     fn backend(fresh: bool) -> Arc<Backend> {
         let spec = BackendSpec {
             name: "shop-1".into(),
             addr: "127.0.0.1:1".parse().unwrap(),
             pool: Pool::Primary,
         };
-        Backend::new(spec, &Config::default().settings, fresh)
+        Backend::new(
+            spec,
+            &Config::default().settings,
+            fresh,
+            Arc::new(crate::queue::WaitQueue::default()),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -375,9 +498,9 @@ mod tests {
             penalty: Duration::from_secs(5),
         };
         for _ in 0..2 {
-            backend.learn(Lesson::FailedAfterSend, &rules, Instant::now());
+            backend.learn(Lesson::FailedAfterSend, (&rules, &LIMITS), Instant::now());
         }
-        let learned = backend.learn(Lesson::FailedAfterSend, &rules, Instant::now());
+        let learned = backend.learn(Lesson::FailedAfterSend, (&rules, &LIMITS), Instant::now());
         assert_eq!(
             learned,
             Learned {
@@ -405,8 +528,8 @@ mod tests {
         };
         let now = Instant::now();
         let answered = Lesson::of_answer(http::StatusCode::OK, Duration::from_millis(20));
-        good.learn(answered, &rules, now);
-        bad.learn(Lesson::FailedAfterSend, &rules, now);
+        good.learn(answered, (&rules, &LIMITS), now);
+        bad.learn(Lesson::FailedAfterSend, (&rules, &LIMITS), now);
         assert!(bad.load(now, Duration::ZERO) > 100.0 * good.load(now, Duration::ZERO));
     }
 
@@ -423,18 +546,18 @@ mod tests {
         for _ in 0..10 {
             let shed = Lesson::of_answer(http::StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO);
             assert_eq!(
-                shedding.learn(shed, &rules, Instant::now()),
+                shedding.learn(shed, (&rules, &LIMITS), Instant::now()),
                 Learned::default()
             );
         }
         assert_eq!(shedding.state(Instant::now()), State::Up);
         let gone = backend(false);
-        let learned = gone.learn(Lesson::Unreachable, &rules, Instant::now());
+        let learned = gone.learn(Lesson::Unreachable, (&rules, &LIMITS), Instant::now());
         assert!(learned.marked_down);
         assert_eq!(gone.state(Instant::now()), State::Down);
         assert!(
             !gone
-                .learn(Lesson::Unreachable, &rules, Instant::now())
+                .learn(Lesson::Unreachable, (&rules, &LIMITS), Instant::now())
                 .marked_down
         );
     }

@@ -14,7 +14,7 @@ pub(crate) mod request;
 pub(crate) mod response;
 mod wire;
 
-pub(crate) use wire::{give_back_room, Stream, Wire};
+pub(crate) use wire::{give_back_room, Stream, Wire, BACKEND_ROOM, CLIENT_ROOM};
 
 use std::ops::Range;
 

@@ -13,8 +13,12 @@ use tokio::net::TcpStream;
 
 use super::body::{step, State, Step};
 
-/// How much room a read asks for.
-const READ_ROOM: usize = 16 * 1024;
+/// How much room a read asks for, on a backend's connection: answers can be
+/// large, and there are few such connections.
+pub(crate) const BACKEND_ROOM: usize = 16 * 1024;
+/// On a client's connection: requests are small, and there may be ten
+/// thousand connections, most of them waiting. A large body grows it.
+pub(crate) const CLIENT_ROOM: usize = 1024;
 /// Room a buffer keeps between messages. What a large message made it grow
 /// to beyond this is given back, so 10,000 idle connections cannot hold on
 /// to what their largest messages once took.
@@ -35,13 +39,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
 pub(crate) struct Wire<S = TcpStream> {
     pub(crate) stream: S,
     pub(crate) buffer: BytesMut,
+    /// How much room a read asks for.
+    room: usize,
 }
 
 impl<S: Stream> Wire<S> {
-    pub(crate) fn new(stream: S) -> Wire<S> {
+    /// A connection whose reads ask for `room` bytes: `CLIENT_ROOM` or
+    /// `BACKEND_ROOM`. Nothing is allocated before the first read.
+    pub(crate) fn new(stream: S, room: usize) -> Wire<S> {
         Wire {
             stream,
-            buffer: BytesMut::with_capacity(READ_ROOM),
+            buffer: BytesMut::new(),
+            room,
         }
     }
 
@@ -50,8 +59,10 @@ impl<S: Stream> Wire<S> {
     /// the socket is drained, which saves a read that would only say
     /// "nothing yet" on every request.
     pub(crate) fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buffer.capacity() - self.buffer.len() < READ_ROOM / 4 {
-            self.buffer.reserve(READ_ROOM);
+        if self.buffer.capacity() - self.buffer.len() < self.room / 4 {
+            // At least as much again as it holds: a large message is read
+            // in a few reads, not thousands.
+            self.buffer.reserve(self.room.max(self.buffer.len()));
         }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buffer)
     }

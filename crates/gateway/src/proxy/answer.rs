@@ -12,6 +12,10 @@ pub(crate) enum Refusal {
     Overloaded,
     /// No backend can take the request.
     NoBackend,
+    /// Every backend is at its limit and the queue is full.
+    QueueFull,
+    /// Every backend stayed at its limit for the whole wait in the queue.
+    QueueTimeout,
     /// The client sent more than its share.
     RateLimited,
     /// The backend failed after the request may have reached it.
@@ -30,7 +34,10 @@ pub(crate) enum Refusal {
 impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
         match self {
-            Refusal::Overloaded | Refusal::NoBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Overloaded
+            | Refusal::NoBackend
+            | Refusal::QueueFull
+            | Refusal::QueueTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BadGateway => StatusCode::BAD_GATEWAY,
             Refusal::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -45,6 +52,8 @@ impl Refusal {
         match self {
             Refusal::Overloaded => "overloaded",
             Refusal::NoBackend => "no_backend",
+            Refusal::QueueFull => "queue_full",
+            Refusal::QueueTimeout => "queue_timeout",
             Refusal::RateLimited => "rate_limited",
             Refusal::BadGateway => "bad_gateway",
             Refusal::UpstreamTimeout => "upstream_timeout",

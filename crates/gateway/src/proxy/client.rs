@@ -24,7 +24,7 @@ use super::answer::Refusal;
 use super::headers::PeerIp;
 use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
-use crate::http1::{give_back_room, HeadError, Stream, Wire};
+use crate::http1::{give_back_room, HeadError, Stream, Wire, CLIENT_ROOM};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientLimits {
@@ -84,11 +84,12 @@ pub(crate) async fn serve<S: Stream>(
         since: None,
     };
     let mut conn = ClientConn {
-        wire: Wire::new(stream),
+        wire: Wire::new(stream, CLIENT_ROOM),
         peer: PeerIp::of(peer),
         alarm: Alarm::new(),
-        scratch: BytesMut::with_capacity(4096),
-        upstream_head: BytesMut::with_capacity(1024),
+        // Grown by the first request that needs them.
+        scratch: BytesMut::new(),
+        upstream_head: BytesMut::new(),
         stopping: stop_flag,
     };
     // The client's own, apart from the backend's: each deadline then only

@@ -12,8 +12,12 @@ use crate::backend::Lesson;
 /// What happened to a try, before any judgement.
 #[derive(Debug)]
 pub(crate) enum Happened {
-    /// The connection could not be made; nothing reached the backend.
+    /// The connection was refused (or failed at once): nothing reached the
+    /// backend.
     NotConnected(String),
+    /// No connection within the connect timeout: nothing reached the
+    /// backend, which is dead, hung, or only busy (its accept queue full).
+    ConnectTimedOut(Duration),
     /// The connection broke, or the answer was malformed, after the request
     /// (or part of it) was written: the backend may have it.
     Broke(io::Error),
@@ -40,6 +44,8 @@ pub(crate) enum Fault {
 #[derive(Debug)]
 pub(crate) struct TryError {
     pub(crate) fault: Fault,
+    /// No connection in time: the backend may only be busy (see `lesson`).
+    pub(crate) connect_timed_out: bool,
     /// Whether another backend may be sent the request.
     pub(crate) retry: bool,
     /// What the client hears if no other try answers.
@@ -55,19 +61,32 @@ impl TryError {
         match happened {
             Happened::NotConnected(why) => TryError {
                 fault: Fault::BackendBeforeSend,
+                connect_timed_out: false,
                 // Nothing was sent: any request may go elsewhere.
                 retry: true,
                 refusal: Refusal::NoBackend,
                 detail: format!("{backend} could not be reached: {why}"),
             },
+            Happened::ConnectTimedOut(timeout) => TryError {
+                fault: Fault::BackendBeforeSend,
+                connect_timed_out: true,
+                retry: true,
+                refusal: Refusal::NoBackend,
+                detail: format!(
+                    "{backend} took no connection within {} ms",
+                    timeout.as_millis()
+                ),
+            },
             Happened::Broke(err) => TryError {
                 fault: Fault::BackendAfterSend,
+                connect_timed_out: false,
                 retry: repeatable,
                 refusal: Refusal::BadGateway,
                 detail: format!("{backend} failed while answering: {err}"),
             },
             Happened::NoAnswerInTime(timeout) => TryError {
                 fault: Fault::BackendAfterSend,
+                connect_timed_out: false,
                 retry: repeatable,
                 refusal: Refusal::UpstreamTimeout,
                 detail: format!("{backend} did not answer within {} ms", timeout.as_millis()),
@@ -87,6 +106,7 @@ impl TryError {
     pub(crate) fn client(refusal: Refusal, detail: String) -> TryError {
         TryError {
             fault: Fault::Client,
+            connect_timed_out: false,
             retry: false,
             refusal,
             detail,
@@ -97,6 +117,7 @@ impl TryError {
     pub(crate) fn no_backend() -> TryError {
         TryError {
             fault: Fault::Gateway,
+            connect_timed_out: false,
             retry: false,
             refusal: Refusal::NoBackend,
             detail: "no backend is available".to_string(),
@@ -108,6 +129,7 @@ impl TryError {
     pub(crate) fn unrelayable(backend: &str) -> TryError {
         TryError {
             fault: Fault::Gateway,
+            connect_timed_out: false,
             retry: false,
             refusal: Refusal::BadGateway,
             detail: format!(
@@ -116,9 +138,26 @@ impl TryError {
         }
     }
 
-    /// What the failure shows of the backend, if it is to blame.
-    pub(crate) fn lesson(&self) -> Option<Lesson> {
+    /// Every backend is at its limit and the request's wait in the queue
+    /// ran out, or the queue is full: a deliberate answer, not an error.
+    pub(crate) fn queue(refusal: Refusal, detail: String) -> TryError {
+        TryError {
+            fault: Fault::Gateway,
+            connect_timed_out: false,
+            retry: false,
+            refusal,
+            detail,
+        }
+    }
+
+    /// What the failure shows of the backend, if it is to blame. A connect
+    /// that timed out while the backend keeps answering on its other
+    /// connections (it spoke within `hung_after`) shows it busy, not dead.
+    pub(crate) fn lesson(&self, silent_for: Duration, hung_after: Duration) -> Option<Lesson> {
         match self.fault {
+            Fault::BackendBeforeSend if self.connect_timed_out && silent_for < hung_after => {
+                Some(Lesson::Busy)
+            }
             Fault::BackendBeforeSend => Some(Lesson::Unreachable),
             Fault::BackendAfterSend => Some(Lesson::FailedAfterSend),
             Fault::Client | Fault::Gateway => None,
@@ -147,7 +186,25 @@ mod tests {
             (Fault::BackendBeforeSend, true)
         );
         assert_eq!(refused.refusal, Refusal::NoBackend);
-        assert_eq!(refused.lesson(), Some(Lesson::Unreachable));
+        let (heard, silent) = (Duration::from_millis(100), Duration::from_secs(3));
+        let hung_after = Duration::from_secs(2);
+        assert_eq!(refused.lesson(heard, hung_after), Some(Lesson::Unreachable));
+        let slow = TryError::judge(
+            Happened::ConnectTimedOut(Duration::from_millis(250)),
+            "shop-1",
+            false,
+        );
+        assert!(slow.retry, "nothing was sent");
+        assert_eq!(
+            slow.lesson(heard, hung_after),
+            Some(Lesson::Busy),
+            "it answers on its other connections: busy"
+        );
+        assert_eq!(
+            slow.lesson(silent, hung_after),
+            Some(Lesson::Unreachable),
+            "silent for longer than hung_after: hung"
+        );
         for repeatable in [false, true] {
             let reset = TryError::judge(
                 Happened::Broke(io::Error::from(io::ErrorKind::ConnectionReset)),
@@ -177,6 +234,10 @@ mod tests {
             (client.fault, client.retry, client.refusal),
             (Fault::Client, false, Refusal::PayloadTooLarge)
         );
-        assert_eq!(client.lesson(), None, "a client's fault teaches nothing");
+        assert_eq!(
+            client.lesson(Duration::ZERO, Duration::ZERO),
+            None,
+            "a client's fault teaches nothing"
+        );
     }
 }

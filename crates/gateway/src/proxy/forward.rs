@@ -2,8 +2,6 @@
 //! What each try shows of its backend goes to that backend (`learn`); the
 //! judgement of a failure is `failure::TryError`'s alone.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::Method;
 use tokio::time::Instant;
@@ -13,6 +11,7 @@ use super::answer::Refusal;
 use super::body::RequestBody;
 use super::client::ClientConn;
 use super::failure::{Fault, Happened, TryError};
+use super::slot::{self, Slot};
 use super::upstream::{Answer, Outgoing, UpstreamPool};
 use super::{headers, Alarm, Live};
 use crate::backend::{Backend, Learned, Lesson};
@@ -20,11 +19,14 @@ use crate::balance::{Backends, Change};
 use crate::http1::request::RequestHead;
 use crate::http1::{Known, Stream};
 use crate::metrics::GatewayMetrics;
+use crate::queue::WaitQueue;
 
-/// What a request's tries use: the backends, the settings of the moment,
-/// the metrics and the serving thread's backend connections.
+/// What a request's tries use: the backends, the queue in front of them,
+/// the settings of the moment, the metrics and the serving thread's
+/// backend connections.
 pub(super) struct Route<'a> {
     pub(super) backends: &'a Backends,
+    pub(super) queue: &'a WaitQueue,
     pub(super) live: &'a Live,
     pub(super) metrics: &'a GatewayMetrics,
     pub(super) upstream: &'a UpstreamPool,
@@ -36,10 +38,8 @@ pub(super) struct Route<'a> {
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Reply {
     Backend {
-        /// The serving thread's own copy of the backend list the request
-        /// was balanced over, and the answering backend's place in it.
-        backends: Arc<Vec<Arc<Backend>>>,
-        at: usize,
+        /// The answering backend's slot, held until the answer is relayed.
+        slot: Slot,
         answer: Answer,
         /// Its latency sample (sent, answered), taught to the backend once
         /// the client has its answer: off the critical path. `None` when
@@ -50,20 +50,6 @@ pub(super) enum Reply {
 }
 
 impl Reply {
-    fn answer(
-        backends: Arc<Vec<Arc<Backend>>>,
-        at: usize,
-        answer: Answer,
-        sample: Option<(Instant, Instant)>,
-    ) -> Reply {
-        Reply::Backend {
-            backends,
-            at,
-            answer,
-            sample,
-        }
-    }
-
     pub(super) fn status(&self) -> u16 {
         match self {
             Reply::Backend { answer, .. } => answer.head.status.as_u16(),
@@ -82,26 +68,26 @@ pub(super) struct Forwarded {
 }
 
 impl Forwarded {
-    fn new(reply: Reply, tries: usize, body_read: bool) -> Forwarded {
-        Forwarded {
-            reply,
-            tries: tries as u32,
-            body_read,
-        }
-    }
-
     /// No try answered the client: a backend's own 502–504 (kept from a
     /// try that was worth another) beats an answer of ours.
     fn out_of_tries(
         route: &Route<'_>,
-        list: Arc<Vec<Arc<Backend>>>,
         last: Option<Last>,
-        tries: usize,
+        tries: u32,
         body_read: bool,
     ) -> Forwarded {
         let error = match last {
-            Some(Last::Answer(at, answer)) => {
-                return Forwarded::new(Reply::answer(list, at, answer, None), tries, body_read)
+            Some(Last::Answer(slot, answer)) => {
+                let reply = Reply::Backend {
+                    slot,
+                    answer,
+                    sample: None,
+                };
+                return Forwarded {
+                    reply,
+                    tries,
+                    body_read,
+                };
             }
             Some(Last::Failed(error)) => error,
             None => TryError::no_backend(),
@@ -109,7 +95,7 @@ impl Forwarded {
         if error.refusal == Refusal::NoBackend {
             route.metrics.shed("no_backend");
         }
-        Forwarded::refused(error, tries as u32, body_read)
+        Forwarded::refused(error, tries, body_read)
     }
 
     /// The gateway answers by itself.
@@ -124,8 +110,9 @@ impl Forwarded {
 
 /// The last try that did not answer the client.
 enum Last {
-    /// A 502–504 from a backend, kept: it beats an answer of our own.
-    Answer(usize, Answer),
+    /// A 502–504 from a backend, kept with its slot: it beats an answer of
+    /// our own.
+    Answer(Slot, Answer),
     Failed(TryError),
 }
 
@@ -143,18 +130,18 @@ pub(super) async fn forward<S: Stream>(
     };
     let repeatable = (is_idempotent(&request.method) || request.head.has(Known::IdempotencyKey))
         && body.is_buffered();
-    // Written once, whatever the number of tries.
-    headers::upstream_head(&mut conn.upstream_head, request, &conn.peer, request_id);
     route.live.budget.deposit();
     let list = route.backends.snapshot();
-    let mut tried: Vec<usize> = Vec::with_capacity(s.attempts as usize);
+    // Grown at the first try: a request waiting in the queue holds none.
+    let (mut tries, mut tried) = (0, Vec::new());
     let mut last: Option<Last> = None;
-    while (tried.len() as u32) < s.attempts {
-        let Some(at) = route
-            .backends
-            .pick_in(&list, s.policy, s.slow_start, &tried)
-        else {
-            break;
+    while tries < s.attempts {
+        let slot = match slot::acquire(route, &list, &tried, &mut conn.alarm).await {
+            Ok(slot) => slot,
+            // No backend left: the last failure stands.
+            Err(error) if error.refusal == Refusal::NoBackend => break,
+            // The queue is full or the wait ran out: a deliberate answer.
+            Err(error) => return Forwarded::refused(error, tries, body.is_buffered()),
         };
         if last.as_ref().is_some_and(|last| !route.may_retry(last)) {
             break;
@@ -163,8 +150,14 @@ pub(super) async fn forward<S: Stream>(
         let Some(try_body) = body.for_try(&mut conn.wire, request.framing, limit) else {
             break; // streamed to an earlier try: it cannot be sent again
         };
-        tried.push(at);
-        let backend = &list[at];
+        if tries == 0 {
+            // Written once, whatever the number of tries, and only once a
+            // backend is there to take it.
+            headers::upstream_head(&mut conn.upstream_head, request, &conn.peer, request_id);
+        }
+        tries += 1;
+        tried.extend(slot.place_in(&list));
+        let backend = slot.backend();
         let outgoing = Outgoing {
             method: &request.method,
             head: &conn.upstream_head,
@@ -179,25 +172,24 @@ pub(super) async fn forward<S: Stream>(
         let failed = match result {
             Ok(answer) if !answer.head.relayable_to(request.http11) => {
                 let error = TryError::unrelayable(backend.name());
-                return Forwarded::refused(error, tried.len() as u32, body.is_buffered());
+                return Forwarded::refused(error, tries, body.is_buffered());
             }
             // The common case, built in place: an answer is large to move.
             Ok(answer) if !(repeatable && is_gateway_error(&answer)) => {
                 return Forwarded {
                     reply: Reply::Backend {
-                        backends: list,
-                        at,
+                        slot,
                         answer,
                         sample: Some(sample),
                     },
-                    tries: tried.len() as u32,
+                    tries,
                     body_read: true,
                 };
             }
             Ok(answer) => {
                 let rtt = sample.1.saturating_duration_since(sample.0);
                 route.teach(backend, Lesson::of_answer(answer.head.status, rtt));
-                Last::Answer(at, answer)
+                Last::Answer(slot, answer)
             }
             Err(happened) => {
                 let error = TryError::judge(happened, backend.name(), repeatable);
@@ -218,7 +210,7 @@ pub(super) async fn forward<S: Stream>(
     }
     // A streamed body may be partly read: the connection cannot carry
     // another request.
-    Forwarded::out_of_tries(route, list, last, tried.len(), body.is_buffered())
+    Forwarded::out_of_tries(route, last, tries, body.is_buffered())
 }
 
 /// One try on `backend`, bounded by the upstream timeout (its deadline).
@@ -228,14 +220,18 @@ async fn send<C: Stream>(
     outgoing: Outgoing<'_, C>,
     (alarm, deadline): (&mut Alarm, Instant),
 ) -> Result<Answer, Happened> {
-    let _in_flight = backend.start_request();
-    tokio::select! {
+    backend.sending();
+    let answer = tokio::select! {
         biased;
         answer = route.upstream.send(&backend.authority, outgoing) => answer,
         () = alarm.until(deadline) => {
             Err(Happened::NoAnswerInTime(route.live.settings.upstream_timeout))
         }
+    };
+    if answer.is_ok() {
+        backend.heard(Instant::now());
     }
+    answer
 }
 
 impl Route<'_> {
@@ -260,17 +256,18 @@ impl Route<'_> {
 
     /// Teaches `backend` what a failed try showed of it, if it was to blame.
     fn learn_from(&self, backend: &Backend, error: &TryError) {
-        if let Some(lesson) = error.lesson() {
+        let silent_for = backend.silent_for(Instant::now());
+        if let Some(lesson) = error.lesson(silent_for, self.live.settings.hung_after) {
             self.teach_why(backend, lesson, &error.detail);
         }
     }
 
     fn teach_why(&self, backend: &Backend, lesson: Lesson, why: &str) {
-        let rules = self.live.ejection_rules();
+        let rules = (&self.live.ejection_rules(), &self.live.settings.limit);
         let Learned {
             marked_down,
             ejected_for,
-        } = backend.learn(lesson, &rules, Instant::now());
+        } = backend.learn(lesson, rules, Instant::now());
         if marked_down {
             self.backends
                 .record(backend.name(), Change::Down, why.to_string());

@@ -17,6 +17,7 @@ mod failure;
 mod forward;
 mod headers;
 mod relay;
+mod slot;
 mod upstream;
 
 use std::io;
@@ -36,6 +37,7 @@ use crate::http1::request::RequestHead;
 use crate::http1::{Framing, Stream};
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
+use crate::queue::WaitQueue;
 pub(crate) use alarm::Alarm;
 use answer::Refusal;
 use client::ClientConn;
@@ -90,6 +92,8 @@ impl Live {
 #[derive(Debug)]
 pub(crate) struct Proxy {
     backends: Arc<Backends>,
+    /// Where requests wait while every backend is at its limit.
+    pub(crate) queue: Arc<WaitQueue>,
     live: Published<Live>,
     metrics: Arc<GatewayMetrics>,
     admission: Arc<Semaphore>,
@@ -106,10 +110,12 @@ impl Proxy {
     pub(crate) fn new(
         config: &Config,
         backends: Arc<Backends>,
+        queue: Arc<WaitQueue>,
         metrics: Arc<GatewayMetrics>,
     ) -> Proxy {
         Proxy {
             backends,
+            queue,
             live: Published::new(Live::new(config.settings.clone(), config)),
             metrics,
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
@@ -137,6 +143,7 @@ impl Proxy {
         let live = self.live();
         let route = Route {
             backends: &self.backends,
+            queue: &self.queue,
             live: &live,
             metrics: &self.metrics,
             upstream: &thread.upstream,
@@ -193,12 +200,11 @@ impl Proxy {
                 (conn.wire.write_all(out).await.map(|()| !close), None)
             }
             Reply::Backend {
-                backends,
-                at,
+                slot,
                 answer,
                 sample,
             } => {
-                let backend = &backends[at];
+                let backend = slot.backend();
                 let answered_with = answer.head.status;
                 let whole = relay::relay(
                     &mut conn.wire,
@@ -213,10 +219,10 @@ impl Proxy {
                     let rtt = answered.saturating_duration_since(sent);
                     route.teach(backend, Lesson::of_answer(answered_with, rtt));
                 }
-                (whole.map(|whole| whole && !close), Some((backends, at)))
+                (whole.map(|whole| whole && !close), Some(slot))
             }
         };
-        let label = answered_by.as_ref().map(|(list, at)| &list[*at].label);
+        let label = answered_by.as_ref().map(|slot| &slot.backend().label);
         thread
             .traffic
             .lock()

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::failure::Happened;
 use crate::http1::body::{put_chunk, State, LAST_CHUNK};
 use crate::http1::response::{parse_response, ResponseHead};
-use crate::http1::{give_back_room, put_field, put_number, Stream, Wire};
+use crate::http1::{give_back_room, put_field, put_number, Stream, Wire, BACKEND_ROOM};
 
 /// Connections kept per backend per thread at most.
 const MAX_KEPT: usize = 1024;
@@ -90,7 +90,10 @@ impl UpstreamPool {
     ) -> Result<Answer, Happened> {
         let mut wire = match self.take(authority) {
             Some(kept) => kept,
-            None => self.connect(authority).await?,
+            // Boxed: connecting is rare on kept connections, and its state
+            // would otherwise take room in every connection's task (see
+            // `WaitQueue` on memory per waiting request).
+            None => Box::pin(self.connect(authority)).await?,
         };
         let Outgoing {
             method,
@@ -157,15 +160,10 @@ impl UpstreamPool {
         let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(Happened::NotConnected(err.to_string())),
-            Err(_) => {
-                return Err(Happened::NotConnected(format!(
-                    "no connection within {} ms",
-                    self.connect_timeout.as_millis()
-                )))
-            }
+            Err(_) => return Err(Happened::ConnectTimedOut(self.connect_timeout)),
         };
         let _ = stream.set_nodelay(true);
-        Ok(Wire::new(stream))
+        Ok(Wire::new(stream, BACKEND_ROOM))
     }
 }
 

@@ -666,12 +666,13 @@ fn order_from_row(row: &AnyRow) -> Result<(i64, OrderRecord), StoreError> {
 pub(super) fn classify(err: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match &err {
-        E::PoolTimedOut
-        | E::PoolClosed
-        | E::Io(_)
-        | E::Tls(_)
-        | E::Protocol(_)
-        | E::WorkerCrashed => StoreError::Unavailable(err),
+        // Every connection is in use: the store answers, the shop is busy.
+        // (Unavailable would turn /readyz 503 and take a busy shop for a
+        // dead one.)
+        E::PoolTimedOut => StoreError::Contention(err.to_string()),
+        E::PoolClosed | E::Io(_) | E::Tls(_) | E::Protocol(_) | E::WorkerCrashed => {
+            StoreError::Unavailable(err)
+        }
         E::Database(db) => match db.code().as_deref() {
             // PostgreSQL: deadlock, serialization failure, lock timeout.
             Some("40P01" | "40001" | "55P03")

@@ -1,0 +1,136 @@
+//! A try's place on a backend: one of the backend's slots under its
+//! concurrency limit, taken before the request is written and given back
+//! once the answer has been relayed to the client. When the backends that
+//! should serve are all at their limit, the request waits for a slot in
+//! the gateway's queue (`crate::queue`), bounded in time.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::answer::Refusal;
+use super::failure::TryError;
+use super::forward::Route;
+use super::Alarm;
+use crate::backend::Backend;
+use crate::balance::Pick;
+use crate::queue::{self, Refused};
+
+/// Attempts to take a free slot before waiting: another thread may take
+/// the one a pick saw free.
+const TAKES: usize = 4;
+
+/// A slot held on a backend; given back when dropped.
+pub(crate) enum Slot {
+    /// On a backend of the serving thread's own list: the common case,
+    /// which touches no reference count another thread shares.
+    Listed {
+        backends: Arc<Vec<Arc<Backend>>>,
+        at: usize,
+    },
+    /// Handed over through the queue by a request that finished.
+    Granted(Arc<Backend>),
+}
+
+impl Slot {
+    pub(crate) fn backend(&self) -> &Backend {
+        match self {
+            Slot::Listed { backends, at } => &backends[*at],
+            Slot::Granted(backend) => backend,
+        }
+    }
+
+    /// The backend's place in `list`, if it is there (a granted one may
+    /// come from a newer list).
+    pub(crate) fn place_in(&self, list: &[Arc<Backend>]) -> Option<usize> {
+        match self {
+            Slot::Listed { at, .. } => Some(*at),
+            Slot::Granted(backend) => list.iter().position(|b| Arc::ptr_eq(b, backend)),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.backend().finish();
+    }
+}
+
+/// A slot on a backend that should serve and is not in `tried`: at once if
+/// one has room, else after a wait in the queue. Why there is none is a
+/// `TryError`: no backend can serve, or the queue is full, or the wait ran
+/// out.
+pub(super) async fn acquire(
+    route: &Route<'_>,
+    list: &Arc<Vec<Arc<Backend>>>,
+    tried: &[usize],
+    alarm: &mut Alarm,
+) -> Result<Slot, TryError> {
+    let s = &route.live.settings;
+    let take = || {
+        for _ in 0..TAKES {
+            match route.backends.pick_in(list, s.policy, s.slow_start, tried) {
+                Pick::Backend(at) if list[at].try_start() => return Pick::Backend(at),
+                Pick::Backend(_) => continue,
+                other => return other,
+            }
+        }
+        Pick::Full
+    };
+    match take() {
+        Pick::Backend(at) => {
+            return Ok(Slot::Listed {
+                backends: Arc::clone(list),
+                at,
+            })
+        }
+        Pick::Nothing => return Err(TryError::no_backend()),
+        Pick::Full => {}
+    }
+    let excluded = tried.iter().map(|&at| queue::address(&list[at])).collect();
+    let last_look = || match take() {
+        Pick::Backend(at) => Some(Arc::clone(&list[at])),
+        Pick::Full | Pick::Nothing => None,
+    };
+    let place = match route.queue.enter(excluded, s.queue_max_waiting, last_look) {
+        Ok(Ok(place)) => place,
+        Ok(Err(backend)) => return Ok(Slot::Granted(backend)),
+        Err(Refused::Full) => {
+            route.metrics.shed("queue_full");
+            return Err(TryError::queue(
+                Refusal::QueueFull,
+                format!(
+                    "every shop is at its limit and {} requests wait already; retry shortly",
+                    s.queue_max_waiting
+                ),
+            ));
+        }
+    };
+    let waited = Instant::now();
+    let mut place = place;
+    let granted = tokio::select! {
+        biased;
+        granted = &mut place.granted => granted.ok(),
+        () = alarm.until(waited + s.queue_timeout) => None,
+    };
+    let granted = match granted {
+        Some(backend) => Some(backend),
+        // Not granted in time, unless a grant raced the deadline.
+        None if route.queue.leave(&place) => None,
+        None => place.granted.try_recv().ok(),
+    };
+    route.metrics.queued(waited.elapsed(), granted.is_some());
+    match granted {
+        Some(backend) => Ok(Slot::Granted(backend)),
+        None => {
+            route.metrics.shed("queue_timeout");
+            Err(TryError::queue(
+                Refusal::QueueTimeout,
+                format!(
+                    "every shop stayed at its limit for {} ms; retry shortly",
+                    s.queue_timeout.as_millis()
+                ),
+            ))
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The queue in front of the backends. When every backend is at its
+//! concurrency limit, a request waits here — bounded in length and in
+//! time — instead of opening one more connection to a saturated shop (which
+//! is how a surge turns into a collapse: HAProxy without `maxconn` collapses
+//! the same way).
+//!
+//! One queue for the whole gateway, shared by its serving threads, first in
+//! first out: whichever thread frees a slot on a backend hands it to the
+//! oldest waiting request that may go to that backend (a retry never goes
+//! back to a backend it already tried), whatever thread that request is
+//! on. So requests are served in the order they started waiting, across
+//! threads. The price is a lock taken only when requests wait (a free slot
+//! is taken without it) and a wake-up across threads per handed-over slot.
+//!
+//! Lost wake-ups are ruled out by the order of two atomics: a waiter
+//! counts itself waiting before it looks for room a last time (under the
+//! lock), and a finishing request gives back its slot before it looks for
+//! waiters. Either the waiter sees the room, or the finisher sees the
+//! waiter.
+//!
+//! Memory: a waiting request costs its entry here (about 64 bytes) plus
+//! its client connection's buffers, which it holds anyway.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
+
+use crate::backend::Backend;
+
+/// A request waiting for a slot.
+struct Waiter {
+    id: u64,
+    /// Backends it must not be given (those it already tried), by address.
+    excluded: Vec<usize>,
+    grant: oneshot::Sender<Arc<Backend>>,
+}
+
+/// Why a request got no place in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `max_waiting` requests wait already.
+    Full,
+}
+
+/// A place in the queue; its grant comes on `granted`.
+pub(crate) struct Place {
+    id: u64,
+    pub(crate) granted: oneshot::Receiver<Arc<Backend>>,
+}
+
+#[derive(Default)]
+pub(crate) struct WaitQueue {
+    waiting: AtomicUsize,
+    next_id: AtomicU64,
+    entries: Mutex<VecDeque<Waiter>>,
+}
+
+impl std::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitQueue")
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Identifies a backend in a waiter's exclusions.
+pub(crate) fn address(backend: &Backend) -> usize {
+    backend as *const Backend as usize
+}
+
+impl WaitQueue {
+    fn entries(&self) -> MutexGuard<'_, VecDeque<Waiter>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Requests waiting now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Takes a place at the back, unless `try_room` finds a free slot first
+    /// (looked for after counting this request as waiting, see the module
+    /// doc). `Ok(Err(backend))`: room was found, no place taken.
+    pub(crate) fn enter(
+        &self,
+        excluded: Vec<usize>,
+        max_waiting: usize,
+        try_room: impl FnOnce() -> Option<Arc<Backend>>,
+    ) -> Result<Result<Place, Arc<Backend>>, Refused> {
+        let mut entries = self.entries();
+        if entries.len() >= max_waiting {
+            return Err(Refused::Full);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        if let Some(backend) = try_room() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Ok(Err(backend));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (grant, granted) = oneshot::channel();
+        entries.push_back(Waiter {
+            id,
+            excluded,
+            grant,
+        });
+        Ok(Ok(Place { id, granted }))
+    }
+
+    /// Gives up a place (the wait ran out). `false` if it was already
+    /// granted: the grant is then in the place's channel.
+    pub(crate) fn leave(&self, place: &Place) -> bool {
+        let mut entries = self.entries();
+        match entries.iter().position(|w| w.id == place.id) {
+            Some(at) => {
+                entries.remove(at);
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands free slots of `backend` to the oldest requests that may take
+    /// it, while it has room. Called when a request on it ends, when its
+    /// limit grows, and when it comes back.
+    pub(crate) fn hand_over(&self, backend: &Arc<Backend>) {
+        if self.waiting() == 0 {
+            return;
+        }
+        let mut entries = self.entries();
+        let me = address(backend);
+        let mut at = 0;
+        while at < entries.len() {
+            if entries[at].excluded.contains(&me) {
+                at += 1;
+                continue;
+            }
+            if !backend.try_start() {
+                return;
+            }
+            let Some(waiter) = entries.remove(at) else {
+                backend.finish_quietly();
+                return;
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Err(unwanted) = waiter.grant.send(Arc::clone(backend)) {
+                // Its wait ran out a moment ago: the slot goes on.
+                drop(unwanted);
+                backend.finish_quietly();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LimitRules;
+    use crate::config::{BackendSpec, Config, Pool};
+
+    fn backend(name: &str, limit: u32, queue: &Arc<WaitQueue>) -> Arc<Backend> {
+        let spec = BackendSpec {
+            name: name.into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            pool: Pool::Primary,
+        };
+        let mut settings = Config::default().settings;
+        settings.limit = LimitRules {
+            adaptive: false,
+            initial: limit,
+            min: 1,
+            max: limit,
+        };
+        Backend::new(spec, &settings, false, Arc::clone(queue))
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_oldest_waiter_that_may_take_it() {
+        let queue = Arc::new(WaitQueue::default());
+        let (a, b) = (backend("a", 1, &queue), backend("b", 1, &queue));
+        assert!(a.try_start() && b.try_start(), "both full now");
+        let mut places = Vec::new();
+        // The first waiter already tried `a`; the second may go anywhere.
+        for excluded in [vec![address(&a)], vec![]] {
+            match queue.enter(excluded, 10, || None) {
+                Ok(Ok(place)) => places.push(place),
+                _ => panic!("a place"),
+            }
+        }
+        assert_eq!(queue.waiting(), 2);
+        a.finish();
+        let mut second = places.pop().unwrap();
+        let granted = second.granted.try_recv().expect("the second gets a's slot");
+        assert_eq!(granted.name(), "a");
+        assert_eq!(queue.waiting(), 1);
+        b.finish();
+        let mut first = places.pop().unwrap();
+        assert_eq!(first.granted.try_recv().unwrap().name(), "b");
+        assert_eq!(queue.waiting(), 0);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_a_wait_that_runs_out_leaves_it() {
+        let queue = Arc::new(WaitQueue::default());
+        let a = backend("a", 1, &queue);
+        assert!(a.try_start());
+        let place = match queue.enter(vec![], 1, || None) {
+            Ok(Ok(place)) => place,
+            _ => panic!("a place"),
+        };
+        assert_eq!(queue.enter(vec![], 1, || None).err(), Some(Refused::Full));
+        assert!(queue.leave(&place));
+        assert_eq!(queue.waiting(), 0);
+        // Nobody waits: the slot is simply free again.
+        a.finish();
+        assert!(a.try_start());
+    }
+
+    #[test]
+    fn room_found_at_the_last_look_takes_no_place() {
+        let queue = Arc::new(WaitQueue::default());
+        let a = backend("a", 1, &queue);
+        let found = queue.enter(vec![], 10, || a.try_start().then(|| Arc::clone(&a)));
+        assert!(matches!(found, Ok(Err(_))));
+        assert_eq!(queue.waiting(), 0);
+    }
+}
