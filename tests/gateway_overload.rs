@@ -104,21 +104,8 @@ async fn a_saturated_backend_queues_requests_in_order_and_is_never_marked_down()
     );
     let backend = gateway.backend("slow").await;
     assert_eq!(backend["state"], "up", "{backend}");
-    let events: Value = client()
-        .get(format!("{}/admin/events", gateway.admin_url))
-        .bearer_auth(support::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let downs: Vec<&Value> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["state"] == "down")
-        .collect();
+    let events = gateway.events().await;
+    let downs: Vec<&Value> = events.iter().filter(|e| e["state"] == "down").collect();
     assert!(
         downs.is_empty(),
         "a busy backend was marked down: {downs:?}"

@@ -99,16 +99,21 @@ impl Gateway {
         }
     }
 
-    pub async fn backends(&self) -> Vec<Value> {
+    /// `GET` an admin path, with the token, as JSON.
+    pub async fn admin_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         client()
-            .get(format!("{}/admin/backends", self.admin_url))
+            .get(format!("{}{path}", self.admin_url))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("admin answers")
             .json()
             .await
-            .expect("backends are JSON")
+            .expect("the admin answers JSON")
+    }
+
+    pub async fn backends(&self) -> Vec<Value> {
+        self.admin_json("/admin/backends").await
     }
 
     /// A backend's row from `/admin/backends`.
@@ -130,6 +135,11 @@ impl Gateway {
             assert!(Instant::now() < deadline, "{name} never became {state}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `GET /admin/events`: every state change the gateway recorded.
+    pub async fn events(&self) -> Vec<Value> {
+        self.admin_json("/admin/events").await
     }
 
     pub async fn metrics(&self) -> String {

@@ -24,6 +24,8 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/events", get(events))
         .route("/admin/traffic", get(traffic))
         .route("/admin/reload", post(reload))
+        .route("/admin/room", get(room))
+        .route("/admin/room/rehearse", post(rehearse_arrivals))
         .route("/metrics", get(metrics))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route("/readyz", get(readyz))
@@ -206,4 +208,71 @@ async fn readyz(State(gateway): Shared) -> Response {
     flashguard_telemetry::readiness_response(
         (!gateway.is_ready()).then_some("draining for shutdown"),
     )
+}
+
+/// The waiting room, as `/waiting-room.json` shows it.
+async fn room(State(gateway): Shared, headers: HeaderMap) -> Response {
+    if let Some(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    match &gateway.proxy.room {
+        Some(room) => Json(room.public()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no_waiting_room",
+            "no waiting room: set [waiting_room] activation",
+        ),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Arrivals {
+    customers: u64,
+}
+
+/// Issues tickets as that many first visits from distinct networks would,
+/// through the room's own path: what a crowd costs, without a socket per
+/// customer.
+async fn rehearse_arrivals(
+    State(gateway): Shared,
+    headers: HeaderMap,
+    body: Result<Json<Arrivals>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    let Json(Arrivals { customers }) = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                &rejection.body_text(),
+            )
+        }
+    };
+    if !(1..=10_000_000).contains(&customers) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "customers: must be 1 to 10000000",
+        );
+    }
+    let Some(room) = gateway.proxy.room.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_waiting_room",
+            "no waiting room: set [waiting_room] activation",
+        );
+    };
+    let issued = tokio::task::spawn_blocking(move || room.rehearse_arrivals(customers)).await;
+    match issued {
+        Ok(issued) => Json(json!({ "issued": issued })).into_response(),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            &err.to_string(),
+        ),
+    }
 }

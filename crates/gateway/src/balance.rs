@@ -35,9 +35,10 @@ pub(crate) enum Pick {
     Nothing,
 }
 
-/// What happened to a backend, as `GET /admin/events` names it.
+/// What happened to a backend, as `GET /admin/events` names it; and to
+/// the waiting room (recorded under the name `waiting-room`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Change {
     Added,
     Up,
@@ -45,6 +46,10 @@ pub(crate) enum Change {
     Ejected,
     Draining,
     Removed,
+    RoomOn,
+    RoomOff,
+    RoomRate,
+    SoldOut,
 }
 
 /// A backend changed state (for the admin API and the monitor's timeline).

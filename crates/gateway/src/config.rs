@@ -41,6 +41,7 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     pub concurrency: ConcurrencyFile,
     pub queue: QueueFile,
+    pub waiting_room: crate::room::RoomFile,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendFile>,
 }
@@ -63,6 +64,7 @@ impl Default for ConfigFile {
             limits: LimitsFile::default(),
             concurrency: ConcurrencyFile::default(),
             queue: QueueFile::default(),
+            waiting_room: crate::room::RoomFile::default(),
             backends: Vec::new(),
         }
     }
@@ -408,6 +410,7 @@ pub struct Config {
     pub shutdown_idle_grace: Duration,
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
+    pub room: crate::room::RoomRules,
     pub backends: Vec<BackendSpec>,
 }
 
@@ -584,6 +587,8 @@ impl ConfigFile {
             }
             backends.push(spec);
         }
+        let room_key = std::env::var("FLASHGUARD_ROOM_KEY").ok();
+        let room = self.waiting_room.validate(room_key)?;
         let ms = Duration::from_millis;
         Ok(Config {
             listen: self.listen,
@@ -635,6 +640,7 @@ impl ConfigFile {
             shutdown_idle_grace: ms(t.shutdown_idle_grace_ms),
             max_concurrent_requests: l.max_concurrent_requests,
             max_connections: l.max_connections,
+            room,
             backends,
         })
     }

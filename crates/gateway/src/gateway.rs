@@ -15,7 +15,19 @@ use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
 use crate::proxy::{Live, Proxy};
 use crate::queue::WaitQueue;
+use crate::room::{Notice, Pressure, Room};
 use crate::traffic::{History, Window};
+
+/// The room's notices on the event log.
+fn record_notice(backends: &Backends, notice: Notice) {
+    let (change, why) = match notice {
+        Notice::On(why) => (Change::RoomOn, why),
+        Notice::Off(why) => (Change::RoomOff, why),
+        Notice::Rate(why) => (Change::RoomRate, why),
+        Notice::SoldOut(why) => (Change::SoldOut, why),
+    };
+    backends.record("waiting-room", change, why);
+}
 
 #[derive(Debug)]
 pub(crate) struct Gateway {
@@ -116,6 +128,9 @@ impl Gateway {
                 }
             }
         });
+        if let Some(room) = gateway.proxy.room.clone() {
+            gateway.watch_room(&room);
+        }
         // The per-client limiter keeps a cell per address it has seen:
         // forget quiet ones so a crowd of addresses cannot grow it forever.
         let weak = Arc::downgrade(&gateway);
@@ -133,6 +148,40 @@ impl Gateway {
             }
         });
         gateway
+    }
+
+    /// The waiting room's beat (every 100 ms: on or off, the rate, the
+    /// admissions earned) and its watch on the stock; what changes goes on
+    /// the event log, under the name `waiting-room`.
+    fn watch_room(self: &Arc<Self>, room: &Arc<Room>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                let Some(room) = &gateway.proxy.room else {
+                    return;
+                };
+                let queue = &gateway.proxy.queue;
+                let pressure = Pressure {
+                    queued: queue.waiting(),
+                    queue_refusals: queue.refusals(),
+                };
+                for notice in room.tick(pressure) {
+                    record_notice(&gateway.backends, notice);
+                }
+            }
+        });
+        let backends = Arc::downgrade(&self.backends);
+        crate::room::watch_stock(room, &self.backends, self.checks.clone(), move |notice| {
+            if let Some(backends) = backends.upgrade() {
+                record_notice(&backends, notice);
+            }
+        });
     }
 
     /// Adds and starts checking a backend; `false` if the name is taken.

@@ -19,6 +19,7 @@ mod metrics;
 mod proxy;
 mod published;
 mod queue;
+pub mod room;
 mod server;
 mod traffic;
 

@@ -51,6 +51,7 @@ pub(crate) struct GatewayMetrics {
     client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
     gateway_label: Arc<str>,
+    pub(crate) room: crate::room::RoomMetrics,
 }
 
 impl GatewayMetrics {
@@ -74,8 +75,10 @@ impl GatewayMetrics {
             client_connections: Family::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
+            room: crate::room::RoomMetrics::default(),
             registry: Registry::default(),
         };
+        metrics.room.register(&mut registry);
         registry.register_collector(Box::new(AnswersCollector(Arc::clone(&metrics.answers))));
         registry.register(
             "gateway_retries",

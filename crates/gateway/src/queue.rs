@@ -55,6 +55,9 @@ pub(crate) struct WaitQueue {
     waiting: AtomicUsize,
     next_id: AtomicU64,
     entries: Mutex<VecDeque<Waiter>>,
+    /// Requests refused (queue full) or timed out, ever: what the waiting
+    /// room reads as "the backends are full".
+    refusals: AtomicU64,
 }
 
 impl std::fmt::Debug for WaitQueue {
@@ -78,6 +81,15 @@ impl WaitQueue {
     /// Requests waiting now.
     pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// A request was refused a place, or its wait ran out.
+    pub(crate) fn count_refusal(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
     }
 
     /// Takes a place at the back, unless `try_room` finds a free slot first

@@ -22,6 +22,19 @@ struct GatewayEvent {
     reason: String,
 }
 
+/// The name the gateway records its waiting room's changes under.
+const ROOM: &str = "waiting-room";
+
+fn room_change(state: &str) -> &str {
+    match state {
+        "room_on" => "on",
+        "room_off" => "off",
+        "room_rate" => "rate changed",
+        "sold_out" => "sold out",
+        other => other,
+    }
+}
+
 pub(crate) async fn follow(
     monitor: Arc<Monitor>,
     gateways: Vec<GatewayAdmin>,
@@ -67,6 +80,26 @@ pub(crate) async fn follow(
             };
             for event in events.into_iter().filter(|e| e.at_ms > seen) {
                 newest = newest.max(event.at_ms);
+                if event.backend == ROOM {
+                    let summary = format!(
+                        "{}: waiting room {}: {}",
+                        gateway.name,
+                        room_change(&event.state),
+                        event.reason
+                    );
+                    let recorded = Event::new(
+                        event.at_ms,
+                        "gateway",
+                        EventKind::WaitingRoom,
+                        ROOM,
+                        summary,
+                        json!({ "gateway": gateway.name, "change": event.state, "reason": event.reason }),
+                    );
+                    if let Err(err) = monitor.incidents.record(recorded).await {
+                        tracing::error!(%err, "recording a waiting-room event");
+                    }
+                    continue;
+                }
                 monitor.feed.backend_changed(&event.backend, &event.state);
                 let summary = if event.reason.is_empty() {
                     format!(

@@ -20,6 +20,9 @@ pub enum EventKind {
     Note,
     /// A gateway's backend changed state (up, down, ejected, ...).
     BackendState,
+    /// A gateway's waiting room turned on or off, changed its admission
+    /// rate, or learnt the sale sold out.
+    WaitingRoom,
     /// A supervised part died, and how (the stack).
     PartExited,
     /// A supervised part came back (the stack).
@@ -60,6 +63,7 @@ impl EventKind {
             EventKind::IncidentResolved => "incident_resolved",
             EventKind::Note => "note",
             EventKind::BackendState => "backend_state",
+            EventKind::WaitingRoom => "waiting_room",
             EventKind::PartExited => "part_exited",
             EventKind::PartRestarted => "part_restarted",
             EventKind::Chaos => "chaos",

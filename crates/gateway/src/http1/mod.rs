@@ -112,6 +112,10 @@ pub(crate) enum Known {
     ForwardedProto,
     RequestId,
     IdempotencyKey,
+    /// The waiting room's: what carries a place in line.
+    Cookie,
+    Accept,
+    Ticket,
     /// Another hop-by-hop header (RFC 9110 §7.6.1).
     HopByHop,
     Other,
@@ -119,7 +123,7 @@ pub(crate) enum Known {
 
 impl Known {
     fn of(name: &[u8]) -> Known {
-        const NAMES: [(&[u8], Known); 16] = [
+        const NAMES: [(&[u8], Known); 19] = [
             (b"connection", Known::Connection),
             (b"content-length", Known::ContentLength),
             (b"transfer-encoding", Known::TransferEncoding),
@@ -129,6 +133,9 @@ impl Known {
             (b"x-forwarded-proto", Known::ForwardedProto),
             (b"x-request-id", Known::RequestId),
             (b"idempotency-key", Known::IdempotencyKey),
+            (b"cookie", Known::Cookie),
+            (b"accept", Known::Accept),
+            (b"flashguard-ticket", Known::Ticket),
             (b"keep-alive", Known::HopByHop),
             (b"proxy-authenticate", Known::HopByHop),
             (b"proxy-authorization", Known::HopByHop),

@@ -123,6 +123,7 @@ pub(crate) fn write_client_head(
     request_id: &[u8],
     framing: ClientFraming,
     close: bool,
+    extra: &[u8],
 ) {
     let head = &response.head;
     put_status_line(out, response.status, &head.bytes[response.reason.clone()]);
@@ -138,6 +139,8 @@ pub(crate) fn write_client_head(
         put_field(out, head.name(field), head.value(field));
     }
     put_field(out, b"x-request-id", request_id);
+    // The gateway's own fields (a waiting-room ticket), whole lines.
+    out.put_slice(extra);
     match framing {
         ClientFraming::Length(n) => put_number(out, b"content-length", n),
         // The backend's codings, which end in chunked, unchanged.
@@ -172,7 +175,7 @@ mod tests {
         let response = parse(text, method).unwrap().unwrap();
         let framing = ClientFraming::for_response(&response, client_http11);
         let mut out = BytesMut::new();
-        write_client_head(&mut out, &response, b"id-1", framing, false);
+        write_client_head(&mut out, &response, b"id-1", framing, false, b"");
         String::from_utf8(out.to_vec()).unwrap()
     }
 

@@ -73,6 +73,7 @@ impl Refusal {
         retry_after_secs: u64,
         request_id: Option<&[u8]>,
         close: bool,
+        extra: &[u8],
     ) {
         let body = serde_json::json!({ "error": self.code(), "detail": detail }).to_string();
         let status = self.status();
@@ -88,6 +89,7 @@ impl Refusal {
         if let Some(id) = request_id {
             put_field(out, b"x-request-id", id);
         }
+        out.put_slice(extra);
         if close {
             put_field(out, b"connection", b"close");
         }

@@ -107,7 +107,7 @@ pub(crate) async fn serve<S: Stream>(
                     _ => Refusal::BadRequest,
                 };
                 let mut out = BytesMut::new();
-                refusal.write(&mut out, &err.to_string(), 0, None, true);
+                refusal.write(&mut out, &err.to_string(), 0, None, true, b"");
                 let _ = conn.wire.write_all(&out).await;
                 return;
             }

@@ -47,6 +47,9 @@ pub(super) enum Reply {
         sample: Option<(Instant, Instant)>,
     },
     Gateway(Refusal, String),
+    /// The waiting room's: a place in line, sold out, too many tickets, or
+    /// the room's own pages.
+    Room(crate::room::page::Answer),
 }
 
 impl Reply {
@@ -54,6 +57,7 @@ impl Reply {
         match self {
             Reply::Backend { answer, .. } => answer.head.status.as_u16(),
             Reply::Gateway(refusal, _) => refusal.status().as_u16(),
+            Reply::Room(answer) => answer.status.as_u16(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod failure;
 mod forward;
 mod headers;
 mod relay;
+mod room;
 mod slot;
 mod upstream;
 
@@ -38,6 +39,7 @@ use crate::http1::{Framing, Stream};
 use crate::metrics::GatewayMetrics;
 use crate::published::Published;
 use crate::queue::WaitQueue;
+use crate::room::Room;
 pub(crate) use alarm::Alarm;
 use answer::Refusal;
 use client::ClientConn;
@@ -97,6 +99,8 @@ pub(crate) struct Proxy {
     live: Published<Live>,
     metrics: Arc<GatewayMetrics>,
     admission: Arc<Semaphore>,
+    /// The waiting room, when one is configured.
+    pub(crate) room: Option<Arc<Room>>,
 }
 
 /// What each serving thread has of its own.
@@ -113,12 +117,15 @@ impl Proxy {
         queue: Arc<WaitQueue>,
         metrics: Arc<GatewayMetrics>,
     ) -> Proxy {
+        let room = (config.room.activation != crate::room::Activation::Off)
+            .then(|| Arc::new(Room::new(config.room.clone(), metrics.room.clone())));
         Proxy {
             backends,
             queue,
             live: Published::new(Live::new(config.settings.clone(), config)),
             metrics,
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            room,
         }
     }
 
@@ -160,14 +167,36 @@ impl Proxy {
             &live.settings.trusted_proxies,
         );
         let request_id = headers::request_id(&request);
-        let forwarded = match self.admit(&live, client_ip) {
-            Ok(_admitted) => {
+        let step = self
+            .room
+            .as_deref()
+            .map(|r| room::step(r, &request, client_ip));
+        let (hand_back, room_answer) = match step {
+            Some(room::Step::Pass(Some(ticket))) => {
+                let room = self.room.as_deref().expect("a room decided");
+                (Some(room::hand_back(room, &ticket)), None)
+            }
+            Some(room::Step::Answer(answer)) => (None, Some(answer)),
+            Some(room::Step::Pass(None)) | None => (None, None),
+        };
+        let extra = hand_back.as_deref().unwrap_or(b"");
+        let admitted = match room_answer {
+            Some(answer) => Err(answer),
+            None => Ok(self.admit(&live, client_ip)),
+        };
+        let forwarded = match admitted {
+            Err(answer) => Forwarded {
+                reply: Reply::Room(answer),
+                tries: 0,
+                body_read: room::discard_body(conn, &request, &live).await,
+            },
+            Ok(Ok(_admitted)) => {
                 self.metrics.in_flight(1);
                 let forwarded = forward::forward(&route, conn, &request, &request_id).await;
                 self.metrics.in_flight(-1);
                 forwarded
             }
-            Err(refusal) => {
+            Ok(Err(refusal)) => {
                 self.metrics.shed(refusal.code());
                 let detail = if refusal == Refusal::RateLimited {
                     "this client sends more requests than it may; slow down"
@@ -196,7 +225,15 @@ impl Proxy {
                     live.settings.retry_after_secs,
                     Some(&request_id),
                     close,
+                    extra,
                 );
+                (conn.wire.write_all(out).await.map(|()| !close), None)
+            }
+            Reply::Room(answer) => {
+                let out = &mut conn.scratch;
+                out.clear();
+                let keep_s = self.room.as_ref().map_or(0, |room| room.rules.keep_s());
+                answer.write(out, keep_s, &request_id, close);
                 (conn.wire.write_all(out).await.map(|()| !close), None)
             }
             Reply::Backend {
@@ -213,6 +250,7 @@ impl Proxy {
                     (request.http11, close),
                     (&thread.upstream, &backend.authority),
                     &mut conn.scratch,
+                    extra,
                 )
                 .await;
                 if let Some((sent, answered)) = sample {

@@ -25,12 +25,13 @@ pub(crate) async fn relay<C: Stream>(
     (client_http11, close): (bool, bool),
     (pool, authority): (&UpstreamPool, &Authority),
     out: &mut BytesMut,
+    extra: &[u8],
 ) -> io::Result<bool> {
     let Answer { head, mut wire } = answer;
     let framing = ClientFraming::for_response(&head, client_http11);
     let chunked = framing == ClientFraming::Chunked;
     out.clear();
-    write_client_head(out, &head, request_id, framing, close);
+    write_client_head(out, &head, request_id, framing, close, extra);
     let mut state = State::of(head.framing);
     loop {
         match step(&mut state, &mut wire.buffer) {

@@ -96,6 +96,7 @@ pub(super) async fn acquire(
         Ok(Ok(place)) => place,
         Ok(Err(backend)) => return Ok(Slot::Granted(backend)),
         Err(Refused::Full) => {
+            route.queue.count_refusal();
             route.metrics.shed("queue_full");
             return Err(TryError::queue(
                 Refusal::QueueFull,
@@ -123,6 +124,7 @@ pub(super) async fn acquire(
     match granted {
         Some(backend) => Ok(Slot::Granted(backend)),
         None => {
+            route.queue.count_refusal();
             route.metrics.shed("queue_timeout");
             Err(TryError::queue(
                 Refusal::QueueTimeout,

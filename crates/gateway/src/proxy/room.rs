@@ -1,0 +1,88 @@
+//! The waiting room on the request path: before a request to a guarded
+//! path may take a slot on a backend, the room decides whether its
+//! customer's turn has come. The room's own pages (`/waiting-room`, one's
+//! place; `/waiting-room.json`, the room in public with the lottery's
+//! commitment or seed) never queue.
+
+use std::net::IpAddr;
+
+use bytes::BytesMut;
+use http::StatusCode;
+
+use super::body::RequestBody;
+use super::client::ClientConn;
+use super::Live;
+use crate::http1::request::RequestHead;
+use crate::http1::{Framing, Known, Stream};
+use crate::room::page::{self, Answer, Shape};
+use crate::room::{self, Gate, Room};
+
+/// What the room says of a request.
+pub(super) enum Step {
+    /// On to the backends, handing this ticket back with the answer.
+    Pass(Option<String>),
+    /// The room answers by itself.
+    Answer(Answer),
+}
+
+pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
+    let path = request.path();
+    let presented = room::presented(
+        request.head.get(Known::Ticket),
+        request.head.values(Known::Cookie),
+    );
+    let shape = Shape::of(path, request.head.get(Known::Accept));
+    match path {
+        "/waiting-room" | "/waiting-room.json" => {
+            let yours = room.peek(presented, client);
+            let (shape, body) = if path.ends_with(".json") {
+                let mut public = room.public();
+                public["you"] = serde_json::to_value(&yours).unwrap_or_default();
+                (Shape::Json, public.to_string())
+            } else {
+                (Shape::Html, page::status_page(yours.as_ref(), room.is_on()))
+            };
+            return Step::Answer(Answer {
+                status: StatusCode::OK,
+                shape,
+                body,
+                ticket: None,
+                retry_after_s: None,
+            });
+        }
+        _ if !room.rules.guards(path) => return Step::Pass(None),
+        _ => {}
+    }
+    match room.gate(presented, client) {
+        Gate::Pass(ticket) => Step::Pass(ticket),
+        held => Step::Answer(page::answer(held, shape).expect("not a pass")),
+    }
+}
+
+/// The header lines that hand `ticket` back, for the answer of a request
+/// the room let through.
+pub(super) fn hand_back(room: &Room, ticket: &str) -> BytesMut {
+    let mut lines = BytesMut::with_capacity(256);
+    page::put_ticket(&mut lines, ticket, room.rules.keep_s());
+    lines
+}
+
+/// Reads and drops the body of a request the room answers, so the
+/// connection can carry the next one; false when it cannot (a body too
+/// large to buffer, or one the client waits for `100 Continue` to send).
+pub(super) async fn discard_body<S: Stream>(
+    conn: &mut ClientConn<S>,
+    request: &RequestHead,
+    live: &Live,
+) -> bool {
+    if request.framing == Framing::Empty {
+        return true;
+    }
+    if request.expects_continue {
+        return false;
+    }
+    match RequestBody::read(&mut conn.wire, request, &live.settings, &mut conn.alarm).await {
+        Ok(body) => body.is_buffered(),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,422 @@
+//! The waiting room on real processes: a gateway with a tiny admission
+//! rate in front of a real shop. Customers are told their place and let in
+//! in the order they came; a forged ticket earns nothing; sold out reaches
+//! those still waiting; a million tickets cost the gateway almost nothing;
+//! two gateways with one key agree on tickets.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use flashguard_ticket::Ticket;
+use serde_json::{json, Value};
+use support::gateway::{metric_sum, Gateway};
+use support::{client, put_product, sqlite_db, Shop, ADMIN_TOKEN};
+
+const KEY: &str = "a-room-key-for-the-tests";
+
+async fn room_gateway(shop: &Shop, room: &str) -> (Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let config =
+        format!("trusted_proxies = [\"127.0.0.1\"]\n[waiting_room]\nkey = \"{KEY}\"\n{room}\n");
+    std::fs::write(&path, config).unwrap();
+    let path = path.display().to_string();
+    let backend = format!("shop={}", shop.addr());
+    let gateway = Gateway::start(&["--config", &path, "--backend", &backend]).await;
+    (gateway, dir)
+}
+
+/// What the room said to one visit of an API client.
+#[derive(Debug)]
+struct Visit {
+    status: u16,
+    ticket: Option<String>,
+    body: Value,
+}
+
+/// A customer at `ip` asks for `path` as an API client, with `ticket`.
+async fn visit(gateway: &str, path: &str, ip: &str, ticket: Option<&str>) -> Visit {
+    let mut request = client()
+        .get(format!("{gateway}{path}"))
+        .header("x-forwarded-for", ip)
+        .header("accept", "application/json");
+    if let Some(ticket) = ticket {
+        request = request.header("flashguard-ticket", ticket);
+    }
+    let response = request.send().await.expect("the gateway answers");
+    let status = response.status().as_u16();
+    let ticket = response
+        .headers()
+        .get("flashguard-ticket")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.json().await.unwrap_or(Value::Null);
+    Visit {
+        status,
+        ticket,
+        body,
+    }
+}
+
+async fn shop_with_item(stock: i64) -> (Shop, support::SqliteDb) {
+    let db = sqlite_db();
+    let shop = Shop::start(&db.url).await;
+    let response = put_product(
+        &shop.url,
+        "hot-1",
+        json!({ "name": "Hot", "price_cents": 100, "stock": stock }),
+    )
+    .await;
+    assert!(response.status().is_success());
+    (shop, db)
+}
+
+/// A shop with `stock` of `hot-1` behind a gateway whose room is always
+/// on, lets in `per_s` customers a second, and has `more` settings.
+struct Sale {
+    shop: Shop,
+    gateway: Gateway,
+    _db: support::SqliteDb,
+    _dir: tempfile::TempDir,
+}
+
+async fn sale(stock: i64, per_s: f64, more: &str) -> Sale {
+    let (shop, _db) = shop_with_item(stock).await;
+    let room = format!(
+        "activation = \"always\"\nadmit_per_s = {per_s}\nmin_admit_per_s = {}\n\
+         adaptive = false\n{more}",
+        per_s / 2.0
+    );
+    let (gateway, _dir) = room_gateway(&shop, &room).await;
+    Sale {
+        shop,
+        gateway,
+        _db,
+        _dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_are_told_their_place_and_let_in_in_the_order_they_came() {
+    let sold = sale(100, 2.0, "").await;
+    let gateway = &sold.gateway;
+    // Eight customers, 50 ms apart, each from their own network.
+    let mut tickets = Vec::new();
+    let mut positions = Vec::new();
+    for n in 0..8 {
+        let ip = format!("10.{n}.0.1");
+        let first = visit(&gateway.url, "/api/products/hot-1", &ip, None).await;
+        // Not a guarded path: through, no ticket needed.
+        assert_eq!(first.status, 200);
+        let first = visit(&gateway.url, "/api/orders/none", &ip, None).await;
+        let ticket = first.ticket.clone().expect("every visitor gets a ticket");
+        if first.status == 429 {
+            assert_eq!(first.body["status"], "waiting", "{:?}", first.body);
+            positions.push(vec![first.body["position"].as_u64().unwrap()]);
+        } else {
+            positions.push(vec![0]);
+        }
+        tickets.push((ip, ticket));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        positions.iter().filter(|p| p[0] > 0).count() >= 6,
+        "at two a second, most of eight wait: {positions:?}"
+    );
+    // They come back every 200 ms until each is let in; positions only go
+    // down, and the order of turns is the order of arrival.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut admitted: Vec<Option<Ticket>> = vec![None; tickets.len()];
+    while admitted.iter().any(Option::is_none) {
+        assert!(
+            Instant::now() < deadline,
+            "not everyone was let in: {positions:?}"
+        );
+        for (n, (ip, ticket)) in tickets.iter_mut().enumerate() {
+            if admitted[n].is_some() {
+                continue;
+            }
+            let again = visit(&gateway.url, "/api/orders/none", ip, Some(ticket)).await;
+            if let Some(fresh) = &again.ticket {
+                *ticket = fresh.clone();
+            }
+            if again.status == 429 {
+                let position = again.body["position"].as_u64().unwrap();
+                let last = *positions[n].last().unwrap();
+                assert!(
+                    position <= last || last == 0,
+                    "{n}: {position} after {last}"
+                );
+                positions[n].push(position);
+            } else {
+                // Through to the shop (which has no such order).
+                assert_eq!(again.status, 404, "{:?}", again.body);
+                admitted[n] = Some(Ticket::read(ticket).unwrap());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stamps: Vec<Ticket> = admitted.into_iter().map(Option::unwrap).collect();
+    for pair in stamps.windows(2) {
+        assert!(pair[0].issued_ms < pair[1].issued_ms);
+        assert!(
+            pair[0].admitted_ms <= pair[1].admitted_ms,
+            "turns in order of arrival: {stamps:?}"
+        );
+    }
+    // About two a second: the last of eight waited at least two seconds.
+    let last = stamps.last().unwrap();
+    assert!(last.admitted_ms - last.issued_ms >= 2_000, "{last:?}");
+    // Once in, the ticket passes without waiting.
+    let (ip, ticket) = &tickets[0];
+    let inside = visit(&gateway.url, "/api/orders/none", ip, Some(ticket)).await;
+    assert_eq!(inside.status, 404);
+    let metrics = gateway.metrics().await;
+    assert!(metric_sum(&metrics, "gateway_room_admitted_total", &[]) >= 6.0);
+    assert_eq!(metric_sum(&metrics, "gateway_room_on", &[]), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_copied_ticket_earns_no_place_ahead() {
+    let sold = sale(100, 0.2, "").await;
+    let gateway = &sold.gateway;
+    let mut last_position = 0;
+    let mut genuine = None;
+    for n in 0..5 {
+        let ip = format!("10.{n}.0.1");
+        let answer = visit(&gateway.url, "/api/orders/none", &ip, None).await;
+        if answer.status == 429 {
+            last_position = answer.body["position"].as_u64().unwrap();
+            genuine = Some((ip, answer.ticket.unwrap()));
+        }
+        // Each in their own tenth of a second (the line's granularity).
+        tokio::time::sleep(Duration::from_millis(110)).await;
+    }
+    let (ip, genuine) = genuine.expect("someone waits at 0.2 a second");
+    // Its arrival moved an hour earlier: the signature no longer matches.
+    let mut forged = Ticket::read(&genuine).unwrap();
+    forged.issued_ms -= 3_600_000;
+    let forged = forged.seal(&flashguard_ticket::Key {
+        id: 7,
+        secret: b"a guess at the key".to_vec(),
+    });
+    let answer = visit(&gateway.url, "/api/orders/none", &ip, Some(&forged)).await;
+    assert_eq!(answer.status, 429);
+    assert_eq!(
+        answer.body["position"].as_u64().unwrap(),
+        last_position + 1,
+        "a forged ticket is a first visit: the back of the line"
+    );
+    let fresh = Ticket::read(answer.ticket.as_deref().unwrap()).unwrap();
+    assert!(fresh.issued_ms > Ticket::read(&genuine).unwrap().issued_ms);
+    tokio::time::sleep(Duration::from_millis(110)).await;
+    // The genuine ticket copied to another network: no place either.
+    let copied = visit(
+        &gateway.url,
+        "/api/orders/none",
+        "10.99.0.1",
+        Some(&genuine),
+    )
+    .await;
+    assert_eq!(copied.body["position"].as_u64().unwrap(), last_position + 2);
+    // Its holder keeps theirs, neither better nor worse for refreshing.
+    let kept = visit(&gateway.url, "/api/orders/none", &ip, Some(&genuine)).await;
+    assert!(kept.body["position"].as_u64().unwrap() <= last_position);
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_room_tickets_refused_total", &["forged"]),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "gateway_room_tickets_refused_total", &["copied"]),
+        1.0
+    );
+    // A client that drops its cookie to start again runs out of tickets.
+    let mut refused = 0;
+    for _ in 0..70 {
+        let again = visit(&gateway.url, "/api/orders/none", "10.200.0.1", None).await;
+        if again.body["error"] == "too_many_tickets" {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 10,
+        "60 tickets a minute per network: {refused} refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_reaches_everyone_still_waiting() {
+    let sold = sale(1, 0.2, "skus = [\"hot-1\"]").await;
+    let (shop, gateway) = (&sold.shop, &sold.gateway);
+    let mut waiting = Vec::new();
+    for n in 0..5 {
+        let ip = format!("10.{n}.0.1");
+        let answer = visit(&gateway.url, "/api/orders/none", &ip, None).await;
+        if answer.status == 429 {
+            waiting.push((ip, answer.ticket.unwrap()));
+        }
+    }
+    assert!(waiting.len() >= 3);
+    // The last unit goes (ordered at the shop directly).
+    let response = client()
+        .post(format!("{}/api/orders", shop.url))
+        .header("idempotency-key", "the-last-one")
+        .json(&json!({ "sku": "hot-1", "quantity": 1, "customer": "early" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let sold_out_at = Instant::now();
+    // Everyone still waiting is told on their next visit, within the
+    // room's poll of the stock (a second).
+    for (ip, ticket) in &waiting {
+        loop {
+            let answer = visit(&gateway.url, "/api/orders/none", ip, Some(ticket)).await;
+            if answer.status == 409 {
+                assert_eq!(answer.body["error"], "sold_out");
+                break;
+            }
+            assert_eq!(answer.status, 429, "{:?}", answer.body);
+            assert!(
+                sold_out_at.elapsed() < Duration::from_secs(5),
+                "sold out never reached {ip}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let events = gateway.events().await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["backend"] == "waiting-room" && e["state"] == "sold_out"),
+        "{events:?}"
+    );
+    // A browser is told with a page.
+    let page = client()
+        .get(format!("{}/", gateway.url))
+        .header("x-forwarded-for", "10.50.0.1")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"sold-out\""));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc")
+}
+
+/// `POST /admin/room/rehearse`: `customers` first visits, without sockets.
+async fn rehearse_arrivals(gateway: &Gateway, customers: Value) -> reqwest::Response {
+    client()
+        .post(format!("{}/admin/room/rehearse", gateway.admin_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .timeout(Duration::from_secs(300))
+        .json(&json!({ "customers": customers }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The bound README.md documents: a million waiting customers cost the
+/// gateway under 8 MiB (the line is counts per tenth of a second).
+const MILLION_BOUND_KIB: u64 = 8 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_tickets_cost_the_gateway_almost_nothing() {
+    let sold = sale(100, 1.0, "").await;
+    let gateway = &sold.gateway;
+    // Warm: the first customers through every path, so what is measured
+    // next is the crowd, not first allocations.
+    for n in 0..20 {
+        visit(
+            &gateway.url,
+            "/api/orders/none",
+            &format!("10.{n}.0.1"),
+            None,
+        )
+        .await;
+    }
+    let before = rss_kib(gateway.part.pid());
+    let issued: Value = rehearse_arrivals(gateway, json!(1_000_000))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issued["issued"], 1_000_000, "{issued}");
+    let after = rss_kib(gateway.part.pid());
+    // A real customer now stands behind the million (in a later tenth of
+    // a second than the last of them).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let late = visit(&gateway.url, "/api/orders/none", "10.222.0.1", None).await;
+    // (Less the few let in meanwhile, at one a second.)
+    let position = late.body["position"].as_u64().unwrap();
+    assert!(position > 999_000, "{position}");
+    let grew = after.saturating_sub(before);
+    println!("RSS {before} KiB -> {after} KiB with a million waiting (+{grew} KiB)");
+    assert!(grew < MILLION_BOUND_KIB, "+{grew} KiB");
+    // Malformed asks change nothing.
+    for bad in [json!(0), json!(-1), json!("many")] {
+        let refused = rehearse_arrivals(gateway, bad).await;
+        assert_eq!(refused.status(), 422);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_with_one_key_agree_on_tickets_and_split_the_rate() {
+    let (shop, _db) = shop_with_item(100).await;
+    let room = "activation = \"always\"\nadmit_per_s = 0.4\nmin_admit_per_s = 0.2\n\
+                adaptive = false\ngateways = 2";
+    let (a, _dir_a) = room_gateway(&shop, room).await;
+    let (b, _dir_b) = room_gateway(&shop, room).await;
+    for gateway in [&a, &b] {
+        let public: Value = client()
+            .get(format!("{}/waiting-room.json", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(public["admit_per_s"], 0.2, "each its half: {public}");
+    }
+    // Places taken at A.
+    let mut at_a = Vec::new();
+    for n in 0..4 {
+        let ip = format!("10.{n}.0.1");
+        let answer = visit(&a.url, "/api/orders/none", &ip, None).await;
+        at_a.push((ip, answer.ticket.unwrap(), answer.status));
+    }
+    let (ip, ticket, status) = at_a.last().unwrap().clone();
+    assert_eq!(status, 429);
+    let issued = Ticket::read(&ticket).unwrap().issued_ms;
+    // B reads A's ticket: the same place, not a new one.
+    let at_b = visit(&b.url, "/api/orders/none", &ip, Some(&ticket)).await;
+    assert_eq!(at_b.status, 429, "{:?}", at_b.body);
+    let kept = Ticket::read(at_b.ticket.as_deref().unwrap()).unwrap();
+    assert_eq!(kept.issued_ms, issued, "B keeps the arrival A stamped");
+    // A customer let in at A passes at B.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (first_ip, mut first_ticket, _) = at_a[0].clone();
+    loop {
+        let answer = visit(&a.url, "/api/orders/none", &first_ip, Some(&first_ticket)).await;
+        if let Some(fresh) = answer.ticket {
+            first_ticket = fresh;
+        }
+        if answer.status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never let in at A");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(Ticket::read(&first_ticket).unwrap().admitted_ms > 0);
+    let through_b = visit(&b.url, "/api/orders/none", &first_ip, Some(&first_ticket)).await;
+    assert_eq!(through_b.status, 404, "let in at A is let in at B");
+}
