@@ -120,6 +120,27 @@ pub(crate) struct RehearseArgs {
     /// no gateway, no shedding) and report both side by side.
     #[arg(long)]
     pub(crate) baseline: bool,
+    /// The story: `crash` (a surge to 20x with a shop SIGKILLed) or
+    /// `beyond-capacity` (10x what the shops can serve, measured, with a
+    /// waiting room in front).
+    #[arg(long, value_enum, default_value_t = StoryArg::Crash)]
+    pub(crate) scenario: StoryArg,
+}
+
+/// `rehearse --scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum StoryArg {
+    Crash,
+    BeyondCapacity,
+}
+
+impl From<StoryArg> for flashguard_stack::Story {
+    fn from(arg: StoryArg) -> Self {
+        match arg {
+            StoryArg::Crash => flashguard_stack::Story::FlashSaleWithACrash,
+            StoryArg::BeyondCapacity => flashguard_stack::Story::BeyondCapacity,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -136,6 +157,30 @@ pub(crate) struct UpArgs {
     /// Where every part's log goes, a file each. Default flashguard-logs.
     #[arg(long)]
     pub(crate) logs_dir: Option<PathBuf>,
+    /// Put a waiting room in front: `always`, `full` (when the shops are
+    /// full) or `off`; its other settings from `[waiting_room]` in the
+    /// config file, or their defaults.
+    #[arg(long, value_enum)]
+    pub(crate) waiting_room: Option<RoomArg>,
+}
+
+/// `up --waiting-room`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RoomArg {
+    Off,
+    Always,
+    Full,
+}
+
+impl From<RoomArg> for flashguard_gateway::room::Activation {
+    fn from(arg: RoomArg) -> Self {
+        use flashguard_gateway::room::Activation;
+        match arg {
+            RoomArg::Off => Activation::Off,
+            RoomArg::Always => Activation::Always,
+            RoomArg::Full => Activation::Full,
+        }
+    }
 }
 
 #[derive(clap::Args)]

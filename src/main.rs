@@ -164,6 +164,11 @@ async fn up(args: UpArgs, json: bool, verbose: bool) -> anyhow::Result<()> {
     if let Some(dir) = args.logs_dir {
         file.logs_dir = dir.display().to_string();
     }
+    if let Some(activation) = args.waiting_room {
+        let mut room = file.waiting_room.take().unwrap_or_default();
+        room.activation = activation.into();
+        file.waiting_room = Some(room);
+    }
     let config = file.validate()?;
     let logs_dir = PathBuf::from(&config.logs_dir);
     let problems = flashguard_telemetry::TerminalLog::Problems;
@@ -297,7 +302,9 @@ async fn rehearse(args: RehearseArgs, json: bool, verbose: bool) -> anyhow::Resu
     let nothing = flashguard_telemetry::TerminalLog::Nothing;
     let log = dir.join("logs").join("rehearse.log");
     let everything = watched_logs(json, verbose, nothing, &log)?;
+    let story = flashguard_stack::Story::from(args.scenario);
     let rehearsal = flashguard_stack::Rehearsal {
+        story,
         report_dir: dir.clone(),
         scale: args.scale,
         baseline: args.baseline,
@@ -310,7 +317,12 @@ async fn rehearse(args: RehearseArgs, json: bool, verbose: bool) -> anyhow::Resu
     };
     let console = Arc::new(flashguard_drill::Console::new());
     console.step(&format!(
-        "rehearsing a flash sale with a crash on this machine (report in {})",
+        "rehearsing {} on this machine (report in {})",
+        match story {
+            flashguard_stack::Story::FlashSaleWithACrash => "a flash sale with a crash",
+            flashguard_stack::Story::BeyondCapacity =>
+                "a flash sale beyond the shops' capacity, with a waiting room",
+        },
         dir.display()
     ));
     let rehearsed = tokio::select! {

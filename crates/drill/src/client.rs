@@ -37,6 +37,8 @@ impl Failure {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) retry_after_s: Option<u64>,
+    /// A waiting room's ticket (`Flashguard-Ticket`), new or renewed.
+    pub(crate) ticket: Option<HeaderValue>,
     pub(crate) body: Bytes,
 }
 
@@ -49,6 +51,9 @@ pub(crate) struct Outgoing<'a> {
 }
 
 type Sender = SendRequest<Full<Bytes>>;
+
+/// The header a waiting room's ticket travels in, both ways.
+pub(crate) const TICKET: &str = "flashguard-ticket";
 
 pub(crate) struct Client {
     /// `host:port` to connect to.
@@ -152,6 +157,7 @@ impl Client {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
+        let ticket = response.headers().get(TICKET).cloned();
         let body = response.into_body().collect().await?.to_bytes();
         self.idle
             .lock()
@@ -160,6 +166,7 @@ impl Client {
         Ok(Answer {
             status,
             retry_after_s,
+            ticket,
             body,
         })
     }

@@ -60,6 +60,10 @@ pub(crate) struct Visit {
     body: bytes::Bytes,
     deadline: Instant,
     browsed: bool,
+    /// A waiting room's ticket, kept and shown on every request after.
+    ticket: Option<HeaderValue>,
+    /// Shown a place in line at least once.
+    waited: bool,
 }
 
 /// What a visit needs next.
@@ -70,16 +74,62 @@ pub(crate) enum Next {
     RetryAt(Instant),
 }
 
+/// What an answer means for the visit.
+enum Heard {
+    /// 2xx.
+    Through,
+    /// A waiting room holds the customer: come back after this.
+    Wait(Duration),
+    /// The sale sold out (the room's word or the shop's).
+    SoldOut,
+    /// Refused by design (limit, unknown item...): the visit ends.
+    Refused,
+    /// An error: try again after this, within patience.
+    Failed(String, Duration),
+}
+
+fn hear(
+    answer: Result<crate::client::Answer, crate::client::Failure>,
+) -> (Heard, Option<HeaderValue>, bytes::Bytes) {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(failure) => {
+            let pause = Duration::from_millis(100);
+            return (
+                Heard::Failed(failure.kind().to_string(), pause),
+                None,
+                bytes::Bytes::new(),
+            );
+        }
+    };
+    let says = |what: &[u8]| answer.body.windows(what.len()).any(|w| w == what);
+    let heard = match answer.status {
+        200..=299 => Heard::Through,
+        429 if says(br#""status":"waiting""#) => Heard::Wait(Duration::from_secs(
+            answer.retry_after_s.unwrap_or(1).max(1),
+        )),
+        409 if says(b"sold_out") => Heard::SoldOut,
+        409 | 429 | 404 | 422 => Heard::Refused,
+        status => Heard::Failed(
+            status.to_string(),
+            Duration::from_secs(answer.retry_after_s.unwrap_or(0)).max(Duration::from_millis(100)),
+        ),
+    };
+    (heard, answer.ticket, answer.body)
+}
+
 impl Shopper {
     pub(crate) fn arrive(&self, arrived: Instant, n: u64) -> Visit {
         let c = &self.scenario_customer;
         let number = n.wrapping_mul(2_654_435_761) % c.population;
         let who = format!("customer-{number}");
-        let mut headers: Vec<(&'static str, HeaderValue)> = Vec::with_capacity(2);
-        // 10.0.0.0/8 holds every population the scenario allows.
+        let mut headers: Vec<(&'static str, HeaderValue)> = Vec::with_capacity(3);
+        // 10.0.0.0/8 holds every population the scenario allows; the low
+        // bytes of the number go first, so neighbours differ in their /24.
         if c.synthetic_addresses {
-            let address = std::net::Ipv4Addr::from(0x0a00_0000 + number as u32).to_string();
-            if let Ok(value) = HeaderValue::from_str(&address) {
+            let [a, b, c, _] = (number as u32).to_le_bytes();
+            let address = std::net::Ipv4Addr::new(10, a, b, c);
+            if let Ok(value) = HeaderValue::from_str(&address.to_string()) {
                 headers.push(("x-forwarded-for", value));
             }
         }
@@ -106,74 +156,166 @@ impl Shopper {
             body,
             deadline: arrived + Duration::from_secs_f64(c.patience_s),
             browsed: !c.browse,
+            ticket: None,
+            waited: false,
         }
     }
 
     /// The visit's next requests on `http`: the product page (the first
     /// time), then one try of the order. `due` is when this step was meant
-    /// to start; latency counts from it.
+    /// to start; latency counts from it. A waiting room may hold either:
+    /// the customer keeps the ticket and comes back when told.
     pub(crate) async fn step(&self, visit: &mut Visit, http: &Client, due: Instant) -> Next {
+        // A customer whose next step comes after their patience ran out
+        // (the generator fell behind a server that answers nobody) has
+        // left already.
+        if Instant::now() >= visit.deadline {
+            let ending = if visit.waited {
+                Ending::GaveUpWaiting
+            } else {
+                Ending::GaveUp
+            };
+            return self.end(visit, due, ending);
+        }
         let timeout = Duration::from_millis(self.scenario_customer.request_timeout_ms);
         let mut sent_at = due;
         if !visit.browsed {
-            visit.browsed = true;
             // The order key is not sent with the page view.
+            let headers = with_ticket(&visit.headers[..visit.page_headers], &visit.ticket);
             let browse = Outgoing {
                 method: Method::GET,
                 path: &visit.urls.product,
                 json: None,
-                headers: &visit.headers[..visit.page_headers],
+                headers: &headers,
             };
-            let answer = match http.send(&browse, timeout).await {
-                Ok(a) if (200..300).contains(&a.status) => Answer::Success,
-                Ok(a) => Answer::Error(a.status.to_string()),
-                Err(failure) => Answer::Error(failure.kind().to_string()),
-            };
-            self.recorder.request(due, answer);
+            let (heard, ticket, _) = hear(http.send(&browse, timeout).await);
+            visit.ticket = ticket.or(visit.ticket.take());
+            match heard {
+                Heard::Wait(after) => return self.wait(visit, sent_at, after),
+                Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
+                Heard::Through => self.recorder.request(sent_at, Answer::Success),
+                Heard::Refused => self.recorder.request(sent_at, Answer::ByDesign),
+                Heard::Failed(kind, _) => self.recorder.request(sent_at, Answer::Error(kind)),
+            }
+            self.admitted(visit);
+            visit.browsed = true;
             sent_at = Instant::now();
         }
+        let headers = with_ticket(&visit.headers, &visit.ticket);
         let order = Outgoing {
             method: Method::POST,
             path: &visit.urls.orders,
             json: Some(visit.body.clone()),
-            headers: &visit.headers,
+            headers: &headers,
         };
-        let wait = match http.send(&order, timeout).await {
-            Ok(answer) => match answer.status {
-                201 | 200 => {
-                    self.recorder.request(sent_at, Answer::Success);
-                    let order_id = serde_json::from_slice::<Created>(&answer.body)
-                        .map(|c| c.order_id)
-                        .unwrap_or_default();
-                    self.recorder.lock().acknowledged.push(Acknowledged {
-                        order_id,
-                        customer: std::mem::take(&mut visit.who),
-                        idempotency_key: std::mem::take(&mut visit.key),
-                    });
-                    return Next::Done;
-                }
-                409 | 429 | 404 | 422 => {
-                    self.recorder.request(sent_at, Answer::ByDesign);
-                    return Next::Done;
-                }
-                status => {
-                    self.recorder
-                        .request(sent_at, Answer::Error(status.to_string()));
-                    Duration::from_secs(answer.retry_after_s.unwrap_or(0))
-                        .max(Duration::from_millis(100))
-                }
-            },
-            Err(failure) => {
-                self.recorder
-                    .request(sent_at, Answer::Error(failure.kind().to_string()));
-                Duration::from_millis(100)
+        let (heard, ticket, body) = hear(http.send(&order, timeout).await);
+        visit.ticket = ticket.or(visit.ticket.take());
+        let pause = match heard {
+            Heard::Through => {
+                self.recorder.served(sent_at);
+                self.recorder.request(sent_at, Answer::Success);
+                let order_id = serde_json::from_slice::<Created>(&body)
+                    .map(|c| c.order_id)
+                    .unwrap_or_default();
+                // Served while the ticket says they are still in line.
+                let bypassed =
+                    (visit.waited || visit.ticket.is_some()) && !ticket_admitted(&visit.ticket);
+                let mut observed = self.recorder.lock();
+                observed.room.bypassed_orders += u64::from(bypassed);
+                observed.acknowledged.push(Acknowledged {
+                    order_id,
+                    customer: std::mem::take(&mut visit.who),
+                    idempotency_key: std::mem::take(&mut visit.key),
+                });
+                drop(observed);
+                return self.end(visit, sent_at, Ending::Ordered);
+            }
+            Heard::Wait(after) => return self.wait(visit, sent_at, after),
+            Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
+            Heard::Refused => return self.end(visit, sent_at, Ending::Refused),
+            Heard::Failed(kind, pause) => {
+                self.recorder.request(sent_at, Answer::Error(kind));
+                pause
             }
         };
-        let next = Instant::now() + wait;
+        self.admitted(visit);
+        let next = Instant::now() + pause;
         if next >= visit.deadline {
-            self.recorder.lock().gave_up += 1;
-            return Next::Done;
+            return self.end(visit, sent_at, Ending::GaveUp);
         }
         Next::RetryAt(next)
     }
+
+    /// A waiting room said to come back after `after`: the customer does,
+    /// with their ticket, while their patience for waiting lasts.
+    fn wait(&self, visit: &mut Visit, sent_at: Instant, after: Duration) -> Next {
+        self.recorder.request(sent_at, Answer::Waiting);
+        if !visit.waited {
+            visit.waited = true;
+            let patience = self.scenario_customer.waiting_patience_s;
+            visit.deadline = Instant::now() + Duration::from_secs_f64(patience);
+        }
+        let next = Instant::now() + after;
+        if next >= visit.deadline {
+            return self.end(visit, sent_at, Ending::GaveUpWaiting);
+        }
+        Next::RetryAt(next)
+    }
+
+    /// Through the room after waiting: the usual patience from now on.
+    fn admitted(&self, visit: &mut Visit) {
+        if visit.waited && ticket_admitted(&visit.ticket) {
+            let patience = Duration::from_secs_f64(self.scenario_customer.patience_s);
+            visit.deadline = visit.deadline.max(Instant::now() + patience);
+        }
+    }
+
+    /// The visit ends: how, and what its ticket says of its wait.
+    fn end(&self, visit: &mut Visit, sent_at: Instant, ending: Ending) -> Next {
+        match ending {
+            Ending::SoldOut | Ending::Refused => self.recorder.request(sent_at, Answer::ByDesign),
+            Ending::GaveUp => self.recorder.lock().gave_up += 1,
+            Ending::Ordered | Ending::GaveUpWaiting => {}
+        }
+        let stamp = visit
+            .ticket
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
+            .and_then(|t| flashguard_ticket::Ticket::read(t).ok());
+        self.recorder.lock().room.ended(ending, visit.waited, stamp);
+        Next::Done
+    }
+}
+
+/// How a customer's visit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Ordered,
+    SoldOut,
+    /// A deliberate refusal (over the limit, unknown item).
+    Refused,
+    /// Patience ran out while shown a place in line: answered, not served.
+    GaveUpWaiting,
+    /// Patience ran out on errors: never properly answered.
+    GaveUp,
+}
+
+fn ticket_admitted(ticket: &Option<HeaderValue>) -> bool {
+    ticket
+        .as_ref()
+        .and_then(|t| t.to_str().ok())
+        .and_then(|t| flashguard_ticket::Ticket::read(t).ok())
+        .is_some_and(|t| t.admitted_ms > 0)
+}
+
+/// The headers with the ticket added, when there is one.
+fn with_ticket(
+    headers: &[(&'static str, HeaderValue)],
+    ticket: &Option<HeaderValue>,
+) -> Vec<(&'static str, HeaderValue)> {
+    let mut all = headers.to_vec();
+    if let Some(ticket) = ticket {
+        all.push((crate::client::TICKET, ticket.clone()));
+    }
+    all
 }

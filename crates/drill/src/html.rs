@@ -82,14 +82,20 @@ fn one(label: &str, report: &Report) -> Markup {
             tr { th { "oversold units" } td { (i.oversold_units) } }
             tr { th { "lost acknowledged orders" } td { (i.lost_orders) } }
             tr { th { "duplicate idempotency keys" } td { (i.duplicate_keys) } }
+            tr { th { "fairness overtakes" } td #fairness-overtakes { (i.fairness_overtakes) } }
+            tr { th { "orders that bypassed the line" } td { (i.bypassed_orders) } }
+            tr { th { "customers never answered" } td #unanswered-customers { (i.unanswered_customers) } }
             tr { th { "availability" } td { (format!("{:.4}", report.availability)) " (floor " (report.availability_floor) ")" } }
             tr { th { "longest error run after chaos" } td { (report.failover_gap_ms) " ms" } }
             tr { th { "requests" } td { (report.requests.total) " (" (report.requests.succeeded) " ok, "
-                (report.requests.answered_by_design) " by design, " (report.requests.errors) " errors)" } }
+                (report.requests.answered_by_design) " by design, " (report.requests.waiting_room_answers)
+                " waiting-room answers, " (report.requests.errors) " errors)" } }
             tr { th { "latency from intended send" } td { (format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 report.latency_ms.p50, report.latency_ms.p99, report.latency_ms.max)) } }
-            tr { th { "orders acknowledged" } td { (report.orders_acknowledged) } }
+            tr { th { "orders acknowledged" } td { (report.orders_acknowledged) " (served p99 "
+                (format!("{:.1}", report.served_latency_ms.p99)) " ms)" } }
         }
+        (waiting_room(&report.waiting_room))
         h3 { "Requests per second" }
         (chart(&seconds, &[("customers arriving".into(), series(&|s| s.offered as f64)),
             ("requests answered".into(), series(&|s| s.answered as f64))], &chaos))
@@ -102,6 +108,24 @@ fn one(label: &str, report: &Report) -> Markup {
         (states(report, |s| &s.parts))
         h3 { "Backends (as the gateway sees them)" }
         (states(report, |s| &s.backends))
+    }
+}
+
+/// The waiting room's figures, when customers waited in one.
+fn waiting_room(room: &crate::room::WaitingRoomReport) -> Markup {
+    if room.customers_waited == 0 {
+        return html! {};
+    }
+    let (w, e) = (&room.wait_s, &room.eta_ratio);
+    html! {
+        h3 { "Waiting room" }
+        table.waiting-room {
+            tr { th { "customers who waited" } td #customers-waited { (room.customers_waited) } }
+            tr { th { "wait, arrival to turn" } td { (format!("median {:.1} s, p90 {:.1} s, longest {:.1} s", w.p50, w.p90, w.max)) } }
+            tr { th { "actual wait ÷ first estimate" } td { (format!("p50 {:.2}, p90 {:.2}", e.p50, e.p90)) } }
+            tr { th { "told sold out while waiting" } td { (room.told_sold_out) } }
+            tr { th { "gave up while waiting" } td { (room.gave_up_waiting) } }
+        }
     }
 }
 

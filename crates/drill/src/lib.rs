@@ -10,8 +10,10 @@ mod html;
 mod oracle;
 mod record;
 mod report;
+mod room;
 mod run;
 mod scenario;
+mod stories;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -55,7 +57,12 @@ pub async fn drill(
     let observed = run::traffic(&http, target, scenario, Arc::clone(&progress)).await;
     progress.end();
     let (exported, stock) = store_state(&http, target).await?;
-    let invariants = oracle::check(&observed.acknowledged, &exported, &stock);
+    let mut invariants = oracle::check(&observed.acknowledged, &exported, &stock);
+    let seed = lottery_seed(&http, target).await;
+    invariants.fairness_overtakes =
+        room::fairness_overtakes(&observed.room.stamps, seed.as_deref());
+    invariants.bypassed_orders = observed.room.bypassed_orders;
+    invariants.unanswered_customers = observed.room.unanswered;
     let report = Report::new(scenario, &observed, invariants);
     tell_monitor(
         &http,
@@ -83,6 +90,10 @@ pub async fn drill(
             "oversold_units": report.invariants.oversold_units,
             "lost_orders": report.invariants.lost_orders,
             "duplicate_keys": report.invariants.duplicate_keys,
+            "fairness_overtakes": report.invariants.fairness_overtakes,
+            "bypassed_orders": report.invariants.bypassed_orders,
+            "unanswered_customers": report.invariants.unanswered_customers,
+            "waiting_room": report.waiting_room,
         }),
     )
     .await;
@@ -164,6 +175,25 @@ pub async fn write_postmortem(monitor: &str, dir: &Path) -> anyhow::Result<std::
 pub fn write_html(report_dir: &Path, reports: &[(&str, &Report)]) -> anyhow::Result<()> {
     std::fs::write(report_dir.join("report.html"), html::render(reports))
         .context("writing report.html")
+}
+
+/// The seed a waiting room published for its lottery (`None` when there
+/// is no room, no lottery, or it published none).
+async fn lottery_seed(http: &reqwest::Client, target: &Target) -> Option<Vec<u8>> {
+    let room: serde_json::Value = http
+        .get(format!("{}/waiting-room.json", target.url))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let hex = room["lottery"]["seed"].as_str()?;
+    (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(hex.get(at..at + 2)?, 16).ok())
+        .collect()
 }
 
 /// The store's orders and stock, from the admin API.

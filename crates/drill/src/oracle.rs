@@ -39,6 +39,17 @@ pub struct Invariants {
     pub lost_orders: usize,
     /// Idempotency keys with more than one order.
     pub duplicate_keys: usize,
+    /// Customers a waiting room let in after someone who arrived more
+    /// than a second later (or, in a lottery, out of the published draw's
+    /// order), on the gateway's own ticket stamps.
+    pub fairness_overtakes: u64,
+    /// Orders accepted from customers whose ticket said they were still
+    /// in line.
+    pub bypassed_orders: u64,
+    /// Customers who neither ordered, nor were told sold out (or refused
+    /// by design), nor gave up while shown a place in line: they gave up
+    /// on errors.
+    pub unanswered_customers: u64,
 }
 
 impl Invariants {
@@ -71,6 +82,7 @@ pub fn check(acknowledged: &[Acknowledged], exported: &[Exported], stock: &[Stoc
         oversold_units,
         lost_orders,
         duplicate_keys,
+        ..Invariants::default()
     }
 }
 

@@ -48,9 +48,14 @@ pub(crate) struct Observed {
     pub(crate) total: u64,
     pub(crate) succeeded: u64,
     pub(crate) by_design: u64,
+    /// Answers from a waiting room: "your place is N, come back then".
+    pub(crate) waiting: u64,
     pub(crate) errors: u64,
     pub(crate) errors_by_kind: BTreeMap<String, u64>,
     pub(crate) latency: Histogram<u64>,
+    /// The latency of orders acknowledged (201): what served customers saw.
+    pub(crate) served: Histogram<u64>,
+    pub(crate) room: crate::room::RoomBooks,
     pub(crate) timeline: Vec<Second>,
     pub(crate) chaos: Vec<ChaosEvent>,
     pub(crate) parts: Vec<PartsSample>,
@@ -69,11 +74,14 @@ impl Observed {
         self.total += other.total;
         self.succeeded += other.succeeded;
         self.by_design += other.by_design;
+        self.waiting += other.waiting;
         self.errors += other.errors;
         for (kind, n) in other.errors_by_kind {
             *self.errors_by_kind.entry(kind).or_default() += n;
         }
         let _ = self.latency.add(&other.latency);
+        let _ = self.served.add(&other.served);
+        self.room.absorb(other.room);
         for second in other.timeline {
             let mine = Recorder::second(self, second.second as usize);
             mine.offered += second.offered;
@@ -109,6 +117,8 @@ pub(crate) struct Recorder {
 pub(crate) enum Answer {
     Success,
     ByDesign,
+    /// A waiting room's "not yet": deliberate, not an error.
+    Waiting,
     Error(String),
 }
 
@@ -130,9 +140,12 @@ impl Recorder {
                 total: 0,
                 succeeded: 0,
                 by_design: 0,
+                waiting: 0,
                 errors: 0,
                 errors_by_kind: BTreeMap::new(),
                 latency: histogram(),
+                served: histogram(),
+                room: Default::default(),
                 timeline: Vec::new(),
                 chaos: Vec::new(),
                 parts: Vec::new(),
@@ -182,6 +195,7 @@ impl Recorder {
         match answer {
             Answer::Success => observed.succeeded += 1,
             Answer::ByDesign => observed.by_design += 1,
+            Answer::Waiting => observed.waiting += 1,
             Answer::Error(kind) => {
                 observed.errors += 1;
                 *observed.errors_by_kind.entry(kind.clone()).or_default() += 1;
@@ -200,6 +214,12 @@ impl Recorder {
             per_second.push(histogram());
         }
         let _ = per_second[second].record(micros.max(1));
+    }
+
+    /// An order acknowledged, sent at `sent`.
+    pub(crate) fn served(&self, sent: Instant) {
+        let micros = Instant::now().saturating_duration_since(sent).as_micros() as u64;
+        let _ = self.lock().served.record(micros.max(1));
     }
 
     pub(crate) fn into_parts(self) -> (Observed, Vec<Histogram<u64>>) {

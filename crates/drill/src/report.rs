@@ -11,6 +11,8 @@ pub struct Requests {
     pub total: u64,
     pub succeeded: u64,
     pub answered_by_design: u64,
+    /// A waiting room's "your place is N, come back then".
+    pub waiting_room_answers: u64,
     pub errors: u64,
     pub errors_by_kind: std::collections::BTreeMap<String, u64>,
 }
@@ -32,6 +34,10 @@ pub struct Report {
     pub failover_gap_ms: u64,
     pub requests: Requests,
     pub latency_ms: Latency,
+    /// Latency of the orders acknowledged: what served customers saw.
+    pub served_latency_ms: Latency,
+    /// Zeros when no waiting room stood in front.
+    pub waiting_room: crate::room::WaitingRoomReport,
     pub orders_acknowledged: usize,
     pub customers_gave_up: u64,
     pub arrivals_dropped_by_generator: u64,
@@ -49,13 +55,14 @@ impl Report {
         observed: &Observed,
         invariants: Invariants,
     ) -> Report {
-        let answered = observed.succeeded + observed.by_design;
+        let answered = observed.succeeded + observed.by_design + observed.waiting;
         let availability = if observed.total == 0 {
             0.0
         } else {
             answered as f64 / observed.total as f64
         };
         let ms = |q: f64| observed.latency.value_at_quantile(q) as f64 / 1000.0;
+        let served = |q: f64| observed.served.value_at_quantile(q) as f64 / 1000.0;
         let passed = invariants.hold() && availability >= scenario.availability_floor;
         Report {
             scenario: scenario.name.clone(),
@@ -67,6 +74,7 @@ impl Report {
                 total: observed.total,
                 succeeded: observed.succeeded,
                 answered_by_design: observed.by_design,
+                waiting_room_answers: observed.waiting,
                 errors: observed.errors,
                 errors_by_kind: observed.errors_by_kind.clone(),
             },
@@ -75,6 +83,12 @@ impl Report {
                 p99: ms(0.99),
                 max: observed.latency.max() as f64 / 1000.0,
             },
+            served_latency_ms: Latency {
+                p50: served(0.5),
+                p99: served(0.99),
+                max: observed.served.max() as f64 / 1000.0,
+            },
+            waiting_room: observed.room.report(),
             orders_acknowledged: observed.acknowledged.len(),
             customers_gave_up: observed.gave_up,
             arrivals_dropped_by_generator: observed.dropped,
@@ -92,14 +106,18 @@ impl Report {
         let i = &self.invariants;
         format!(
             "{verdict}: {}\n  oversold units {}, lost acknowledged orders {}, duplicate keys {}\n  \
+             fairness overtakes {}, bypassed orders {}, unanswered customers {}\n  \
              availability {:.4} (floor {}), longest error run after chaos {} ms\n  \
              requests {} ({} succeeded, {} answered by design, {} errors {:?})\n  \
              latency from intended send: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms\n  \
-             orders acknowledged {}, customers who gave up {}, arrivals dropped by the generator {}",
+             orders acknowledged {} (served p99 {:.1} ms), customers who gave up {}, arrivals dropped by the generator {}{}",
             self.scenario,
             i.oversold_units,
             i.lost_orders,
             i.duplicate_keys,
+            i.fairness_overtakes,
+            i.bypassed_orders,
+            i.unanswered_customers,
             self.availability,
             self.availability_floor,
             self.failover_gap_ms,
@@ -112,8 +130,30 @@ impl Report {
             self.latency_ms.p99,
             self.latency_ms.max,
             self.orders_acknowledged,
+            self.served_latency_ms.p99,
             self.customers_gave_up,
             self.arrivals_dropped_by_generator,
+            self.room_summary(),
+        )
+    }
+
+    /// The waiting room's line of the summary, when one stood in front.
+    fn room_summary(&self) -> String {
+        let w = &self.waiting_room;
+        if w.customers_waited == 0 {
+            return String::new();
+        }
+        format!(
+            "\n  waiting room: {} customers waited (median {:.1} s, p90 {:.1} s, longest {:.1} s), \
+             wait ÷ first estimate p50 {:.2} p90 {:.2}, {} told sold out, {} gave up waiting",
+            w.customers_waited,
+            w.wait_s.p50,
+            w.wait_s.p90,
+            w.wait_s.max,
+            w.eta_ratio.p50,
+            w.eta_ratio.p90,
+            w.told_sold_out,
+            w.gave_up_waiting,
         )
     }
 }

@@ -83,12 +83,16 @@ pub struct Customer {
     pub max_quantity: i64,
     /// How long a customer keeps trying before giving up, in s. Default 10.
     pub patience_s: f64,
+    /// How long a customer shown a place in a waiting room keeps coming
+    /// back before giving up, in s. Default 120.
+    pub waiting_patience_s: f64,
     /// One request's timeout, in ms. Default 5000.
     pub request_timeout_ms: u64,
     /// Distinct customers the arrivals are drawn from. Default 100000.
     pub population: u64,
-    /// Send each customer's own address in X-Forwarded-For (10.x.y.z), so a
-    /// gateway that trusts the drill sees a crowd of clients. Default true.
+    /// Send each customer's own address in X-Forwarded-For (10.x.y.z, each
+    /// of the first 65,536 customers in a /24 of their own), so a gateway
+    /// that trusts the drill sees a crowd of clients. Default true.
     pub synthetic_addresses: bool,
 }
 
@@ -98,6 +102,7 @@ impl Default for Customer {
             browse: true,
             max_quantity: 2,
             patience_s: 10.0,
+            waiting_patience_s: 120.0,
             request_timeout_ms: 5_000,
             population: 100_000,
             synthetic_addresses: true,
@@ -237,6 +242,12 @@ impl Scenario {
                 "must be above 0 and at most 600",
             ));
         }
+        if !(c.waiting_patience_s > 0.0 && c.waiting_patience_s <= 3_600.0) {
+            return Err(invalid(
+                "customer.waiting_patience_s",
+                "must be above 0 and at most 3600",
+            ));
+        }
         if c.request_timeout_ms == 0 || c.population == 0 {
             return Err(invalid(
                 "customer",
@@ -326,6 +337,27 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The same story in `factor` of the time (durations, sale start and
+    /// chaos times scaled; rates kept), for quick runs and tests.
+    pub fn scaled(mut self, factor: f64) -> Scenario {
+        for phase in &mut self.phases {
+            phase.duration_s *= factor;
+        }
+        for item in &mut self.items {
+            item.sale_starts_in_s *= factor;
+        }
+        for chaos in &mut self.chaos {
+            chaos.at_s *= factor;
+        }
+        for attack in &mut self.attacks {
+            attack.start_s *= factor;
+            attack.duration_s *= factor;
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,83 +436,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("scenario"), "{err}");
-    }
-}
-
-/// `flashguard rehearse`'s scenario: normal traffic, a surge to 20× at sale
-/// start, one primary shop SIGKILLed mid-surge and restarted later.
-const FLASH_SALE_WITH_A_CRASH: &str = r#"
-name = "flash sale with a crash"
-availability_floor = 0.99
-
-[[item]]
-sku = "rehearsal-sneaker"
-name = "Rehearsal sneaker"
-stock = 3000
-limit_per_customer = 2
-sale_starts_in_s = 4
-
-[[phase]]    # normal traffic before the sale
-duration_s = 4
-rate = 15
-
-[[phase]]    # the sale opens: 20x
-duration_s = 16
-rate = 300
-
-[[phase]]    # the crowd thins out
-duration_s = 6
-rate = 300
-ramp_to = 15
-
-[[chaos]]
-at_s = 10
-action = "kill"
-part = "shop-2"
-
-[[chaos]]
-at_s = 18
-action = "restart"
-part = "shop-2"
-"#;
-
-impl Scenario {
-    pub fn flash_sale_with_a_crash() -> Scenario {
-        Scenario::parse(FLASH_SALE_WITH_A_CRASH).expect("the built-in scenario is valid")
-    }
-
-    /// The same story in `factor` of the time (durations, sale start and
-    /// chaos times scaled; rates kept), for quick runs and tests.
-    pub fn scaled(mut self, factor: f64) -> Scenario {
-        for phase in &mut self.phases {
-            phase.duration_s *= factor;
-        }
-        for item in &mut self.items {
-            item.sale_starts_in_s *= factor;
-        }
-        for chaos in &mut self.chaos {
-            chaos.at_s *= factor;
-        }
-        for attack in &mut self.attacks {
-            attack.start_s *= factor;
-            attack.duration_s *= factor;
-        }
-        self
-    }
-}
-
-#[cfg(test)]
-mod built_in {
-    use super::Scenario;
-
-    #[test]
-    fn the_rehearsal_surges_twenty_fold_and_scales() {
-        let scenario = Scenario::flash_sale_with_a_crash();
-        assert_eq!(scenario.phases[1].rate / scenario.phases[0].rate, 20.0);
-        let short = scenario.clone().scaled(0.25);
-        assert!(short.validate().is_ok());
-        assert!(
-            (short.duration().as_secs_f64() - scenario.duration().as_secs_f64() / 4.0).abs() < 1e-9
-        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, State};
 use crate::balance::{Backends, Change};
 use crate::checker::{self, CheckClient};
 use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
@@ -167,9 +167,17 @@ impl Gateway {
                     return;
                 };
                 let queue = &gateway.proxy.queue;
+                let now = Instant::now();
+                let serving = gateway.backends.snapshot();
+                let serving = serving.iter().filter(|b| b.state(now) == State::Up);
+                let (in_flight, limit) = serving.fold((0, 0), |(used, limit), b| {
+                    (used + b.inflight(), limit + u64::from(b.limit()))
+                });
                 let pressure = Pressure {
                     queued: queue.waiting(),
                     queue_refusals: queue.refusals(),
+                    in_flight,
+                    limit,
                 };
                 for notice in room.tick(pressure) {
                     record_notice(&gateway.backends, notice);

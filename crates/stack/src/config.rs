@@ -51,6 +51,12 @@ pub struct StackFile {
     /// Every part's log, a file each (and `up`'s own), bounded in size.
     /// Default `flashguard-logs`.
     pub logs_dir: String,
+    /// Each shop's CPU, in percent of one core, enforced by a cgroup
+    /// quota (a small store on a big machine). Default none: unlimited.
+    pub shop_cpu_percent: Option<f64>,
+    /// The gateway's waiting room (`[waiting_room]` as in gateway.toml).
+    /// Default none: no room.
+    pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
 }
 
 impl Default for StackFile {
@@ -73,6 +79,8 @@ impl Default for StackFile {
             trusted_proxies: vec!["127.0.0.1".into()],
             incidents_db: "flashguard-incidents.sqlite".into(),
             logs_dir: "flashguard-logs".into(),
+            shop_cpu_percent: None,
+            waiting_room: None,
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct StackConfig {
     pub trusted_proxies: Vec<String>,
     pub incidents_db: String,
     pub logs_dir: String,
+    pub shop_cpu_percent: Option<f64>,
+    pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +118,8 @@ pub enum StackConfigError {
         field: &'static str,
         problem: &'static str,
     },
+    #[error(transparent)]
+    WaitingRoom(#[from] flashguard_gateway::ConfigError),
 }
 
 impl StackFile {
@@ -148,6 +160,16 @@ impl StackFile {
         if self.logs_dir.trim().is_empty() {
             return refuse("logs_dir", "must name a folder");
         }
+        if self
+            .shop_cpu_percent
+            .is_some_and(|p| !(1.0..=100.0 * 64.0).contains(&p))
+        {
+            return refuse("shop_cpu_percent", "must be at least 1 (1 % of one core)");
+        }
+        if let Some(room) = &self.waiting_room {
+            // Refused here with the field named, not later by the gateway.
+            room.validate(None)?;
+        }
         let token = self
             .admin_token
             .filter(|t| !t.trim().is_empty())
@@ -170,6 +192,8 @@ impl StackFile {
             trusted_proxies: self.trusted_proxies,
             incidents_db: self.incidents_db,
             logs_dir: self.logs_dir,
+            shop_cpu_percent: self.shop_cpu_percent,
+            waiting_room: self.waiting_room,
         })
     }
 }

@@ -7,8 +7,10 @@
 //! does, even if it is SIGKILLed (they watch a pipe from it); their logs go
 //! to files (`logs`).
 
+mod calibrate;
 mod config;
 mod control;
+mod cpu_quota;
 mod logs;
 mod part;
 mod rehearsal;
@@ -20,10 +22,11 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
+pub use calibrate::CalibrationError;
 pub use config::{StackConfig, StackConfigError, StackFile};
 pub use logs::{Echo, LogPolicy};
 pub use part::{Kind, PartState, PartView};
-pub use rehearsal::{rehearse, Rehearsal, RehearsalError, Rehearsed};
+pub use rehearsal::{rehearse, Rehearsal, RehearsalError, Rehearsed, Story};
 
 use control::ControlServer;
 use stack::Stack;
@@ -46,6 +49,8 @@ pub enum StackError {
     NotReady { part: String, seconds: u64 },
     #[error("control API: {0}")]
     Control(std::io::Error),
+    #[error("writing the gateway's config: {0}")]
+    GatewayConfig(std::io::Error),
 }
 
 /// Runs the stack until `shutdown` completes. `exe` is the flashguard

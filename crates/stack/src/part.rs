@@ -72,6 +72,9 @@ pub(crate) struct PartSpec {
     pub(crate) timeline: Arc<Timeline>,
     /// Where its log (standard error) goes.
     pub(crate) log: Arc<PartLog>,
+    /// The cgroup that holds its CPU quota: every process it starts goes
+    /// in.
+    pub(crate) cpu_group: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -274,6 +277,11 @@ impl Part {
             .spawn()?;
         let pid = child.id();
         self.update(|view| view.pid = pid);
+        if let (Some(group), Some(pid)) = (&self.spec.cpu_group, pid) {
+            if let Err(err) = crate::cpu_quota::place(group, pid) {
+                tracing::warn!(part = %self.spec.name, %err, "could not put the part under its CPU quota");
+            }
+        }
         if let Some(stderr) = child.stderr.take() {
             self.spec.log.follow(stderr);
         }

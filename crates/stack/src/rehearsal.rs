@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use flashguard_drill::{Console, Report, Scenario, Target};
 use tokio::net::TcpListener;
@@ -23,9 +24,47 @@ use crate::logs::{Echo, LogPolicy};
 use crate::stack::Stack;
 use crate::StackError;
 
+/// Which story the rehearsal tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Story {
+    /// A surge to twenty times normal traffic, a shop SIGKILLed in it.
+    FlashSaleWithACrash,
+    /// Ten times what the shops can serve (measured, each shop under a
+    /// CPU quota), a waiting room in front, a shop SIGKILLed mid-surge.
+    BeyondCapacity,
+}
+
+impl Story {
+    /// The drill's requests in flight at once, the same for flashguard and
+    /// its baseline. Beyond capacity, customers in a waiting room come back
+    /// often: more lanes, so those whose order waits do not hold up the
+    /// others' visits.
+    fn connections(self) -> usize {
+        match self {
+            Story::FlashSaleWithACrash => 256,
+            Story::BeyondCapacity => 2_048,
+        }
+    }
+}
+
+/// Each shop's CPU in the beyond-capacity story, in percent of one core:
+/// small enough that ten times what three such shops serve is within
+/// the drill's reach on two cores (BENCHMARKS.md).
+const SHOP_CPU_PERCENT: f64 = 5.0;
+/// The beyond-capacity surge at full scale, in s.
+const SURGE_S: f64 = 24.0;
+
+/// What a run of the drill is given: a scenario as it is, or one sized
+/// from the capacity measured once the shops run.
+enum Plan {
+    Fixed(Scenario),
+    Measured { surge_s: f64 },
+}
+
 /// What to rehearse, and where.
 #[derive(Debug, Clone)]
 pub struct Rehearsal {
+    pub story: Story,
     /// report.json, report.html, postmortem.md and logs/ go here.
     pub report_dir: PathBuf,
     /// The scenario in this share of its time (rates unchanged), above 0
@@ -65,6 +104,8 @@ pub enum RehearsalError {
     Stack(#[from] StackError),
     #[error("the drill: {0:#}")]
     Drill(anyhow::Error),
+    #[error("measuring the shops' capacity: {0}")]
+    Calibration(#[from] crate::calibrate::CalibrationError),
 }
 
 /// Runs the rehearsal, telling `console` how it goes.
@@ -75,19 +116,26 @@ pub async fn rehearse(
     if !(rehearsal.scale > 0.0 && rehearsal.scale <= 1.0) {
         return Err(RehearsalError::Scale(rehearsal.scale));
     }
-    let scenario = Scenario::flash_sale_with_a_crash().scaled(rehearsal.scale);
     let dir = &rehearsal.report_dir;
     create_dir(dir)?;
     let logs = dir.join("logs");
-    let (report, postmortem) = run_on(
-        rehearsal,
-        StackFile::default(),
-        &scenario,
-        dir,
-        &logs,
-        &console,
-    )
-    .await?;
+    let (plan, front) = match rehearsal.story {
+        Story::FlashSaleWithACrash => (
+            Plan::Fixed(Scenario::flash_sale_with_a_crash().scaled(rehearsal.scale)),
+            StackFile::default(),
+        ),
+        Story::BeyondCapacity => (
+            Plan::Measured {
+                surge_s: SURGE_S * rehearsal.scale,
+            },
+            StackFile {
+                shop_cpu_percent: Some(SHOP_CPU_PERCENT),
+                ..StackFile::default()
+            },
+        ),
+    };
+    let (report, scenario, postmortem) =
+        run_on(rehearsal, front, &plan, dir, &logs, &console).await?;
     if !rehearsal.baseline {
         return Ok(Rehearsed {
             report,
@@ -117,16 +165,27 @@ pub async fn rehearse(
         shop_config: Some(no_shedding.display().to_string()),
         restart_backoff_ms: 3_600_000,
         max_restart_backoff_ms: 3_600_000,
+        // The same shop as one of flashguard's.
+        shop_cpu_percent: match rehearsal.story {
+            Story::BeyondCapacity => Some(SHOP_CPU_PERCENT),
+            Story::FlashSaleWithACrash => None,
+        },
         ..StackFile::default()
     };
     let mut single = scenario.clone();
-    for action in &mut single.chaos {
-        action.part = "shop-1".into();
+    match rehearsal.story {
+        Story::FlashSaleWithACrash => {
+            for action in &mut single.chaos {
+                action.part = "shop-1".into();
+            }
+        }
+        // The single server falls over from the load alone: no chaos.
+        Story::BeyondCapacity => single.chaos.clear(),
     }
-    let (baseline, _) = run_on(
+    let (baseline, _, _) = run_on(
         rehearsal,
         stack,
-        &single,
+        &Plan::Fixed(single),
         &baseline_dir,
         &baseline_dir.join("logs"),
         &console,
@@ -142,17 +201,41 @@ pub async fn rehearse(
     })
 }
 
+/// The waiting room for a stack that serves `capacity` customers a
+/// second: on from the start, first in first out, starting at the
+/// capacity and letting in up to twice it (the rate follows the
+/// backends' load in between), the
+/// product API guarded too (the drill's customers browse it), the sale's
+/// item watched for selling out.
+fn room_for(capacity: f64, sku: &str) -> flashguard_gateway::room::RoomFile {
+    use flashguard_gateway::room::{Activation, RoomFile};
+    let mut paths = RoomFile::default().paths;
+    paths.push("/api/products/*".into());
+    RoomFile {
+        activation: Activation::Always,
+        paths,
+        key: Some(uuid::Uuid::new_v4().simple().to_string()),
+        admit_per_s: (capacity * 2.0).max(2.0),
+        min_admit_per_s: (capacity / 20.0).max(1.0),
+        initial_admit_per_s: Some(capacity.max(1.0)),
+        max_active: 1_000_000,
+        skus: vec![sku.to_string()],
+        ..RoomFile::default()
+    }
+}
+
 /// Starts a fresh stack from `stack` (its own SQLite file in `dir`, free
-/// ports), runs the scenario against it, writes the postmortem draft, stops
-/// it, and returns the report.
+/// ports), runs the planned scenario against it (sized from the shops'
+/// measured capacity when the plan says so), writes the postmortem draft,
+/// stops it, and returns the report and the scenario run.
 async fn run_on(
     rehearsal: &Rehearsal,
     stack: StackFile,
-    scenario: &Scenario,
+    plan: &Plan,
     dir: &Path,
     logs: &Path,
     console: &Arc<Console>,
-) -> Result<(Report, Result<PathBuf, String>), RehearsalError> {
+) -> Result<(Report, Scenario, Result<PathBuf, String>), RehearsalError> {
     for stale in [
         "rehearsal.db",
         "rehearsal.db-wal",
@@ -197,7 +280,39 @@ async fn run_on(
         dir: Some(logs.to_path_buf()),
         echo: rehearsal.echo,
     };
-    let running = Stack::start(config, rehearsal.exe.clone(), policy).await?;
+    let mut running = Stack::start_back(config, rehearsal.exe.clone(), policy).await?;
+    if let Some(note) = &running.quota_note {
+        console.step(note);
+    }
+    let scenario = match plan {
+        Plan::Fixed(scenario) => scenario.clone(),
+        Plan::Measured { surge_s } => {
+            let shops = running.shop_urls().await?;
+            console.step(&format!(
+                "measuring what the shops serve ({} each): customers straight to each for 3 s",
+                running
+                    .quota_note
+                    .as_ref()
+                    .map_or(format!("{SHOP_CPU_PERCENT} % of a core"), |_| "no quota"
+                        .into())
+            ));
+            let capacity = crate::calibrate::capacity(
+                &shops,
+                &running.urls(String::new()).admin_token,
+                Duration::from_secs(3),
+            )
+            .await?;
+            let scenario = Scenario::beyond_capacity(capacity, *surge_s);
+            console.step(&format!(
+                "the shops serve {capacity:.0} customers/s: {:.0} a second will come for {surge_s:.0} s, \
+                 {} units in stock; a waiting room in front",
+                scenario.phases[1].rate, scenario.items[0].stock
+            ));
+            running.set_waiting_room(room_for(capacity, &scenario.items[0].sku));
+            scenario
+        }
+    };
+    running.start_front().await?;
     let control = ControlServer::start(control, running.parts())?;
     let urls = running.urls(control.url().to_string());
     console.step(&format!(
@@ -219,11 +334,11 @@ async fn run_on(
         url: urls.storefront.clone(),
         control: Some(urls.control.clone()),
         admin_token: urls.admin_token.clone(),
-        connections: 256,
+        connections: rehearsal.story.connections(),
         monitor: Some(urls.monitor.clone()),
     };
     let progress: Arc<dyn flashguard_drill::Progress> = Arc::clone(console) as _;
-    let report = flashguard_drill::drill(&target, scenario, dir, progress).await;
+    let report = flashguard_drill::drill(&target, &scenario, dir, progress).await;
     let postmortem = match &report {
         Ok(_) => flashguard_drill::write_postmortem(&urls.monitor, dir)
             .await
@@ -233,7 +348,7 @@ async fn run_on(
     console.step("stopping the stack");
     running.stop().await;
     control.stop().await;
-    Ok((report.map_err(RehearsalError::Drill)?, postmortem))
+    Ok((report.map_err(RehearsalError::Drill)?, scenario, postmortem))
 }
 
 fn create_dir(dir: &Path) -> Result<(), RehearsalError> {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::StackConfig;
+use crate::cpu_quota::CpuQuotas;
 use crate::logs::{LogPolicy, PartLog};
 use crate::part::{self, Kind, Part, PartSpec, PartView};
 use crate::timeline::Timeline;
@@ -59,11 +60,27 @@ pub(crate) struct Stack {
     front: Stage,
     /// The shops: stopped once nothing sends them traffic.
     back: Stage,
+    /// The shops' CPU quotas, when asked for and available.
+    quotas: Option<CpuQuotas>,
+    /// Said once when quotas were asked for but could not be set.
+    pub(crate) quota_note: Option<String>,
 }
 
 impl Stack {
     /// Starts every part and waits until each is ready.
     pub(crate) async fn start(
+        config: StackConfig,
+        exe: PathBuf,
+        logs: LogPolicy,
+    ) -> Result<Stack, StackError> {
+        let mut stack = Stack::start_back(config, exe, logs).await?;
+        stack.start_front().await?;
+        Ok(stack)
+    }
+
+    /// Starts the shops and waits until they are ready: what the
+    /// rehearsal measures before it sizes the front.
+    pub(crate) async fn start_back(
         config: StackConfig,
         exe: PathBuf,
         logs: LogPolicy,
@@ -79,14 +96,36 @@ impl Stack {
             monitor: None,
             front: Stage::new(),
             back: Stage::new(),
+            quotas: None,
+            quota_note: None,
         };
         stack.start_shops();
-        if stack.config.gateway {
-            stack.start_gateway().await?;
-        }
-        stack.start_monitor().await?;
         stack.wait_until_ready().await?;
         Ok(stack)
+    }
+
+    /// The gateway (when there is one) and the monitor, once the shops
+    /// run; `room` replaces the configured waiting room.
+    pub(crate) async fn start_front(&mut self) -> Result<(), StackError> {
+        if self.config.gateway {
+            self.start_gateway().await?;
+        }
+        self.start_monitor().await?;
+        self.wait_until_ready().await
+    }
+
+    /// The waiting room the gateway will start with.
+    pub(crate) fn set_waiting_room(&mut self, room: flashguard_gateway::room::RoomFile) {
+        self.config.waiting_room = Some(room);
+    }
+
+    /// The shops' addresses (`http://IP:PORT`), primaries first.
+    pub(crate) async fn shop_urls(&self) -> Result<Vec<String>, StackError> {
+        let mut urls = Vec::with_capacity(self.shops.len());
+        for shop in &self.shops {
+            urls.push(address(shop).await?);
+        }
+        Ok(urls)
     }
 
     fn spec(&self, name: String, kind: Kind, args: Vec<String>, listen: &str) -> PartSpec {
@@ -99,12 +138,25 @@ impl Stack {
             listen: listen.to_string(),
             admin_token: self.config.admin_token.clone(),
             timeline: Arc::clone(&self.timeline),
+            cpu_group: None,
         }
     }
 
     /// The primary shops and the backups, all on the one database; the
     /// first seeds the demo sale.
     fn start_shops(&mut self) {
+        if let Some(percent) = self.config.shop_cpu_percent {
+            match CpuQuotas::create(percent) {
+                Ok(quotas) => self.quotas = Some(quotas),
+                Err(err) => {
+                    let note = format!(
+                        "no CPU quota for the shops ({err}); their capacity is not limited"
+                    );
+                    tracing::warn!("{note}");
+                    self.quota_note = Some(note);
+                }
+            }
+        }
         let config = &self.config;
         for n in 0..config.shops + config.backups {
             let (name, kind) = if n < config.shops {
@@ -119,20 +171,36 @@ impl Stack {
             if let Some(shop_config) = &config.shop_config {
                 args.extend(["--config".to_string(), shop_config.clone()]);
             }
-            let shop = Part::new(self.spec(name, kind, args, "127.0.0.1:0"));
+            let mut spec = self.spec(name, kind, args, "127.0.0.1:0");
+            spec.cpu_group = self.cpu_group(&spec.name);
+            let shop = Part::new(spec);
             self.back.supervise(&shop, &self.config);
             self.shops.push(shop);
         }
     }
 
+    /// A part's CPU group, when the shops have quotas.
+    fn cpu_group(&self, part: &str) -> Option<PathBuf> {
+        let quotas = self.quotas.as_ref()?;
+        quotas
+            .group(part)
+            .map_err(|err| tracing::warn!(part, %err, "no CPU group for the part"))
+            .ok()
+    }
+
     /// The gateway, with every shop as a backend (backups in the backup
-    /// pool), once each has printed its address.
+    /// pool), once each has printed its address; its waiting room, if
+    /// any, in a gateway.toml beside the logs.
     async fn start_gateway(&mut self) -> Result<(), StackError> {
         let config = &self.config;
         let mut args = vec![
             "--admin-listen".to_string(),
             config.gateway_admin_listen.clone(),
         ];
+        if let Some(room) = &config.waiting_room {
+            let path = self.write_gateway_config(room)?;
+            args.extend(["--config".to_string(), path.display().to_string()]);
+        }
         for proxy in &config.trusted_proxies {
             args.extend(["--trust-proxy".to_string(), proxy.clone()]);
         }
@@ -237,11 +305,35 @@ impl Stack {
         }
     }
 
-    /// Stops the gateway (it drains) and the monitor, then the shops.
+    /// gateway.toml with the waiting room, in the logs folder (or the
+    /// system's temporary one).
+    fn write_gateway_config(
+        &self,
+        room: &flashguard_gateway::room::RoomFile,
+    ) -> Result<PathBuf, StackError> {
+        #[derive(serde::Serialize)]
+        struct GatewayFile<'a> {
+            waiting_room: &'a flashguard_gateway::room::RoomFile,
+        }
+        let dir = self.logs.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let path = dir.join(format!("gateway-{}.toml", std::process::id()));
+        let text = toml::to_string(&GatewayFile { waiting_room: room })
+            .map_err(|err| StackError::GatewayConfig(std::io::Error::other(err)))?;
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .map_err(StackError::GatewayConfig)?;
+        Ok(path)
+    }
+
+    /// Stops the gateway (it drains) and the monitor, then the shops, and
+    /// removes the shops' CPU groups.
     pub(crate) async fn stop(self) {
         tracing::info!("stopping the stack: gateway first, then the shops");
         self.front.stop().await;
         self.back.stop().await;
+        if let Some(quotas) = &self.quotas {
+            quotas.remove();
+        }
     }
 }
 

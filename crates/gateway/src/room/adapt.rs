@@ -5,15 +5,22 @@
 //! it within a beat: requests wait there only when every backend is at
 //! its limit. Each second, with customers in line:
 //!
-//! - requests refused or timed out by the queue, or queued during half
-//!   the beats or more: the backends are full, the rate falls by a
-//!   quarter (multiplicative decrease, as TCP does on loss);
-//! - no request queued at all: the rate rises by a quarter (the backends
-//!   show room; a quarter finds capacity within seconds);
-//! - queued now and then: it rises by 5 % (probing gently near the edge).
+//! - requests refused or timed out by the queue, or the backends full
+//!   (requests queued, or nine tenths of their concurrency limits taken)
+//!   during half the beats or more: the rate falls by a fifth
+//!   (multiplicative decrease, as TCP does on loss; admitted customers
+//!   keep the backends busy for a second or two after, so a deeper cut
+//!   overshoots);
+//! - never full: the rate rises by a fifth (the backends show room; a
+//!   fifth finds capacity within seconds);
+//! - full now and then: it rises by 5 % (probing gently near the edge).
+//!
+//! The limits themselves shrink as a backend's latency climbs past twice
+//! its usual (`backend::limit`), so "nine tenths of the limits taken"
+//! means the backends are as busy as their latency allows.
 //!
 //! Always within `[min_admit_per_s, admit_per_s] / gateways`. The rate
-//! starts at a quarter of the bound. With `adaptive = false` it stays at
+//! starts at `initial_admit_per_s` (a quarter of the bound unless set). With `adaptive = false` it stays at
 //! the bound. A notice is raised when the rate has moved by a quarter
 //! since the last one, so the timeline shows the steps, not every beat.
 
@@ -40,7 +47,7 @@ impl Adaptive {
             rules.admit_per_s / gateways,
         );
         let rate = if rules.adaptive {
-            (max / 4.0).max(min)
+            rules.initial_admit_per_s / gateways
         } else {
             max
         };
@@ -65,7 +72,7 @@ impl Adaptive {
     /// notice when the rate has moved far enough to report.
     pub(crate) fn beat(&mut self, pressure: Pressure, waiting: u64, now_ms: u64) -> Option<String> {
         self.beats += 1;
-        self.queued_beats += u32::from(pressure.queued > 0);
+        self.queued_beats += u32::from(pressure.full());
         if self.second_start_ms == 0 {
             self.second_start_ms = now_ms;
             self.refusals_seen = pressure.queue_refusals;
@@ -86,17 +93,17 @@ impl Adaptive {
             (
                 0.75,
                 format!(
-                    "backends full ({refused} refused by the queue, queued {:.0} % of the second)",
+                    "backends full ({refused} refused by the queue, full {:.0} % of the second)",
                     queued_share * 100.0
                 ),
             )
         } else if queued_share == 0.0 {
-            (1.25, "backends have room (nothing queued)".to_string())
+            (1.2, "backends have room (never full)".to_string())
         } else {
             (
                 1.05,
                 format!(
-                    "near the backends' capacity (queued {:.0} % of the second)",
+                    "near the backends' capacity (full {:.0} % of the second)",
                     queued_share * 100.0
                 ),
             )
@@ -131,6 +138,7 @@ mod tests {
             let pressure = Pressure {
                 queued: usize::from(beat < u64::from(queued)),
                 queue_refusals: refusals,
+                ..Pressure::default()
             };
             adaptive.beat(pressure, 100, at_s * 1_000 + beat * 100 + 1);
         }
@@ -143,7 +151,7 @@ mod tests {
         for s in 1..=3 {
             second(&mut a, s, 0, 0);
         }
-        assert!(a.rate() > 150.0, "{}", a.rate());
+        assert!(a.rate() > 140.0, "{}", a.rate());
         let high = a.rate();
         // Full: queued through the second, and refusals (each second is
         // judged at the next one's first beat).
@@ -163,6 +171,22 @@ mod tests {
     }
 
     #[test]
+    fn backends_at_their_limits_are_full_before_anything_queues() {
+        let busy = Pressure {
+            in_flight: 58,
+            limit: 64,
+            ..Pressure::default()
+        };
+        assert!(busy.full());
+        let room = Pressure {
+            in_flight: 30,
+            limit: 64,
+            ..Pressure::default()
+        };
+        assert!(!room.full());
+    }
+
+    #[test]
     fn nobody_in_line_leaves_the_rate_alone() {
         let mut a = adaptive(400.0);
         for beat in 0..100u64 {
@@ -170,6 +194,7 @@ mod tests {
                 Pressure {
                     queued: 50,
                     queue_refusals: beat,
+                    ..Pressure::default()
                 },
                 0,
                 beat * 100 + 1,

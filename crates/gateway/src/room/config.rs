@@ -27,7 +27,7 @@ pub enum Activation {
 }
 
 /// `[waiting_room]` as written. Every field may be left out.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoomFile {
     /// Default `off`.
@@ -52,6 +52,9 @@ pub struct RoomFile {
     pub admit_per_s: f64,
     /// And at least, when adaptive. Default 1.
     pub min_admit_per_s: f64,
+    /// Where an adaptive rate starts. Default a quarter of `admit_per_s`;
+    /// set it to what the shops are known to serve to start there.
+    pub initial_admit_per_s: Option<f64>,
     /// Let the rate follow what the backends take (within the bounds).
     /// Default true.
     pub adaptive: bool,
@@ -107,6 +110,7 @@ impl Default for RoomFile {
             previous_keys: Vec::new(),
             admit_per_s: 50.0,
             min_admit_per_s: 1.0,
+            initial_admit_per_s: None,
             adaptive: true,
             max_active: 5_000,
             session_s: 300,
@@ -153,6 +157,7 @@ pub struct RoomRules {
     pub(crate) keyed: bool,
     pub admit_per_s: f64,
     pub min_admit_per_s: f64,
+    pub initial_admit_per_s: f64,
     pub adaptive: bool,
     pub max_active: u64,
     pub session: Duration,
@@ -275,6 +280,15 @@ impl RoomFile {
                 "must be above 0 and at most waiting_room.admit_per_s",
             ));
         }
+        let initial_admit_per_s = self
+            .initial_admit_per_s
+            .unwrap_or((self.admit_per_s / 4.0).max(self.min_admit_per_s));
+        if !(self.min_admit_per_s..=self.admit_per_s).contains(&initial_admit_per_s) {
+            return Err(refuse(
+                "initial_admit_per_s",
+                "must be between waiting_room.min_admit_per_s and waiting_room.admit_per_s",
+            ));
+        }
         if self.max_active < 1 {
             return Err(refuse("max_active", "must be at least 1"));
         }
@@ -350,6 +364,7 @@ impl RoomFile {
             keyed,
             admit_per_s: self.admit_per_s,
             min_admit_per_s: self.min_admit_per_s,
+            initial_admit_per_s,
             adaptive: self.adaptive,
             max_active: self.max_active,
             session: Duration::from_secs(self.session_s),

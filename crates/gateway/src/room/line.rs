@@ -267,8 +267,9 @@ impl Line {
 
     /// Earns admissions at `rate` per second since the last call, and lets
     /// in as many of the oldest (or drawn) as they pay for, keeping the
-    /// active sessions under `cap` (admitted within `session_ms`).
-    pub(crate) fn advance(&mut self, now_ms: u64, rate: f64, cap: u64, session_ms: u64) {
+    /// active sessions under `cap` (admitted within `session_ms`). Returns
+    /// how many it let in.
+    pub(crate) fn advance(&mut self, now_ms: u64, rate: f64, cap: u64, session_ms: u64) -> u64 {
         let dt = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
         self.last_ms = now_ms.max(self.last_ms);
         self.judge_show_up(now_ms);
@@ -322,6 +323,7 @@ impl Line {
         if let_in > 0 {
             self.count_session(now_ms, let_in);
         }
+        let_in
     }
 
     /// Moves the frontier over the oldest buckets as far as the tokens pay

@@ -130,6 +130,39 @@ struct Inner {
     calm_since_ms: Option<u64>,
     abandoned_reported: u64,
     longest_wait_ms: u64,
+    /// Customers let in per second from the line, averaged over the last
+    /// seconds: what the estimates of the wait are made from (the rate
+    /// set is a bound; this is what the line actually moves at).
+    moving: Moving,
+}
+
+/// The line's measured speed.
+#[derive(Debug, Default)]
+struct Moving {
+    per_s: f64,
+    this_second: u64,
+    second_start_ms: u64,
+}
+
+impl Moving {
+    fn count(&mut self, let_in: u64, now_ms: u64) {
+        self.this_second += let_in;
+        if self.second_start_ms == 0 {
+            self.second_start_ms = now_ms;
+        }
+        let elapsed = now_ms.saturating_sub(self.second_start_ms);
+        if elapsed >= 1_000 {
+            let last = self.this_second as f64 * 1_000.0 / elapsed as f64;
+            // About the last five seconds.
+            self.per_s = if self.per_s == 0.0 {
+                last
+            } else {
+                self.per_s * 0.8 + last * 0.2
+            };
+            self.this_second = 0;
+            self.second_start_ms = now_ms;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -151,6 +184,20 @@ pub(crate) struct Pressure {
     pub(crate) queued: usize,
     /// Requests the queue refused or timed out, ever (a counter).
     pub(crate) queue_refusals: u64,
+    /// Requests on the backends that serve, and their concurrency limits
+    /// added up: at the limit, the backends are as busy as their latency
+    /// allows (the limits shrink as it rises), even before anything
+    /// queues.
+    pub(crate) in_flight: u64,
+    pub(crate) limit: u64,
+}
+
+impl Pressure {
+    /// Whether the backends are full this beat: requests queue, or nine
+    /// tenths of every serving backend's limit is taken.
+    pub(crate) fn full(&self) -> bool {
+        self.queued > 0 || (self.limit > 0 && self.in_flight * 10 >= self.limit * 9)
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -193,6 +240,7 @@ impl Room {
                 calm_since_ms: None,
                 abandoned_reported: 0,
                 longest_wait_ms: 0,
+                moving: Moving::default(),
             }),
             metrics,
             rules,
@@ -313,7 +361,13 @@ impl Room {
     /// the first estimate it was shown.
     fn standing(&self, inner: &Inner, ticket: &mut Ticket, now: u64) -> Waiting {
         let line = &inner.line;
-        let rate = inner.adaptive.rate().max(0.01);
+        // The speed the line has moved at lately; the rate set until it
+        // has moved.
+        let rate = match inner.moving.per_s {
+            speed if speed > 0.0 => speed,
+            _ => inner.adaptive.rate(),
+        }
+        .max(0.01);
         let before_draw = ticket.presale && now < line.opens_ms();
         let ahead = line
             .standing(ticket.issued_ms, ticket.presale, ticket.nonce)
@@ -326,13 +380,14 @@ impl Room {
             ticket.first_eta_s = u32::try_from(eta_s.max(1)).unwrap_or(u32::MAX);
         }
         ticket.seen_ms = now;
-        // Back often enough to be let in soon after the turn, not so often
-        // that the line's own answers crowd the gateway: a fifth of the
-        // wait, between 1 and 20 s.
+        // Back often enough to be let in soon after the turn (and to hear
+        // at once if the sale sells out), not so often that the line's
+        // own answers crowd the gateway: a sixth of the wait, between 1
+        // and 10 s.
         let retry_after_s = if before_draw {
-            until_draw_s.clamp(1, 20)
+            until_draw_s.clamp(1, 10)
         } else {
-            (eta_s / 5).clamp(1, 20)
+            (eta_s / 6).clamp(1, 10)
         };
         Waiting {
             ticket: self.seal(ticket),
@@ -426,7 +481,10 @@ impl Room {
         let rate = inner.adaptive.rate();
         let cap = self.rules.max_active / u64::from(self.rules.gateways);
         let session_ms = self.rules.session.as_millis() as u64;
-        inner.line.advance(now, rate, cap.max(1), session_ms);
+        let let_in = inner.line.advance(now, rate, cap.max(1), session_ms);
+        if inner.line.waiting() > 0 || let_in > 0 {
+            inner.moving.count(let_in, now);
+        }
         let abandoned = inner.line.abandoned;
         let new_abandoned = abandoned - inner.abandoned_reported;
         inner.abandoned_reported = abandoned;
@@ -464,7 +522,7 @@ impl Room {
                 ))
             }
             Activation::Full => {
-                if pressure.queued > 0 {
+                if pressure.full() {
                     inner.calm_since_ms = None;
                     let since = *inner.full_since_ms.get_or_insert(now);
                     let full_for = now - since;
@@ -472,8 +530,8 @@ impl Room {
                         (
                             true,
                             format!(
-                                "every backend at its limit for {full_for} ms ({} requests queued)",
-                                pressure.queued
+                                "the backends full for {full_for} ms ({} of their {} slots taken, {} requests queued)",
+                                pressure.in_flight, pressure.limit, pressure.queued
                             ),
                         )
                     })

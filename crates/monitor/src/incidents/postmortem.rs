@@ -163,6 +163,32 @@ pub(crate) fn render(incident: &IncidentView, evidence: &Evidence) -> String {
     out
 }
 
+/// The waiting room's line, when customers waited in one.
+fn waiting_room(out: &mut String, drill: &Value) {
+    let room = &drill["waiting_room"];
+    let waited = number(room, "customers_waited");
+    if waited == 0.0 {
+        return;
+    }
+    let overtakes = number(drill, "fairness_overtakes");
+    let fairness = if overtakes == 0.0 {
+        "fair: nobody was let in after someone who arrived more than a second later".to_string()
+    } else {
+        format!("{overtakes:.0} customers were let in after someone who arrived more than a second later")
+    };
+    let _ = writeln!(
+        out,
+        "- **Waiting room:** {waited:.0} customers waited, median {:.1} s, longest {:.1} s; \
+         {fairness}; {:.0} were told the sale sold out while waiting, {:.0} gave up waiting, \
+         {:.0} orders bypassed the line.",
+        number(&room["wait_s"], "p50"),
+        number(&room["wait_s"], "max"),
+        number(room, "told_sold_out"),
+        number(room, "gave_up_waiting"),
+        number(drill, "bypassed_orders"),
+    );
+}
+
 fn impact(out: &mut String, evidence: &Evidence) {
     if let Some(drill) = &evidence.drill {
         let total = number(drill, "requests_total");
@@ -195,6 +221,7 @@ fn impact(out: &mut String, evidence: &Evidence) {
             "- **Customers affected:** {:.0} customers gave up before their order was answered.",
             number(drill, "customers_gave_up"),
         );
+        waiting_room(out, drill);
     }
     if evidence.gateway_requests > 0.0 {
         let _ = writeln!(
