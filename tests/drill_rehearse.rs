@@ -1,6 +1,8 @@
 //! `flashguard rehearse` end to end (scaled down), and the drill refusing a
 //! scenario that cannot happen.
 
+mod support;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -32,19 +34,7 @@ fn unix_ms() -> u128 {
 fn a_short_rehearsal_passes_every_invariant() {
     let dir = tempfile::tempdir().unwrap();
     let started = unix_ms();
-    let output = Command::new(env!("CARGO_BIN_EXE_flashguard"))
-        .args(["rehearse", "--scale", "0.2", "--baseline", "--report-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("PASSED"), "{stdout}");
+    support::rehearse(&["--scale", "0.2", "--baseline"], dir.path());
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
             .unwrap();
@@ -68,12 +58,7 @@ fn a_short_rehearsal_passes_every_invariant() {
     // report.html renders in a real browser: the page's probe records that
     // it loaded, how many charts it has, and whether any script failed.
     let html = dir.path().join("report.html");
-    let dom = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
-        .arg(format!("file://{}", html.display()))
-        .output()
-        .expect("chromium is installed (.ci/run installs it)");
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = support::chromium_dom(&format!("file://{}", html.display()));
     assert!(
         dom.contains(r#"data-rendered="yes" data-charts="9" data-errors="0""#),
         "{}",

@@ -420,3 +420,43 @@ async fn two_gateways_with_one_key_agree_on_tickets_and_split_the_rate() {
     let through_b = visit(&b.url, "/api/orders/none", &first_ip, Some(&first_ticket)).await;
     assert_eq!(through_b.status, 404, "let in at A is let in at B");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_in_line_sees_its_place_on_a_page_that_refreshes_itself() {
+    let sold = sale(100, 1.0, "max_active = 1").await;
+    // The first customer takes the one session there is, once let in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ticket: Option<String> = None;
+    loop {
+        let first = visit(
+            &sold.gateway.url,
+            "/api/orders/none",
+            "10.9.0.1",
+            ticket.as_deref(),
+        )
+        .await;
+        if first.status == 404 {
+            break;
+        }
+        assert_eq!(first.status, 429, "{:?}", first.body);
+        assert!(Instant::now() < deadline, "the first customer waited 10 s");
+        ticket = first.ticket.or(ticket);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Debian's Chromium, headless, at the storefront: held in line.
+    let url = format!("{}/", sold.gateway.url);
+    let dom = tokio::task::spawn_blocking(move || support::chromium_dom(&url))
+        .await
+        .unwrap();
+    let position: u64 = dom
+        .split(r#"id="position">"#)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no position on the page: {dom}"));
+    assert!(position >= 1, "{dom}");
+    assert!(dom.contains(r#"id="eta""#), "{dom}");
+    // No JavaScript needed: the page comes back by itself.
+    assert!(dom.contains(r#"http-equiv="refresh""#), "{dom}");
+    let _ = &sold.shop;
+}

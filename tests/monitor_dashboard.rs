@@ -77,6 +77,8 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
             "{chart} got no data: {seen}"
         );
     }
+    // This stack has no waiting room: the panel says so instead of zeros.
+    assert_eq!(seen["room"], "none", "{seen}");
     assert_eq!(seen["before"], "up");
     assert!(
         matches!(seen["after"].as_str(), Some("down" | "ejected")),

@@ -10,7 +10,7 @@
 import { chromium } from "playwright-core";
 
 const [dashboard, control, part, screenshot, token] = process.argv.slice(2);
-const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null };
+const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null, room: null };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox"],
@@ -40,6 +40,7 @@ try {
     Object.fromEntries([...document.querySelectorAll("svg.chart")].map((svg) => [svg.id, Number(svg.dataset.points)])),
   );
   seen.snapshots = Number(await page.getAttribute("body", "data-snapshots"));
+  seen.room = await page.getAttribute("#room", "data-state");
   // The kill opened an incident (BackendDown): note it from the page.
   await page.waitForSelector("#note-form:not([hidden])", { timeout: 20_000 });
   page.on("dialog", (dialog) => dialog.accept(token));

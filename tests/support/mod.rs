@@ -300,3 +300,39 @@ pub async fn inventory(shop_url: &str) -> Vec<Value> {
         .await
         .expect("inventory is JSON")
 }
+
+/// `flashguard rehearse ARGS --report-dir DIR`, run to its end: its stdout.
+/// Fails the test with both outputs when the rehearsal does not pass.
+pub fn rehearse(args: &[&str], dir: &std::path::Path) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
+        .arg("rehearse")
+        .args(args)
+        .arg("--report-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("PASSED"), "{stdout}");
+    stdout
+}
+
+/// The document Debian's Chromium (headless) made of `url` once loaded.
+pub fn chromium_dom(url: &str) -> String {
+    let output = std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .expect("chromium is installed (.ci/run installs it)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -119,6 +119,7 @@ impl Proxy {
     ) -> Proxy {
         let room = (config.room.activation != crate::room::Activation::Off)
             .then(|| Arc::new(Room::new(config.room.clone(), metrics.room.clone())));
+        metrics.room.configured.set(i64::from(room.is_some()));
         Proxy {
             backends,
             queue,

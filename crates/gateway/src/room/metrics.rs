@@ -16,6 +16,8 @@ pub(crate) struct ReasonLabels {
 
 #[derive(Debug, Clone)]
 pub(crate) struct RoomMetrics {
+    /// 1 when `[waiting_room]` is configured (activation not off).
+    pub(crate) configured: Gauge,
     pub(crate) on: Gauge,
     pub(crate) waiting: Gauge,
     pub(crate) active: Gauge,
@@ -33,6 +35,7 @@ pub(crate) struct RoomMetrics {
 impl Default for RoomMetrics {
     fn default() -> Self {
         RoomMetrics {
+            configured: Gauge::default(),
             on: Gauge::default(),
             waiting: Gauge::default(),
             active: Gauge::default(),
@@ -53,6 +56,11 @@ impl Default for RoomMetrics {
 
 impl RoomMetrics {
     pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gateway_room_configured",
+            "1 when a waiting room is configured (activation not off)",
+            self.configured.clone(),
+        );
         registry.register(
             "gateway_room_on",
             "1 while the waiting room holds customers in line",

@@ -44,6 +44,21 @@ pub(crate) struct AlertBrief {
     summary: String,
 }
 
+/// The gateways' waiting rooms, summed (a line split between gateways is
+/// one line to the customer).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RoomPanel {
+    /// Gateways holding customers in line now.
+    gateways_holding: u32,
+    waiting: f64,
+    admitted_per_s: f64,
+    /// The rate the rooms allow now, summed.
+    admit_rate_per_s: f64,
+    active_sessions: f64,
+    longest_wait_s: f64,
+    tickets_refused_per_s: f64,
+}
+
 /// Everything the page shows at one instant.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Snapshot {
@@ -61,6 +76,8 @@ pub(crate) struct Snapshot {
     alerts: Vec<AlertBrief>,
     verdict: Option<Verdict>,
     incident: Option<IncidentView>,
+    /// None when no gateway has a waiting room configured.
+    room: Option<RoomPanel>,
     /// Notes need the admin token (the page asks for it once).
     notes_need_token: bool,
 }
@@ -174,6 +191,34 @@ fn quantile_ms(store: &Store, q: f64, now_ms: i64) -> Option<f64> {
     values.iter().map(|v| v.1 * 1000.0).reduce(f64::max)
 }
 
+fn room_panel(store: &Store, now_ms: i64, window_ms: i64) -> Option<RoomPanel> {
+    let configured = store.fresh("gateway_room_configured", &[], now_ms);
+    if !configured.iter().any(|v| v.1 >= 1.0) {
+        return None;
+    }
+    let on = store.fresh("gateway_room_on", &[], now_ms);
+    let sum = |metric: &str| -> f64 { store.fresh(metric, &[], now_ms).iter().map(|v| v.1).sum() };
+    Some(RoomPanel {
+        gateways_holding: on.iter().filter(|v| v.1 >= 1.0).count() as u32,
+        waiting: sum("gateway_room_waiting"),
+        admitted_per_s: rate(store, "gateway_room_admitted_total", &[], now_ms, window_ms),
+        admit_rate_per_s: sum("gateway_room_admit_rate"),
+        active_sessions: sum("gateway_room_active_sessions"),
+        longest_wait_s: store
+            .fresh("gateway_room_longest_wait_seconds", &[], now_ms)
+            .iter()
+            .map(|v| v.1)
+            .fold(0.0, f64::max),
+        tickets_refused_per_s: rate(
+            store,
+            "gateway_room_tickets_refused_total",
+            &[],
+            now_ms,
+            window_ms,
+        ),
+    })
+}
+
 pub(crate) fn snapshot(view: &View<'_>) -> Snapshot {
     let (store, now_ms) = (view.store, view.now_ms);
     let alerts = view
@@ -257,6 +302,7 @@ pub(crate) fn snapshot(view: &View<'_>) -> Snapshot {
         alerts,
         verdict: view.verdict.cloned(),
         incident: view.incident.clone(),
+        room: room_panel(store, now_ms, WINDOW),
         notes_need_token: view.notes_need_token,
     }
 }
@@ -302,4 +348,72 @@ async fn stream(
         .map(|json| Ok(SseEvent::default().event("snapshot").data(&*json)))
         .take_until(stopping);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SeriesKey;
+
+    fn gateway(store: &mut Store, name: &str, metric: &str, points: &[(i64, f64)]) {
+        let key = SeriesKey::new(metric, [("gateway".to_string(), name.to_string())]);
+        for &(at, value) in points {
+            store.push(key.clone(), at, value);
+        }
+    }
+
+    #[test]
+    fn the_room_panel_sums_the_gateways_and_is_absent_without_a_room() {
+        let mut store = Store::new(60_000, 1_000);
+        assert!(room_panel(&store, 10_000, 5_000).is_none());
+        // Every gateway exports the room's metrics; without a room
+        // configured the panel says so instead of showing zeros.
+        gateway(&mut store, "a", "gateway_room_on", &[(10_000, 1.0)]);
+        gateway(&mut store, "a", "gateway_room_configured", &[(10_000, 0.0)]);
+        assert!(room_panel(&store, 10_000, 5_000).is_none());
+        gateway(&mut store, "a", "gateway_room_configured", &[(10_000, 1.0)]);
+        gateway(&mut store, "b", "gateway_room_on", &[(10_000, 0.0)]);
+        gateway(&mut store, "a", "gateway_room_waiting", &[(10_000, 900.0)]);
+        gateway(&mut store, "b", "gateway_room_waiting", &[(10_000, 100.0)]);
+        gateway(
+            &mut store,
+            "a",
+            "gateway_room_admit_rate",
+            &[(10_000, 40.0)],
+        );
+        gateway(
+            &mut store,
+            "b",
+            "gateway_room_admit_rate",
+            &[(10_000, 60.0)],
+        );
+        gateway(
+            &mut store,
+            "a",
+            "gateway_room_longest_wait_seconds",
+            &[(10_000, 12.5)],
+        );
+        gateway(
+            &mut store,
+            "b",
+            "gateway_room_longest_wait_seconds",
+            &[(10_000, 3.0)],
+        );
+        // 40 admitted in the 4 s between two scrapes: 10 a second.
+        gateway(
+            &mut store,
+            "a",
+            "gateway_room_admitted_total",
+            &[(6_000, 100.0), (10_000, 140.0)],
+        );
+        let panel = room_panel(&store, 10_000, 5_000).expect("a room is configured");
+        assert_eq!(panel.gateways_holding, 1);
+        assert_eq!(panel.waiting, 1000.0);
+        assert_eq!(panel.admit_rate_per_s, 100.0);
+        assert_eq!(panel.longest_wait_s, 12.5);
+        assert!((panel.admitted_per_s - 10.0).abs() < 1e-9, "{panel:?}");
+        assert_eq!(panel.tickets_refused_per_s, 0.0);
+        // A gateway that stopped answering drops out of the sums.
+        assert!(room_panel(&store, 20_000, 5_000).is_none());
+    }
 }

@@ -1,0 +1,103 @@
+//! `flashguard rehearse --scenario beyond-capacity` end to end, scaled
+//! down: the shops' capacity is measured under their CPU quota, ten times
+//! it comes, a shop is killed mid-surge; with the waiting room every
+//! customer is served, told sold out or kept waiting in order, and the
+//! same shops without it (the baseline) fail.
+
+mod support;
+
+use serde_json::Value;
+
+fn report(path: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} is missing: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn ten_times_capacity_is_served_fairly_and_the_baseline_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    support::rehearse(
+        &[
+            "--scenario",
+            "beyond-capacity",
+            "--scale",
+            "0.25",
+            "--baseline",
+        ],
+        dir.path(),
+    );
+
+    let ours = report(&dir.path().join("report.json"));
+    assert_eq!(ours["passed"], true, "{ours}");
+    for invariant in [
+        "oversold_units",
+        "lost_orders",
+        "duplicate_keys",
+        "fairness_overtakes",
+        "bypassed_orders",
+        "unanswered_customers",
+    ] {
+        assert_eq!(ours["invariants"][invariant], 0, "{invariant}: {ours}");
+    }
+    assert_eq!(ours["requests"]["errors"], 0, "{}", ours["requests"]);
+    // Ten times capacity came: most customers were held in line, and the
+    // room answered them instead of the shops.
+    let room = &ours["waiting_room"];
+    let waited = room["customers_waited"].as_u64().unwrap();
+    assert!(waited > 0, "nobody waited at ten times capacity: {room}");
+    assert!(
+        ours["requests"]["waiting_room_answers"].as_u64().unwrap() >= waited,
+        "{}",
+        ours["requests"]
+    );
+    assert!(
+        room["wait_s"]["max"].as_f64().unwrap() > 0.0,
+        "waits were measured: {room}"
+    );
+    assert!(ours["orders_acknowledged"].as_u64().unwrap() > 0);
+    // Customers let in were served in the time of a page, not a timeout.
+    let served_p99 = ours["served_latency_ms"]["p99"].as_f64().unwrap();
+    assert!(served_p99 < 10_000.0, "served p99 {served_p99} ms");
+
+    // The same shops and quota with neither room nor shedding.
+    let baseline = report(&dir.path().join("baseline/report.json"));
+    assert_eq!(baseline["passed"], false, "{baseline}");
+    assert!(
+        baseline["availability"].as_f64().unwrap() < ours["availability"].as_f64().unwrap(),
+        "baseline {} vs {}",
+        baseline["availability"],
+        ours["availability"]
+    );
+    assert_eq!(
+        baseline["invariants"]["oversold_units"], 0,
+        "slow, but still correct"
+    );
+
+    // The page renders in a real browser with the waiting room's figures.
+    let html = dir.path().join("report.html");
+    let dom = support::chromium_dom(&format!("file://{}", html.display()));
+    assert!(
+        dom.contains(r#"data-rendered="yes""#) && dom.contains(r#"data-errors="0""#),
+        "{}",
+        &dom[..dom.len().min(400)]
+    );
+    assert!(
+        dom.contains(&format!(r#"id="customers-waited">{waited}<"#)),
+        "the page shows {waited} customers waited"
+    );
+    assert!(dom.contains(r#"id="fairness-overtakes">0<"#));
+
+    // The monitor's postmortem tells the room's story with the report's
+    // figures.
+    let postmortem = std::fs::read_to_string(dir.path().join("postmortem.md"))
+        .expect("rehearse writes postmortem.md");
+    assert!(
+        postmortem.contains(&format!("**Waiting room:** {waited} customers waited")),
+        "{postmortem}"
+    );
+    assert!(
+        postmortem.contains("0 orders bypassed the line"),
+        "{postmortem}"
+    );
+}
