@@ -307,3 +307,69 @@ async fn retries_stay_within_the_budget_when_every_backend_fails() {
     );
     assert!(exhausted > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tries_that_never_reached_a_backend_are_not_charged_to_the_retry_budget() {
+    // A backend whose accept queue is full: the kernel drops the gateway's
+    // SYNs, so every connect to it times out and nothing is ever sent.
+    // Health checks, hung detection and ejection are kept out of the way,
+    // so it stays in rotation and round-robin sends it every other request.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let mut filling = Vec::new();
+    for _ in 0..4_096 {
+        match std::net::TcpStream::connect_timeout(&hole_addr, Duration::from_millis(100)) {
+            Ok(stream) => filling.push(stream),
+            Err(_) => break,
+        }
+    }
+    let db = sqlite_db();
+    let shop = Shop::start(&db.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &dir,
+        "[balance]\npolicy = \"round-robin\"\nslow_start_ms = 0\n\
+         [health]\ninterval_ms = 60000\nhung_after_ms = 600000\n\
+         [outlier]\nconsecutive_connect_failures = 1000\n\
+         [retry]\nattempts = 3\nbudget_percent = 1\nbudget_min_per_s = 1\n\
+         [timeouts]\nconnect_ms = 100\n",
+    );
+    let hole_flag = format!("hole={hole_addr}");
+    let live_flag = format!("live={}", shop.addr());
+    let gateway = Gateway::start(&[
+        "--config",
+        &config,
+        "--backend",
+        &hole_flag,
+        "--backend",
+        &live_flag,
+    ])
+    .await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let response = http
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    // Half of them found the hole first: far beyond a budget of about 10
+    // retries, yet each went on to the live shop.
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        gateway.backend("hole").await["failures"].as_u64().unwrap() >= 15,
+        "the hole was tried: {}",
+        gateway.backend("hole").await
+    );
+    assert_eq!(
+        metric_sum(
+            &gateway.metrics().await,
+            "gateway_retry_budget_exhausted_total",
+            &[]
+        ),
+        0.0
+    );
+    drop(filling);
+}

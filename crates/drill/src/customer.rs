@@ -111,11 +111,28 @@ fn hear(
         409 if says(b"sold_out") => Heard::SoldOut,
         409 | 429 | 404 | 422 => Heard::Refused,
         status => Heard::Failed(
-            status.to_string(),
+            error_kind(status, &answer.body),
             Duration::from_secs(answer.retry_after_s.unwrap_or(0)).max(Duration::from_millis(100)),
         ),
     };
     (heard, answer.ticket, answer.body)
+}
+
+/// "503" and, when the body names it (`{"error":"queue_timeout"}`), the
+/// error: who answered what is what a report reader needs first.
+fn error_kind(status: u16, body: &[u8]) -> String {
+    const FIELD: &[u8] = br#""error":""#;
+    let named = body
+        .windows(FIELD.len())
+        .position(|w| w == FIELD)
+        .map(|at| &body[at + FIELD.len()..])
+        .and_then(|rest| rest.iter().position(|&b| b == b'"').map(|end| &rest[..end]))
+        .filter(|name| !name.is_empty() && name.len() <= 40)
+        .and_then(|name| std::str::from_utf8(name).ok());
+    match named {
+        Some(name) => format!("{status} {name}"),
+        None => status.to_string(),
+    }
 }
 
 impl Shopper {
@@ -318,4 +335,17 @@ fn with_ticket(
         all.push((crate::client::TICKET, ticket.clone()));
     }
     all
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_is_named_by_its_status_and_the_body_s_error() {
+        assert_eq!(
+            super::error_kind(503, br#"{"error":"queue_timeout","detail":"x"}"#),
+            "503 queue_timeout"
+        );
+        assert_eq!(super::error_kind(502, b"<html>bad gateway</html>"), "502");
+        assert_eq!(super::error_kind(500, br#"{"error":""}"#), "500");
+    }
 }

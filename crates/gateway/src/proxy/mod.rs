@@ -218,6 +218,15 @@ impl Proxy {
         let close = !forwarded.body_read || !request.keep_alive() || conn.stopping();
         let (written, answered_by) = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
+                // Why the gateway answered by itself, for whoever debugs a
+                // run (`RUST_LOG=flashguard::refused=debug`).
+                tracing::debug!(
+                    target: "flashguard::refused",
+                    code = refusal.code(),
+                    tries = forwarded.tries,
+                    detail = %detail,
+                    "answered by the gateway"
+                );
                 let out = &mut conn.scratch;
                 out.clear();
                 refusal.write(

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""`flashguard rehearse --scenario beyond-capacity --baseline`, several
+times: flashguard (three CPU-capped shops, the gateway, its waiting room)
+against the original outage's architecture (one shop with the same quota,
+no gateway, no queue), each run sized from the capacity it measured.
+
+usage: bench/beyond_capacity.py [--runs 3] [--scale 1.0]
+
+Prints, for each run and as medians with their range: the measured
+capacity, the surge, availability, errors, orders acknowledged, customers
+who gave up, the waiting room's figures (customers waited, wait p50/p90/
+max, ETA ratio p50/p90), the served customers' p99, and the invariants.
+Writes bench/beyond-capacity-results.json.
+"""
+import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("FLASHGUARD_BIN") or os.path.join(ROOT, "target/release/flashguard")
+
+
+def figures(report):
+    room = report["waiting_room"]
+    return {
+        "passed": report["passed"],
+        "availability": report["availability"],
+        "errors": report["requests"]["errors"],
+        "requests": report["requests"]["total"],
+        "orders": report["orders_acknowledged"],
+        "gave_up": report["customers_gave_up"],
+        "waited": room["customers_waited"],
+        "wait_p50_s": room["wait_s"]["p50"],
+        "wait_p90_s": room["wait_s"]["p90"],
+        "wait_max_s": room["wait_s"]["max"],
+        "eta_ratio_p50": room["eta_ratio"]["p50"],
+        "eta_ratio_p90": room["eta_ratio"]["p90"],
+        "served_p99_ms": report["served_latency_ms"]["p99"],
+        "oversold": report["invariants"]["oversold_units"],
+        "lost": report["invariants"]["lost_orders"],
+        "fairness_overtakes": report["invariants"]["fairness_overtakes"],
+        "bypassed": report["invariants"]["bypassed_orders"],
+        "unanswered": report["invariants"]["unanswered_customers"],
+    }
+
+
+def one(scale):
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        out = subprocess.run([BIN, "rehearse", "--scenario", "beyond-capacity", "--baseline",
+                              "--scale", str(scale), "--report-dir", tmp],
+                             capture_output=True, text=True, env=dict(os.environ, RUST_LOG="warn"))
+        took = time.monotonic() - started
+        measured = re.search(r"the shops serve (\d+) customers/s: (\d+) a second will come for (\d+) s", out.stdout)
+        with open(os.path.join(tmp, "report.json")) as f:
+            ours = figures(json.load(f))
+        with open(os.path.join(tmp, "baseline/report.json")) as f:
+            baseline = figures(json.load(f))
+    return {"exit": out.returncode, "seconds": took,
+            "capacity_per_s": int(measured.group(1)) if measured else None,
+            "surge_per_s": int(measured.group(2)) if measured else None,
+            "flashguard": ours, "baseline": baseline}
+
+
+def spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    m = statistics.median(values)
+    fmt = (lambda v: f"{v:.4f}") if max(values) <= 1.0 and min(values) >= 0 and any(
+        isinstance(v, float) for v in values) else (lambda v: f"{v:,.1f}" if isinstance(v, float) else f"{v:,}")
+    return f"{fmt(m)} ({fmt(min(values))}..{fmt(max(values))})"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    if not os.environ.get("FLASHGUARD_BIN"):
+        subprocess.run(["cargo", "build", "--release", "--bin", "flashguard"], cwd=ROOT, check=True)
+    runs = []
+    for n in range(args.runs):
+        run = one(args.scale)
+        runs.append(run)
+        f, b = run["flashguard"], run["baseline"]
+        print(f"run {n + 1}: {run['seconds']:.0f} s, capacity {run['capacity_per_s']}/s, surge {run['surge_per_s']}/s; "
+              f"flashguard {'PASSED' if f['passed'] else 'FAILED'} availability {f['availability']:.4f} errors {f['errors']} "
+              f"orders {f['orders']} waited {f['waited']}; baseline {'PASSED' if b['passed'] else 'FAILED'} "
+              f"availability {b['availability']:.4f} errors {b['errors']} orders {b['orders']} gave up {b['gave_up']}",
+              flush=True)
+    print(f"\nmedians of {len(runs)} runs (range)")
+    print(f"  {'':22} {'flashguard':>32} {'baseline':>32}")
+    for key in ("seconds", "capacity_per_s", "surge_per_s"):
+        print(f"  {key:22} {spread([r[key] for r in runs]):>32}")
+    for key in runs[0]["flashguard"]:
+        if key == "passed":
+            ours = sum(r["flashguard"]["passed"] for r in runs)
+            base = sum(r["baseline"]["passed"] for r in runs)
+            print(f"  {'passed':22} {f'{ours}/{len(runs)}':>32} {f'{base}/{len(runs)}':>32}")
+            continue
+        print(f"  {key:22} {spread([r['flashguard'][key] for r in runs]):>32} "
+              f"{spread([r['baseline'][key] for r in runs]):>32}")
+    with open(os.path.join(ROOT, "bench/beyond-capacity-results.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    sys.exit(0 if all(r["flashguard"]["passed"] for r in runs) else 1)
+
+
+if __name__ == "__main__":
+    main()
