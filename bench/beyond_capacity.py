@@ -49,6 +49,9 @@ def one(scale):
                               "--scale", str(scale), "--report-dir", tmp],
                              capture_output=True, text=True, env=dict(os.environ, RUST_LOG="warn"))
         took = time.monotonic() - started
+        if not os.path.exists(os.path.join(tmp, "baseline/report.json")):
+            sys.exit(f"rehearse ended with {out.returncode} before both reports were written:\n"
+                     f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         measured = re.search(r"the shops serve (\d+) customers/s: (\d+) a second will come for (\d+) s", out.stdout)
         with open(os.path.join(tmp, "report.json")) as f:
             ours = figures(json.load(f))

@@ -8,21 +8,33 @@
 //! - requests refused or timed out by the queue, or the backends full
 //!   (requests queued, or nine tenths of their concurrency limits taken)
 //!   during half the beats or more: the rate falls by a fifth
-//!   (multiplicative decrease, as TCP does on loss; admitted customers
-//!   keep the backends busy for a second or two after, so a deeper cut
-//!   overshoots);
+//!   (multiplicative decrease, as TCP does on loss);
 //! - never full: the rate rises by a fifth (the backends show room; a
 //!   fifth finds capacity within seconds);
 //! - full now and then: it rises by 5 % (probing gently near the edge).
+//!
+//! The loop has a delay TCP's does not: a customer whose turn comes is
+//! let in when they come back, up to the advised interval (10 s at most)
+//! later. So the rate only rises while it is **in use** — customers came
+//! in during the second at four fifths of the rate or more — as TCP grows
+//! its window only when the sender fills it (RFC 7661). Otherwise the
+//! backends' room says nothing about the rate: a rate raised on it lets
+//! in customers who all arrive seconds later at once (measured: a rate
+//! raised to 1.9 times the shops' capacity before the first of them came
+//! back, then the gateway's queue timing out). And it only falls while
+//! the customers coming in are at least half the rate (or the queue
+//! refuses): backends still full of customers let in before the last cut
+//! do not cut it again, which would take it to the floor.
 //!
 //! The limits themselves shrink as a backend's latency climbs past twice
 //! its usual (`backend::limit`), so "nine tenths of the limits taken"
 //! means the backends are as busy as their latency allows.
 //!
 //! Always within `[min_admit_per_s, admit_per_s] / gateways`. The rate
-//! starts at `initial_admit_per_s` (a quarter of the bound unless set). With `adaptive = false` it stays at
-//! the bound. A notice is raised when the rate has moved by a quarter
-//! since the last one, so the timeline shows the steps, not every beat.
+//! starts at `initial_admit_per_s` (a quarter of the bound unless set).
+//! With `adaptive = false` it stays at the bound. A notice is raised when
+//! the rate has moved by a quarter since the last one, so the timeline
+//! shows the steps, not every beat.
 
 use super::{Pressure, RoomRules};
 
@@ -35,6 +47,9 @@ pub(crate) struct Adaptive {
     beats: u32,
     queued_beats: u32,
     refusals_seen: u64,
+    /// Customers who had come in (turns taken, newcomers let straight in)
+    /// at the start of the second.
+    entered_seen: u64,
     second_start_ms: u64,
     reported: f64,
 }
@@ -59,6 +74,7 @@ impl Adaptive {
             beats: 0,
             queued_beats: 0,
             refusals_seen: 0,
+            entered_seen: 0,
             second_start_ms: 0,
             reported: rate,
         }
@@ -68,35 +84,56 @@ impl Adaptive {
         self.rate
     }
 
-    /// One beat's look at the backends; once a second, a step. Returns a
+    /// One beat's look at the backends; once a second, a step.
+    /// `entered`: customers who have come in so far (a counter). Returns a
     /// notice when the rate has moved far enough to report.
-    pub(crate) fn beat(&mut self, pressure: Pressure, waiting: u64, now_ms: u64) -> Option<String> {
+    pub(crate) fn beat(
+        &mut self,
+        pressure: Pressure,
+        waiting: u64,
+        entered: u64,
+        now_ms: u64,
+    ) -> Option<String> {
         self.beats += 1;
         self.queued_beats += u32::from(pressure.full());
         if self.second_start_ms == 0 {
             self.second_start_ms = now_ms;
             self.refusals_seen = pressure.queue_refusals;
+            self.entered_seen = entered;
         }
         if now_ms < self.second_start_ms + 1_000 {
             return None;
         }
+        let seconds = (now_ms - self.second_start_ms) as f64 / 1000.0;
         let queued_share = f64::from(self.queued_beats) / f64::from(self.beats);
         let refused = pressure.queue_refusals - self.refusals_seen.min(pressure.queue_refusals);
+        let came_per_s = (entered - self.entered_seen.min(entered)) as f64 / seconds;
         self.refusals_seen = pressure.queue_refusals;
+        self.entered_seen = entered;
         self.beats = 0;
         self.queued_beats = 0;
         self.second_start_ms = now_ms;
         if !self.adaptive || waiting == 0 {
             return None;
         }
+        let in_use = came_per_s >= self.rate * 0.8;
         let (factor, why) = if refused > 0 || queued_share >= 0.5 {
+            if refused == 0 && came_per_s < self.rate * 0.5 {
+                // Full of customers let in before: the rate is below
+                // what loads the backends already.
+                return None;
+            }
             (
-                0.75,
+                0.8,
                 format!(
-                    "backends full ({refused} refused by the queue, full {:.0} % of the second)",
+                    "backends full ({refused} refused by the queue, full {:.0} % of the second, \
+                     {came_per_s:.0} customers came in)",
                     queued_share * 100.0
                 ),
             )
+        } else if !in_use {
+            // Customers whose turn came are still on their way back.
+            return None;
         } else if queued_share == 0.0 {
             (1.2, "backends have room (never full)".to_string())
         } else {
@@ -122,25 +159,44 @@ mod tests {
     use super::*;
     use crate::room::RoomFile;
 
-    fn adaptive(admit_per_s: f64) -> Adaptive {
+    /// The rate and the customers who came in so far.
+    struct Sim {
+        a: Adaptive,
+        entered: f64,
+    }
+
+    impl Sim {
+        fn rate(&self) -> f64 {
+            self.a.rate()
+        }
+    }
+
+    fn adaptive(admit_per_s: f64) -> Sim {
         let rules = RoomFile {
             admit_per_s,
             ..RoomFile::default()
         }
         .validate(None)
         .unwrap();
-        Adaptive::new(&rules)
+        Sim {
+            a: Adaptive::new(&rules),
+            entered: 0.0,
+        }
     }
 
-    /// Ten beats of a second, `queued` of them with requests in the queue.
-    fn second(adaptive: &mut Adaptive, at_s: u64, queued: u32, refusals: u64) {
+    /// Ten beats of a second, `queued` of them with requests in the
+    /// queue, customers coming in at `came` times the rate.
+    fn second(sim: &mut Sim, at_s: u64, queued: u32, refusals: u64, came: f64) {
         for beat in 0..10u64 {
             let pressure = Pressure {
                 queued: usize::from(beat < u64::from(queued)),
                 queue_refusals: refusals,
                 ..Pressure::default()
             };
-            adaptive.beat(pressure, 100, at_s * 1_000 + beat * 100 + 1);
+            sim.entered += sim.rate() * came / 10.0;
+            let entered = sim.entered as u64;
+            sim.a
+                .beat(pressure, 100, entered, at_s * 1_000 + beat * 100 + 1);
         }
     }
 
@@ -149,25 +205,63 @@ mod tests {
         let mut a = adaptive(400.0);
         assert_eq!(a.rate(), 100.0);
         for s in 1..=3 {
-            second(&mut a, s, 0, 0);
+            second(&mut a, s, 0, 0, 1.0);
         }
         assert!(a.rate() > 140.0, "{}", a.rate());
         let high = a.rate();
         // Full: queued through the second, and refusals (each second is
         // judged at the next one's first beat).
-        second(&mut a, 4, 10, 0);
-        second(&mut a, 5, 10, 5);
-        second(&mut a, 6, 0, 5);
+        second(&mut a, 4, 10, 0, 1.0);
+        second(&mut a, 5, 10, 5, 1.0);
+        second(&mut a, 6, 0, 5, 1.0);
         assert!(a.rate() < high * 0.7, "{} after {high}", a.rate());
         // Never beyond the bounds.
         for s in 7..60 {
-            second(&mut a, s, 0, 5);
+            second(&mut a, s, 0, 5, 1.0);
         }
         assert_eq!(a.rate(), 400.0);
         for s in 60..120 {
-            second(&mut a, s, 10, 5 + s);
+            second(&mut a, s, 10, 5 + s, 1.0);
         }
         assert_eq!(a.rate(), 1.0);
+    }
+
+    #[test]
+    fn a_rate_nobody_uses_yet_is_not_raised() {
+        // The backends have room only because the customers let in have
+        // not come back yet: a tenth of the rate comes in.
+        let mut a = adaptive(400.0);
+        for s in 1..=10 {
+            second(&mut a, s, 0, 0, 0.1);
+        }
+        assert_eq!(a.rate(), 100.0);
+        // They come: now the room the backends show is worth using.
+        for s in 11..=13 {
+            second(&mut a, s, 0, 0, 1.0);
+        }
+        assert!(a.rate() > 140.0, "{}", a.rate());
+    }
+
+    #[test]
+    fn backends_full_of_earlier_customers_do_not_cut_the_rate_again() {
+        let mut a = adaptive(400.0);
+        // Full, with customers coming in at the rate: cut once a second
+        // (a second is judged at the next one's first beat).
+        second(&mut a, 1, 10, 0, 1.0);
+        second(&mut a, 2, 10, 0, 1.0);
+        second(&mut a, 3, 10, 0, 0.2);
+        let cut = a.rate();
+        assert!(cut < 70.0, "{cut}");
+        // Still full, but few come in now: the backends are busy with
+        // customers let in before, the rate stays.
+        for s in 4..=10 {
+            second(&mut a, s, 10, 0, 0.2);
+        }
+        assert_eq!(a.rate(), cut);
+        // Refusals cut it whatever comes in.
+        second(&mut a, 11, 10, 50, 0.2);
+        second(&mut a, 12, 10, 60, 0.2);
+        assert!(a.rate() < cut, "{} after {cut}", a.rate());
     }
 
     #[test]
@@ -188,7 +282,7 @@ mod tests {
 
     #[test]
     fn nobody_in_line_leaves_the_rate_alone() {
-        let mut a = adaptive(400.0);
+        let mut a = adaptive(400.0).a;
         for beat in 0..100u64 {
             a.beat(
                 Pressure {
@@ -197,6 +291,7 @@ mod tests {
                     ..Pressure::default()
                 },
                 0,
+                beat * 10,
                 beat * 100 + 1,
             );
         }

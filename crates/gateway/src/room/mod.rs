@@ -130,6 +130,9 @@ struct Inner {
     calm_since_ms: Option<u64>,
     abandoned_reported: u64,
     longest_wait_ms: u64,
+    /// Customers who came in: turns taken and newcomers let straight in
+    /// (what the adaptive rate checks it is in use against).
+    entered: u64,
     /// Customers let in per second from the line, averaged over the last
     /// seconds: what the estimates of the wait are made from (the rate
     /// set is a bound; this is what the line actually moves at).
@@ -240,6 +243,7 @@ impl Room {
                 calm_since_ms: None,
                 abandoned_reported: 0,
                 longest_wait_ms: 0,
+                entered: 0,
                 moving: Moving::default(),
             }),
             metrics,
@@ -335,6 +339,7 @@ impl Room {
         let line = &mut inner.line;
         if let Some(turn) = line.turn(ticket.issued_ms, ticket.presale, ticket.nonce) {
             line.came(ticket.issued_ms);
+            inner.entered += 1;
             let waited_ms = turn.saturating_sub(ticket.issued_ms);
             inner.longest_wait_ms = inner.longest_wait_ms.max(waited_ms);
             drop(inner);
@@ -436,6 +441,7 @@ impl Room {
             return Gate::SoldOut(self.seal(&ticket));
         }
         if inner.line.admit_now(now) {
+            inner.entered += 1;
             drop(inner);
             return self.let_in(ticket, now, now);
         }
@@ -475,7 +481,8 @@ impl Room {
             }
         }
         let waiting = inner.line.waiting();
-        if let Some(why) = inner.adaptive.beat(pressure, waiting, now) {
+        let entered = inner.entered;
+        if let Some(why) = inner.adaptive.beat(pressure, waiting, entered, now) {
             notices.push(Notice::Rate(why));
         }
         let rate = inner.adaptive.rate();
