@@ -373,3 +373,101 @@ async fn tries_that_never_reached_a_backend_are_not_charged_to_the_retry_budget(
     );
     drop(filling);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_item_is_ordered_at_its_owner_and_moves_only_when_it_dies() {
+    // Three shops on one database; an item small enough to sell out, so
+    // that overselling would show.
+    let db = sqlite_db();
+    let mut shops = Vec::new();
+    for _ in 0..3 {
+        shops.push(Shop::start(&db.url).await);
+    }
+    let stock = 600;
+    let created = put_product(
+        &shops[0].url,
+        "hot",
+        json!({ "name": "Hot", "price_cents": 100, "stock": stock }),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let flags = backend_flags(&shops.iter().collect::<Vec<_>>(), &[]);
+    let gateway = Gateway::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    // Reads spread over the shops; every order goes to the item's owner.
+    let load = Load::start(&gateway.url, "hot", 12);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut orders = Vec::new();
+    for shop in &shops {
+        orders.push(orders_answered(shop).await);
+    }
+    let owners: Vec<usize> = (0..3).filter(|&i| orders[i] > 0.0).collect();
+    assert_eq!(
+        owners.len(),
+        1,
+        "orders for one item at one shop: {orders:?}"
+    );
+    let owner = owners[0];
+    for name in ["p1", "p2", "p3"] {
+        assert!(
+            requests_of(&gateway, name).await > 0,
+            "{name} got no request: reads are balanced over every shop"
+        );
+    }
+
+    // The owner dies mid-load: the item moves to one other shop, at once.
+    shops[owner].signal("KILL");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let outcomes = load.stop().await;
+    let errors: Vec<_> = outcomes.iter().filter(|o| o.is_error()).collect();
+    assert!(
+        errors.is_empty(),
+        "the owner's death failed requests: {errors:?}"
+    );
+    let mut after = Vec::new();
+    for (i, shop) in shops.iter().enumerate() {
+        after.push(if i == owner {
+            0.0
+        } else {
+            orders_answered(shop).await
+        });
+    }
+    let heirs: Vec<usize> = (0..3).filter(|&i| after[i] > 0.0).collect();
+    assert_eq!(heirs.len(), 1, "the item moved to one shop: {after:?}");
+
+    // The first owner comes back mid-sale: the item stays with its heir.
+    let heir = heirs[0];
+    let addr = shops[owner].addr().to_string();
+    shops[owner] = Shop::launch(&db.url, &addr, &[], Some(ADMIN_TOKEN)).await;
+    let name = format!("p{}", owner + 1);
+    gateway
+        .wait_state(&name, "up", Duration::from_secs(5))
+        .await;
+    let heir_before = orders_answered(&shops[heir]).await;
+    let more = Load::start(&gateway.url, "hot", 6);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let more = more.stop().await;
+    assert!(more.iter().all(|o| !o.is_error()), "{more:?}");
+    assert_eq!(
+        orders_answered(&shops[owner]).await,
+        0.0,
+        "the item went back to its first owner mid-sale"
+    );
+    assert!(orders_answered(&shops[heir]).await > heir_before);
+
+    // Correct whoever sold it.
+    let survivor = &shops[heir];
+    let exported = export(&survivor.url).await;
+    let sold: i64 = exported
+        .iter()
+        .map(|o| o["quantity"].as_i64().unwrap())
+        .sum();
+    assert!(sold <= stock, "{sold} sold of {stock}");
+    let acknowledged = outcomes
+        .iter()
+        .chain(&more)
+        .filter(|o| o.order.is_some())
+        .count();
+    assert!(acknowledged > 20, "only {acknowledged} orders");
+    assert!(acknowledged <= exported.len());
+}

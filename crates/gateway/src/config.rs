@@ -82,6 +82,11 @@ pub struct BalanceFile {
     /// A backend that comes back gets a growing share of traffic over this
     /// window, in ms; 0 turns slow start off. Default 10000.
     pub slow_start_ms: u64,
+    /// Orders for one item go to one shop (the item's owner by rendezvous
+    /// hashing on its SKU over the primaries that are up), so each item's
+    /// orders are batched in one place; browsing and everything else is
+    /// balanced as before. Default true.
+    pub sku_affinity: bool,
 }
 
 impl Default for BalanceFile {
@@ -90,6 +95,7 @@ impl Default for BalanceFile {
             policy: Policy::PeakEwma,
             ewma_decay_ms: 10_000,
             slow_start_ms: 10_000,
+            sku_affinity: true,
         }
     }
 }
@@ -368,6 +374,7 @@ pub struct Settings {
     pub policy: Policy,
     pub ewma_decay: Duration,
     pub slow_start: Duration,
+    pub sku_affinity: bool,
     pub health_path: String,
     pub health_interval: Duration,
     pub health_timeout: Duration,
@@ -603,6 +610,7 @@ impl ConfigFile {
                 policy: b.policy,
                 ewma_decay: ms(b.ewma_decay_ms),
                 slow_start: ms(b.slow_start_ms),
+                sku_affinity: b.sku_affinity,
                 health_path: h.path.clone(),
                 health_interval: ms(h.interval_ms),
                 health_timeout: ms(h.timeout_ms),

@@ -89,6 +89,14 @@ impl RequestBody {
         }
     }
 
+    /// The whole body, when it was read before the first try.
+    pub(crate) fn buffered(&self) -> Option<&[u8]> {
+        match self {
+            RequestBody::Buffered { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+
     pub(crate) fn is_buffered(&self) -> bool {
         matches!(self, RequestBody::Buffered { .. })
     }

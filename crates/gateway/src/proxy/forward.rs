@@ -7,6 +7,7 @@ use http::Method;
 use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
+use super::affinity;
 use super::answer::Refusal;
 use super::body::RequestBody;
 use super::client::ClientConn;
@@ -30,6 +31,7 @@ pub(super) struct Route<'a> {
     pub(super) live: &'a Live,
     pub(super) metrics: &'a GatewayMetrics,
     pub(super) upstream: &'a UpstreamPool,
+    pub(super) owners: &'a affinity::Owners,
 }
 
 /// Who answers the client.
@@ -139,8 +141,19 @@ pub(super) async fn forward<S: Stream>(
     // Grown at the first try: a request waiting in the queue holds none.
     let (mut tries, mut tried) = (0, Vec::new());
     let mut last: Option<Last> = None;
+    let sku = s
+        .sku_affinity
+        .then(|| affinity::sku_of(request, &body))
+        .flatten();
     while tries < s.attempts {
-        let slot = match slot::acquire(route, &list, &tried, &mut conn.alarm).await {
+        // An order waits for its item's owner (`affinity`); anything else,
+        // or an order no primary can own, for any backend not yet tried.
+        let owner = sku
+            .as_deref()
+            .and_then(|sku| route.owners.owner(&list, sku, &tried));
+        let all_but_owner = owner.map(|owner| affinity::all_but(list.len(), owner));
+        let avoid = all_but_owner.as_deref().unwrap_or(&tried);
+        let slot = match slot::acquire(route, &list, avoid, &mut conn.alarm).await {
             Ok(slot) => slot,
             // No backend left: the last failure stands.
             Err(error) if error.refusal == Refusal::NoBackend => break,

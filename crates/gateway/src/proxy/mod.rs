@@ -9,6 +9,7 @@
 //! draws from a budget (a share of requests plus a floor per second), so a
 //! sick tier is not flooded with retries in a surge.
 
+mod affinity;
 mod alarm;
 pub(crate) mod answer;
 mod body;
@@ -101,6 +102,8 @@ pub(crate) struct Proxy {
     admission: Arc<Semaphore>,
     /// The waiting room, when one is configured.
     pub(crate) room: Option<Arc<Room>>,
+    /// Each hot item's shop (`affinity`).
+    owners: affinity::Owners,
 }
 
 /// What each serving thread has of its own.
@@ -127,6 +130,7 @@ impl Proxy {
             metrics,
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             room,
+            owners: affinity::Owners::default(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Proxy {
             live: &live,
             metrics: &self.metrics,
             upstream: &thread.upstream,
+            owners: &self.owners,
         };
         let path_class = crate::traffic::PathClass::of(request.path());
         // Copied only when they will be logged: this is the hot path.
