@@ -51,9 +51,10 @@ pub struct StackFile {
     /// Every part's log, a file each (and `up`'s own), bounded in size.
     /// Default `flashguard-logs`.
     pub logs_dir: String,
-    /// Each shop's CPU, in percent of one core, enforced by a cgroup
-    /// quota (a small store on a big machine). Default none: unlimited.
-    pub shop_cpu_percent: Option<f64>,
+    /// Each shop's CPU, in cores (0.25: a quarter of one), enforced by a
+    /// cgroup quota, so a shop is a measured unit of capacity, as a pod's
+    /// CPU limit makes it. Default none: unlimited.
+    pub shop_cpu: Option<f64>,
     /// The gateway's waiting room (`[waiting_room]` as in gateway.toml).
     /// Default none: no room.
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
@@ -79,7 +80,7 @@ impl Default for StackFile {
             trusted_proxies: vec!["127.0.0.1".into()],
             incidents_db: "flashguard-incidents.sqlite".into(),
             logs_dir: "flashguard-logs".into(),
-            shop_cpu_percent: None,
+            shop_cpu: None,
             waiting_room: None,
         }
     }
@@ -105,7 +106,7 @@ pub struct StackConfig {
     pub trusted_proxies: Vec<String>,
     pub incidents_db: String,
     pub logs_dir: String,
-    pub shop_cpu_percent: Option<f64>,
+    pub shop_cpu: Option<f64>,
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
 }
 
@@ -161,10 +162,10 @@ impl StackFile {
             return refuse("logs_dir", "must name a folder");
         }
         if self
-            .shop_cpu_percent
-            .is_some_and(|p| !(1.0..=100.0 * 64.0).contains(&p))
+            .shop_cpu
+            .is_some_and(|cores| !(0.01..=64.0).contains(&cores))
         {
-            return refuse("shop_cpu_percent", "must be at least 1 (1 % of one core)");
+            return refuse("shop_cpu", "must be 0.01 to 64 (cores)");
         }
         if let Some(room) = &self.waiting_room {
             // Refused here with the field named, not later by the gateway.
@@ -192,7 +193,7 @@ impl StackFile {
             trusted_proxies: self.trusted_proxies,
             incidents_db: self.incidents_db,
             logs_dir: self.logs_dir,
-            shop_cpu_percent: self.shop_cpu_percent,
+            shop_cpu: self.shop_cpu,
             waiting_room: self.waiting_room,
         })
     }

@@ -45,8 +45,8 @@ fn write(path: &Path, text: &str) -> Result<(), QuotaError> {
 pub(crate) struct CpuQuotas {
     version: Version,
     root: PathBuf,
-    /// Of one core, in percent.
-    percent: f64,
+    /// Cores each part may use.
+    cores: f64,
 }
 
 /// Where the cpu controller is mounted, and how.
@@ -80,10 +80,12 @@ fn find_controller(mountinfo: &str) -> Option<(Version, PathBuf)> {
 }
 
 impl CpuQuotas {
-    /// A group for this stack whose parts get `percent` of one core each.
-    pub(crate) fn create(percent: f64) -> Result<CpuQuotas, QuotaError> {
+    /// A group for this stack whose parts get `cores` each. Groups left
+    /// by a stack that was SIGKILLed (its pid is gone) are removed first.
+    pub(crate) fn create(cores: f64) -> Result<CpuQuotas, QuotaError> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let (version, mount) = find_controller(&mountinfo).ok_or(QuotaError::NoController)?;
+        remove_orphans(&mount);
         let root = mount.join(format!("flashguard-{}", std::process::id()));
         std::fs::create_dir_all(&root).map_err(|source| QuotaError::Io {
             path: root.clone(),
@@ -98,7 +100,7 @@ impl CpuQuotas {
         Ok(CpuQuotas {
             version,
             root,
-            percent,
+            cores,
         })
     }
 
@@ -110,7 +112,7 @@ impl CpuQuotas {
                 path: group.clone(),
                 source,
             })?;
-            let quota = ((self.percent / 100.0 * PERIOD_US as f64) as u64).max(1_000);
+            let quota = ((self.cores * PERIOD_US as f64) as u64).max(1_000);
             match self.version {
                 Version::V1 => {
                     write(&group.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
@@ -124,14 +126,42 @@ impl CpuQuotas {
 
     /// Removes every group made (their processes must have ended).
     pub(crate) fn remove(&self) {
-        if let Ok(children) = std::fs::read_dir(&self.root) {
-            for child in children.flatten() {
-                if child.path().is_dir() {
-                    remove_group(&child.path());
-                }
+        remove_tree(&self.root);
+    }
+}
+
+/// A stack's group and its parts' groups.
+fn remove_tree(root: &Path) {
+    if let Ok(children) = std::fs::read_dir(root) {
+        for child in children.flatten() {
+            if child.path().is_dir() {
+                remove_group(&child.path());
             }
         }
-        remove_group(&self.root);
+    }
+    remove_group(root);
+}
+
+/// The groups of stacks whose process is gone (SIGKILLed before they
+/// could remove them): `flashguard-<pid>` with no `/proc/<pid>`. Their
+/// parts watch `up`'s stdin and exit with it, so the groups are empty.
+fn remove_orphans(mount: &Path) {
+    let Ok(entries) = std::fs::read_dir(mount) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("flashguard-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(group = %entry.path().display(), "removing the cpu group of a stack that is gone");
+            remove_tree(&entry.path());
+        }
     }
 }
 
@@ -170,5 +200,39 @@ mod tests {
         assert!(find_controller(combined).is_some());
         let none = "33 31 0:30 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n";
         assert_eq!(find_controller(none), None);
+    }
+
+    #[test]
+    fn a_quota_is_applied_and_every_group_removed_even_a_killed_stack_s() {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let Some((version, mount)) = find_controller(&mountinfo) else {
+            eprintln!("skipped: no cpu controller is mounted here");
+            return;
+        };
+        // A stack SIGKILLed earlier left its group: its pid cannot exist
+        // (beyond the kernel's largest).
+        let pid_max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(4_194_304);
+        let orphan = mount.join(format!("flashguard-{}", pid_max + 1));
+        if let Err(err) = std::fs::create_dir_all(orphan.join("shop-1")) {
+            eprintln!("skipped: cgroups are not writable here ({err})");
+            return;
+        }
+        let quotas = CpuQuotas::create(0.25).expect("the controller is writable");
+        assert!(!orphan.exists(), "the killed stack's group was left");
+        let group = quotas.group("shop-1").unwrap();
+        let quota = match version {
+            Version::V1 => std::fs::read_to_string(group.join("cpu.cfs_quota_us")).unwrap(),
+            Version::V2 => std::fs::read_to_string(group.join("cpu.max")).unwrap(),
+        };
+        assert!(
+            quota.starts_with("25000"),
+            "a quarter of a 100 ms period: {quota}"
+        );
+        let root = quotas.root.clone();
+        quotas.remove();
+        assert!(!group.exists() && !root.exists(), "groups left behind");
     }
 }

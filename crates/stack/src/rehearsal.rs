@@ -47,10 +47,10 @@ impl Story {
     }
 }
 
-/// Each shop's CPU in the beyond-capacity story, in percent of one core:
-/// small enough that ten times what three such shops serve is within
-/// the drill's reach on two cores (BENCHMARKS.md).
-const SHOP_CPU_PERCENT: f64 = 5.0;
+/// Each shop's CPU in the beyond-capacity story, in cores: small enough
+/// that ten times what three such shops serve is within the drill's reach
+/// on two cores (BENCHMARKS.md).
+const SHOP_CPU: f64 = 0.05;
 /// The beyond-capacity surge at full scale, in s.
 const SURGE_S: f64 = 24.0;
 
@@ -129,7 +129,7 @@ pub async fn rehearse(
                 surge_s: SURGE_S * rehearsal.scale,
             },
             StackFile {
-                shop_cpu_percent: Some(SHOP_CPU_PERCENT),
+                shop_cpu: Some(SHOP_CPU),
                 ..StackFile::default()
             },
         ),
@@ -166,8 +166,8 @@ pub async fn rehearse(
         restart_backoff_ms: 3_600_000,
         max_restart_backoff_ms: 3_600_000,
         // The same shop as one of flashguard's.
-        shop_cpu_percent: match rehearsal.story {
-            Story::BeyondCapacity => Some(SHOP_CPU_PERCENT),
+        shop_cpu: match rehearsal.story {
+            Story::BeyondCapacity => Some(SHOP_CPU),
             Story::FlashSaleWithACrash => None,
         },
         ..StackFile::default()
@@ -293,8 +293,9 @@ async fn run_on(
                 running
                     .quota_note
                     .as_ref()
-                    .map_or(format!("{SHOP_CPU_PERCENT} % of a core"), |_| "no quota"
-                        .into())
+                    .map_or(format!("{:.0} % of a core", SHOP_CPU * 100.0), |_| {
+                        "no quota".into()
+                    })
             ));
             let capacity = crate::calibrate::capacity(
                 &shops,

@@ -145,8 +145,8 @@ impl Stack {
     /// The primary shops and the backups, all on the one database; the
     /// first seeds the demo sale.
     fn start_shops(&mut self) {
-        if let Some(percent) = self.config.shop_cpu_percent {
-            match CpuQuotas::create(percent) {
+        if let Some(cores) = self.config.shop_cpu {
+            match CpuQuotas::create(cores) {
                 Ok(quotas) => self.quotas = Some(quotas),
                 Err(err) => {
                     let note = format!(
