@@ -201,11 +201,30 @@ async fn store_state(
     http: &reqwest::Client,
     target: &Target,
 ) -> anyhow::Result<(Vec<Exported>, Vec<Stock>)> {
+    // A server still working off the crowd (the baseline's single shop,
+    // which sheds nothing) may answer 503 for a while after the sale:
+    // asked again until it answers, for two minutes at most.
     let get = |path: &str| {
-        http.get(format!("{}{path}", target.url))
-            .bearer_auth(&target.admin_token)
-            .timeout(Duration::from_secs(120))
-            .send()
+        let url = format!("{}{path}", target.url);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let answer = http
+                    .get(&url)
+                    .bearer_auth(&target.admin_token)
+                    .timeout(Duration::from_secs(120))
+                    .send()
+                    .await;
+                let busy = match &answer {
+                    Ok(answer) => answer.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE,
+                    Err(err) => err.is_timeout() || err.is_connect(),
+                };
+                if !busy || tokio::time::Instant::now() >= deadline {
+                    return answer;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
     };
     let export = get("/admin/orders").await.context("exporting orders")?;
     anyhow::ensure!(
