@@ -16,8 +16,14 @@ function init(args)
     retry_after = 0
 end
 
+-- WRK_BROWSE=1: a sale's mix, each customer reads the product, then orders.
+local browse = os.getenv("WRK_BROWSE") == "1"
+
 function request()
     counter = counter + 1
+    if browse and counter % 2 == 1 then
+        return wrk.format("GET", "/api/products/hot")
+    end
     local body = '{"sku":"hot","quantity":1,"customer":"c' .. (counter % 5000) .. '"}'
     return wrk.format("POST", "/api/orders",
         { ["Content-Type"] = "application/json", ["Idempotency-Key"] = prefix .. counter }, body)

@@ -114,11 +114,13 @@ backend shops
     return proc, port, None
 
 
-def wrk(port, connections, seconds):
-    out = subprocess.run(pinned(WRK_CPU, ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
-                                          "--timeout", "10s", "--latency", "-s", LUA,
-                                          f"http://127.0.0.1:{port}/api/orders"]),
-                         capture_output=True, text=True, env=dict(os.environ)).stdout
+def wrk(port, connections, seconds, launcher=None, env=None):
+    """`launcher` wraps wrk's command line (default: pinned to WRK_CPU);
+    `env` adds variables (WRK_BROWSE=1: a sale's mix)."""
+    args = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "--latency",
+            "-s", LUA, f"http://127.0.0.1:{port}/api/orders"]
+    command = launcher(args) if launcher else pinned(WRK_CPU, args)
+    out = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, **(env or {}))).stdout
     lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.splitlines()
              if line.split(" ", 1)[0] in ("STATUSES", "RETRY_AFTER", "LATENCY_US", "SOCKET_ERRORS")}
     statuses = {int(k): v for k, v in json.loads(lines.get("STATUSES", "{}")).items()}
