@@ -7,6 +7,7 @@
 //! does, even if it is SIGKILLed (they watch a pipe from it); their logs go
 //! to files (`logs`).
 
+mod autoscale;
 mod calibrate;
 mod config;
 mod control;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use tokio::net::TcpListener;
 
+pub use autoscale::{AutoscaleRules, Autoscaler, Decision, SaleWindow, Signals};
 pub use calibrate::CalibrationError;
 pub use config::{StackConfig, StackConfigError, StackFile};
 pub use logs::{Echo, LogPolicy};
