@@ -55,6 +55,9 @@ pub struct StackFile {
     /// cgroup quota, so a shop is a measured unit of capacity, as a pod's
     /// CPU limit makes it. Default none: unlimited.
     pub shop_cpu: Option<f64>,
+    /// Shops added and removed with the load (`[autoscale]`). Default
+    /// none: `shops` shops, always.
+    pub autoscale: Option<AutoscaleFile>,
     /// The gateway's waiting room (`[waiting_room]` as in gateway.toml).
     /// Default none: no room.
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
@@ -81,6 +84,7 @@ impl Default for StackFile {
             incidents_db: "flashguard-incidents.sqlite".into(),
             logs_dir: "flashguard-logs".into(),
             shop_cpu: None,
+            autoscale: None,
             waiting_room: None,
         }
     }
@@ -107,6 +111,8 @@ pub struct StackConfig {
     pub incidents_db: String,
     pub logs_dir: String,
     pub shop_cpu: Option<f64>,
+    /// The autoscaler's rules and its step.
+    pub autoscale: Option<(crate::AutoscaleRules, Duration)>,
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
 }
 
@@ -175,6 +181,10 @@ impl StackFile {
             .admin_token
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let autoscale = match &self.autoscale {
+            None => None,
+            Some(file) => Some(file.validate(self.shops)?),
+        };
         Ok(StackConfig {
             shops: self.shops,
             backups: self.backups,
@@ -194,8 +204,97 @@ impl StackFile {
             incidents_db: self.incidents_db,
             logs_dir: self.logs_dir,
             shop_cpu: self.shop_cpu,
+            autoscale,
             waiting_room: self.waiting_room,
         })
+    }
+}
+
+/// `[autoscale]`: between `min_shops` and `max_shops` primaries, from the
+/// gateway's figures every `step_ms`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AutoscaleFile {
+    /// Default: `shops`.
+    pub min_shops: Option<usize>,
+    /// Default: twice `shops`, at most 32.
+    pub max_shops: Option<usize>,
+    /// Default 0.7.
+    pub target_utilisation: f64,
+    /// Default 500.
+    pub p99_target_ms: f64,
+    /// Default 300 (5 min).
+    pub down_window_s: u64,
+    /// Default 60.
+    pub lead_s: u64,
+    /// Shops during a sale window, at least. Default `max_shops`.
+    pub planned_shops: Option<usize>,
+    /// Default 1000.
+    pub step_ms: u64,
+}
+
+impl Default for AutoscaleFile {
+    fn default() -> Self {
+        AutoscaleFile {
+            min_shops: None,
+            max_shops: None,
+            target_utilisation: 0.7,
+            p99_target_ms: 500.0,
+            down_window_s: 300,
+            lead_s: 60,
+            planned_shops: None,
+            step_ms: 1_000,
+        }
+    }
+}
+
+impl AutoscaleFile {
+    fn validate(
+        &self,
+        shops: usize,
+    ) -> Result<(crate::AutoscaleRules, Duration), StackConfigError> {
+        let refuse = |field, problem| Err(StackConfigError::Invalid { field, problem });
+        let min = self.min_shops.unwrap_or(shops);
+        let max = self.max_shops.unwrap_or((shops * 2).min(32));
+        if !(1..=32).contains(&min) {
+            return refuse("autoscale.min_shops", "must be 1 to 32");
+        }
+        if !(min..=32).contains(&max) {
+            return refuse("autoscale.max_shops", "must be min_shops to 32");
+        }
+        if !(shops >= min && shops <= max) {
+            return refuse("shops", "must be within autoscale.min_shops and max_shops");
+        }
+        if !(self.target_utilisation > 0.0 && self.target_utilisation <= 1.0) {
+            return refuse(
+                "autoscale.target_utilisation",
+                "must be above 0 and at most 1",
+            );
+        }
+        if !(100..=60_000).contains(&self.step_ms) {
+            return refuse("autoscale.step_ms", "must be 100 to 60000");
+        }
+        if self
+            .planned_shops
+            .is_some_and(|planned| !(min..=max).contains(&planned))
+        {
+            return refuse(
+                "autoscale.planned_shops",
+                "must be within min_shops and max_shops",
+            );
+        }
+        Ok((
+            crate::AutoscaleRules {
+                min_shops: min as u32,
+                max_shops: max as u32,
+                target_utilisation: self.target_utilisation,
+                p99_target_ms: self.p99_target_ms,
+                down_window: Duration::from_secs(self.down_window_s),
+                lead: Duration::from_secs(self.lead_s),
+                planned: self.planned_shops.map(|p| p as u32),
+            },
+            Duration::from_millis(self.step_ms),
+        ))
     }
 }
 

@@ -15,6 +15,7 @@ mod cpu_quota;
 mod logs;
 mod part;
 mod rehearsal;
+mod scaling;
 mod stack;
 mod timeline;
 
@@ -45,6 +46,8 @@ pub struct Urls {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
+    #[error("scaling: {0}")]
+    Scaling(String),
     #[error("{part} did not come up: it printed no address")]
     NoAddress { part: String },
     #[error("{part} did not become ready within {seconds} s")]
@@ -66,10 +69,19 @@ pub async fn run(
     ready: impl FnOnce(&Urls, &[PartView]),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StackError> {
-    let stack = Stack::start(config, exe, logs).await?;
+    let autoscale = config.autoscale.clone();
+    let mut stack = Stack::start(config, exe, logs).await?;
     let control = ControlServer::start(control, stack.parts())?;
     ready(&stack.urls(control.url().to_string()), &stack.views());
-    shutdown.await;
+    match autoscale {
+        Some((rules, step)) => {
+            tokio::select! {
+                () = shutdown => {}
+                () = scaling::drive(&mut stack, rules, step) => {}
+            }
+        }
+        None => shutdown.await,
+    }
     stack.stop().await;
     control.stop().await;
     Ok(())

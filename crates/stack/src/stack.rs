@@ -64,6 +64,11 @@ pub(crate) struct Stack {
     quotas: Option<CpuQuotas>,
     /// Said once when quotas were asked for but could not be set.
     pub(crate) quota_note: Option<String>,
+    /// Shops the autoscaler added, newest last, each with a stage of its
+    /// own so that it can be stopped alone.
+    scaled: Vec<(Arc<Part>, Stage)>,
+    /// Shops the autoscaler has added ever: the next one's number.
+    scaled_ever: usize,
 }
 
 impl Stack {
@@ -98,6 +103,8 @@ impl Stack {
             back: Stage::new(),
             quotas: None,
             quota_note: None,
+            scaled: Vec::new(),
+            scaled_ever: 0,
         };
         stack.start_shops();
         stack.wait_until_ready().await?;
@@ -325,11 +332,140 @@ impl Stack {
         Ok(path)
     }
 
+    /// An autoscaling decision, on the monitor's timeline.
+    pub(crate) fn record_scaling(&self, shop: &str, summary: String, data: serde_json::Value) {
+        tracing::info!(shop, "{summary}");
+        self.timeline.record(
+            flashguard_telemetry::EventKind::Scaling,
+            shop,
+            summary,
+            data,
+        );
+    }
+
+    /// Primary shops serving now: the configured and the added ones.
+    pub(crate) fn primaries(&self) -> usize {
+        self.config.shops + self.scaled.len()
+    }
+
+    /// The gateway's admin API (`http://ADDR`) and the admin token.
+    pub(crate) fn gateway_admin(&self) -> Option<(String, String)> {
+        let admin = self.gateway.as_ref()?.view().admin_addr?;
+        Some((admin, self.config.admin_token.clone()))
+    }
+
+    /// The storefront (the gateway), where the catalogue is read.
+    pub(crate) fn storefront(&self) -> Option<String> {
+        self.gateway.as_ref()?.view().addr
+    }
+
+    /// One shop more: started (with the shops' quota), ready, warmed with
+    /// a few catalogue reads (the pool filled, the code paged in), then
+    /// given to the gateway, which ramps it in with slow start. Its name.
+    pub(crate) async fn add_shop(&mut self, http: &reqwest::Client) -> Result<String, StackError> {
+        self.scaled_ever += 1;
+        let name = format!("shop-{}", self.config.shops + self.scaled_ever);
+        let mut args = vec!["--db".to_string(), self.config.database_url.clone()];
+        if let Some(shop_config) = &self.config.shop_config {
+            args.extend(["--config".to_string(), shop_config.clone()]);
+        }
+        let mut spec = self.spec(name.clone(), Kind::Shop, args, "127.0.0.1:0");
+        spec.cpu_group = self.cpu_group(&name);
+        let shop = Part::new(spec);
+        let mut stage = Stage::new();
+        stage.supervise(&shop, &self.config);
+        let ready = async {
+            let addr = address(&shop).await?;
+            if !part::wait_ready(&addr, "/readyz", READY_WITHIN).await {
+                return Err(StackError::NotReady {
+                    part: name.clone(),
+                    seconds: READY_WITHIN.as_secs(),
+                });
+            }
+            for _ in 0..5 {
+                let _ = http.get(format!("{addr}/api/products")).send().await;
+            }
+            Ok(addr)
+        };
+        let addr = match ready.await {
+            Ok(addr) => addr,
+            Err(err) => {
+                stage.stop().await;
+                return Err(err);
+            }
+        };
+        if let Some((admin, token)) = self.gateway_admin() {
+            let body = serde_json::json!({
+                "name": name,
+                "addr": addr.trim_start_matches("http://"),
+                "pool": "primary",
+            });
+            let added = http
+                .post(format!("{admin}/admin/backends"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .map_err(|err| {
+                    StackError::Scaling(format!("adding {name} to the gateway: {err}"))
+                })?;
+            if !added.status().is_success() {
+                stage.stop().await;
+                return Err(StackError::Scaling(format!(
+                    "the gateway refused {name}: {}",
+                    added.status()
+                )));
+            }
+        }
+        self.scaled.push((shop, stage));
+        Ok(name)
+    }
+
+    /// The newest added shop, drained at the gateway (its requests finish
+    /// there first), then stopped. Its name; None when none was added.
+    pub(crate) async fn remove_shop(&mut self, http: &reqwest::Client) -> Option<String> {
+        let (shop, stage) = self.scaled.pop()?;
+        let name = shop.spec.name.clone();
+        if let Some((admin, token)) = self.gateway_admin() {
+            let _ = http
+                .post(format!("{admin}/admin/backends/{name}/drain"))
+                .bearer_auth(&token)
+                .send()
+                .await;
+            // Drained means removed from the gateway's list.
+            let deadline = tokio::time::Instant::now() + self.config.stop_grace;
+            while tokio::time::Instant::now() < deadline {
+                let gone = match http
+                    .get(format!("{admin}/admin/backends"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                {
+                    Ok(answer) => answer
+                        .json::<Vec<serde_json::Value>>()
+                        .await
+                        .is_ok_and(|list| list.iter().all(|b| b["name"] != name.as_str())),
+                    // The gateway is gone: nothing sends the shop traffic.
+                    Err(_) => true,
+                };
+                if gone {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        stage.stop().await;
+        Some(name)
+    }
+
     /// Stops the gateway (it drains) and the monitor, then the shops, and
     /// removes the shops' CPU groups.
     pub(crate) async fn stop(self) {
         tracing::info!("stopping the stack: gateway first, then the shops");
         self.front.stop().await;
+        for (_, stage) in self.scaled {
+            stage.stop().await;
+        }
         self.back.stop().await;
         if let Some(quotas) = &self.quotas {
             quotas.remove();

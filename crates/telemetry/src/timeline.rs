@@ -34,12 +34,14 @@ pub enum EventKind {
     DrillReport,
     /// A deployment, posted by whoever deploys.
     Deploy,
+    /// The autoscaler added or removed a shop, with why (the stack).
+    Scaling,
 }
 
 impl EventKind {
     /// The kinds other processes may post (`POST /api/events`); the monitor
     /// records alerts, surge verdicts, incident changes and notes itself.
-    pub const POSTABLE: [EventKind; 7] = [
+    pub const POSTABLE: [EventKind; 8] = [
         EventKind::PartExited,
         EventKind::PartRestarted,
         EventKind::Chaos,
@@ -47,6 +49,7 @@ impl EventKind {
         EventKind::DrillStarted,
         EventKind::DrillReport,
         EventKind::Deploy,
+        EventKind::Scaling,
     ];
 
     pub fn is_postable(self) -> bool {
@@ -70,6 +73,7 @@ impl EventKind {
             EventKind::DrillStarted => "drill_started",
             EventKind::DrillReport => "drill_report",
             EventKind::Deploy => "deploy",
+            EventKind::Scaling => "scaling",
         }
     }
 }

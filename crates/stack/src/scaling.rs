@@ -1,0 +1,173 @@
+//! The autoscaler at work in `up`: every step, the gateway's figures
+//! (its admin API and metrics, the same second-by-second data the monitor
+//! scrapes) and the catalogue's sale windows go to `autoscale`'s
+//! decisions, and the stack adds or removes a shop. Every decision that
+//! changes something goes on the monitor's timeline with its reason.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::autoscale::{Autoscaler, Decision, SaleWindow, Signals};
+use crate::stack::Stack;
+use crate::AutoscaleRules;
+
+/// How often the catalogue's sale windows are read again.
+const SALES_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs until the future is dropped (when `up` stops).
+pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Duration) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client builds");
+    let mut autoscaler = Autoscaler::new(rules);
+    let mut shed_seen: Option<f64> = None;
+    let mut sales = Vec::new();
+    let mut sales_read: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(step);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if sales_read.is_none_or(|at| at.elapsed() >= SALES_EVERY) {
+            if let Some(storefront) = stack.storefront() {
+                sales = sale_windows(&http, &storefront).await.unwrap_or(sales);
+            }
+            sales_read = Some(tokio::time::Instant::now());
+        }
+        let Some(signals) = signals(&http, stack, &mut shed_seen, step).await else {
+            continue;
+        };
+        let now = flashguard_telemetry::unix_ms().max(0) as u64;
+        let current = stack.primaries() as u32;
+        match autoscaler.decide(now, current, signals, &sales) {
+            Decision::Hold => {}
+            Decision::ScaleUp { to, why } => {
+                for _ in current..to {
+                    match stack.add_shop(&http).await {
+                        Ok(name) => stack.record_scaling(
+                            &name,
+                            format!(
+                                "autoscaler added {name} ({} shops): {why}",
+                                stack.primaries()
+                            ),
+                            json!({ "action": "add", "shops": stack.primaries(), "why": why }),
+                        ),
+                        Err(err) => {
+                            tracing::warn!(%err, "the autoscaler could not add a shop");
+                            break;
+                        }
+                    }
+                }
+            }
+            Decision::ScaleDown { why, .. } => {
+                if let Some(name) = stack.remove_shop(&http).await {
+                    stack.record_scaling(
+                        &name,
+                        format!(
+                            "autoscaler removed {name} ({} shops): {why}",
+                            stack.primaries()
+                        ),
+                        json!({ "action": "remove", "shops": stack.primaries(), "why": why }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The shops' load as the gateway sees it. None while it does not answer.
+async fn signals(
+    http: &reqwest::Client,
+    stack: &Stack,
+    shed_seen: &mut Option<f64>,
+    step: Duration,
+) -> Option<Signals> {
+    let (admin, token) = stack.gateway_admin()?;
+    let backends: Vec<Value> = json_of(
+        http.get(format!("{admin}/admin/backends"))
+            .bearer_auth(&token),
+    )
+    .await?;
+    let serving = backends
+        .iter()
+        .filter(|b| b["pool"] == "primary" && b["state"] == "up");
+    let (in_flight, limit) = serving.fold((0.0, 0.0), |(i, l), b| {
+        (
+            i + b["inflight"].as_f64().unwrap_or(0.0),
+            l + b["limit"].as_f64().unwrap_or(0.0),
+        )
+    });
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let shed_total = sum(&metrics, "gateway_shed_total");
+    let shed_per_s = shed_seen.map_or(0.0, |seen| {
+        (shed_total - seen).max(0.0) / step.as_secs_f64()
+    });
+    *shed_seen = Some(shed_total);
+    Some(Signals {
+        in_flight,
+        limit,
+        cpu_of_quota: None,
+        queued: sum(&metrics, "gateway_queue_waiting"),
+        shed_per_s,
+        p99_ms: None,
+    })
+}
+
+/// The JSON an API answered, or None (no answer, not JSON).
+async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> Option<T> {
+    request.send().await.ok()?.json().await.ok()
+}
+
+/// A metric family's samples summed, from the text format.
+fn sum(metrics: &str, family: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The catalogue's sale windows (`sale_starts_at`, `sale_ends_at`).
+async fn sale_windows(http: &reqwest::Client, storefront: &str) -> Option<Vec<SaleWindow>> {
+    let products: Vec<Value> = json_of(http.get(format!("{storefront}/api/products"))).await?;
+    let ms = |value: &Value| -> Option<u64> {
+        let text = value.as_str()?;
+        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+        u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+    };
+    Some(
+        products
+            .iter()
+            .filter_map(|p| {
+                Some(SaleWindow {
+                    opens_ms: ms(&p["sale_starts_at"])?,
+                    closes_ms: ms(&p["sale_ends_at"]),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_family_is_summed_over_its_labels_and_not_its_neighbours() {
+        let text = "gateway_shed_total{reason=\"queue_full\"} 3\n\
+                    gateway_shed_total{reason=\"overloaded\"} 4\n\
+                    gateway_shed_totals 100\n\
+                    # HELP gateway_shed_total x\n";
+        assert_eq!(super::sum(text, "gateway_shed_total"), 7.0);
+    }
+}
