@@ -38,6 +38,36 @@ pub(crate) enum Command {
     Drill(DrillArgs),
     /// Start the stack, run the built-in flash sale with a crash, report, tear down.
     Rehearse(RehearseArgs),
+    /// Measure one shop's capacity here and say how many shops a peak needs.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PlanArgs {
+    /// Customers per second at the peak.
+    #[arg(long)]
+    pub(crate) peak: f64,
+    /// Each shop's CPU, in cores (a cgroup quota, as `up`'s shop_cpu).
+    #[arg(long, default_value_t = 0.25)]
+    pub(crate) shop_cpu: f64,
+    /// A step is carried while its p99 stays within this.
+    #[arg(long, default_value_t = 500.0)]
+    pub(crate) p99_target_ms: f64,
+    /// The store to measure against; default a fresh SQLite file.
+    #[arg(long)]
+    pub(crate) db: Option<String>,
+    /// Where plan.json and the step load's report go.
+    #[arg(long, default_value = "flashguard-plan")]
+    pub(crate) report_dir: std::path::PathBuf,
+    /// Seconds per step of the load.
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) step_s: f64,
+    /// The first step's customers per second; each step doubles it.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) first_rate: f64,
+    /// Steps of the load.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) steps: usize,
 }
 
 #[derive(clap::Args)]

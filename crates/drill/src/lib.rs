@@ -25,6 +25,7 @@ use flashguard_telemetry::EventKind;
 pub use attack::AttackTally;
 pub use console::{Console, Progress, Silent, Tick};
 pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
+pub use record::Second;
 pub use report::Report;
 pub use run::Target;
 pub use scenario::{Scenario, ScenarioError};

@@ -109,9 +109,53 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// A step load for measuring one server: `steps` steps of `step_s`
+    /// each, the rate doubling from `first_rate`, customers browsing then
+    /// ordering one unit of an item with stock to spare. Step k covers
+    /// `[k × step_s, (k + 1) × step_s)` of the run.
+    pub fn step_load(first_rate: f64, steps: usize, step_s: f64) -> Scenario {
+        Scenario {
+            name: "step load".into(),
+            items: vec![Item {
+                sku: "plan-item".into(),
+                name: "Plan item".into(),
+                stock: 1_000_000_000,
+                price_cents: 100,
+                limit_per_customer: 1,
+                sale_starts_in_s: 0.0,
+            }],
+            phases: (0..steps)
+                .map(|k| Phase {
+                    duration_s: step_s,
+                    rate: first_rate * f64::from(1u32 << k.min(20)),
+                    ramp_to: None,
+                })
+                .collect(),
+            customer: Customer {
+                max_quantity: 1,
+                population: 10_000_000,
+                ..Customer::default()
+            },
+            chaos: Vec::new(),
+            attacks: Vec::new(),
+            availability_floor: 0.0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod built_in {
     use super::Scenario;
+
+    #[test]
+    fn a_step_load_doubles_its_rate_each_step() {
+        let scenario = Scenario::step_load(10.0, 4, 2.0);
+        assert!(scenario.validate().is_ok(), "{:?}", scenario.validate());
+        let rates: Vec<f64> = scenario.phases.iter().map(|p| p.rate).collect();
+        assert_eq!(rates, vec![10.0, 20.0, 40.0, 80.0]);
+        assert_eq!(scenario.duration().as_secs_f64(), 8.0);
+    }
 
     #[test]
     fn beyond_capacity_is_ten_times_the_capacity_and_sells_out_late() {

@@ -14,6 +14,7 @@ mod control;
 mod cpu_quota;
 mod logs;
 mod part;
+mod plan;
 mod rehearsal;
 mod scaling;
 mod stack;
@@ -29,6 +30,7 @@ pub use calibrate::CalibrationError;
 pub use config::{StackConfig, StackConfigError, StackFile};
 pub use logs::{Echo, LogPolicy};
 pub use part::{Kind, PartState, PartView};
+pub use plan::{plan, CapacityPlan, PlanError, PlanRequest, Step};
 pub use rehearsal::{rehearse, Rehearsal, RehearsalError, Rehearsed, Story};
 
 use control::ControlServer;

@@ -343,6 +343,10 @@ impl Stack {
         );
     }
 
+    pub(crate) fn admin_token(&self) -> &str {
+        &self.config.admin_token
+    }
+
     /// Primary shops serving now: the configured and the added ones.
     pub(crate) fn primaries(&self) -> usize {
         self.config.shops + self.scaled.len()
