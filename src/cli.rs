@@ -231,6 +231,13 @@ pub(crate) struct GatewayArgs {
     /// primary can.
     #[arg(long = "backup", value_name = "NAME=ADDR")]
     pub(crate) backups: Vec<String>,
+    /// Primary backends found in DNS, NAME:PORT (repeatable): every address
+    /// the name resolves to (a Kubernetes headless Service), followed.
+    #[arg(long = "backend-dns", value_name = "NAME:PORT")]
+    pub(crate) backend_dns: Vec<String>,
+    /// The DNS server for --backend-dns, IP:PORT; default the system's.
+    #[arg(long, value_name = "IP:PORT")]
+    pub(crate) dns_server: Option<String>,
     /// Bearer token for the admin API; without it the admin calls answer 403.
     #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,

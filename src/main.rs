@@ -141,6 +141,21 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             });
         }
     }
+    for entry in &args.backend_dns {
+        let (name, port) = entry
+            .rsplit_once(':')
+            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
+            .with_context(|| format!("--backend-dns {entry}: expected NAME:PORT"))?;
+        file.backend_dns
+            .push(flashguard_gateway::config::BackendDnsFile {
+                name: name.to_string(),
+                port,
+                pool: Pool::Primary,
+            });
+    }
+    if args.dns_server.is_some() {
+        file.discovery.dns_server = args.dns_server;
+    }
     let config = file.validate()?;
     let proxy = flashguard_gateway::bind(&config.listen, config.reuse_port)?;
     let admin = flashguard_gateway::bind(&config.admin_listen, false)?;

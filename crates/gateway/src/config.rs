@@ -44,6 +44,42 @@ pub struct ConfigFile {
     pub waiting_room: crate::room::RoomFile,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendFile>,
+    /// Backends found by resolving a name (a Kubernetes headless Service):
+    /// every address it resolves to, on `port`.
+    pub backend_dns: Vec<BackendDnsFile>,
+    pub discovery: DiscoveryFile,
+}
+
+/// `[[backend_dns]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendDnsFile {
+    /// The name resolved, e.g. `shops.flashguard.svc.cluster.local`.
+    pub name: String,
+    pub port: u16,
+    /// `primary` (default) or `backup`.
+    #[serde(default)]
+    pub pool: Pool,
+}
+
+/// `[discovery]`: how `backend_dns` names are resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryFile {
+    /// A DNS server, `IP:PORT`; default the system's resolver
+    /// (`/etc/resolv.conf`).
+    pub dns_server: Option<String>,
+    /// Resolved again this often, in ms. Default 5000.
+    pub interval_ms: u64,
+}
+
+impl Default for DiscoveryFile {
+    fn default() -> Self {
+        DiscoveryFile {
+            dns_server: None,
+            interval_ms: 5_000,
+        }
+    }
 }
 
 impl Default for ConfigFile {
@@ -66,6 +102,8 @@ impl Default for ConfigFile {
             queue: QueueFile::default(),
             waiting_room: crate::room::RoomFile::default(),
             backends: Vec::new(),
+            backend_dns: Vec::new(),
+            discovery: DiscoveryFile::default(),
         }
     }
 }
@@ -419,6 +457,10 @@ pub struct Config {
     pub max_connections: usize,
     pub room: crate::room::RoomRules,
     pub backends: Vec<BackendSpec>,
+    pub backend_dns: Vec<BackendDnsFile>,
+    /// None: the system's resolver.
+    pub dns_server: Option<SocketAddr>,
+    pub dns_interval: Duration,
 }
 
 /// Why a configuration was refused.
@@ -594,6 +636,36 @@ impl ConfigFile {
             }
             backends.push(spec);
         }
+        for (i, dns) in self.backend_dns.iter().enumerate() {
+            let host = dns.name.trim_end_matches('.');
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if !valid {
+                return Err(refuse(
+                    format!("backend_dns[{i}].name"),
+                    format!("{:?} is not a DNS name", dns.name),
+                ));
+            }
+            if dns.port == 0 {
+                return Err(refuse(
+                    format!("backend_dns[{i}].port"),
+                    "must be 1 to 65535",
+                ));
+            }
+        }
+        let dns_server =
+            match &self.discovery.dns_server {
+                None => None,
+                Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                    refuse("discovery.dns_server", format!("{text:?} is not IP:PORT"))
+                })?),
+            };
+        if !(100..=3_600_000).contains(&self.discovery.interval_ms) {
+            return Err(refuse("discovery.interval_ms", "must be 100 to 3600000"));
+        }
         let room_key = std::env::var("FLASHGUARD_ROOM_KEY").ok();
         let room = self.waiting_room.validate(room_key)?;
         let ms = Duration::from_millis;
@@ -650,6 +722,9 @@ impl ConfigFile {
             max_connections: l.max_connections,
             room,
             backends,
+            backend_dns: self.backend_dns.clone(),
+            dns_server,
+            dns_interval: ms(self.discovery.interval_ms),
         })
     }
 }

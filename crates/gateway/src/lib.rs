@@ -13,6 +13,7 @@ mod backend;
 mod balance;
 mod checker;
 pub mod config;
+mod discovery;
 mod gateway;
 mod http1;
 mod metrics;

@@ -85,6 +85,7 @@ pub async fn run(
     for spec in &config.backends {
         gateway.add(spec.clone(), false);
     }
+    crate::discovery::start(&gateway, &config);
     if gateway.config_path.is_some() {
         tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
     }
