@@ -110,6 +110,10 @@ pub(crate) struct MonitorArgs {
     /// Required of writes to the incident API; sent to gateways' admin APIs.
     #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// Load and validate the configuration (file and flags), print
+    /// `config ok`, and exit without starting: for checking deployments.
+    #[arg(long)]
+    pub(crate) check_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -245,6 +249,10 @@ pub(crate) struct GatewayArgs {
     /// added to the file's trusted_proxies.
     #[arg(long = "trust-proxy", value_name = "IP")]
     pub(crate) trusted_proxies: Vec<String>,
+    /// Load and validate the configuration (file and flags), print
+    /// `config ok`, and exit without starting: for checking deployments.
+    #[arg(long)]
+    pub(crate) check_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -264,4 +272,8 @@ pub(crate) struct ShopArgs {
     /// Bearer token for the admin API; without it the admin API is off.
     #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// Load and validate the configuration (file and flags), print
+    /// `config ok`, and exit without starting: for checking deployments.
+    #[arg(long)]
+    pub(crate) check_config: bool,
 }

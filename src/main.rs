@@ -86,6 +86,12 @@ fn watched_logs(
     Ok(everything)
 }
 
+/// `--check-config`: the configuration was loaded and validated.
+fn config_ok() -> anyhow::Result<()> {
+    println!("config ok");
+    Ok(())
+}
+
 async fn shop(args: ShopArgs) -> anyhow::Result<()> {
     let mut file = match &args.config {
         Some(path) => flashguard_shop::ConfigFile::load(path)?,
@@ -100,6 +106,9 @@ async fn shop(args: ShopArgs) -> anyhow::Result<()> {
     file.demo |= args.demo;
     file.admin_token = args.admin_token;
     let config = file.validate()?;
+    if args.check_config {
+        return config_ok();
+    }
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -157,6 +166,9 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         file.discovery.dns_server = args.dns_server;
     }
     let config = file.validate()?;
+    if args.check_config {
+        return config_ok();
+    }
     let proxy = flashguard_gateway::bind(&config.listen, config.reuse_port)?;
     let admin = flashguard_gateway::bind(&config.admin_listen, false)?;
     println!("listening on http://{}", proxy.local_addr()?);
@@ -262,6 +274,9 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     }
     let listen = file.listen.clone();
     let config = file.validate()?;
+    if args.check_config {
+        return config_ok();
+    }
     if args.export_rules {
         print!("{}", flashguard_monitor::prometheus_rules(&config.rules));
         return Ok(());
