@@ -223,3 +223,95 @@ fn exported_rules_pass_promtool() {
     );
     assert!(said.contains("SUCCESS: 10 rules found"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_added_through_the_api_are_scraped_and_bad_ones_refused() {
+    let db = sqlite_db();
+    let shop = Shop::start(&db.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let incidents = dir.path().join("incidents.sqlite").display().to_string();
+    let mut monitor = Part::launch(
+        &[
+            "monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--interval-ms",
+            "200",
+            "--incidents-db",
+            &incidents,
+            "--target",
+            &format!("configured={}", shop.url),
+        ],
+        Some("a-token"),
+    );
+    let url = monitor.expect_line("listening on ").await;
+    let http = client();
+    let add = |body: Value, token: &'static str| {
+        http.post(format!("{url}/api/targets"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    // Without the token, nothing changes.
+    let refused = add(
+        serde_json::json!({ "name": "added", "url": shop.url }),
+        "wrong",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 401);
+    // Bad input names the field and changes nothing.
+    let bad = add(
+        serde_json::json!({ "name": "no spaces", "url": shop.url }),
+        "a-token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    assert!(bad.text().await.unwrap().contains("name:"));
+    let bad = add(
+        serde_json::json!({ "name": "x", "url": "ftp://x" }),
+        "a-token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 422);
+    // A configured name is taken (once the first tick has scraped it).
+    poll(&format!("{url}/api/targets"), |t| {
+        t.as_array().is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    let taken = add(
+        serde_json::json!({ "name": "configured", "url": shop.url }),
+        "a-token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status(), 409);
+    // Added: scraped from the next tick.
+    let added = add(
+        serde_json::json!({ "name": "added", "url": shop.url }),
+        "a-token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(added.status(), 201);
+    let targets = poll(&format!("{url}/api/targets"), |t| {
+        t.as_array()
+            .is_some_and(|a| a.iter().any(|t| t["name"] == "added" && t["up"] == true))
+    })
+    .await;
+    assert_eq!(targets.as_array().unwrap().len(), 2, "{targets}");
+    // Removed: gone from the next tick; removing it again is a 404.
+    let remove = || {
+        http.delete(format!("{url}/api/targets/added"))
+            .bearer_auth("a-token")
+            .send()
+    };
+    assert_eq!(remove().await.unwrap().status(), 204);
+    poll(&format!("{url}/api/targets"), |t| {
+        t.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(remove().await.unwrap().status(), 404);
+}

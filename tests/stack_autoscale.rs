@@ -62,6 +62,23 @@ async fn load_on_one_shop_adds_a_second_that_takes_traffic() {
     let added = wait_for_added_shop(&up, Duration::from_secs(30)).await;
     let outcomes = load.stop().await;
     assert_eq!(added["pool"], "primary", "{added}");
+    // The monitor scrapes the new shop too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let targets: Vec<Value> =
+            support::get_json(&support::client(), &format!("{}/api/targets", up.monitor)).await;
+        if targets
+            .iter()
+            .any(|t| t["name"] == "shop-2" && t["up"] == true)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the monitor does not scrape shop-2: {targets:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let errors: Vec<_> = outcomes.iter().filter(|o| o.is_error()).collect();
     assert!(errors.is_empty(), "scaling up failed requests: {errors:?}");
 }

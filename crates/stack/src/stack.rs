@@ -421,6 +421,19 @@ impl Stack {
                 )));
             }
         }
+        // The monitor scrapes it from its next tick (as it does the
+        // shops it was started with).
+        if let Some(monitor) = self.monitor.as_ref().and_then(|m| m.view().addr) {
+            let added = http
+                .post(format!("{monitor}/api/targets"))
+                .bearer_auth(&self.config.admin_token)
+                .json(&serde_json::json!({ "name": name, "url": addr }))
+                .send()
+                .await;
+            if let Err(err) = added {
+                tracing::warn!(%err, shop = %name, "the monitor was not told of the shop");
+            }
+        }
         self.scaled.push((shop, stage));
         Ok(name)
     }
@@ -459,6 +472,13 @@ impl Stack {
             }
         }
         stage.stop().await;
+        if let Some(monitor) = self.monitor.as_ref().and_then(|m| m.view().addr) {
+            let _ = http
+                .delete(format!("{monitor}/api/targets/{name}"))
+                .bearer_auth(&self.config.admin_token)
+                .send()
+                .await;
+        }
         Some(name)
     }
 

@@ -31,7 +31,7 @@ fn failed(err: impl std::fmt::Display) -> Response {
     )
 }
 
-fn authorize(monitor: &Monitor, headers: &HeaderMap) -> Option<Response> {
+pub(super) fn authorize(monitor: &Monitor, headers: &HeaderMap) -> Option<Response> {
     // Without a token (the default, on loopback) anyone who can reach the
     // monitor may write to the timeline.
     let expected = monitor.admin_token.as_deref()?;

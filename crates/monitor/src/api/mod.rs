@@ -8,6 +8,7 @@
 //! dashboard at `/` with its stream at `/api/stream`.
 
 mod incidents;
+mod targets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +48,11 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
     Router::new()
         .route("/api/query", get(query))
         .route("/api/query_range", get(query_range))
-        .route("/api/targets", get(targets))
+        .route("/api/targets", get(targets).post(targets::add))
+        .route(
+            "/api/targets/{name}",
+            axum::routing::delete(targets::remove),
+        )
         .route("/api/alerts", get(alerts))
         .route("/api/verdict", get(verdict))
         .route("/api/events", post(incidents::post_event))

@@ -47,6 +47,19 @@ pub(crate) struct Monitor {
     /// Required of writes to the incident API when set.
     pub(crate) admin_token: Option<String>,
     pub(crate) metrics: MonitorMetrics,
+    /// Targets added through the API (`POST /api/targets`): the shops an
+    /// autoscaler starts, scraped from the next tick on.
+    added_targets: Mutex<Vec<crate::config::Target>>,
+}
+
+/// Targets the API may add, at most.
+pub(crate) const MOST_ADDED_TARGETS: usize = 256;
+
+/// Why a target was not added.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TargetRefusal {
+    Exists,
+    TooMany,
 }
 
 impl Monitor {
@@ -62,7 +75,41 @@ impl Monitor {
             feed: Arc::new(Feed::default()),
             admin_token,
             metrics: MonitorMetrics::default(),
+            added_targets: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The targets added through the API.
+    pub(crate) fn added_targets(&self) -> Vec<crate::config::Target> {
+        self.added_targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Adds a target unless its name is taken (by one scraped at the last
+    /// tick, or one added since) or the API has added its most.
+    pub(crate) fn add_target(&self, target: crate::config::Target) -> Result<(), TargetRefusal> {
+        let scraped = self.latest();
+        let mut added = self.added_targets.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = scraped.targets.iter().any(|t| t.name == target.name)
+            || added.iter().any(|t| t.name == target.name);
+        if taken {
+            return Err(TargetRefusal::Exists);
+        }
+        if added.len() >= MOST_ADDED_TARGETS {
+            return Err(TargetRefusal::TooMany);
+        }
+        added.push(target);
+        Ok(())
+    }
+
+    /// Removes an added target; false when there was none of that name.
+    pub(crate) fn remove_target(&self, name: &str) -> bool {
+        let mut added = self.added_targets.lock().unwrap_or_else(|p| p.into_inner());
+        let before = added.len();
+        added.retain(|t| t.name != name);
+        added.len() < before
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {

@@ -89,12 +89,14 @@ impl Pipeline {
 
     /// Scrapes every target at once and samples the host, into the history.
     async fn collect(&mut self, at: i64) -> Vec<TargetStatus> {
+        let mut targets = self.targets.clone();
+        targets.extend(self.monitor.added_targets());
         let scrapes =
-            futures::future::join_all(self.targets.iter().map(|t| scrape(&self.http, t))).await;
+            futures::future::join_all(targets.iter().map(|t| scrape(&self.http, t))).await;
         let cpu_now = host::cpu_times();
         let mut store = self.monitor.store();
         let mut statuses = Vec::with_capacity(scrapes.len());
-        for (target, scraped) in self.targets.iter().zip(scrapes) {
+        for (target, scraped) in targets.iter().zip(scrapes) {
             let status = scraped.status(target, at);
             let labels = [("target".to_string(), target.name.clone())];
             let up = if status.up { 1.0 } else { 0.0 };
