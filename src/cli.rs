@@ -107,6 +107,10 @@ pub(crate) struct MonitorArgs {
     /// The incident file (SQLite). Default flashguard-incidents.sqlite.
     #[arg(long)]
     pub(crate) incidents_db: Option<String>,
+    /// A `flashguard plan` (plan.json): the postmortem sizes the shop pool
+    /// from one shop's measured capacity.
+    #[arg(long)]
+    pub(crate) capacity_plan: Option<String>,
     /// Required of writes to the incident API; sent to gateways' admin APIs.
     #[arg(long, env = "FLASHGUARD_ADMIN_TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,

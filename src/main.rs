@@ -269,6 +269,9 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<()> {
     if let Some(path) = args.incidents_db {
         file.incidents_db = path;
     }
+    if args.capacity_plan.is_some() {
+        file.capacity_plan = args.capacity_plan;
+    }
     if args.admin_token.is_some() {
         file.admin_token = args.admin_token;
     }

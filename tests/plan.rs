@@ -59,6 +59,31 @@ fn a_small_step_load_gives_a_plan_with_one_shop_to_spare() {
         stdout.contains(&format!("with one to spare: {} shops", needed + 1)),
         "{stdout}"
     );
+    assert!(
+        plan["shop_capacity_requests_per_s"].as_f64().unwrap() > capacity,
+        "{plan}"
+    );
+    // The monitor takes the plan for its postmortems; a file that is not
+    // one is refused, naming the setting.
+    let monitor = |plan: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_flashguard"))
+            .args(["monitor", "--check-config", "--capacity-plan"])
+            .arg(plan)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let taken = monitor(&dir.path().join("plan.json"));
+    assert!(
+        taken.status.success(),
+        "{}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let not_a_plan = dir.path().join("not-a-plan.json");
+    std::fs::write(&not_a_plan, "{}").unwrap();
+    let refused = monitor(&not_a_plan);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("capacity_plan:"));
     // Bad input is refused before anything starts.
     let refused = Command::new(env!("CARGO_BIN_EXE_flashguard"))
         .args(["plan", "--peak", "0", "--report-dir"])

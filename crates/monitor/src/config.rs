@@ -57,6 +57,31 @@ pub struct Config {
     /// Required of `POST /api/events` and notes when set; sent to gateways'
     /// admin APIs.
     pub admin_token: Option<String>,
+    /// One shop's measured capacity (`capacity_plan`).
+    pub capacity_plan: Option<CapacityPlan>,
+}
+
+/// What the postmortem needs of a `flashguard plan`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct CapacityPlan {
+    pub shop_capacity_requests_per_s: f64,
+    pub shop_cpu: f64,
+}
+
+fn load_plan(path: &str) -> Result<CapacityPlan, MonitorConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| invalid("capacity_plan", format!("{path}: {err}")))?;
+    let plan: CapacityPlan = serde_json::from_str(&text)
+        .map_err(|err| invalid("capacity_plan", format!("{path} is not a plan.json: {err}")))?;
+    let positive =
+        plan.shop_capacity_requests_per_s.is_finite() && plan.shop_capacity_requests_per_s > 0.0;
+    if !positive {
+        return Err(invalid(
+            "capacity_plan",
+            format!("{path}: shop_capacity_requests_per_s must be above 0"),
+        ));
+    }
+    Ok(plan)
 }
 
 impl Default for Config {
@@ -75,6 +100,7 @@ impl Default for Config {
             surge: surge::SurgeSettings::default(),
             gateway_admins: Vec::new(),
             admin_token: None,
+            capacity_plan: None,
         }
     }
 }
@@ -101,6 +127,10 @@ pub struct MonitorFile {
     pub targets: Vec<TargetFile>,
     /// The incident file (SQLite). Default `flashguard-incidents.sqlite`.
     pub incidents_db: String,
+    /// A `flashguard plan` (its plan.json): the postmortem sizes the shop
+    /// pool from the measured capacity of one shop instead of a ratio.
+    /// Default none.
+    pub capacity_plan: Option<String>,
     /// An incident resolves once no alert has fired for this long, in s. Default 30.
     pub incident_quiet_s: u64,
     /// An incident's timeline starts this long before its first alert, in s. Default 60.
@@ -136,6 +166,7 @@ impl Default for MonitorFile {
             resend_interval_ms: 10_000,
             targets: Vec::new(),
             incidents_db: "flashguard-incidents.sqlite".into(),
+            capacity_plan: None,
             incident_quiet_s: 30,
             incident_lookback_s: 60,
             surge_min_rate: 100.0,
@@ -307,6 +338,10 @@ impl MonitorFile {
                 })
                 .collect(),
             admin_token: self.admin_token.filter(|t| !t.trim().is_empty()),
+            capacity_plan: match &self.capacity_plan {
+                Some(path) => Some(load_plan(path)?),
+                None => None,
+            },
         })
     }
 }

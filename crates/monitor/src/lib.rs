@@ -62,6 +62,7 @@ pub async fn run(
         store,
         Arc::new(incidents),
         config.admin_token.clone(),
+        config.capacity_plan,
     ));
     let pipeline = Pipeline::new(Arc::clone(&monitor), &config);
     let ticking = tokio::spawn(pipeline.run(config.interval));

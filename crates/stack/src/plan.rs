@@ -43,6 +43,8 @@ pub struct PlanRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub rate_per_s: f64,
+    /// Requests answered per second (a customer reads, then orders).
+    pub answered_per_s: f64,
     pub p99_ms: f64,
     pub failed_or_shed: u64,
     pub carried: bool,
@@ -53,9 +55,11 @@ pub struct Step {
 pub struct CapacityPlan {
     pub shop_cpu: f64,
     pub p99_target_ms: f64,
-    /// Customers per second one shop carries: 0 when not even the first
-    /// step was carried.
+    /// Customers per second one shop carries.
     pub shop_capacity_per_s: f64,
+    /// Requests per second it answered at that step: what the monitor's
+    /// postmortem sizes the pool with (`capacity_plan` in monitor.toml).
+    pub shop_capacity_requests_per_s: f64,
     pub steps: Vec<Step>,
     pub peak_per_s: f64,
     pub shops_for_peak: u32,
@@ -137,11 +141,9 @@ pub async fn plan(request: &PlanRequest, console: Arc<Console>) -> Result<Capaci
     stack.stop().await;
     let report = report.map_err(PlanError::Drill)?;
     let steps = judge(&report.timeline, &scenario, request.p99_target_ms);
-    let capacity = steps
-        .iter()
-        .take_while(|s| s.carried)
-        .last()
-        .map_or(0.0, |s| s.rate_per_s);
+    let carried = steps.iter().take_while(|s| s.carried).last();
+    let capacity = carried.map_or(0.0, |s| s.rate_per_s);
+    let capacity_requests = carried.map_or(0.0, |s| s.answered_per_s);
     if capacity == 0.0 {
         return Err(PlanError::NothingCarried(request.first_rate));
     }
@@ -150,6 +152,7 @@ pub async fn plan(request: &PlanRequest, console: Arc<Console>) -> Result<Capaci
         shop_cpu: request.shop_cpu,
         p99_target_ms: request.p99_target_ms,
         shop_capacity_per_s: capacity,
+        shop_capacity_requests_per_s: capacity_requests,
         steps,
         peak_per_s: request.peak_per_s,
         shops_for_peak,
@@ -178,8 +181,14 @@ fn judge(timeline: &[Second], scenario: &Scenario, p99_target_ms: f64) -> Vec<St
                 .collect();
             let p99_ms = seconds.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
             let failed_or_shed = seconds.iter().flat_map(|s| s.errors.values()).sum();
+            let answered_per_s = if seconds.is_empty() {
+                0.0
+            } else {
+                seconds.iter().map(|s| s.answered as f64).sum::<f64>() / seconds.len() as f64
+            };
             Step {
                 rate_per_s: phase.rate,
+                answered_per_s,
                 p99_ms,
                 failed_or_shed,
                 carried: !seconds.is_empty() && p99_ms <= p99_target_ms && failed_or_shed == 0,

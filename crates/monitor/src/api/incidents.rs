@@ -255,5 +255,6 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
         shedding_s: shed_by_second.values().filter(|v| **v > 0.0).count() as f64,
         peak_rate,
         primary_shops,
+        plan: monitor.capacity_plan,
     }
 }

@@ -31,6 +31,8 @@ pub(crate) struct Evidence {
     /// The highest request rate seen, and the primary shops serving.
     pub(crate) peak_rate: f64,
     pub(crate) primary_shops: usize,
+    /// One shop's measured capacity (`flashguard plan`), when given.
+    pub(crate) plan: Option<crate::config::CapacityPlan>,
 }
 
 pub(crate) fn clock(ms: i64) -> String {
@@ -364,10 +366,23 @@ fn capacity_measure(evidence: &Evidence) -> String {
     let served = (evidence.peak_rate - evidence.peak_shed_rate).max(1.0);
     let over = evidence.peak_rate / served;
     let shops = evidence.primary_shops.max(1);
-    let needed = (shops as f64 * over).ceil() as usize;
     if over > 1.05 {
+        // From the measured capacity of one shop when there is a plan,
+        // with one to spare; else by the ratio of offered to served.
+        let (needed, how) = match evidence.plan {
+            Some(plan) => (
+                (evidence.peak_rate / plan.shop_capacity_requests_per_s).ceil() as usize + 1,
+                format!(
+                    " (the capacity plan: one shop at {} core answers {:.0} req/s; the peak needs {:.0} shops, plus one to spare)",
+                    plan.shop_cpu,
+                    plan.shop_capacity_requests_per_s,
+                    (evidence.peak_rate / plan.shop_capacity_requests_per_s).ceil()
+                ),
+            ),
+            None => ((shops as f64 * over).ceil() as usize, String::new()),
+        };
         format!(
-            "Offered load exceeded capacity {over:.1}× for {:.0} s ({:.0} requests shed with 503 at the peak of {:.0} req/s): raise the shop pool from {shops} to {needed} primaries (or their `max_concurrent_requests`) before the next sale.",
+            "Offered load exceeded capacity {over:.1}× for {:.0} s ({:.0} requests shed with 503 at the peak of {:.0} req/s): raise the shop pool from {shops} to {needed} primaries{how} before the next sale.",
             evidence.shedding_s, evidence.shed, evidence.peak_rate
         )
     } else {
@@ -608,5 +623,37 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("health checks marked it down"), "{text}");
+    }
+
+    #[test]
+    fn the_pool_is_sized_from_the_plan_when_there_is_one() {
+        let shed = Evidence {
+            peak_rate: 3_000.0,
+            peak_shed_rate: 1_000.0,
+            shed: 5_000.0,
+            shedding_s: 10.0,
+            primary_shops: 3,
+            ..Evidence::default()
+        };
+        // By the ratio: 3,000 offered, 2,000 served, 3 shops: 5.
+        let by_ratio = capacity_measure(&shed);
+        assert!(
+            by_ratio.contains("from 3 to 5 primaries before"),
+            "{by_ratio}"
+        );
+        // By the plan: 3,000 req/s at 1,280 a shop is 3 shops, and one to spare.
+        let planned = Evidence {
+            plan: Some(crate::config::CapacityPlan {
+                shop_capacity_requests_per_s: 1_280.0,
+                shop_cpu: 0.25,
+            }),
+            ..shed
+        };
+        let text = capacity_measure(&planned);
+        assert!(text.contains("from 3 to 4 primaries"), "{text}");
+        assert!(
+            text.contains("one shop at 0.25 core answers 1280 req/s; the peak needs 3 shops, plus one to spare"),
+            "{text}"
+        );
     }
 }

@@ -50,6 +50,8 @@ pub(crate) struct Monitor {
     /// Targets added through the API (`POST /api/targets`): the shops an
     /// autoscaler starts, scraped from the next tick on.
     added_targets: Mutex<Vec<crate::config::Target>>,
+    /// One shop's measured capacity, for the postmortem.
+    pub(crate) capacity_plan: Option<crate::config::CapacityPlan>,
 }
 
 /// Targets the API may add, at most.
@@ -67,6 +69,7 @@ impl Monitor {
         store: Store,
         incidents: Arc<Incidents>,
         admin_token: Option<String>,
+        capacity_plan: Option<crate::config::CapacityPlan>,
     ) -> Monitor {
         Monitor {
             store: Mutex::new(store),
@@ -76,6 +79,7 @@ impl Monitor {
             admin_token,
             metrics: MonitorMetrics::default(),
             added_targets: Mutex::new(Vec::new()),
+            capacity_plan,
         }
     }
 
