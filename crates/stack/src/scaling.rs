@@ -13,7 +13,7 @@ use crate::stack::Stack;
 use crate::AutoscaleRules;
 
 /// How often the catalogue's sale windows are read again.
-const SALES_EVERY: Duration = Duration::from_secs(10);
+const SALES_EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until the future is dropped (when `up` stops).
 pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Duration) {
