@@ -62,6 +62,15 @@ async fn load_on_one_shop_adds_a_second_that_takes_traffic() {
     let added = wait_for_added_shop(&up, Duration::from_secs(30)).await;
     let outcomes = load.stop().await;
     assert_eq!(added["pool"], "primary", "{added}");
+    // The control API lists it (chaos can reach it).
+    let parts: Vec<Value> =
+        support::get_json(&support::client(), &format!("{}/parts", up.control)).await;
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["name"] == "shop-2" && p["kind"] == "shop"),
+        "{parts:?}"
+    );
     // The monitor scrapes the new shop too.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -19,6 +19,10 @@ use tokio::task::JoinHandle;
 use crate::part::{signal, Part, PartState};
 use crate::StackError;
 
+/// The parts the control API knows: shared with the stack, which adds and
+/// removes the shops its autoscaler starts and stops.
+pub(crate) type PartList = Arc<std::sync::RwLock<Vec<Arc<Part>>>>;
+
 /// The control API serving on its listener until stopped.
 pub(crate) struct ControlServer {
     url: String,
@@ -29,14 +33,14 @@ pub(crate) struct ControlServer {
 impl ControlServer {
     pub(crate) fn start(
         listener: TcpListener,
-        parts: Vec<Arc<Part>>,
+        parts: PartList,
     ) -> Result<ControlServer, StackError> {
         let url = format!(
             "http://{}",
             listener.local_addr().map_err(StackError::Control)?
         );
         let (stop, mut stopping) = watch::channel(false);
-        let app = router(Arc::new(parts));
+        let app = router(parts);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -57,7 +61,7 @@ impl ControlServer {
     }
 }
 
-fn router(parts: Arc<Vec<Arc<Part>>>) -> Router {
+fn router(parts: PartList) -> Router {
     Router::new()
         .route("/parts", get(list))
         .route("/parts/{name}/{action}", post(act))
@@ -65,17 +69,24 @@ fn router(parts: Arc<Vec<Arc<Part>>>) -> Router {
         .with_state(parts)
 }
 
-async fn list(State(parts): State<Arc<Vec<Arc<Part>>>>) -> Response {
+async fn list(State(parts): State<PartList>) -> Response {
+    let parts = parts.read().unwrap_or_else(|p| p.into_inner());
     Json(parts.iter().map(|p| p.view()).collect::<Vec<_>>()).into_response()
 }
 
 use flashguard_telemetry::json_error as error;
 
 async fn act(
-    State(parts): State<Arc<Vec<Arc<Part>>>>,
+    State(parts): State<PartList>,
     Path((name, action)): Path<(String, String)>,
 ) -> Response {
-    let Some(part) = parts.iter().find(|p| p.spec.name == name) else {
+    let found = parts
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|p| p.spec.name == name)
+        .cloned();
+    let Some(part) = found else {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_part",

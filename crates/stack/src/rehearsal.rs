@@ -314,7 +314,7 @@ async fn run_on(
         }
     };
     running.start_front().await?;
-    let control = ControlServer::start(control, running.parts())?;
+    let control = ControlServer::start(control, running.part_list())?;
     let urls = running.urls(control.url().to_string());
     console.step(&format!(
         "ready in {:.1} s: storefront {}, dashboard {}",

@@ -69,6 +69,8 @@ pub(crate) struct Stack {
     scaled: Vec<(Arc<Part>, Stage)>,
     /// Shops the autoscaler has added ever: the next one's number.
     scaled_ever: usize,
+    /// The parts as the control API lists them, kept up to date.
+    listed: crate::control::PartList,
 }
 
 impl Stack {
@@ -105,6 +107,7 @@ impl Stack {
             quota_note: None,
             scaled: Vec::new(),
             scaled_ever: 0,
+            listed: Default::default(),
         };
         stack.start_shops();
         stack.wait_until_ready().await?;
@@ -280,12 +283,25 @@ impl Stack {
         Ok(())
     }
 
-    /// Every part: shops, gateway, monitor.
+    /// Every part: shops (with those the autoscaler added), gateway,
+    /// monitor.
     pub(crate) fn parts(&self) -> Vec<Arc<Part>> {
         let mut parts = self.shops.clone();
+        parts.extend(self.scaled.iter().map(|(shop, _)| Arc::clone(shop)));
         parts.extend(self.gateway.iter().cloned());
         parts.extend(self.monitor.iter().cloned());
         parts
+    }
+
+    /// The parts for the control API, which follows every shop added or
+    /// removed from now on.
+    pub(crate) fn part_list(&self) -> crate::control::PartList {
+        self.relist();
+        Arc::clone(&self.listed)
+    }
+
+    fn relist(&self) {
+        *self.listed.write().unwrap_or_else(|p| p.into_inner()) = self.parts();
     }
 
     pub(crate) fn views(&self) -> Vec<PartView> {
@@ -435,6 +451,7 @@ impl Stack {
             }
         }
         self.scaled.push((shop, stage));
+        self.relist();
         Ok(name)
     }
 
@@ -442,6 +459,7 @@ impl Stack {
     /// there first), then stopped. Its name; None when none was added.
     pub(crate) async fn remove_shop(&mut self, http: &reqwest::Client) -> Option<String> {
         let (shop, stage) = self.scaled.pop()?;
+        self.relist();
         let name = shop.spec.name.clone();
         if let Some((admin, token)) = self.gateway_admin() {
             let _ = http
