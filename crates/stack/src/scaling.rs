@@ -22,7 +22,7 @@ pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Durati
         .build()
         .expect("an HTTP client builds");
     let mut autoscaler = Autoscaler::new(rules);
-    let mut shed_seen: Option<f64> = None;
+    let mut seen = Seen::default();
     let mut sales = Vec::new();
     let mut sales_read: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(step);
@@ -35,7 +35,7 @@ pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Durati
             }
             sales_read = Some(tokio::time::Instant::now());
         }
-        let Some(signals) = signals(&http, stack, &mut shed_seen, step).await else {
+        let Some(signals) = signals(&http, stack, &mut seen, step).await else {
             continue;
         };
         let now = flashguard_telemetry::unix_ms().max(0) as u64;
@@ -76,11 +76,19 @@ pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Durati
     }
 }
 
+/// Counters as the last step read them, for their change since.
+#[derive(Debug, Default)]
+struct Seen {
+    shed: Option<f64>,
+    /// The gateway's latency histogram: cumulative count per bucket bound.
+    latency: Vec<(f64, f64)>,
+}
+
 /// The shops' load as the gateway sees it. None while it does not answer.
 async fn signals(
     http: &reqwest::Client,
     stack: &Stack,
-    shed_seen: &mut Option<f64>,
+    seen: &mut Seen,
     step: Duration,
 ) -> Option<Signals> {
     let (admin, token) = stack.gateway_admin()?;
@@ -107,18 +115,80 @@ async fn signals(
         .await
         .ok()?;
     let shed_total = sum(&metrics, "gateway_shed_total");
-    let shed_per_s = shed_seen.map_or(0.0, |seen| {
-        (shed_total - seen).max(0.0) / step.as_secs_f64()
+    let shed_per_s = seen.shed.map_or(0.0, |before| {
+        (shed_total - before).max(0.0) / step.as_secs_f64()
     });
-    *shed_seen = Some(shed_total);
+    seen.shed = Some(shed_total);
+    let latency = buckets(&metrics, "gateway_request_duration_seconds_bucket");
+    let p99_ms = quantile_since(&seen.latency, &latency, 0.99).map(|s| s * 1000.0);
+    seen.latency = latency;
     Some(Signals {
         in_flight,
         limit,
         cpu_of_quota: None,
         queued: sum(&metrics, "gateway_queue_waiting"),
         shed_per_s,
-        p99_ms: None,
+        p99_ms,
     })
+}
+
+/// A histogram's cumulative counts by bucket bound (`le`), summed over its
+/// other labels, in bound order.
+fn buckets(metrics: &str, family: &str) -> Vec<(f64, f64)> {
+    let mut by_bound: Vec<(f64, f64)> = Vec::new();
+    for line in metrics.lines().filter(|l| l.starts_with(family)) {
+        let Some(bound) = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let bound = if bound == "+Inf" {
+            f64::INFINITY
+        } else {
+            match bound.parse::<f64>() {
+                Ok(bound) => bound,
+                Err(_) => continue,
+            }
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) else {
+            continue;
+        };
+        match by_bound.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, total)) => *total += count,
+            None => by_bound.push((bound, count)),
+        }
+    }
+    by_bound.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_bound
+}
+
+/// The `q` quantile of what a histogram counted between two readings:
+/// the bound of the first bucket that holds it (Prometheus's
+/// `histogram_quantile` without the interpolation; the largest finite
+/// bound when it lies beyond). None when nothing was counted.
+fn quantile_since(before: &[(f64, f64)], now: &[(f64, f64)], q: f64) -> Option<f64> {
+    let counted = |bound: f64| {
+        before
+            .iter()
+            .find(|(b, _)| *b == bound)
+            .map_or(0.0, |(_, c)| *c)
+    };
+    let deltas: Vec<(f64, f64)> = now
+        .iter()
+        .map(|(b, c)| (*b, (c - counted(*b)).max(0.0)))
+        .collect();
+    let total = deltas.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    deltas
+        .iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(b, _)| *b)
+        .filter(|b| b.is_finite())
+        .or_else(|| deltas.iter().rev().nth(1).map(|(b, _)| *b))
 }
 
 /// The JSON an API answered, or None (no answer, not JSON).
@@ -162,6 +232,25 @@ async fn sale_windows(http: &reqwest::Client, storefront: &str) -> Option<Vec<Sa
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_p99_is_of_the_answers_since_the_last_step() {
+        let before = "gateway_request_duration_seconds_bucket{le=\"0.01\"} 100\n\
+                      gateway_request_duration_seconds_bucket{le=\"0.1\"} 100\n\
+                      gateway_request_duration_seconds_bucket{le=\"1\"} 100\n\
+                      gateway_request_duration_seconds_bucket{le=\"+Inf\"} 100\n";
+        // Since: 100 more answers, 2 of them slower than 0.1 s.
+        let now = "gateway_request_duration_seconds_bucket{le=\"0.01\"} 150\n\
+                   gateway_request_duration_seconds_bucket{le=\"0.1\"} 198\n\
+                   gateway_request_duration_seconds_bucket{le=\"1\"} 200\n\
+                   gateway_request_duration_seconds_bucket{le=\"+Inf\"} 200\n";
+        let family = "gateway_request_duration_seconds_bucket";
+        let (before, now) = (super::buckets(before, family), super::buckets(now, family));
+        assert_eq!(super::quantile_since(&before, &now, 0.99), Some(1.0));
+        assert_eq!(super::quantile_since(&before, &now, 0.5), Some(0.01));
+        // Nothing answered since: no figure, not zero.
+        assert_eq!(super::quantile_since(&now, &now, 0.99), None);
+    }
+
     #[test]
     fn a_family_is_summed_over_its_labels_and_not_its_neighbours() {
         let text = "gateway_shed_total{reason=\"queue_full\"} 3\n\
