@@ -312,6 +312,18 @@ impl Part {
 
 /// Waits until `GET {addr}{path}` answers 200 (a plain HTTP/1.0 request,
 /// so the supervisor needs no HTTP client), or `within` passes.
+/// A process's CPU time so far (user and system), in s, from
+/// `/proc/PID/stat`; None once it is gone.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name may hold spaces and parentheses: count from the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let (user, system): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    // Linux reports them in USER_HZ, 100 a second on every architecture it
+    // exposes to user space.
+    Some((user + system) as f64 / 100.0)
+}
+
 pub(crate) async fn wait_ready(addr: &str, path: &str, within: Duration) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let host = addr.trim_start_matches("http://");
@@ -365,5 +377,30 @@ fn describe(status: ExitStatus) -> (String, Option<String>, Option<i32>) {
             (format!("killed by {name}"), Some(name), None)
         }
         _ => ("ended".to_string(), None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_seconds;
+
+    #[test]
+    fn a_process_s_cpu_time_grows_as_it_works_and_a_gone_one_has_none() {
+        let me = std::process::id();
+        let before = cpu_seconds(me).expect("this process exists");
+        // Work until a tenth of a second of CPU shows (a busy machine may
+        // give this thread less than the wall clock), for 10 s at most.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.1 && started.elapsed() < std::time::Duration::from_secs(10) {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            after = cpu_seconds(me).unwrap();
+        }
+        assert!(after - before >= 0.1, "{before} then {after}");
+        // Beyond the kernel's largest pid: no such process.
+        assert_eq!(cpu_seconds(u32::MAX), None);
     }
 }

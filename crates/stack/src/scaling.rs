@@ -80,6 +80,8 @@ pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Durati
 #[derive(Debug, Default)]
 struct Seen {
     shed: Option<f64>,
+    /// The shops' CPU time, in s, and how many shops it was of.
+    cpu: Option<(f64, usize)>,
     /// The gateway's latency histogram: cumulative count per bucket bound.
     latency: Vec<(f64, f64)>,
 }
@@ -122,10 +124,19 @@ async fn signals(
     let latency = buckets(&metrics, "gateway_request_duration_seconds_bucket");
     let p99_ms = quantile_since(&seen.latency, &latency, 0.99).map(|s| s * 1000.0);
     seen.latency = latency;
+    // The shops' CPU over the step against their quota; not across a step
+    // in which a shop came or went.
+    let shops = stack.primaries();
+    let cpu_of_quota = stack.shops_cpu().and_then(|(seconds, cores)| {
+        let before = seen.cpu.replace((seconds, shops));
+        let (then, then_shops) = before?;
+        (then_shops == shops && seconds >= then)
+            .then(|| (seconds - then) / step.as_secs_f64() / (cores * shops as f64))
+    });
     Some(Signals {
         in_flight,
         limit,
-        cpu_of_quota: None,
+        cpu_of_quota,
         queued: sum(&metrics, "gateway_queue_waiting"),
         shed_per_s,
         p99_ms,

@@ -359,6 +359,20 @@ impl Stack {
         );
     }
 
+    /// The primary shops' CPU time so far, in s, and the quota of each in
+    /// cores: None without quotas (the ratio would mean nothing).
+    pub(crate) fn shops_cpu(&self) -> Option<(f64, f64)> {
+        let cores = self.quotas.as_ref().and(self.config.shop_cpu)?;
+        let pids = self
+            .shops
+            .iter()
+            .filter(|s| s.spec.kind == Kind::Shop)
+            .chain(self.scaled.iter().map(|(s, _)| s))
+            .filter_map(|s| s.pid());
+        let seconds = pids.filter_map(part::cpu_seconds).sum();
+        Some((seconds, cores))
+    }
+
     pub(crate) fn admin_token(&self) -> &str {
         &self.config.admin_token
     }
