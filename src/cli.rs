@@ -163,6 +163,10 @@ pub(crate) struct RehearseArgs {
     /// waiting room in front).
     #[arg(long, value_enum, default_value_t = StoryArg::Crash)]
     pub(crate) scenario: StoryArg,
+    /// With `beyond-capacity`: start with two shops and let the autoscaler
+    /// add up to two more during the surge.
+    #[arg(long)]
+    pub(crate) autoscale: bool,
 }
 
 /// `rehearse --scenario`.

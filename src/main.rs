@@ -343,6 +343,7 @@ async fn rehearse(args: RehearseArgs, json: bool, verbose: bool) -> anyhow::Resu
         report_dir: dir.clone(),
         scale: args.scale,
         baseline: args.baseline,
+        autoscale: args.autoscale,
         exe: std::env::current_exe().context("finding the flashguard binary")?,
         echo: if everything {
             flashguard_stack::Echo::Everything

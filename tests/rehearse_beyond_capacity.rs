@@ -101,3 +101,61 @@ fn ten_times_capacity_is_served_fairly_and_the_baseline_is_not() {
         "{postmortem}"
     );
 }
+
+#[test]
+fn with_the_autoscaler_shops_are_added_during_the_surge_and_every_invariant_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    support::rehearse(
+        &[
+            "--scenario",
+            "beyond-capacity",
+            "--autoscale",
+            "--scale",
+            "0.25",
+        ],
+        dir.path(),
+    );
+    let ours = report(&dir.path().join("report.json"));
+    assert_eq!(ours["passed"], true, "{ours}");
+    assert_eq!(ours["requests"]["errors"], 0, "{}", ours["requests"]);
+    for invariant in [
+        "oversold_units",
+        "lost_orders",
+        "fairness_overtakes",
+        "unanswered_customers",
+    ] {
+        assert_eq!(ours["invariants"][invariant], 0, "{invariant}: {ours}");
+    }
+    // The stack began with two shops; the parts the drill saw over time
+    // show the ones the autoscaler added, serving at the gateway.
+    let samples = ours["parts"].as_array().unwrap();
+    let first = &samples[0]["backends"];
+    assert!(
+        !first.to_string().contains("shop-3"),
+        "shop-3 was there from the start: {first}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["backends"].to_string().contains(r#"["shop-3","up"]"#)),
+        "no shop was added: {}",
+        samples.last().unwrap()
+    );
+}
+
+#[test]
+fn the_autoscaler_goes_with_the_beyond_capacity_story_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
+        .args(["rehearse", "--autoscale", "--report-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--autoscale goes with --scenario beyond-capacity"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 pub use autoscale::{AutoscaleRules, Autoscaler, Decision, SaleWindow, Signals};
 pub use calibrate::CalibrationError;
-pub use config::{StackConfig, StackConfigError, StackFile};
+pub use config::{AutoscaleFile, StackConfig, StackConfigError, StackFile};
 pub use logs::{Echo, LogPolicy};
 pub use part::{Kind, PartState, PartView};
 pub use plan::{plan, CapacityPlan, PlanError, PlanRequest, Step};

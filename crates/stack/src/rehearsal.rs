@@ -76,6 +76,9 @@ pub struct Rehearsal {
     pub exe: PathBuf,
     /// What of the parts' logs reaches the terminal.
     pub echo: Echo,
+    /// Beyond capacity only: start with two shops and let `up`'s
+    /// autoscaler add up to two more during the surge.
+    pub autoscale: bool,
 }
 
 /// What a rehearsal found.
@@ -106,6 +109,8 @@ pub enum RehearsalError {
     Drill(anyhow::Error),
     #[error("measuring the shops' capacity: {0}")]
     Calibration(#[from] crate::calibrate::CalibrationError),
+    #[error("--autoscale goes with --scenario beyond-capacity")]
+    AutoscaleNeedsBeyondCapacity,
 }
 
 /// Runs the rehearsal, telling `console` how it goes.
@@ -115,6 +120,9 @@ pub async fn rehearse(
 ) -> Result<Rehearsed, RehearsalError> {
     if !(rehearsal.scale > 0.0 && rehearsal.scale <= 1.0) {
         return Err(RehearsalError::Scale(rehearsal.scale));
+    }
+    if rehearsal.autoscale && rehearsal.story != Story::BeyondCapacity {
+        return Err(RehearsalError::AutoscaleNeedsBeyondCapacity);
     }
     let dir = &rehearsal.report_dir;
     create_dir(dir)?;
@@ -130,6 +138,17 @@ pub async fn rehearse(
             },
             StackFile {
                 shop_cpu: Some(SHOP_CPU),
+                shops: if rehearsal.autoscale { 2 } else { 3 },
+                // The sale is open all along, so no shop is removed during
+                // it; the window is shortened for a story of a minute.
+                autoscale: rehearsal.autoscale.then(|| crate::config::AutoscaleFile {
+                    min_shops: Some(2),
+                    max_shops: Some(4),
+                    planned_shops: Some(2),
+                    down_window_s: 10,
+                    lead_s: 0,
+                    ..Default::default()
+                }),
                 ..StackFile::default()
             },
         ),
@@ -280,6 +299,11 @@ async fn run_on(
         dir: Some(logs.to_path_buf()),
         echo: rehearsal.echo,
     };
+    let autoscale = config.autoscale.clone();
+    // The room may let in what the most shops the autoscaler may run serve.
+    let growth = autoscale.as_ref().map_or(1.0, |(rules, _)| {
+        f64::from(rules.max_shops) / config.shops as f64
+    });
     let mut running = Stack::start_back(config, rehearsal.exe.clone(), policy).await?;
     if let Some(note) = &running.quota_note {
         console.step(note);
@@ -309,7 +333,7 @@ async fn run_on(
                  {} units in stock; a waiting room in front",
                 scenario.phases[1].rate, scenario.items[0].stock
             ));
-            running.set_waiting_room(room_for(capacity, &scenario.items[0].sku));
+            running.set_waiting_room(room_for(capacity * growth, &scenario.items[0].sku));
             scenario
         }
     };
@@ -339,7 +363,29 @@ async fn run_on(
         monitor: Some(urls.monitor.clone()),
     };
     let progress: Arc<dyn flashguard_drill::Progress> = Arc::clone(console) as _;
-    let report = flashguard_drill::drill(&target, &scenario, dir, progress).await;
+    let drill = flashguard_drill::drill(&target, &scenario, dir, progress);
+    let report = match autoscale {
+        Some((rules, step)) => {
+            console.step(&format!(
+                "autoscaling between {} and {} shops every {} ms (no shop is removed while the sale is open)",
+                rules.min_shops,
+                rules.max_shops,
+                step.as_millis()
+            ));
+            let report = tokio::select! {
+                report = drill => report,
+                () = crate::scaling::drive(&mut running, rules, step) => {
+                    Err(anyhow::anyhow!("the autoscaler stopped"))
+                }
+            };
+            console.step(&format!(
+                "{} shops at the end of the sale",
+                running.primaries()
+            ));
+            report
+        }
+        None => drill.await,
+    };
     let postmortem = match &report {
         Ok(_) => flashguard_drill::write_postmortem(&urls.monitor, dir)
             .await
