@@ -122,8 +122,7 @@ async fn drain(State(gateway): Shared, headers: HeaderMap, Path(name): Path<Stri
     if let Some(refused) = authorize(&gateway, &headers) {
         return refused;
     }
-    let deadline = gateway.proxy.live().settings.upstream_timeout * 2;
-    if !gateway.drain(&name, deadline) {
+    if !gateway.drain_now(&name) {
         return error(
             StatusCode::NOT_FOUND,
             "unknown_backend",

@@ -94,9 +94,8 @@ async fn follow(
             tracing::info!(backend = %name, dns = %dns.name, "found in DNS");
         }
     }
-    let deadline = gateway.proxy.live().settings.upstream_timeout * 2;
     for addr in known.difference(&now) {
-        gateway.drain(&backend_name(&dns.name, *addr), deadline);
+        gateway.drain_now(&backend_name(&dns.name, *addr));
     }
     *known = now;
 }

@@ -207,6 +207,12 @@ impl Gateway {
         true
     }
 
+    /// `drain`, giving its requests twice the upstream timeout in force.
+    pub(crate) fn drain_now(self: &Arc<Self>, name: &str) -> bool {
+        let deadline = self.proxy.live().settings.upstream_timeout * 2;
+        self.drain(name, deadline)
+    }
+
     /// No new requests for the backend; once its in-flight requests finish
     /// (or `deadline` passes) it is removed.
     pub(crate) fn drain(self: &Arc<Self>, name: &str, deadline: Duration) -> bool {

@@ -130,6 +130,22 @@ pub enum StackConfigError {
 }
 
 impl StackFile {
+    /// This stack alone on loopback: every listener on a free port, its
+    /// own database and incident file in `dir`, no demo sale. What
+    /// `rehearse` and `plan` start.
+    pub(crate) fn private(self, dir: &Path, database_url: String) -> StackFile {
+        StackFile {
+            database_url,
+            demo: false,
+            listen: "127.0.0.1:0".into(),
+            gateway_admin_listen: "127.0.0.1:0".into(),
+            control_listen: "127.0.0.1:0".into(),
+            monitor_listen: "127.0.0.1:0".into(),
+            incidents_db: dir.join("incidents.sqlite").display().to_string(),
+            ..self
+        }
+    }
+
     pub fn load(path: &Path) -> Result<StackFile, StackConfigError> {
         Ok(flashguard_telemetry::read_toml(path)?)
     }

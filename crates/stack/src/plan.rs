@@ -74,6 +74,8 @@ pub struct CapacityPlan {
 pub enum PlanError {
     #[error(transparent)]
     Stack(#[from] StackError),
+    #[error(transparent)]
+    Config(#[from] crate::StackConfigError),
     #[error("the step load: {0:#}")]
     Drill(anyhow::Error),
     #[error("{path}: {source}")]
@@ -100,19 +102,12 @@ pub async fn plan(request: &PlanRequest, console: Arc<Console>) -> Result<Capaci
         shops: 1,
         backups: 0,
         gateway: false,
-        demo: false,
-        database_url,
         shop_cpu: Some(request.shop_cpu),
-        listen: "127.0.0.1:0".into(),
-        gateway_admin_listen: "127.0.0.1:0".into(),
-        control_listen: "127.0.0.1:0".into(),
-        monitor_listen: "127.0.0.1:0".into(),
-        incidents_db: dir.join("incidents.sqlite").display().to_string(),
         logs_dir: dir.join("logs").display().to_string(),
         ..StackFile::default()
     }
-    .validate()
-    .map_err(|err| StackError::Scaling(err.to_string()))?;
+    .private(dir, database_url)
+    .validate()?;
     let logs = LogPolicy {
         dir: Some(dir.join("logs")),
         echo: crate::Echo::Problems,

@@ -266,17 +266,8 @@ async fn run_on(
     ] {
         let _ = std::fs::remove_file(dir.join(stale));
     }
-    let config = StackFile {
-        database_url: format!("sqlite://{}", dir.join("rehearsal.db").display()),
-        demo: false,
-        listen: "127.0.0.1:0".into(),
-        gateway_admin_listen: "127.0.0.1:0".into(),
-        control_listen: "127.0.0.1:0".into(),
-        monitor_listen: "127.0.0.1:0".into(),
-        incidents_db: dir.join("incidents.sqlite").display().to_string(),
-        ..stack
-    }
-    .validate()?;
+    let database_url = format!("sqlite://{}", dir.join("rehearsal.db").display());
+    let config = stack.private(dir, database_url).validate()?;
     console.step(&format!(
         "starting {}{}{} and the monitor (logs in {})",
         count(config.shops, "shop"),

@@ -408,7 +408,9 @@ impl Stack {
         let shop = Part::new(spec);
         let mut stage = Stage::new();
         stage.supervise(&shop, &self.config);
-        let ready = async {
+        // Ready, warmed, then the gateway's; on any failure the shop is
+        // stopped, not left running outside the stack's list.
+        let joined = async {
             let addr = address(&shop).await?;
             if !part::wait_ready(&addr, "/readyz", READY_WITHIN).await {
                 return Err(StackError::NotReady {
@@ -419,38 +421,37 @@ impl Stack {
             for _ in 0..5 {
                 let _ = http.get(format!("{addr}/api/products")).send().await;
             }
+            if let Some((admin, token)) = self.gateway_admin() {
+                let body = serde_json::json!({
+                    "name": name,
+                    "addr": addr.trim_start_matches("http://"),
+                    "pool": "primary",
+                });
+                let added = http
+                    .post(format!("{admin}/admin/backends"))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        StackError::Scaling(format!("adding {name} to the gateway: {err}"))
+                    })?;
+                if !added.status().is_success() {
+                    return Err(StackError::Scaling(format!(
+                        "the gateway refused {name}: {}",
+                        added.status()
+                    )));
+                }
+            }
             Ok(addr)
         };
-        let addr = match ready.await {
+        let addr = match joined.await {
             Ok(addr) => addr,
             Err(err) => {
                 stage.stop().await;
                 return Err(err);
             }
         };
-        if let Some((admin, token)) = self.gateway_admin() {
-            let body = serde_json::json!({
-                "name": name,
-                "addr": addr.trim_start_matches("http://"),
-                "pool": "primary",
-            });
-            let added = http
-                .post(format!("{admin}/admin/backends"))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .map_err(|err| {
-                    StackError::Scaling(format!("adding {name} to the gateway: {err}"))
-                })?;
-            if !added.status().is_success() {
-                stage.stop().await;
-                return Err(StackError::Scaling(format!(
-                    "the gateway refused {name}: {}",
-                    added.status()
-                )));
-            }
-        }
         // The monitor scrapes it from its next tick (as it does the
         // shops it was started with).
         if let Some(monitor) = self.monitor.as_ref().and_then(|m| m.view().addr) {
@@ -459,7 +460,8 @@ impl Stack {
                 .bearer_auth(&self.config.admin_token)
                 .json(&serde_json::json!({ "name": name, "url": addr }))
                 .send()
-                .await;
+                .await
+                .and_then(reqwest::Response::error_for_status);
             if let Err(err) = added {
                 tracing::warn!(%err, shop = %name, "the monitor was not told of the shop");
             }
