@@ -249,15 +249,7 @@ async fn a_forged_or_copied_ticket_earns_no_place_ahead() {
 async fn sold_out_reaches_everyone_still_waiting() {
     let sold = sale(1, 0.2, "skus = [\"hot-1\"]").await;
     let (shop, gateway) = (&sold.shop, &sold.gateway);
-    let mut waiting = Vec::new();
-    for n in 0..5 {
-        let ip = format!("10.{n}.0.1");
-        let answer = visit(&gateway.url, "/api/orders/none", &ip, None).await;
-        if answer.status == 429 {
-            waiting.push((ip, answer.ticket.unwrap()));
-        }
-    }
-    assert!(waiting.len() >= 3);
+    let waiting = line_up(gateway).await;
     // The last unit goes (ordered at the shop directly).
     let response = client()
         .post(format!("{}/api/orders", shop.url))
@@ -267,20 +259,47 @@ async fn sold_out_reaches_everyone_still_waiting() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let sold_out_at = Instant::now();
     // Everyone still waiting is told on their next visit, within the
     // room's poll of the stock (a second).
-    for (ip, ticket) in &waiting {
+    everyone_waiting_is_told(gateway, &waiting, "sold_out", "sold-out").await;
+}
+
+/// Five customers from five networks come; those put in line (at least
+/// three), with their tickets.
+async fn line_up(gateway: &Gateway) -> Vec<(String, String)> {
+    let mut waiting = Vec::new();
+    for n in 0..5 {
+        let ip = format!("10.{n}.0.1");
+        let answer = visit(&gateway.url, "/api/orders/none", &ip, None).await;
+        if answer.status == 429 {
+            waiting.push((ip, answer.ticket.unwrap()));
+        }
+    }
+    assert!(waiting.len() >= 3);
+    waiting
+}
+
+/// Each customer in `waiting` (client address, ticket) is told `status`
+/// (409) on a visit within 5 s, the room's change is in the gateway's
+/// events, and a browser gets a page with the element `page_id`.
+async fn everyone_waiting_is_told(
+    gateway: &Gateway,
+    waiting: &[(String, String)],
+    status: &str,
+    page_id: &str,
+) {
+    let since = Instant::now();
+    for (ip, ticket) in waiting {
         loop {
             let answer = visit(&gateway.url, "/api/orders/none", ip, Some(ticket)).await;
             if answer.status == 409 {
-                assert_eq!(answer.body["error"], "sold_out");
+                assert_eq!(answer.body["status"], status, "{:?}", answer.body);
                 break;
             }
             assert_eq!(answer.status, 429, "{:?}", answer.body);
             assert!(
-                sold_out_at.elapsed() < Duration::from_secs(5),
-                "sold out never reached {ip}"
+                since.elapsed() < Duration::from_secs(5),
+                "{status} never reached {ip}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -289,10 +308,9 @@ async fn sold_out_reaches_everyone_still_waiting() {
     assert!(
         events
             .iter()
-            .any(|e| e["backend"] == "waiting-room" && e["state"] == "sold_out"),
+            .any(|e| e["backend"] == "waiting-room" && e["state"] == status),
         "{events:?}"
     );
-    // A browser is told with a page.
     let page = client()
         .get(format!("{}/", gateway.url))
         .header("x-forwarded-for", "10.50.0.1")
@@ -301,7 +319,34 @@ async fn sold_out_reaches_everyone_still_waiting() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("id=\"sold-out\""));
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("id=\"{page_id}\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sale_ending_with_stock_left_reaches_everyone_still_waiting() {
+    let sold = sale(100, 0.2, "skus = [\"hot-1\"]").await;
+    let (shop, gateway) = (&sold.shop, &sold.gateway);
+    let waiting = line_up(gateway).await;
+    // The sale's window closes now, with 100 units left.
+    let closed = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let response = put_product(
+        &shop.url,
+        "hot-1",
+        json!({ "name": "Hot", "price_cents": 100, "stock": 100,
+                "sale_starts_at": at(closed - time::Duration::hours(1)),
+                "sale_ends_at": at(closed) }),
+    )
+    .await;
+    assert!(response.status().is_success());
+    everyone_waiting_is_told(gateway, &waiting, "sale_ended", "sale-ended").await;
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -63,6 +63,16 @@ fn a_small_step_load_gives_a_plan_with_one_shop_to_spare() {
         plan["shop_capacity_requests_per_s"].as_f64().unwrap() > capacity,
         "{plan}"
     );
+    // report.html carries the plan above the step load's charts.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("Capacity plan"), "no plan in report.html");
+    assert!(
+        html.contains(&format!(
+            "{needed} for the peak, {} with one to spare",
+            needed + 1
+        )),
+        "report.html's plan differs from plan.json's"
+    );
     // The monitor takes the plan for its postmortems; a file that is not
     // one is refused, naming the setting.
     let monitor = |plan: &std::path::Path| {

@@ -141,6 +141,39 @@ fn with_the_autoscaler_shops_are_added_during_the_surge_and_every_invariant_hold
         "no shop was added: {}",
         samples.last().unwrap()
     );
+    // Over time: a third shop serving before the sale opens (pre-scaling),
+    // no fewer than three while it is open, and fewer again after it
+    // closes (scale-down), none of it while a shop was killed and
+    // restarting being mistaken for it.
+    let sale = &ours["sales"][0];
+    let (opens, closes) = (
+        sale["opens_s"].as_f64().unwrap(),
+        sale["closes_s"].as_f64().unwrap(),
+    );
+    let serving: Vec<(f64, u64)> = samples
+        .iter()
+        .map(|s| {
+            (
+                s["second"].as_f64().unwrap(),
+                s["shops_serving"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        serving.iter().any(|(at, n)| *at < opens && *n >= 3),
+        "no third shop before the sale opened at {opens} s: {serving:?}"
+    );
+    let most = serving.iter().map(|(_, n)| *n).max().unwrap();
+    let last = serving.last().unwrap();
+    assert!(
+        last.0 > closes && last.1 < most,
+        "no scale-down after the sale closed at {closes} s: {serving:?}"
+    );
+    // The report charts the shops and the line next to load and latency.
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for chart in ["Shops serving", "Customers waiting in line", "sale closes"] {
+        assert!(html.contains(chart), "report.html has no {chart:?}");
+    }
 }
 
 #[test]

@@ -82,6 +82,9 @@ enum Heard {
     Wait(Duration),
     /// The sale sold out (the room's word or the shop's).
     SoldOut,
+    /// The sale's window closed while the customer waited (the room's
+    /// word).
+    SaleEnded,
     /// Refused by design (limit, unknown item...): the visit ends.
     Refused,
     /// An error: try again after this, within patience.
@@ -109,6 +112,7 @@ fn hear(
             answer.retry_after_s.unwrap_or(1).max(1),
         )),
         409 if says(b"sold_out") => Heard::SoldOut,
+        409 if says(br#""status":"sale_ended""#) => Heard::SaleEnded,
         409 | 429 | 404 | 422 => Heard::Refused,
         status => Heard::Failed(
             error_kind(status, &answer.body),
@@ -210,6 +214,7 @@ impl Shopper {
             match heard {
                 Heard::Wait(after) => return self.wait(visit, sent_at, after),
                 Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
+                Heard::SaleEnded => return self.end(visit, sent_at, Ending::SaleEnded),
                 Heard::Through => self.recorder.request(sent_at, Answer::Success),
                 Heard::Refused => self.recorder.request(sent_at, Answer::ByDesign),
                 Heard::Failed(kind, _) => self.recorder.request(sent_at, Answer::Error(kind)),
@@ -249,6 +254,7 @@ impl Shopper {
             }
             Heard::Wait(after) => return self.wait(visit, sent_at, after),
             Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
+            Heard::SaleEnded => return self.end(visit, sent_at, Ending::SaleEnded),
             Heard::Refused => return self.end(visit, sent_at, Ending::Refused),
             Heard::Failed(kind, pause) => {
                 self.recorder.request(sent_at, Answer::Error(kind));
@@ -290,7 +296,9 @@ impl Shopper {
     /// The visit ends: how, and what its ticket says of its wait.
     fn end(&self, visit: &mut Visit, sent_at: Instant, ending: Ending) -> Next {
         match ending {
-            Ending::SoldOut | Ending::Refused => self.recorder.request(sent_at, Answer::ByDesign),
+            Ending::SoldOut | Ending::SaleEnded | Ending::Refused => {
+                self.recorder.request(sent_at, Answer::ByDesign)
+            }
             Ending::GaveUp => self.recorder.lock().gave_up += 1,
             Ending::Ordered | Ending::GaveUpWaiting => {}
         }
@@ -309,6 +317,8 @@ impl Shopper {
 pub(crate) enum Ending {
     Ordered,
     SoldOut,
+    /// Told the sale's window had closed.
+    SaleEnded,
     /// A deliberate refusal (over the limit, unknown item).
     Refused,
     /// Patience ran out while shown a place in line: answered, not served.

@@ -14,8 +14,16 @@ const COLORS: [&str; 6] = [
     "#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2",
 ];
 
+/// A table of figures above the reports (a capacity plan above the step
+/// load it was measured with): a heading, then label and value rows.
+#[derive(Debug, Clone, Default)]
+pub struct Preface {
+    pub heading: String,
+    pub rows: Vec<(String, String)>,
+}
+
 /// One or more reports (a rehearsal and its baseline) side by side.
-pub(crate) fn render(reports: &[(&str, &Report)]) -> String {
+pub(crate) fn render(reports: &[(&str, &Report)], preface: Option<&Preface>) -> String {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
@@ -26,6 +34,11 @@ pub(crate) fn render(reports: &[(&str, &Report)]) -> String {
             }
             body data-rendered="no" {
                 h1 { "flashguard report" }
+                @if let Some(preface) = preface {
+                    h2 { (preface.heading) }
+                    table.preface { @for (label, value) in &preface.rows {
+                        tr { th { (label) } td { (value) } } } }
+                }
                 div.columns {
                     @for (label, report) in reports {
                         section.report { (one(label, report)) }
@@ -69,11 +82,33 @@ fn one(label: &str, report: &Report) -> Markup {
             (kind.to_string(), values)
         })
         .collect();
-    let chaos: Vec<(f64, String)> = report
+    // Marked on every chart: the chaos, and a sale's opening (unless at
+    // the start) and closing.
+    let mut chaos: Vec<(f64, String)> = report
         .chaos
         .iter()
         .map(|c| (c.at_ms as f64 / 1000.0, format!("{} {}", c.action, c.part)))
         .collect();
+    for sale in &report.sales {
+        if sale.opens_s > 0.0 {
+            chaos.push((sale.opens_s, "sale opens".into()));
+        }
+        if let Some(closes) = sale.closes_s {
+            chaos.push((closes, "sale closes".into()));
+        }
+    }
+    let sampled: Vec<f64> = report.parts.iter().map(|s| s.second as f64).collect();
+    let shops = report
+        .parts
+        .iter()
+        .map(|s| s.shops_serving as f64)
+        .collect();
+    let waiting: Vec<f64> = report
+        .parts
+        .iter()
+        .map(|s| s.waiting.unwrap_or(0) as f64)
+        .collect();
+    let room = report.parts.iter().any(|s| s.waiting.is_some());
     let i = &report.invariants;
     html! {
         h2 { (label) ": " (report.scenario) " — "
@@ -101,6 +136,14 @@ fn one(label: &str, report: &Report) -> Markup {
             ("requests answered".into(), series(&|s| s.answered as f64))], &chaos))
         h3 { "Latency (ms)" }
         (chart(&seconds, &[("p50".into(), series(&|s| s.p50_ms)), ("p99".into(), series(&|s| s.p99_ms))], &chaos))
+        @if report.parts.iter().any(|s| s.shops_serving > 0) {
+            h3 { "Shops serving (primary shops up at the gateway)" }
+            (chart(&sampled, &[("shops".into(), shops)], &chaos))
+        }
+        @if room {
+            h3 { "Customers waiting in line" }
+            (chart(&sampled, &[("waiting".into(), waiting)], &chaos))
+        }
         h3 { "Errors per second, by kind" }
         @if errors.is_empty() { p { "No errors." } }
         (chart(&seconds, &errors, &chaos))
@@ -124,6 +167,8 @@ fn waiting_room(room: &crate::room::WaitingRoomReport) -> Markup {
             tr { th { "wait, arrival to turn" } td { (format!("median {:.1} s, p90 {:.1} s, longest {:.1} s", w.p50, w.p90, w.max)) } }
             tr { th { "actual wait ÷ first estimate" } td { (format!("p50 {:.2}, p90 {:.2}", e.p50, e.p90)) } }
             tr { th { "told sold out while waiting" } td { (room.told_sold_out) } }
+            @if room.told_sale_ended > 0 {
+                tr { th { "told the sale had ended while waiting" } td { (room.told_sale_ended) } } }
             tr { th { "gave up while waiting" } td { (room.gave_up_waiting) } }
         }
     }

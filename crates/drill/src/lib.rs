@@ -24,6 +24,7 @@ use flashguard_telemetry::EventKind;
 
 pub use attack::AttackTally;
 pub use console::{Console, Progress, Silent, Tick};
+pub use html::Preface;
 pub use oracle::{check, Acknowledged, Exported, Invariants, Stock};
 pub use record::Second;
 pub use report::Report;
@@ -174,8 +175,20 @@ pub async fn write_postmortem(monitor: &str, dir: &Path) -> anyhow::Result<std::
 
 /// Writes report.html with these reports side by side.
 pub fn write_html(report_dir: &Path, reports: &[(&str, &Report)]) -> anyhow::Result<()> {
-    std::fs::write(report_dir.join("report.html"), html::render(reports))
-        .context("writing report.html")
+    write_html_with(report_dir, reports, None)
+}
+
+/// Writes report.html with a table of figures above the reports.
+pub fn write_html_with(
+    report_dir: &Path,
+    reports: &[(&str, &Report)],
+    preface: Option<&Preface>,
+) -> anyhow::Result<()> {
+    std::fs::write(
+        report_dir.join("report.html"),
+        html::render(reports, preface),
+    )
+    .context("writing report.html")
 }
 
 /// The seed a waiting room published for its lottery (`None` when there

@@ -40,6 +40,10 @@ pub struct PartsSample {
     pub parts: Vec<(String, String)>,
     /// (backend, state) as the gateway sees them.
     pub backends: Vec<(String, String)>,
+    /// Primary shops up at the gateway: the capacity serving.
+    pub shops_serving: usize,
+    /// Customers in the gateway's waiting room line, when it has one.
+    pub waiting: Option<u64>,
 }
 
 /// What the run saw, before the oracle.

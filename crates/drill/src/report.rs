@@ -24,6 +24,14 @@ pub struct Latency {
     pub max: f64,
 }
 
+/// When an item's sale opened and closed, in seconds of the drill.
+#[derive(Debug, Clone, Serialize)]
+pub struct SaleWindow {
+    pub sku: String,
+    pub opens_s: f64,
+    pub closes_s: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -45,6 +53,7 @@ pub struct Report {
     pub attack: crate::attack::AttackTally,
     pub duration_s: f64,
     pub chaos: Vec<ChaosEvent>,
+    pub sales: Vec<SaleWindow>,
     pub timeline: Vec<Second>,
     pub parts: Vec<PartsSample>,
 }
@@ -95,6 +104,15 @@ impl Report {
             attack: observed.attack.clone(),
             duration_s: observed.duration.as_secs_f64(),
             chaos: observed.chaos.clone(),
+            sales: scenario
+                .items
+                .iter()
+                .map(|item| SaleWindow {
+                    sku: item.sku.clone(),
+                    opens_s: item.sale_starts_in_s,
+                    closes_s: item.sale_ends_in_s,
+                })
+                .collect(),
             timeline: observed.timeline.clone(),
             parts: observed.parts.clone(),
             invariants,
@@ -145,7 +163,8 @@ impl Report {
         }
         format!(
             "\n  waiting room: {} customers waited (median {:.1} s, p90 {:.1} s, longest {:.1} s), \
-             wait ÷ first estimate p50 {:.2} p90 {:.2}, {} told sold out, {} gave up waiting",
+             wait ÷ first estimate p50 {:.2} p90 {:.2}, {} told sold out, {} told the sale ended, \
+             {} gave up waiting",
             w.customers_waited,
             w.wait_s.p50,
             w.wait_s.p90,
@@ -153,6 +172,7 @@ impl Report {
             w.eta_ratio.p50,
             w.eta_ratio.p90,
             w.told_sold_out,
+            w.told_sale_ended,
             w.gave_up_waiting,
         )
     }

@@ -40,6 +40,7 @@ pub(crate) struct RoomBooks {
     pub(crate) waited: u64,
     pub(crate) gave_up_waiting: u64,
     pub(crate) told_sold_out: u64,
+    pub(crate) told_sale_ended: u64,
     /// Visits that ended on errors: never properly answered.
     pub(crate) unanswered: u64,
     /// Orders accepted while the customer's ticket said they were in line.
@@ -52,6 +53,7 @@ impl RoomBooks {
         match ending {
             Ending::GaveUpWaiting => self.gave_up_waiting += 1,
             Ending::SoldOut => self.told_sold_out += 1,
+            Ending::SaleEnded => self.told_sale_ended += 1,
             Ending::GaveUp => self.unanswered += 1,
             Ending::Ordered | Ending::Refused => {}
         }
@@ -65,6 +67,7 @@ impl RoomBooks {
         self.waited += other.waited;
         self.gave_up_waiting += other.gave_up_waiting;
         self.told_sold_out += other.told_sold_out;
+        self.told_sale_ended += other.told_sale_ended;
         self.unanswered += other.unanswered;
         self.bypassed_orders += other.bypassed_orders;
     }
@@ -122,6 +125,8 @@ pub struct WaitingRoomReport {
     pub gave_up_waiting: u64,
     /// Those told the sale sold out.
     pub told_sold_out: u64,
+    /// Those told the sale's window had closed.
+    pub told_sale_ended: u64,
     /// From arrival to turn, for customers let in after waiting.
     pub wait_s: Spread,
     /// Actual wait ÷ the first estimate shown.
@@ -164,6 +169,7 @@ impl RoomBooks {
             customers_waited: self.waited,
             gave_up_waiting: self.gave_up_waiting,
             told_sold_out: self.told_sold_out,
+            told_sale_ended: self.told_sale_ended,
             wait_s: Spread::of(waited.iter().map(seconds).collect()),
             eta_ratio: Spread::of(
                 waited

@@ -54,13 +54,17 @@ pub(crate) async fn set_up(
 ) -> anyhow::Result<()> {
     let now = time::OffsetDateTime::now_utc();
     for item in &scenario.items {
-        let starts = now + time::Duration::seconds_f64(item.sale_starts_in_s);
+        let at = |in_s: f64| {
+            (now + time::Duration::seconds_f64(in_s))
+                .format(&time::format_description::well_known::Rfc3339)
+        };
         let body = json!({
             "name": item.name,
             "price_cents": item.price_cents,
             "stock": item.stock,
             "limit_per_customer": item.limit_per_customer,
-            "sale_starts_at": starts.format(&time::format_description::well_known::Rfc3339)?,
+            "sale_starts_at": at(item.sale_starts_in_s)?,
+            "sale_ends_at": item.sale_ends_in_s.map(at).transpose()?,
         });
         let response = http
             .put(format!("{}/admin/products/{}", target.url, item.sku))
@@ -434,20 +438,36 @@ async fn sample_parts(
             .iter()
             .find_map(|p| p["admin_addr"].as_str().map(str::to_string));
         let mut backends = Vec::new();
+        let mut waiting = None;
         if let Some(admin) = gateway_admin {
-            let answer = http
-                .get(format!("{admin}/admin/backends"))
-                .bearer_auth(&target.admin_token)
-                .timeout(Duration::from_millis(800))
-                .send()
-                .await;
-            if let Ok(answer) = answer {
+            let ask = |path: &str| {
+                http.get(format!("{admin}{path}"))
+                    .bearer_auth(&target.admin_token)
+                    .timeout(Duration::from_millis(800))
+                    .send()
+            };
+            if let Ok(answer) = ask("/admin/backends").await {
                 backends = answer
                     .json::<Vec<serde_json::Value>>()
                     .await
                     .unwrap_or_default();
             }
+            if let Ok(answer) = ask("/admin/room").await {
+                let room = answer.json::<serde_json::Value>().await.unwrap_or_default();
+                // Once the sale is over those still in line have been
+                // told; nobody waits for it any more.
+                let over = room["sale"] == "sold_out" || room["sale"] == "ended";
+                waiting = room["on"]
+                    .as_bool()
+                    .filter(|on| *on)
+                    .and_then(|_| room["waiting"].as_u64())
+                    .map(|n| if over { 0 } else { n });
+            }
         }
+        let shops_serving = backends
+            .iter()
+            .filter(|b| b["pool"] == "primary" && b["state"] == "up")
+            .count();
         let states = |list: &[serde_json::Value]| -> Vec<(String, String)> {
             list.iter()
                 .map(|p| {
@@ -460,6 +480,8 @@ async fn sample_parts(
             second: start.elapsed().as_secs(),
             parts: states(&parts),
             backends: states(&backends),
+            shops_serving,
+            waiting,
         });
     }
     samples

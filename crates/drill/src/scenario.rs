@@ -52,6 +52,10 @@ pub struct Item {
     /// Seconds after the drill starts when the sale opens. Default 0.
     #[serde(default)]
     pub sale_starts_in_s: f64,
+    /// Seconds after the drill starts when the sale closes (orders after
+    /// it are refused). Default: it stays open.
+    #[serde(default)]
+    pub sale_ends_in_s: Option<f64>,
 }
 
 fn default_item_name() -> String {
@@ -207,6 +211,14 @@ impl Scenario {
                     "must be 0 to 3600",
                 ));
             }
+            if let Some(ends) = item.sale_ends_in_s {
+                if !(ends > item.sale_starts_in_s && ends <= 7200.0) {
+                    return Err(invalid(
+                        format!("item[{i}].sale_ends_in_s"),
+                        "must be after sale_starts_in_s and at most 7200",
+                    ));
+                }
+            }
         }
         if self.phases.is_empty() {
             return Err(invalid(
@@ -346,6 +358,7 @@ impl Scenario {
         }
         for item in &mut self.items {
             item.sale_starts_in_s *= factor;
+            item.sale_ends_in_s = item.sale_ends_in_s.map(|ends| ends * factor);
         }
         for chaos in &mut self.chaos {
             chaos.at_s *= factor;
@@ -399,6 +412,13 @@ mod tests {
         let cases = [
             (GOOD.replace("stock = 100", "stock = 0"), "item[0].stock"),
             (GOOD.replace("at_s = 1", "at_s = 9"), "chaos[0].at_s"),
+            (
+                GOOD.replace(
+                    "stock = 100",
+                    "stock = 100\nsale_starts_in_s = 3\nsale_ends_in_s = 2",
+                ),
+                "item[0].sale_ends_in_s",
+            ),
             (GOOD.replace("\"kill\"", "\"explode\""), "chaos[0].action"),
             (
                 GOOD.replace(

@@ -69,6 +69,7 @@ impl Scenario {
                 price_cents: 9_900,
                 limit_per_customer: 1,
                 sale_starts_in_s: 0.0,
+                sale_ends_in_s: None,
             }],
             phases: vec![
                 Phase {
@@ -107,6 +108,36 @@ impl Scenario {
             availability_floor: 0.99,
         }
     }
+
+    /// The beyond-capacity story told to a stack that scales itself: the
+    /// sale opens after `before_s` of browsing at half the capacity (time
+    /// for the shops planned for it to be added and warm, visibly before
+    /// it), closes when the surge ends, and `after_s` of quiet browsing
+    /// follow (time for the shops added to be drained and removed, visibly
+    /// after it). No shop is killed: this story is about capacity
+    /// following the load, and the fixed one already kills a shop in the
+    /// surge (a kill here, while shops are being added, sometimes had the
+    /// gateway's queue time out — see BENCHMARKS.md).
+    pub fn beyond_capacity_scaling(
+        capacity: f64,
+        surge_s: f64,
+        before_s: f64,
+        after_s: f64,
+    ) -> Scenario {
+        let mut scenario = Scenario::beyond_capacity(capacity, surge_s);
+        scenario.chaos.clear();
+        scenario.phases[0].duration_s = before_s;
+        let surge_s = scenario.phases[1].duration_s;
+        scenario.phases.push(Phase {
+            duration_s: after_s,
+            rate: capacity / 4.0,
+            ramp_to: None,
+        });
+        let item = &mut scenario.items[0];
+        item.sale_starts_in_s = before_s;
+        item.sale_ends_in_s = Some(before_s + surge_s);
+        scenario
+    }
 }
 
 impl Scenario {
@@ -124,6 +155,7 @@ impl Scenario {
                 price_cents: 100,
                 limit_per_customer: 1,
                 sale_starts_in_s: 0.0,
+                sale_ends_in_s: None,
             }],
             phases: (0..steps)
                 .map(|k| Phase {
@@ -165,6 +197,19 @@ mod built_in {
         // Stock for 60 % of the surge at capacity.
         assert_eq!(scenario.items[0].stock, 4_800);
         assert!(scenario.chaos[0].at_s > 2.0 && scenario.chaos[0].at_s < 22.0);
+    }
+
+    #[test]
+    fn the_scaling_story_opens_after_the_lead_and_closes_with_the_surge() {
+        let scenario = Scenario::beyond_capacity_scaling(400.0, 20.0, 6.0, 12.0);
+        assert!(scenario.validate().is_ok(), "{:?}", scenario.validate());
+        let item = &scenario.items[0];
+        assert_eq!(item.sale_starts_in_s, 6.0);
+        assert_eq!(item.sale_ends_in_s, Some(26.0));
+        let rates: Vec<f64> = scenario.phases.iter().map(|p| p.rate).collect();
+        assert_eq!(rates, vec![200.0, 4_000.0, 100.0]);
+        assert_eq!(scenario.duration().as_secs_f64(), 38.0);
+        assert!(scenario.chaos.is_empty());
     }
 
     #[test]

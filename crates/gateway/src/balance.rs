@@ -50,6 +50,7 @@ pub(crate) enum Change {
     RoomOff,
     RoomRate,
     SoldOut,
+    SaleEnded,
 }
 
 /// A backend changed state (for the admin API and the monitor's timeline).

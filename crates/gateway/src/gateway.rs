@@ -25,6 +25,7 @@ fn record_notice(backends: &Backends, notice: Notice) {
         Notice::Off(why) => (Change::RoomOff, why),
         Notice::Rate(why) => (Change::RoomRate, why),
         Notice::SoldOut(why) => (Change::SoldOut, why),
+        Notice::SaleEnded(why) => (Change::SaleEnded, why),
     };
     backends.record("waiting-room", change, why);
 }

@@ -31,6 +31,7 @@ fn room_change(state: &str) -> &str {
         "room_off" => "off",
         "room_rate" => "rate changed",
         "sold_out" => "sold out",
+        "sale_ended" => "sale ended",
         other => other,
     }
 }

@@ -13,7 +13,10 @@
 //! - **Pressure the ratio cannot see**: requests waiting in the gateway's
 //!   queue or shed mean demand beyond the limits by an unknown amount (the
 //!   formula would only say "limits at 100 %"), so they ask for double; a
-//!   p99 over its target asks for one more.
+//!   p99 over its target asks for one more. A queue counts once it is seen
+//!   two steps running: the gauge is read at an instant, and a handful of
+//!   requests caught there between two bursts is no surge (without this, a
+//!   blip just after a scale-down doubled the shops again).
 //! - **Up fast**: steps of 1 to 2 s (the HPA's are 15 s), to at most double
 //!   (and at least one more) a step.
 //! - **Down slowly**: only to the highest recommendation of the last
@@ -88,6 +91,8 @@ pub enum Decision {
 pub struct Autoscaler {
     rules: AutoscaleRules,
     recommended: VecDeque<(u64, u32)>,
+    /// Whether the last step saw requests queued.
+    queued_before: bool,
 }
 
 impl Autoscaler {
@@ -95,6 +100,7 @@ impl Autoscaler {
         Autoscaler {
             rules,
             recommended: VecDeque::new(),
+            queued_before: false,
         }
     }
 
@@ -126,7 +132,10 @@ impl Autoscaler {
         let utilisation = limits_used.max(signals.cpu_of_quota.unwrap_or(0.0));
         let by_ratio = (f64::from(current) * utilisation / r.target_utilisation).ceil() as u32;
         let slow = signals.p99_ms.is_some_and(|p99| p99 > r.p99_target_ms);
-        let wanted = if signals.queued > 0.0 || signals.shed_per_s > 0.0 {
+        let queued = signals.queued > 0.0;
+        let queueing = queued && self.queued_before;
+        self.queued_before = queued;
+        let wanted = if queueing || signals.shed_per_s > 0.0 {
             by_ratio.max(current.saturating_mul(2))
         } else if slow {
             by_ratio.max(current + 1)
@@ -256,6 +265,25 @@ mod tests {
         }
         // Double a step while requests queue, up to the most.
         assert_eq!(seen, vec![2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn a_queue_seen_at_one_step_only_is_no_surge() {
+        let mut a = Autoscaler::new(rules());
+        let blip = Signals {
+            queued: 8.0,
+            ..busy(16.0, 40.0)
+        };
+        // 40 % of the limits in use, 8 requests caught in the queue at the
+        // instant it was read, quiet again at the next step: nothing.
+        assert_eq!(a.decide(0, 2, blip, &[]), Decision::Hold);
+        assert_eq!(a.decide(1_000, 2, busy(16.0, 40.0), &[]), Decision::Hold);
+        assert_eq!(a.decide(2_000, 2, blip, &[]), Decision::Hold);
+        // Seen again at the next step: a queue, double.
+        assert!(matches!(
+            a.decide(3_000, 2, blip, &[]),
+            Decision::ScaleUp { to: 4, .. }
+        ));
     }
 
     #[test]

@@ -158,7 +158,67 @@ pub async fn plan(request: &PlanRequest, console: Arc<Console>) -> Result<Capaci
     let path = dir.join("plan.json");
     let text = serde_json::to_string_pretty(&plan).expect("a plan serializes");
     std::fs::write(&path, text).map_err(|source| PlanError::Io { path, source })?;
+    flashguard_drill::write_html_with(
+        dir,
+        &[("one shop, step load", &report)],
+        Some(&plan.preface()),
+    )
+    .map_err(PlanError::Drill)?;
     Ok(plan)
+}
+
+impl CapacityPlan {
+    /// The plan as report.html shows it, above the step load.
+    fn preface(&self) -> flashguard_drill::Preface {
+        let mut rows = vec![
+            (
+                "one shop carries".to_string(),
+                format!(
+                    "{:.0} customers/s ({:.0} requests/s) at {} core{}, p99 within {} ms",
+                    self.shop_capacity_per_s,
+                    self.shop_capacity_requests_per_s,
+                    self.shop_cpu,
+                    if self.cpu_capped {
+                        ""
+                    } else {
+                        " (not capped: no cgroup here)"
+                    },
+                    self.p99_target_ms
+                ),
+            ),
+            (
+                "the peak".to_string(),
+                format!("{:.0} customers/s", self.peak_per_s),
+            ),
+            (
+                "shops".to_string(),
+                format!(
+                    "{} for the peak, {} with one to spare: {:.2} cores",
+                    self.shops_for_peak, self.shops, self.cpu_cores
+                ),
+            ),
+        ];
+        rows.extend(self.steps.iter().map(|step| {
+            (
+                format!("step at {:.0} customers/s", step.rate_per_s),
+                format!(
+                    "{:.0} answered/s, p99 {:.1} ms, {} failed or shed: {}",
+                    step.answered_per_s,
+                    step.p99_ms,
+                    step.failed_or_shed,
+                    if step.carried {
+                        "carried"
+                    } else {
+                        "not carried"
+                    }
+                ),
+            )
+        }));
+        flashguard_drill::Preface {
+            heading: "Capacity plan".into(),
+            rows,
+        }
+    }
 }
 
 /// Each step's worst p99 and failures, its first second left out.

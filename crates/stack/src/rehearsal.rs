@@ -54,11 +54,27 @@ const SHOP_CPU: f64 = 0.05;
 /// The beyond-capacity surge at full scale, in s.
 const SURGE_S: f64 = 24.0;
 
+/// The autoscaled story, at every scale (they are about processes
+/// starting and stopping, not the story's length): the sale opens
+/// `BEFORE_S` in, `LEAD_S` after the autoscaler sees it coming; after it
+/// closes, `AFTER_S` of quiet browsing, in which a scale-down window of
+/// `DOWN_WINDOW_S` (the default is 5 min) passes and the shops added are
+/// removed one a step.
+const BEFORE_S: f64 = 7.0;
+const LEAD_S: u64 = 5;
+const DOWN_WINDOW_S: u64 = 6;
+const AFTER_S: f64 = 14.0;
+
 /// What a run of the drill is given: a scenario as it is, or one sized
 /// from the capacity measured once the shops run.
 enum Plan {
     Fixed(Scenario),
-    Measured { surge_s: f64 },
+    Measured {
+        surge_s: f64,
+        /// The story told to an autoscaled stack: a sale window with time
+        /// before and after it.
+        scaling: bool,
+    },
 }
 
 /// What to rehearse, and where.
@@ -135,18 +151,21 @@ pub async fn rehearse(
         Story::BeyondCapacity => (
             Plan::Measured {
                 surge_s: SURGE_S * rehearsal.scale,
+                scaling: rehearsal.autoscale,
             },
             StackFile {
                 shop_cpu: Some(SHOP_CPU),
                 shops: if rehearsal.autoscale { 2 } else { 3 },
-                // The sale is open all along, so no shop is removed during
-                // it; the window is shortened for a story of a minute.
+                // Two shops, a third planned for the sale (added before it
+                // opens), a fourth if the surge asks; back to two after
+                // it, the scale-down window shortened for a story of a
+                // minute.
                 autoscale: rehearsal.autoscale.then(|| crate::config::AutoscaleFile {
                     min_shops: Some(2),
                     max_shops: Some(4),
-                    planned_shops: Some(2),
-                    down_window_s: 10,
-                    lead_s: 0,
+                    planned_shops: Some(3),
+                    down_window_s: DOWN_WINDOW_S,
+                    lead_s: LEAD_S,
                     ..Default::default()
                 }),
                 ..StackFile::default()
@@ -301,7 +320,7 @@ async fn run_on(
     }
     let scenario = match plan {
         Plan::Fixed(scenario) => scenario.clone(),
-        Plan::Measured { surge_s } => {
+        Plan::Measured { surge_s, scaling } => {
             let shops = running.shop_urls().await?;
             console.step(&format!(
                 "measuring what the shops serve ({} each): customers straight to each for 3 s",
@@ -318,11 +337,29 @@ async fn run_on(
                 Duration::from_secs(3),
             )
             .await?;
-            let scenario = Scenario::beyond_capacity(capacity, *surge_s);
+            let scenario = if *scaling {
+                let mut scenario =
+                    Scenario::beyond_capacity_scaling(capacity, *surge_s, BEFORE_S, AFTER_S);
+                scenario.name = format!(
+                    "beyond capacity, autoscaled (scale-down window {DOWN_WINDOW_S} s, not 5 min)"
+                );
+                scenario
+            } else {
+                Scenario::beyond_capacity(capacity, *surge_s)
+            };
             console.step(&format!(
                 "the shops serve {capacity:.0} customers/s: {:.0} a second will come for {surge_s:.0} s, \
-                 {} units in stock; a waiting room in front",
-                scenario.phases[1].rate, scenario.items[0].stock
+                 {} units in stock; a waiting room in front{}",
+                scenario.phases[1].rate,
+                scenario.items[0].stock,
+                if *scaling {
+                    format!(
+                        "; the sale opens {BEFORE_S:.0} s in and closes with the surge, \
+                         {AFTER_S:.0} s of quiet follow"
+                    )
+                } else {
+                    String::new()
+                }
             ));
             running.set_waiting_room(room_for(capacity * growth, &scenario.items[0].sku));
             scenario
@@ -358,10 +395,14 @@ async fn run_on(
     let report = match autoscale {
         Some((rules, step)) => {
             console.step(&format!(
-                "autoscaling between {} and {} shops every {} ms (no shop is removed while the sale is open)",
+                "autoscaling between {} and {} shops every {} ms: {} planned from {} s before the sale, \
+                 none removed while it is open, then down after {} s of less load",
                 rules.min_shops,
                 rules.max_shops,
-                step.as_millis()
+                step.as_millis(),
+                rules.planned.unwrap_or(rules.max_shops),
+                rules.lead.as_secs(),
+                rules.down_window.as_secs(),
             ));
             let report = tokio::select! {
                 report = drill => report,

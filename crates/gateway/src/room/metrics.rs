@@ -29,6 +29,7 @@ pub(crate) struct RoomMetrics {
     pub(crate) eta_ratio: Histogram,
     pub(crate) abandoned: Counter,
     pub(crate) sold_out_notices: Counter,
+    pub(crate) sale_ended_notices: Counter,
     pub(crate) longest_wait: Gauge<f64, AtomicU64>,
 }
 
@@ -49,6 +50,7 @@ impl Default for RoomMetrics {
             eta_ratio: Histogram::new(exponential_buckets(0.0625, 2.0, 9)),
             abandoned: Counter::default(),
             sold_out_notices: Counter::default(),
+            sale_ended_notices: Counter::default(),
             longest_wait: Gauge::default(),
         }
     }
@@ -115,6 +117,11 @@ impl RoomMetrics {
             "gateway_room_sold_out_notices",
             "Waiting customers told the sale sold out",
             self.sold_out_notices.clone(),
+        );
+        registry.register(
+            "gateway_room_sale_ended_notices",
+            "Waiting customers told the sale's window had closed",
+            self.sale_ended_notices.clone(),
         );
         registry.register(
             "gateway_room_longest_wait_seconds",

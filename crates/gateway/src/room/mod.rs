@@ -87,8 +87,9 @@ pub(crate) enum Gate {
     Pass(Option<String>),
     /// Not yet: where the customer stands.
     Wait(Waiting),
-    /// The sale sold out while they waited (or before they came).
-    SoldOut(String),
+    /// The sale is over — sold out or its window closed — while they
+    /// waited (or before they came): `sale` says which, with the ticket.
+    Over { ticket: String, sale: Sale },
     /// This client network has had its share of new tickets this minute.
     TooManyTickets,
 }
@@ -116,6 +117,7 @@ pub(crate) enum Notice {
     Off(String),
     Rate(String),
     SoldOut(String),
+    SaleEnded(String),
 }
 
 /// The state behind the room's lock.
@@ -270,7 +272,8 @@ impl Room {
         let network = client_network(client);
         let ticket = presented.and_then(|text| self.check(text, network, now));
         let on = self.is_on();
-        let sold_out = self.sale() == Sale::SoldOut;
+        let sale = self.sale();
+        let over = matches!(sale, Sale::SoldOut | Sale::Ended);
         match ticket {
             Some(mut ticket) if ticket.admitted_ms > 0 => {
                 let renew = now.saturating_sub(ticket.seen_ms) >= RENEW_MS;
@@ -280,12 +283,9 @@ impl Room {
                 }))
             }
             Some(ticket) if !on => self.let_in(ticket, now, now),
-            Some(ticket) if sold_out => {
-                self.metrics.sold_out_notices.inc();
-                Gate::SoldOut(self.seal(&ticket))
-            }
+            Some(ticket) if over => self.tell_over(&ticket, sale),
             Some(ticket) => self.in_line(ticket, now),
-            None => self.arrive(network, now, on, sold_out),
+            None => self.arrive(network, now, on, over.then_some(sale)),
         }
     }
 
@@ -404,8 +404,21 @@ impl Room {
         }
     }
 
-    /// A first visit (or one whose ticket is worth nothing).
-    fn arrive(&self, network: u32, now: u64, on: bool, sold_out: bool) -> Gate {
+    /// The sale is over (`sale` says how): the customer is told so.
+    fn tell_over(&self, ticket: &Ticket, sale: Sale) -> Gate {
+        match sale {
+            Sale::Ended => self.metrics.sale_ended_notices.inc(),
+            _ => self.metrics.sold_out_notices.inc(),
+        };
+        Gate::Over {
+            ticket: self.seal(ticket),
+            sale,
+        }
+    }
+
+    /// A first visit (or one whose ticket is worth nothing); `over` when
+    /// the sale is.
+    fn arrive(&self, network: u32, now: u64, on: bool, over: Option<Sale>) -> Gate {
         let mut inner = self.lock();
         let per_minute = self.rules.tickets_per_client_per_min;
         if !inner.issuance.allow(network, per_minute, now) {
@@ -435,10 +448,9 @@ impl Room {
             drop(inner);
             return self.let_in(ticket, now, now);
         }
-        if sold_out {
+        if let Some(sale) = over {
             drop(inner);
-            self.metrics.sold_out_notices.inc();
-            return Gate::SoldOut(self.seal(&ticket));
+            return self.tell_over(&ticket, sale);
         }
         if inner.line.admit_now(now) {
             inner.entered += 1;
@@ -567,13 +579,24 @@ impl Room {
     /// The shops' catalogue says where the sale stands.
     pub(crate) fn set_sale(&self, sale: Sale) -> Option<Notice> {
         let before = Sale::of(self.sale.swap(sale.code(), Ordering::Relaxed));
-        (sale == Sale::SoldOut && before != Sale::SoldOut).then(|| {
-            let waiting = self.lock().line.waiting();
-            Notice::SoldOut(format!(
-                "{} sold out: {waiting} customers in line are told at once",
-                self.rules.skus.join(", ")
-            ))
-        })
+        if sale == before {
+            return None;
+        }
+        let waiting = || self.lock().line.waiting();
+        match sale {
+            Sale::SoldOut => Some(Notice::SoldOut(format!(
+                "{} sold out: {} customers in line are told at once",
+                self.rules.skus.join(", "),
+                waiting()
+            ))),
+            // Sold out first: those in line were told then.
+            Sale::Ended if before != Sale::SoldOut => Some(Notice::SaleEnded(format!(
+                "the sale of {} ended: {} customers in line are told at once",
+                self.rules.skus.join(", "),
+                waiting()
+            ))),
+            _ => None,
+        }
     }
 
     /// The room in public (`GET /waiting-room.json`): its state, and the

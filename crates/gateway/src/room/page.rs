@@ -95,15 +95,22 @@ pub(crate) fn answer(gate: Gate, shape: Shape) -> Option<Answer> {
     Some(match gate {
         Gate::Pass(_) => return None,
         Gate::Wait(waiting) => waiting_answer(waiting, shape),
-        Gate::SoldOut(ticket) => Answer {
+        Gate::Over { ticket, sale } => Answer {
             status: match shape {
                 Shape::Html => StatusCode::OK,
                 Shape::Json => StatusCode::CONFLICT,
             },
             shape,
-            body: match shape {
-                Shape::Html => sold_out_page(),
-                Shape::Json => serde_json::json!({
+            body: match (shape, sale) {
+                (Shape::Html, Sale::Ended) => sale_ended_page(),
+                (Shape::Html, _) => sold_out_page(),
+                (Shape::Json, Sale::Ended) => serde_json::json!({
+                    "error": "sale_ended",
+                    "status": "sale_ended",
+                    "detail": "the sale ended while you waited; nothing more can be ordered in it",
+                })
+                .to_string(),
+                (Shape::Json, _) => serde_json::json!({
                     "error": "sold_out",
                     "status": "sold_out",
                     "detail": "the sale sold out while you waited; nothing is left to order",
@@ -201,6 +208,17 @@ fn waiting_page(waiting: &Waiting) -> String {
          as fast as the shop can serve them.</p></body></html>",
         refresh = waiting.retry_after_s,
         sale = sale_line(waiting.sale),
+    )
+}
+
+fn sale_ended_page() -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>The sale has ended</title><style>{STYLE}</style></head>\
+         <body><h1 id=\"sale-ended\">The sale has ended</h1>\
+         <p>The sale closed at its advertised time while you were in line. We are sorry; \
+         we told you as soon as it closed.</p></body></html>"
     )
 }
 

@@ -181,11 +181,15 @@ fn waiting_room(out: &mut String, drill: &Value) {
     let _ = writeln!(
         out,
         "- **Waiting room:** {waited:.0} customers waited, median {:.1} s, longest {:.1} s; \
-         {fairness}; {:.0} were told the sale sold out while waiting, {:.0} gave up waiting, \
+         {fairness}; {:.0} were told the sale sold out while waiting{}, {:.0} gave up waiting, \
          {:.0} orders bypassed the line.",
         number(&room["wait_s"], "p50"),
         number(&room["wait_s"], "max"),
         number(room, "told_sold_out"),
+        match number(room, "told_sale_ended") {
+            0.0 => String::new(),
+            ended => format!(" and {ended:.0} that it had ended"),
+        },
         number(room, "gave_up_waiting"),
         number(drill, "bypassed_orders"),
     );
