@@ -59,6 +59,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// One shop's measured capacity (`capacity_plan`).
     pub capacity_plan: Option<CapacityPlan>,
+    /// Who is paged when an incident opens (`[oncall]`); None when no
+    /// policy (and no heartbeat) is configured.
+    pub oncall: Option<crate::oncall::config::OnCall>,
 }
 
 /// What the postmortem needs of a `flashguard plan`.
@@ -101,6 +104,7 @@ impl Default for Config {
             gateway_admins: Vec::new(),
             admin_token: None,
             capacity_plan: None,
+            oncall: None,
         }
     }
 }
@@ -144,6 +148,9 @@ pub struct MonitorFile {
     pub gateways: Vec<TargetFile>,
     /// Required of writes to the incident API when set; sent to gateways.
     pub admin_token: Option<String>,
+    /// People, schedules, escalation policies and routes (see README,
+    /// *On call*). Default: nobody is paged.
+    pub oncall: crate::oncall::config::OnCallFile,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -173,6 +180,7 @@ impl Default for MonitorFile {
             surge_factor: 3.0,
             gateways: Vec::new(),
             admin_token: None,
+            oncall: crate::oncall::config::OnCallFile::default(),
         }
     }
 }
@@ -341,6 +349,11 @@ impl MonitorFile {
             capacity_plan: match &self.capacity_plan {
                 Some(path) => Some(load_plan(path)?),
                 None => None,
+            },
+            oncall: if self.oncall.is_empty() {
+                None
+            } else {
+                Some(self.oncall.validate()?)
             },
         })
     }

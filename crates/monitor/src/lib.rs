@@ -19,6 +19,7 @@ mod host;
 pub mod incidents;
 mod monitor;
 mod notify;
+pub mod oncall;
 pub mod rules;
 mod scrape;
 mod store;
@@ -58,12 +59,25 @@ pub async fn run(
     )
     .await?;
     let store = Store::new(config.retention.as_millis() as i64, config.max_series);
-    let monitor = Arc::new(Monitor::new(
+    let incidents = Arc::new(incidents);
+    let pages = oncall::channels::PageCounts::default();
+    let oncall = config.oncall.clone().map(|settings| {
+        oncall::OnCallHandle::start(
+            settings,
+            Arc::clone(&incidents),
+            pages.clone(),
+            oncall::Clock::new(),
+        )
+    });
+    let mut monitor = Monitor::new(
         store,
-        Arc::new(incidents),
+        incidents,
         config.admin_token.clone(),
         config.capacity_plan,
-    ));
+        oncall,
+    );
+    monitor.metrics.pages = pages;
+    let monitor = Arc::new(monitor);
     let pipeline = Pipeline::new(Arc::clone(&monitor), &config);
     let ticking = tokio::spawn(pipeline.run(config.interval));
     let follower = tokio::spawn(gateway_events::follow(

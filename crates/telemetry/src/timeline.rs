@@ -36,6 +36,10 @@ pub enum EventKind {
     Deploy,
     /// The autoscaler added or removed a shop, with why (the stack).
     Scaling,
+    /// On call: a page, an escalation, an acknowledgement, a re-page, a
+    /// failed delivery, a resolution notice (the monitor; `data.action`
+    /// says which).
+    OnCall,
 }
 
 impl EventKind {
@@ -74,6 +78,7 @@ impl EventKind {
             EventKind::DrillReport => "drill_report",
             EventKind::Deploy => "deploy",
             EventKind::Scaling => "scaling",
+            EventKind::OnCall => "on_call",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! dashboard at `/` with its stream at `/api/stream`.
 
 mod incidents;
+mod oncall;
 mod targets;
 
 use std::collections::HashMap;
@@ -43,6 +44,11 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         "Notifications by receiver and result (sent, failed, dropped)",
         metrics.notifications.clone(),
     );
+    registry.register(
+        "monitor_pages",
+        "On-call notices by channel and result (sent, failed, dropped)",
+        metrics.pages.clone(),
+    );
     registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
     let registry = Arc::new(registry);
     Router::new()
@@ -60,6 +66,13 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/incidents/{id}", get(incidents::one))
         .route("/api/incidents/{id}/notes", post(incidents::note))
         .route("/api/incidents/{id}/postmortem", get(incidents::postmortem))
+        .route("/api/incidents/{id}/ack", post(oncall::ack))
+        .route("/api/incidents/{id}/resolve", post(oncall::resolve))
+        .route("/api/oncall", get(oncall::status))
+        .route(
+            "/oncall/ack/{token}",
+            get(oncall::link_page).post(oncall::link_ack),
+        )
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route(
             "/readyz",

@@ -36,6 +36,20 @@ pub struct IncidentView {
     pub timeline: Vec<Event>,
 }
 
+/// An incident opened or resolved by `observe`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// With its first alert's labels.
+    Opened {
+        id: i64,
+        title: String,
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    Resolved {
+        id: i64,
+    },
+}
+
 #[derive(Debug)]
 struct OpenIncident {
     id: i64,
@@ -93,13 +107,25 @@ impl Incidents {
         Ok(event)
     }
 
+    /// Records an event on an incident's timeline (kept as long as it is).
+    pub async fn record_on(
+        &self,
+        incident: i64,
+        mut event: Event,
+    ) -> Result<Event, IncidentDbError> {
+        event.id = self.db.insert_event(&event, Some(incident)).await?;
+        Ok(event)
+    }
+
     /// Opens, extends and resolves incidents from alert transitions; call
-    /// after every evaluation, with or without transitions.
+    /// after every evaluation, with or without transitions. Returns what
+    /// opened and resolved (on call pages and stops on them).
     pub async fn observe(
         &self,
         transitions: &[Transition],
         now_ms: i64,
-    ) -> Result<(), IncidentDbError> {
+    ) -> Result<Vec<Change>, IncidentDbError> {
+        let mut changes = Vec::new();
         let mut open = self.open.lock().await;
         for transition in transitions {
             match transition {
@@ -118,6 +144,11 @@ impl Incidents {
                         );
                         self.db.insert_event(&event, Some(id)).await?;
                         tracing::warn!(incident = id, %title, "incident opened");
+                        changes.push(Change::Opened {
+                            id,
+                            title: title.clone(),
+                            labels: alert.labels.clone(),
+                        });
                         *open = Some(OpenIncident {
                             id,
                             firing: BTreeSet::new(),
@@ -178,8 +209,39 @@ impl Incidents {
             self.db.insert_event(&event, Some(id)).await?;
             tracing::info!(incident = id, "incident resolved");
             *open = None;
+            changes.push(Change::Resolved { id });
         }
-        Ok(())
+        Ok(changes)
+    }
+
+    /// A person resolves an incident. Returns false when there is no such
+    /// incident or it is resolved already. Its alerts firing again open a
+    /// new one.
+    pub async fn resolve_by(
+        &self,
+        id: i64,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<bool, IncidentDbError> {
+        let mut open = self.open.lock().await;
+        match self.db.incident(id).await? {
+            Some(row) if row.resolved_ms.is_none() => {}
+            _ => return Ok(false),
+        }
+        self.db.resolve_incident(id, now_ms).await?;
+        let event = Event::new(
+            now_ms,
+            "person",
+            EventKind::IncidentResolved,
+            by,
+            format!("incident {id} resolved by {by}"),
+            json!({ "incident": id, "resolved_ms": now_ms, "by": by }),
+        );
+        self.db.insert_event(&event, Some(id)).await?;
+        if open.as_ref().is_some_and(|o| o.id == id) {
+            *open = None;
+        }
+        Ok(true)
     }
 
     /// Adds a person's note to an incident; `None` if there is no such

@@ -34,6 +34,7 @@ pub(crate) struct MonitorMetrics {
     pub(crate) scrapes: Family<Vec<(String, String)>, Counter>,
     pub(crate) evaluations: Counter,
     pub(crate) notifications: NotificationCounts,
+    pub(crate) pages: crate::oncall::channels::PageCounts,
 }
 
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub(crate) struct Monitor {
     added_targets: Mutex<Vec<crate::config::Target>>,
     /// One shop's measured capacity, for the postmortem.
     pub(crate) capacity_plan: Option<crate::config::CapacityPlan>,
+    /// Who is paged, and acknowledgements (`[oncall]`); None without it.
+    pub(crate) oncall: Option<crate::oncall::OnCallHandle>,
 }
 
 /// Targets the API may add, at most.
@@ -70,6 +73,7 @@ impl Monitor {
         incidents: Arc<Incidents>,
         admin_token: Option<String>,
         capacity_plan: Option<crate::config::CapacityPlan>,
+        oncall: Option<crate::oncall::OnCallHandle>,
     ) -> Monitor {
         Monitor {
             store: Mutex::new(store),
@@ -80,6 +84,7 @@ impl Monitor {
             metrics: MonitorMetrics::default(),
             added_targets: Mutex::new(Vec::new()),
             capacity_plan,
+            oncall,
         }
     }
 

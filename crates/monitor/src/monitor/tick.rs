@@ -14,7 +14,7 @@ use super::{Latest, Monitor};
 use crate::config::{Config, Target};
 use crate::dashboard::{self, View};
 use crate::host;
-use crate::incidents::Event;
+use crate::incidents::{Change, Event};
 use crate::notify::{Kind, News, Notifier};
 use crate::rules::{Alert, AlertState, Evaluator, Transition};
 use crate::scrape::{scrape, TargetStatus};
@@ -223,8 +223,20 @@ impl Pipeline {
                 tracing::error!(%err, "recording the surge verdict");
             }
         }
-        if let Err(err) = incidents.observe(transitions, at).await {
-            tracing::error!(%err, "updating incidents");
+        let changes = match incidents.observe(transitions, at).await {
+            Ok(changes) => changes,
+            Err(err) => {
+                tracing::error!(%err, "updating incidents");
+                Vec::new()
+            }
+        };
+        if let Some(oncall) = &self.monitor.oncall {
+            for change in changes {
+                match change {
+                    Change::Opened { id, title, labels } => oncall.opened(id, title, labels),
+                    Change::Resolved { id } => oncall.resolved(id, None),
+                }
+            }
         }
     }
 
