@@ -40,6 +40,42 @@ pub(crate) enum Command {
     Rehearse(RehearseArgs),
     /// Measure one shop's capacity here and say how many shops a peak needs.
     Plan(PlanArgs),
+    /// Acknowledge or resolve an incident at the monitor, as someone on call.
+    Incident(IncidentArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct IncidentArgs {
+    #[command(subcommand)]
+    pub(crate) action: IncidentAction,
+    /// The monitor.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8003")]
+    pub(crate) monitor: String,
+    /// The monitor's admin token, when it has one.
+    #[arg(
+        long,
+        global = true,
+        env = "FLASHGUARD_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum IncidentAction {
+    /// Acknowledge: escalation stops, you own it.
+    Ack {
+        id: i64,
+        /// Who acknowledges (on the timeline).
+        #[arg(long = "as")]
+        by: String,
+    },
+    /// Resolve: everyone paged is told.
+    Resolve {
+        id: i64,
+        #[arg(long = "as")]
+        by: String,
+    },
 }
 
 #[derive(clap::Args)]

@@ -11,6 +11,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 
 mod cli;
+mod incident;
 mod plan;
 
 use cli::{Cli, Command, DrillArgs, GatewayArgs, MonitorArgs, RehearseArgs, ShopArgs, UpArgs};
@@ -45,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         Command::Drill(args) => runtime.block_on(drill(args, json, verbose)),
         Command::Rehearse(args) => runtime.block_on(rehearse(args, json, verbose)),
         Command::Plan(args) => runtime.block_on(plan::plan(args)),
+        Command::Incident(args) => runtime.block_on(incident::incident(args)),
     };
     // Do not wait for blocking threads: one may sit in a read of stdin
     // (the parent watch) that only ends when the parent does.

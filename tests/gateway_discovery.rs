@@ -6,51 +6,15 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::gateway::Gateway;
 use support::{client, sqlite_db, Shop, ADMIN_TOKEN};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The DNS server, killed when dropped.
-struct Dns {
-    child: tokio::process::Child,
-    port: u16,
-}
-
-async fn dns_server(answers: &std::path::Path) -> Dns {
-    let python = std::env::var("FLASHGUARD_PYTHON").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/target/schemathesis/bin/python"
-        )
-        .to_string()
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dns/server.py");
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(answers)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/test installs dnslib there)"));
-    let stdout = child.stdout.take().unwrap();
-    let line = tokio::time::timeout(
-        Duration::from_secs(20),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("the DNS server starts")
-    .unwrap()
-    .expect("the DNS server printed its port");
-    let port = line
-        .strip_prefix("listening on ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
-    Dns { child, port }
+/// The DNS server (tests/dns/server.py), killed when dropped.
+async fn dns_server(answers: &std::path::Path) -> support::PythonServer {
+    support::python_server("dns/server.py", &[answers]).await
 }
 
 fn answer(path: &std::path::Path, ips: &[&str]) {

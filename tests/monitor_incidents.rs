@@ -10,38 +10,15 @@ use serde_json::{json, Value};
 use support::{client, get_json, poll_json, Part, ADMIN_TOKEN};
 
 async fn monitor(dir: &std::path::Path) -> (Part, String) {
-    let config = dir.join("monitor.toml");
     // A quiet period longer than the test: the incident stays open.
-    std::fs::write(&config, "incident_quiet_s = 600\n").unwrap();
-    let db = dir.join("incidents.sqlite");
-    // Only TargetDown: the default host rules would fire on a busy machine
-    // and open the incident first.
-    let rules = dir.join("rules.toml");
-    std::fs::write(
-        &rules,
-        "[[rule]]\nname = \"TargetDown\"\nmetric = \"up\"\nop = \"<\"\nthreshold = 1\n\
-         for_s = 1\nannotations = { summary = \"{{ $labels.target }} is down\" }\n",
-    )
-    .unwrap();
-    let mut part = Part::launch(
-        &[
-            "monitor",
-            "--config",
-            &config.display().to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            // Nothing listens on port 1: TargetDown fires.
-            "--target",
-            "ghost=http://127.0.0.1:1",
-            "--incidents-db",
-            &db.display().to_string(),
-            "--rules",
-            &rules.display().to_string(),
-        ],
+    // Nothing listens on port 1: TargetDown fires.
+    support::monitor_watching(
+        dir,
+        "incident_quiet_s = 600\n",
+        "ghost=http://127.0.0.1:1",
         Some(ADMIN_TOKEN),
-    );
-    let url = part.expect_line("listening on ").await;
-    (part, url)
+    )
+    .await
 }
 
 async fn post(url: &str, token: Option<&str>, body: Value) -> (u16, Value) {

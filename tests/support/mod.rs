@@ -336,3 +336,83 @@ pub fn chromium_dom(url: &str) -> String {
         .expect("chromium is installed (.ci/run installs it)");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+/// A Python test server from `tests/` (run with the venv scripts/test
+/// fills: dnslib, aiosmtpd), killed when dropped, once it printed
+/// `listening on PORT`; its stdin stays open (it stops when it closes) and
+/// the rest of its stdout is the caller's.
+pub struct PythonServer {
+    pub child: Child,
+    pub port: u16,
+    pub lines: Lines<BufReader<ChildStdout>>,
+}
+
+pub async fn python_server(script: &str, args: &[&std::path::Path]) -> PythonServer {
+    let python = std::env::var("FLASHGUARD_PYTHON").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/schemathesis/bin/python"
+        )
+        .to_string()
+    });
+    let script = format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/test installs its packages there)"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{script} starts"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{script} printed its port"));
+    let port = line
+        .strip_prefix("listening on ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+    PythonServer { child, port, lines }
+}
+
+/// A monitor with `config` as its file, scraping `target` (`NAME=URL`),
+/// with one rule only — `TargetDown` (`up < 1` for 1 s, severity
+/// critical): the default host rules would fire on a busy machine and
+/// open incidents of their own. Its incidents go to a file in `dir`.
+pub async fn monitor_watching(
+    dir: &std::path::Path,
+    config: &str,
+    target: &str,
+    admin_token: Option<&str>,
+) -> (Part, String) {
+    let file = dir.join("monitor.toml");
+    std::fs::write(&file, config).unwrap();
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nname = \"TargetDown\"\nmetric = \"up\"\nop = \"<\"\nthreshold = 1\n\
+         for_s = 1\nlabels = { severity = \"critical\" }\n\
+         annotations = { summary = \"{{ $labels.target }} is down\" }\n",
+    )
+    .unwrap();
+    let mut part = Part::launch(
+        &[
+            "monitor",
+            "--config",
+            &file.display().to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            target,
+            "--incidents-db",
+            &dir.join("incidents.sqlite").display().to_string(),
+            "--rules",
+            &rules.display().to_string(),
+        ],
+        admin_token,
+    );
+    let url = part.expect_line("listening on ").await;
+    (part, url)
+}

@@ -95,6 +95,67 @@ fn crash(timeline: &[Event]) -> Option<Crash<'_>> {
     })
 }
 
+/// How fast people were told and answered, against the original outage
+/// (an engineer notified 15 min after the alerts, the operations team an
+/// hour after them, the site back after five hours).
+fn response(out: &mut String, incident: &IncidentView, crash: Option<&Crash<'_>>) {
+    let timeline = &incident.timeline;
+    let on_call = |action: &str| {
+        timeline
+            .iter()
+            .find(|e| e.kind == EventKind::OnCall && e.data["action"] == action)
+    };
+    let Some(page) = on_call("page") else {
+        return;
+    };
+    let alert = timeline
+        .iter()
+        .find(|e| e.kind == EventKind::AlertFiring && e.at_ms >= incident.opened_ms - 1_000);
+    let seconds = |from: i64, to: i64| format!("{:.1} s", (to - from) as f64 / 1000.0);
+    let mut parts = Vec::new();
+    if let (Some(crash), Some(alert)) = (crash, alert) {
+        parts.push(format!(
+            "detected {} after {} died",
+            seconds(crash.exited.at_ms, alert.at_ms),
+            crash.exited.subject
+        ));
+    }
+    if let Some(alert) = alert {
+        parts.push(format!(
+            "first page {} after the alert",
+            seconds(alert.at_ms, page.at_ms)
+        ));
+    }
+    match on_call("escalate") {
+        Some(escalated) => parts.push(format!(
+            "escalated {} after the first page",
+            seconds(page.at_ms, escalated.at_ms)
+        )),
+        None => parts.push("no escalation needed".into()),
+    }
+    match on_call("acknowledge") {
+        Some(ack) => parts.push(format!(
+            "acknowledged {} after the first page by {} ({})",
+            seconds(page.at_ms, ack.at_ms),
+            ack.data["by"].as_str().unwrap_or("someone"),
+            ack.data["via"].as_str().unwrap_or("?")
+        )),
+        None => parts.push("never acknowledged".into()),
+    }
+    if let Some(resolved) = incident.resolved_ms {
+        parts.push(format!(
+            "resolved {} after it opened",
+            seconds(incident.opened_ms, resolved)
+        ));
+    }
+    let _ = writeln!(
+        out,
+        "- **Response:** {}. In the original outage: an engineer notified 15 min after the \
+         alerts, the operations team 1 h after them, the site restored after 5 h.",
+        parts.join(", ")
+    );
+}
+
 pub(crate) fn render(incident: &IncidentView, evidence: &Evidence) -> String {
     let timeline = &incident.timeline;
     let mut out = String::new();
@@ -129,6 +190,7 @@ pub(crate) fn render(incident: &IncidentView, evidence: &Evidence) -> String {
         let _ = writeln!(out, "- **Traffic:** {}.", verdict.summary);
     }
     let crash = crash(timeline);
+    response(&mut out, incident, crash.as_ref());
     let _ = writeln!(
         out,
         "- **Root cause:** {}\n",

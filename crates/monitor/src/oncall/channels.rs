@@ -382,3 +382,65 @@ pub fn severity(label: Option<&str>) -> &'static str {
         _ => "error",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(kind: NoticeKind) -> Notice {
+        Notice {
+            kind,
+            incident: 4,
+            title: "TargetDown: shop-1 is down".into(),
+            level: 2,
+            levels: 3,
+            round: 0,
+            why: "level 1 did not acknowledge within 300 s".into(),
+            recipient: "ben".into(),
+            ack_url: (kind == NoticeKind::Trigger).then(|| "https://m.example/oncall/ack/t".into()),
+            incident_url: "https://m.example/api/incidents/4".into(),
+            severity: "critical".into(),
+            at_ms: 1_764_590_400_000,
+            labels: json!({ "alertname": "TargetDown", "target": "shop-1" }),
+        }
+    }
+
+    #[test]
+    fn slack_gets_text_and_blocks_with_an_acknowledge_button() {
+        let payload = slack_payload(&notice(NoticeKind::Trigger));
+        assert!(payload["text"].as_str().unwrap().contains("incident 4"));
+        let blocks = payload["blocks"].as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "section");
+        assert_eq!(blocks[0]["text"]["type"], "mrkdwn");
+        assert_eq!(blocks[1]["type"], "actions");
+        let button = &blocks[1]["elements"][0];
+        assert_eq!(button["type"], "button");
+        assert_eq!(button["text"]["type"], "plain_text");
+        assert_eq!(button["url"], "https://m.example/oncall/ack/t");
+        // A resolution has no acknowledge button.
+        let resolved = slack_payload(&notice(NoticeKind::Resolved));
+        assert_eq!(
+            resolved["blocks"][1]["elements"].as_array().unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn pagerduty_events_trigger_acknowledge_and_resolve_one_alert() {
+        let trigger = pagerduty_event(&notice(NoticeKind::Trigger), "KEY");
+        assert_eq!(trigger["event_action"], "trigger");
+        assert_eq!(trigger["dedup_key"], "flashguard-incident-4");
+        assert_eq!(trigger["payload"]["severity"], "critical");
+        assert_eq!(trigger["payload"]["component"], "shop-1");
+        assert_eq!(trigger["payload"]["timestamp"], "2025-12-01T12:00:00Z");
+        assert_eq!(trigger["links"].as_array().unwrap().len(), 2);
+        for kind in [NoticeKind::Acknowledged, NoticeKind::Resolved] {
+            let event = pagerduty_event(&notice(kind), "KEY");
+            assert_eq!(event["dedup_key"], "flashguard-incident-4");
+            // Only the action and the key: PagerDuty refuses a payload here.
+            assert_eq!(event.as_object().unwrap().len(), 3, "{event}");
+        }
+        assert_eq!(severity(Some("warning")), "warning");
+        assert_eq!(severity(None), "error");
+    }
+}
