@@ -12,7 +12,7 @@ writes bench/alert-latency-results.json.
 import argparse, http.server, json, os, signal, socket, statistics, subprocess, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(ROOT, "target/release/flashguard")
+BIN = os.environ.get("FLASHGUARD_BIN") or os.path.join(ROOT, "target/release/flashguard")
 
 
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -43,19 +43,24 @@ def get_json(url):
         return json.load(r)
 
 
+def scraped_up(monitor_url, target):
+    """Waits (20 s at most) until the monitor has scraped `target` as up."""
+    deadline = time.time() + 20
+    while True:
+        up = get_json(f"{monitor_url}/api/query?metric=up&target={target}")
+        if up and up[0]["points"][0][1] == 1.0:
+            return
+        assert time.time() < deadline, f"{target} never scraped as up"
+        time.sleep(0.05)
+
+
 def one_run(tmp, hook_url):
     Hook.arrived = None
     shop, shop_url = start(["shop", "--listen", "127.0.0.1:0", "--db", f"sqlite://{tmp}/s{time.time()}.db"])
     monitor, monitor_url = start(["monitor", "--listen", "127.0.0.1:0", "--webhook", hook_url,
                                   "--target", f"shop={shop_url}"])
     try:
-        deadline = time.time() + 20
-        while True:
-            up = get_json(f"{monitor_url}/api/query?metric=up&target=shop")
-            if up and up[0]["points"][0][1] == 1.0:
-                break
-            assert time.time() < deadline, "shop never scraped as up"
-            time.sleep(0.05)
+        scraped_up(monitor_url, "shop")
         killed = time.time()
         shop.send_signal(signal.SIGKILL)
         shop.wait()

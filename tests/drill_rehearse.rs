@@ -57,10 +57,13 @@ fn a_short_rehearsal_passes_every_invariant() {
 
     // report.html renders in a real browser: the page's probe records that
     // it loaded, how many charts it has, and whether any script failed.
+    // flashguard's column: requests, latency, shops serving, errors, parts,
+    // backends (6); the baseline's, without a gateway: requests, latency,
+    // errors, parts (4).
     let html = dir.path().join("report.html");
     let dom = support::chromium_dom(&format!("file://{}", html.display()));
     assert!(
-        dom.contains(r#"data-rendered="yes" data-charts="9" data-errors="0""#),
+        dom.contains(r#"data-rendered="yes" data-charts="10" data-errors="0""#),
         "{}",
         &dom[..dom.len().min(400)]
     );

@@ -34,11 +34,24 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
         "run `npm ci --prefix tests/dashboard` first (scripts/test does)"
     );
     // The killed shop stays dead for 3 s: long enough for the gateway's
-    // health checks to take it out even when no request hits it.
+    // health checks to take it out even when no request hits it. The
+    // monitor pages someone (at an address nobody answers), so the page's
+    // Acknowledge button has an escalation to stop.
+    let dir = tempfile::tempdir().unwrap();
+    let monitor_config = dir.path().join("monitor.toml");
+    std::fs::write(
+        &monitor_config,
+        "[oncall]\n[[oncall.person]]\nname = \"ana\"\nwebhook = \"http://127.0.0.1:9/\"\n\
+         [[oncall.policy]]\nname = \"all\"\n[[oncall.policy.level]]\ntargets = [\"person:ana\"]\n",
+    )
+    .unwrap();
     let stack = Up::start(
         3,
         1,
-        "restart_backoff_ms = 3000\nmax_restart_backoff_ms = 3000",
+        &format!(
+            "restart_backoff_ms = 3000\nmax_restart_backoff_ms = 3000\nmonitor_config = \"{}\"",
+            monitor_config.display()
+        ),
     )
     .await;
     let _drill = stack.drill("steady", STEADY_SALE);
@@ -85,6 +98,7 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
         "{seen}"
     );
     assert_eq!(seen["note"], "added", "{seen}");
+    assert_eq!(seen["ack"], "acknowledged by dashboard-tester", "{seen}");
     let incidents: Vec<Value> = support::get_json(
         &support::client(),
         &format!("{}/api/incidents", stack.monitor),
@@ -104,6 +118,14 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
             .unwrap()
             .iter()
             .any(|e| e["kind"] == "note" && e["summary"] == "noted from the dashboard"),
+        "{incident}"
+    );
+    assert!(
+        incident["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| { e["data"]["action"] == "acknowledge" && e["data"]["via"] == "dashboard" }),
         "{incident}"
     );
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");

@@ -4,13 +4,14 @@
 // screenshot. Prints one JSON line with what it saw; exits 1 on failure.
 //
 // Then adds a note to the incident through the page's form (answering the
-// token prompt) and checks the monitor took it.
+// token prompt) and checks the monitor took it, and acknowledges the
+// incident with the page's button (answering the name prompt).
 //
 // node check.mjs DASHBOARD_URL CONTROL_URL PART SCREENSHOT TOKEN
 import { chromium } from "playwright-core";
 
 const [dashboard, control, part, screenshot, token] = process.argv.slice(2);
-const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null, room: null };
+const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null, ack: null, room: null };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox"],
@@ -43,11 +44,17 @@ try {
   seen.room = await page.getAttribute("#room", "data-state");
   // The kill opened an incident (BackendDown): note it from the page.
   await page.waitForSelector("#note-form:not([hidden])", { timeout: 20_000 });
-  page.on("dialog", (dialog) => dialog.accept(token));
+  // The page asks for the admin token, and for a name to acknowledge in.
+  page.on("dialog", (dialog) => dialog.accept(/token/i.test(dialog.message()) ? token : "dashboard-tester"));
   await page.fill("#note-text", "noted from the dashboard");
-  await page.click("#note-form button");
+  await page.click("#note-form button[type=submit]");
   await page.waitForFunction(() => document.getElementById("note-status").textContent !== "", null, { timeout: 10_000 });
   seen.note = await page.textContent("#note-status");
+  // Acknowledge it from the page (its name prompt answered too).
+  await page.evaluate(() => { document.getElementById("note-status").textContent = ""; });
+  await page.click("#ack-button");
+  await page.waitForFunction(() => document.getElementById("note-status").textContent !== "", null, { timeout: 10_000 });
+  seen.ack = await page.textContent("#note-status");
   await page.screenshot({ path: screenshot, fullPage: true });
 } catch (error) {
   failure = String(error);

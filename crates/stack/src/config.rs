@@ -24,6 +24,11 @@ pub struct StackFile {
     /// A config file passed to every shop (`--config`), e.g. to change its
     /// limits. Default none.
     pub shop_config: Option<String>,
+    /// A config file passed to the monitor (`--config`), e.g. its
+    /// `[oncall]`: who is paged. The stack still gives it its targets, its
+    /// gateway, its incident file, its address and the admin token.
+    /// Default none.
+    pub monitor_config: Option<String>,
     /// Where customers connect (the gateway). Default `127.0.0.1:8000`.
     pub listen: String,
     /// The gateway's admin API. Default `127.0.0.1:8001`.
@@ -72,6 +77,7 @@ impl Default for StackFile {
             demo: true,
             gateway: true,
             shop_config: None,
+            monitor_config: None,
             listen: "127.0.0.1:8000".into(),
             gateway_admin_listen: "127.0.0.1:8001".into(),
             control_listen: "127.0.0.1:8002".into(),
@@ -99,6 +105,7 @@ pub struct StackConfig {
     pub demo: bool,
     pub gateway: bool,
     pub shop_config: Option<String>,
+    pub monitor_config: Option<String>,
     pub listen: String,
     pub gateway_admin_listen: String,
     pub control_listen: String,
@@ -208,6 +215,7 @@ impl StackFile {
             demo: self.demo,
             gateway: self.gateway,
             shop_config: self.shop_config,
+            monitor_config: self.monitor_config,
             listen: self.listen,
             gateway_admin_listen: self.gateway_admin_listen,
             control_listen: self.control_listen,

@@ -243,6 +243,9 @@ impl Stack {
             "--incidents-db".to_string(),
             self.config.incidents_db.clone(),
         ];
+        if let Some(monitor_config) = &self.config.monitor_config {
+            args.extend(["--config".to_string(), monitor_config.clone()]);
+        }
         for part in self.shops.iter().chain(&self.gateway) {
             let url = match part.spec.kind {
                 Kind::Gateway => {
