@@ -175,7 +175,19 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let admin = flashguard_gateway::bind(&config.admin_listen, false)?;
     println!("listening on http://{}", proxy.local_addr()?);
     println!("admin on http://{}", admin.local_addr()?);
-    let listeners = flashguard_gateway::Listeners { proxy, admin };
+    let status = match &config.status_listen {
+        Some(listen) => {
+            let status = flashguard_gateway::bind(listen, false)?;
+            println!("status on http://{}", status.local_addr()?);
+            Some(status)
+        }
+        None => None,
+    };
+    let listeners = flashguard_gateway::Listeners {
+        proxy,
+        admin,
+        status,
+    };
     flashguard_gateway::run(listeners, config, args.config, shutdown_signal()).await?;
     Ok(())
 }

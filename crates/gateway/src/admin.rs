@@ -26,6 +26,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/reload", post(reload))
         .route("/admin/room", get(room))
         .route("/admin/room/rehearse", post(rehearse_arrivals))
+        .route("/admin/status", get(status).put(publish_status))
         .route("/metrics", get(metrics))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route("/readyz", get(readyz))
@@ -34,6 +35,87 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 use flashguard_telemetry::json_error as error;
+
+/// What the monitor last pushed to the status page, and when.
+async fn status(State(gateway): Shared, headers: HeaderMap) -> Response {
+    if let Some(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    match &gateway.proxy.status {
+        Some(board) => {
+            let (published, at_ms) = board.published();
+            Json(json!({ "published": published, "at_ms": at_ms })).into_response()
+        }
+        None => no_status_page(),
+    }
+}
+
+fn no_status_page() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no_status_page",
+        "the status page is off: [status] enabled = false",
+    )
+}
+
+/// The monitor's word for the status page: component states, public
+/// incidents, maintenance. Replaces what was there; a body the page cannot
+/// show changes nothing.
+async fn publish_status(
+    State(gateway): Shared,
+    headers: HeaderMap,
+    body: Result<Json<crate::status::Published>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refused) = authorize(&gateway, &headers) {
+        return refused;
+    }
+    let Some(board) = &gateway.proxy.status else {
+        return no_status_page();
+    };
+    let published = match body {
+        Ok(Json(published)) => published,
+        Err(rejection) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_status",
+                &rejection.body_text(),
+            )
+        }
+    };
+    if let Err(problem) = published.check() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_status", &problem);
+    }
+    board.publish(published, flashguard_telemetry::unix_ms());
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// The status page alone, for its own listener (`[status] listen`).
+pub(crate) fn status_router(gateway: Arc<Gateway>) -> Router {
+    Router::new().fallback(move |uri: axum::http::Uri| {
+        let gateway = Arc::clone(&gateway);
+        async move {
+            match gateway.proxy.status_answer(uri.path()) {
+                Some(answer) => {
+                    let content_type = answer.media.unwrap_or(match answer.shape {
+                        crate::room::page::Shape::Html => "text/html; charset=utf-8",
+                        crate::room::page::Shape::Json => "application/json",
+                    });
+                    (
+                        answer.status,
+                        [("content-type", content_type), ("cache-control", "no-store")],
+                        answer.body,
+                    )
+                        .into_response()
+                }
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "this address serves /status, /status.json, /status/feed.atom and /api/v2/summary.json",
+                ),
+            }
+        }
+    })
+}
 
 /// The refusal to send, or `None` when the caller may proceed.
 fn authorize(gateway: &Gateway, headers: &HeaderMap) -> Option<Response> {

@@ -42,6 +42,8 @@ pub struct ConfigFile {
     pub concurrency: ConcurrencyFile,
     pub queue: QueueFile,
     pub waiting_room: crate::room::RoomFile,
+    /// The public status page (`/status`).
+    pub status: StatusFile,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendFile>,
     /// Backends found by resolving a name (a Kubernetes headless Service):
@@ -101,6 +103,7 @@ impl Default for ConfigFile {
             concurrency: ConcurrencyFile::default(),
             queue: QueueFile::default(),
             waiting_room: crate::room::RoomFile::default(),
+            status: StatusFile::default(),
             backends: Vec::new(),
             backend_dns: Vec::new(),
             discovery: DiscoveryFile::default(),
@@ -456,6 +459,10 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub max_connections: usize,
     pub room: crate::room::RoomRules,
+    /// The status page's title, when it is served.
+    pub status_title: Option<String>,
+    /// Where the status page is served apart from customers' listener.
+    pub status_listen: Option<String>,
     pub backends: Vec<BackendSpec>,
     pub backend_dns: Vec<BackendDnsFile>,
     /// None: the system's resolver.
@@ -721,11 +728,38 @@ impl ConfigFile {
             max_concurrent_requests: l.max_concurrent_requests,
             max_connections: l.max_connections,
             room,
+            status_title: self.status.enabled.then(|| self.status.title.clone()),
+            status_listen: self.status.listen.clone(),
             backends,
             backend_dns: self.backend_dns.clone(),
             dns_server,
             dns_interval: ms(self.discovery.interval_ms),
         })
+    }
+}
+
+/// `[status]`: the public status page, served by the gateway so that it
+/// answers when every shop is dead.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusFile {
+    /// Serve `/status`, `/status.json`, `/status/feed.atom` and
+    /// `/api/v2/summary.json` on the customers' listener. Default true.
+    pub enabled: bool,
+    /// The page's title. Default `Shop`.
+    pub title: String,
+    /// Also serve them here, apart from customers' traffic (as Statuspage
+    /// hosts pages apart from the site). Default none.
+    pub listen: Option<String>,
+}
+
+impl Default for StatusFile {
+    fn default() -> Self {
+        StatusFile {
+            enabled: true,
+            title: "Shop".into(),
+            listen: None,
+        }
     }
 }
 

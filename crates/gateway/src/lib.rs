@@ -22,6 +22,7 @@ mod published;
 mod queue;
 pub mod room;
 mod server;
+pub mod status;
 mod traffic;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};

@@ -65,6 +65,8 @@ pub fn bind(addr: &str, reuse_port: bool) -> Result<TcpListener, GatewayError> {
 pub struct Listeners {
     pub proxy: TcpListener,
     pub admin: TcpListener,
+    /// The status page apart from customers' traffic (`[status] listen`).
+    pub status: Option<TcpListener>,
 }
 
 /// Serves until `shutdown` completes: then `/readyz` turns 503, no new
@@ -97,6 +99,17 @@ pub async fn run(
     let (stop, stopping) = watch::channel(false);
     let stop_flag = Arc::new(AtomicBool::new(false));
     let (listening, mut listeners_closed) = mpsc::channel::<()>(1);
+    if let Some(listener) = listeners.status {
+        let app = admin::status_router(Arc::clone(&gateway));
+        let mut status_stopping = stopping.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = status_stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+    }
     let admin_app = admin::router(Arc::clone(&gateway));
     let mut admin_stopping = stopping.clone();
     let admin = tokio::spawn(async move {

@@ -62,6 +62,8 @@ pub struct Config {
     /// Who is paged when an incident opens (`[oncall]`); None when no
     /// policy (and no heartbeat) is configured.
     pub oncall: Option<crate::oncall::config::OnCall>,
+    /// What the public status page says, pushed to the gateways.
+    pub status: crate::status_page::StatusSettings,
 }
 
 /// What the postmortem needs of a `flashguard plan`.
@@ -105,6 +107,7 @@ impl Default for Config {
             admin_token: None,
             capacity_plan: None,
             oncall: None,
+            status: crate::status_page::StatusSettings::default(),
         }
     }
 }
@@ -151,6 +154,10 @@ pub struct MonitorFile {
     /// People, schedules, escalation policies and routes (see README,
     /// *On call*). Default: nobody is paged.
     pub oncall: crate::oncall::config::OnCallFile,
+    /// The public status page: which alerts move which component, whether
+    /// they do so without a person, scheduled maintenance (README, *Status
+    /// page*).
+    pub status: crate::status_page::StatusFile,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +188,7 @@ impl Default for MonitorFile {
             gateways: Vec::new(),
             admin_token: None,
             oncall: crate::oncall::config::OnCallFile::default(),
+            status: crate::status_page::StatusFile::default(),
         }
     }
 }
@@ -355,6 +363,7 @@ impl MonitorFile {
             } else {
                 Some(self.oncall.validate()?)
             },
+            status: self.status.validate()?,
         })
     }
 }

@@ -22,6 +22,7 @@ mod notify;
 pub mod oncall;
 pub mod rules;
 mod scrape;
+pub mod status_page;
 mod store;
 pub mod surge;
 
@@ -86,6 +87,13 @@ pub async fn run(
         config.admin_token.clone(),
         config.interval,
     ));
+    let status = tokio::spawn(status_page::push(
+        Arc::clone(&monitor),
+        config.status.clone(),
+        config.gateway_admins.clone(),
+        config.admin_token.clone(),
+        config.interval,
+    ));
     let stopping = Arc::clone(&monitor);
     axum::serve(listener, api::router(monitor))
         .with_graceful_shutdown(async move {
@@ -96,5 +104,6 @@ pub async fn run(
         .map_err(MonitorError::Serve)?;
     ticking.abort();
     follower.abort();
+    status.abort();
     Ok(())
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::rules::Alert;
+use flashguard_telemetry::rfc3339;
 
 /// Messages waiting per receiver before new ones are dropped.
 const QUEUE: usize = 256;
@@ -128,16 +129,6 @@ async fn deliver(
             if delivered { "sent" } else { "failed" },
         );
     }
-}
-
-pub(crate) fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// An alert as Alertmanager's v2 API takes it.

@@ -303,9 +303,7 @@ pub struct InventoryLine {
 
 /// RFC 3339 with millisecond precision, in UTC.
 pub fn rfc3339(unix_ms: i64) -> String {
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    at.format(&Rfc3339).unwrap_or_else(|_| unix_ms.to_string())
+    flashguard_telemetry::rfc3339(unix_ms)
 }
 
 pub fn now_ms() -> i64 {

@@ -28,3 +28,12 @@ pub fn unix_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Unix milliseconds as RFC 3339 in UTC (what JSON APIs, feeds and pages
+/// show people and other tools).
+pub fn rfc3339(unix_ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| unix_ms.to_string())
+}

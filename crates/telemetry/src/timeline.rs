@@ -40,6 +40,9 @@ pub enum EventKind {
     /// failed delivery, a resolution notice (the monitor; `data.action`
     /// says which).
     OnCall,
+    /// A public update for the status page (`investigating`, `identified`,
+    /// `monitoring`, `resolved`), written by the on-call.
+    PublicUpdate,
 }
 
 impl EventKind {
@@ -79,6 +82,7 @@ impl EventKind {
             EventKind::Deploy => "deploy",
             EventKind::Scaling => "scaling",
             EventKind::OnCall => "on_call",
+            EventKind::PublicUpdate => "public_update",
         }
     }
 }

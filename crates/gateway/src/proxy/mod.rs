@@ -104,6 +104,8 @@ pub(crate) struct Proxy {
     pub(crate) room: Option<Arc<Room>>,
     /// Each hot item's shop (`affinity`).
     owners: affinity::Owners,
+    /// The public status page, unless turned off.
+    pub(crate) status: Option<Arc<crate::status::StatusBoard>>,
 }
 
 /// What each serving thread has of its own.
@@ -131,6 +133,33 @@ impl Proxy {
             admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
             room,
             owners: affinity::Owners::default(),
+            status: config
+                .status_title
+                .clone()
+                .map(|title| Arc::new(crate::status::StatusBoard::new(title))),
+        }
+    }
+
+    /// The status page's answer for `path`, if it is one of its paths.
+    pub(crate) fn status_answer(&self, path: &str) -> Option<crate::room::page::Answer> {
+        let board = self.status.as_deref()?;
+        crate::status::answer(board, path, self.own_view())
+    }
+
+    /// What the gateway sees itself, for the status page.
+    pub(crate) fn own_view(&self) -> crate::status::OwnView {
+        let now = Instant::now();
+        let list = self.backends.snapshot();
+        crate::status::OwnView {
+            serving: list
+                .iter()
+                .filter(|b| b.state(now) == crate::backend::State::Up)
+                .count(),
+            backends: list.len(),
+            room: self
+                .room
+                .as_deref()
+                .map(|room| (room.is_on(), room.waiting())),
         }
     }
 
@@ -173,10 +202,15 @@ impl Proxy {
             &live.settings.trusted_proxies,
         );
         let request_id = headers::request_id(&request);
-        let step = self
-            .room
-            .as_deref()
-            .map(|r| room::step(r, &request, client_ip));
+        // The status page answers by itself, before the room: customers
+        // must read it even while they would be in line.
+        let step = match self.status_answer(request.path()) {
+            Some(answer) => Some(room::Step::Answer(answer)),
+            None => self
+                .room
+                .as_deref()
+                .map(|r| room::step(r, &request, client_ip)),
+        };
         let (hand_back, room_answer) = match step {
             Some(room::Step::Pass(Some(ticket))) => {
                 let room = self.room.as_deref().expect("a room decided");

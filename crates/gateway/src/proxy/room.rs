@@ -48,6 +48,7 @@ pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
                 body,
                 ticket: None,
                 retry_after_s: None,
+                media: None,
             });
         }
         _ if !room.rules.guards(path) => return Step::Pass(None),

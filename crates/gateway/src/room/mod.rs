@@ -253,6 +253,11 @@ impl Room {
         }
     }
 
+    /// Customers in line now.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.lock().line.waiting()
+    }
+
     pub(crate) fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }

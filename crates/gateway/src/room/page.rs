@@ -63,6 +63,8 @@ pub(crate) struct Answer {
     pub(crate) body: String,
     pub(crate) ticket: Option<String>,
     pub(crate) retry_after_s: Option<u64>,
+    /// A media type other than the shape's (the status page's feed).
+    pub(crate) media: Option<&'static str>,
 }
 
 impl Answer {
@@ -72,6 +74,7 @@ impl Answer {
             Shape::Html => b"text/html; charset=utf-8",
             Shape::Json => b"application/json",
         };
+        let content_type = self.media.map_or(content_type, str::as_bytes);
         put_field(out, b"content-type", content_type);
         put_number(out, b"content-length", self.body.len() as u64);
         put_field(out, b"cache-control", b"no-store");
@@ -119,6 +122,7 @@ pub(crate) fn answer(gate: Gate, shape: Shape) -> Option<Answer> {
             },
             ticket: Some(ticket),
             retry_after_s: None,
+            media: None,
         },
         Gate::TooManyTickets => Answer {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -130,6 +134,7 @@ pub(crate) fn answer(gate: Gate, shape: Shape) -> Option<Answer> {
             .to_string(),
             ticket: None,
             retry_after_s: Some(60),
+            media: None,
         },
     })
 }
@@ -157,6 +162,7 @@ pub(crate) fn waiting_answer(waiting: Waiting, shape: Shape) -> Answer {
         body,
         retry_after_s: Some(waiting.retry_after_s),
         ticket: Some(waiting.ticket),
+        media: None,
     }
 }
 

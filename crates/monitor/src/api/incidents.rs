@@ -258,3 +258,81 @@ fn evidence(monitor: &Monitor, incident: &IncidentView) -> Evidence {
         plan: monitor.capacity_plan,
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublicUpdate {
+    status: crate::status_page::Stage,
+    body: String,
+    /// The incident's public name (its internal title is not shown);
+    /// the latest given is used.
+    #[serde(default)]
+    title: Option<String>,
+}
+
+/// `POST /api/incidents/{id}/updates`: a public update for the status
+/// page; on the timeline, and on the page within a collection.
+pub(crate) async fn public_update(
+    State(monitor): Shared,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    body: Result<Json<PublicUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Some(refused) = authorize(&monitor, &headers) {
+        return refused;
+    }
+    let Json(update) = match body {
+        Ok(update) => update,
+        Err(rejection) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_update",
+                &rejection.body_text(),
+            )
+        }
+    };
+    let text = update.body.trim();
+    if text.is_empty() || text.len() > 2000 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_update",
+            "body: 1 to 2000 characters",
+        );
+    }
+    if update
+        .title
+        .as_deref()
+        .is_some_and(|t| t.trim().is_empty() || t.len() > 200)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_update",
+            "title: 1 to 200 characters",
+        );
+    }
+    match monitor.incidents.get(id, now_ms()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return unknown(id),
+        Err(err) => return failed(err),
+    }
+    let event = Event::new(
+        now_ms(),
+        "person",
+        EventKind::PublicUpdate,
+        "status page",
+        format!(
+            "public update ({}): {text}",
+            serde_json::json!(update.status).as_str().unwrap_or("")
+        ),
+        serde_json::json!({
+            "incident": id,
+            "status": update.status,
+            "body": text,
+            "title": update.title,
+        }),
+    );
+    match monitor.incidents.record_on(id, event).await {
+        Ok(event) => (StatusCode::CREATED, Json(event)).into_response(),
+        Err(err) => failed(err),
+    }
+}

@@ -67,6 +67,10 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         .route("/api/incidents/{id}/notes", post(incidents::note))
         .route("/api/incidents/{id}/postmortem", get(incidents::postmortem))
         .route("/api/incidents/{id}/ack", post(oncall::ack))
+        .route(
+            "/api/incidents/{id}/updates",
+            post(incidents::public_update),
+        )
         .route("/api/incidents/{id}/resolve", post(oncall::resolve))
         .route("/api/oncall", get(oncall::status))
         .route(

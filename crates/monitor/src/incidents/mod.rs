@@ -320,6 +320,16 @@ impl Incidents {
             .await
     }
 
+    /// Every event of a kind between the times, oldest first.
+    pub(crate) async fn events_of(
+        &self,
+        kind: EventKind,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Event>, IncidentDbError> {
+        self.db.events_of_kind(kind, from_ms, to_ms).await
+    }
+
     pub(crate) async fn last_event_ms(&self, source: &str) -> Result<i64, IncidentDbError> {
         self.db.last_event_ms(source).await
     }

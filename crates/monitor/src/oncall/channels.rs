@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::config::{Contact, Smtp, StartTls};
-use crate::notify::rfc3339;
+use flashguard_telemetry::rfc3339;
 
 /// Pages waiting per channel before new ones are refused (and reported
 /// as failed, so the escalation moves on).

@@ -1,0 +1,142 @@
+//! The public status page under `flashguard up`: every shop killed, the
+//! gateway's `/status` still answers and shows a major outage; a public
+//! update posted to the monitor's API appears on the page, in the Atom
+//! feed and in the Statuspage-shaped summary; the page renders in
+//! Chromium, with no script to fail.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::stack::Up;
+use support::{client, poll_json};
+
+async fn text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_updates() {
+    // Killed shops stay dead for the whole test.
+    let stack = Up::start(
+        2,
+        1,
+        "restart_backoff_ms = 120000\nmax_restart_backoff_ms = 120000",
+    )
+    .await;
+    let status = format!("{}/status.json", stack.storefront);
+    let healthy = poll_json(&status, Duration::from_secs(10), |v| {
+        v["status"]["indicator"] == "none"
+    })
+    .await;
+    assert!(
+        healthy["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "operational"),
+        "{healthy}"
+    );
+
+    for part in ["shop-1", "shop-2", "backup-1"] {
+        let killed = client()
+            .post(format!("{}/parts/{part}/kill", stack.control))
+            .send()
+            .await
+            .unwrap();
+        assert!(killed.status().is_success(), "killing {part}");
+    }
+    let down = poll_json(&status, Duration::from_secs(15), |v| {
+        v["status"]["indicator"] == "critical"
+    })
+    .await;
+    for component in ["storefront", "checkout", "sale"] {
+        let shown = down["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == component)
+            .unwrap_or_else(|| panic!("no {component}: {down}"));
+        assert_eq!(shown["status"], "major_outage", "{down}");
+    }
+
+    // The kill opened an incident; the on-call tells customers.
+    let incidents = poll_json(
+        &format!("{}/api/incidents", stack.monitor),
+        Duration::from_secs(15),
+        |v| v.as_array().is_some_and(|l| !l.is_empty()),
+    )
+    .await;
+    let id = incidents[0]["id"].as_i64().unwrap();
+    let body = "We know the shop is unreachable and are bringing it back.";
+    let posted = client()
+        .post(format!("{}/api/incidents/{id}/updates", stack.monitor))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "status": "identified", "body": body, "title": "The shop is unavailable" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    // A bad update is refused naming the field, and changes nothing.
+    let bad = client()
+        .post(format!("{}/api/incidents/{id}/updates", stack.monitor))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "status": "on_fire", "body": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+
+    let posted_at = Instant::now();
+    let page = loop {
+        let page = text(&format!("{}/status", stack.storefront)).await;
+        if page.contains(body) {
+            break page;
+        }
+        assert!(
+            posted_at.elapsed() < Duration::from_secs(10),
+            "the update never reached the page: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("the update reached the page in {:?}", posted_at.elapsed());
+    assert!(page.contains("The shop is unavailable"));
+    assert!(page.contains("data-indicator=\"critical\""));
+    assert!(!page.contains("on_fire"));
+    assert!(!page.contains("<script"), "the page works without a script");
+
+    let feed = text(&format!("{}/status/feed.atom", stack.storefront)).await;
+    assert!(feed.starts_with("<?xml"), "{feed}");
+    assert!(
+        feed.contains("<title>Identified: The shop is unavailable</title>"),
+        "{feed}"
+    );
+    assert!(feed.contains(body));
+
+    let summary: Value = support::get_json(
+        &client(),
+        &format!("{}/api/v2/summary.json", stack.storefront),
+    )
+    .await;
+    assert_eq!(summary["status"]["indicator"], "critical");
+    assert_eq!(summary["incidents"][0]["status"], "identified");
+    assert_eq!(summary["incidents"][0]["incident_updates"][0]["body"], body);
+    assert!(summary["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == "storefront" && c["status"] == "major_outage"));
+
+    // A real browser renders it.
+    let dom = support::chromium_dom(&format!("{}/status", stack.storefront));
+    assert!(dom.contains("data-indicator=\"critical\""), "{dom}");
+    assert!(dom.contains(body));
+}
