@@ -98,6 +98,9 @@ delay_s = 3
 [[oncall.route]]
 policy = "shops"
 match = {{ alertname = "TargetDown" }}
+[oncall.heartbeat]
+url = "{receivers}/heartbeat"
+every_s = 1
 "#
     )
 }
@@ -118,7 +121,11 @@ async fn a_dead_shop_pages_escalates_and_a_signed_link_stops_it() {
     // The shop is up: nobody is paged.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
-        received.lock().unwrap().is_empty(),
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(to, _)| to == "heartbeat"),
         "paged while the shop was up"
     );
 
@@ -264,6 +271,10 @@ async fn a_dead_shop_pages_escalates_and_a_signed_link_stops_it() {
         String::from_utf8_lossy(&output.stderr)
     );
     eprintln!("first page {to_first_page:?} after the kill");
+    // The dead man's switch beat all along, about once a second.
+    let beats = to(&received, "heartbeat");
+    assert!(beats.len() >= 5, "{} heartbeats", beats.len());
+    assert!(beats.iter().all(|b| b["status"] == "alive"));
 }
 
 fn actions(incident: &Value) -> Vec<String> {

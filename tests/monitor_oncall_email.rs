@@ -73,4 +73,28 @@ targets = ["person:ana"]
         "{status}"
     );
     assert_eq!(status["escalations"][0]["acknowledged"]["via"], "link");
+    // The CLI acknowledges too (renewing it), through the same API.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
+        .args(["incident", "ack", "1", "--as", "ben", "--monitor", &url])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("incident 1 acknowledged by ben"));
+    let status: Value = client()
+        .get(format!("{url}/api/oncall"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["escalations"][0]["acknowledged"]["by"], "ben",
+        "{status}"
+    );
+    assert_eq!(status["escalations"][0]["acknowledged"]["via"], "cli");
 }
