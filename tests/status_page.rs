@@ -1,4 +1,6 @@
-//! The public status page under `flashguard up`: every shop killed, the
+//! The public status page under `flashguard up`: a maintenance window the
+//! monitor knows reaches the page and, through the gateway, the
+//! storefront's banner (a client cannot forge it); every shop killed, the
 //! gateway's `/status` still answers and shows a major outage; a public
 //! update posted to the monitor's API appears on the page, in the Atom
 //! feed and in the Statuspage-shaped summary; the page renders in
@@ -25,26 +27,71 @@ async fn text(url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_updates() {
-    // Killed shops stay dead for the whole test.
+    // Killed shops stay dead for the whole test. The monitor knows of a
+    // maintenance of the checkout, now.
+    let dir = tempfile::tempdir().unwrap();
+    let monitor_config = dir.path().join("monitor.toml");
+    let at = |offset: i64| {
+        (time::OffsetDateTime::now_utc() + time::Duration::hours(offset))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    std::fs::write(
+        &monitor_config,
+        format!(
+            "[status]\n[[status.maintenance]]\nname = \"Payment provider upgrade\"\n\
+             from = \"{}\"\nto = \"{}\"\ncomponents = [\"checkout\"]\n",
+            at(-1),
+            at(1)
+        ),
+    )
+    .unwrap();
     let stack = Up::start(
         2,
         1,
-        "restart_backoff_ms = 120000\nmax_restart_backoff_ms = 120000",
+        &format!(
+            "restart_backoff_ms = 120000\nmax_restart_backoff_ms = 120000\nmonitor_config = \"{}\"",
+            monitor_config.display()
+        ),
     )
     .await;
     let status = format!("{}/status.json", stack.storefront);
-    let healthy = poll_json(&status, Duration::from_secs(10), |v| {
-        v["status"]["indicator"] == "none"
+    let maintained = poll_json(&status, Duration::from_secs(10), |v| {
+        v["status"]["indicator"] == "maintenance"
     })
     .await;
-    assert!(
-        healthy["components"]
+    let state = |v: &Value, name: &str| {
+        v["components"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|c| c["status"] == "operational"),
-        "{healthy}"
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(
+        state(&maintained, "checkout"),
+        Some(json!("under_maintenance"))
     );
+    assert_eq!(state(&maintained, "storefront"), Some(json!("operational")));
+    assert_eq!(
+        maintained["scheduled_maintenances"][0]["name"],
+        "Payment provider upgrade"
+    );
+    // The storefront's pages say so, with a link to the status page; a
+    // client's own Flashguard-Status is not passed on.
+    let home = client()
+        .get(format!("{}/", stack.storefront))
+        .header("flashguard-status", "major_outage")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("id=\"status-banner\""), "{home}");
+    assert!(home.contains("under maintenance"), "{home}");
+    assert!(!home.contains("major outage"), "{home}");
+    assert!(home.contains("href=\"/status\""));
 
     for part in ["shop-1", "shop-2", "backup-1"] {
         let killed = client()

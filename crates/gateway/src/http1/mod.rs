@@ -116,6 +116,9 @@ pub(crate) enum Known {
     Cookie,
     Accept,
     Ticket,
+    /// The status page's word for the shops (`Flashguard-Status`): set by
+    /// the gateway only, never passed on from a client.
+    StoreStatus,
     /// Another hop-by-hop header (RFC 9110 §7.6.1).
     HopByHop,
     Other,
@@ -123,7 +126,7 @@ pub(crate) enum Known {
 
 impl Known {
     fn of(name: &[u8]) -> Known {
-        const NAMES: [(&[u8], Known); 19] = [
+        const NAMES: [(&[u8], Known); 20] = [
             (b"connection", Known::Connection),
             (b"content-length", Known::ContentLength),
             (b"transfer-encoding", Known::TransferEncoding),
@@ -136,6 +139,7 @@ impl Known {
             (b"cookie", Known::Cookie),
             (b"accept", Known::Accept),
             (b"flashguard-ticket", Known::Ticket),
+            (b"flashguard-status", Known::StoreStatus),
             (b"keep-alive", Known::HopByHop),
             (b"proxy-authenticate", Known::HopByHop),
             (b"proxy-authorization", Known::HopByHop),

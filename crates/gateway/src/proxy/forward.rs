@@ -32,6 +32,8 @@ pub(super) struct Route<'a> {
     pub(super) metrics: &'a GatewayMetrics,
     pub(super) upstream: &'a UpstreamPool,
     pub(super) owners: &'a affinity::Owners,
+    /// `Flashguard-Status` for the shops, when something is wrong.
+    pub(super) store_status: Option<&'static [u8]>,
 }
 
 /// Who answers the client.
@@ -170,7 +172,13 @@ pub(super) async fn forward<S: Stream>(
         if tries == 0 {
             // Written once, whatever the number of tries, and only once a
             // backend is there to take it.
-            headers::upstream_head(&mut conn.upstream_head, request, &conn.peer, request_id);
+            headers::upstream_head(
+                &mut conn.upstream_head,
+                request,
+                &conn.peer,
+                request_id,
+                route.store_status,
+            );
         }
         tries += 1;
         tried.extend(slot.place_in(&list));

@@ -71,13 +71,15 @@ pub(crate) fn request_id(request: &RequestHead) -> Bytes {
 /// The head a backend gets, without the blank line that ends it (each try
 /// adds `Host` when the client sent none, and the body's framing): the
 /// request line in origin form, the client's end-to-end headers, then
-/// `X-Forwarded-For` with the peer appended, `X-Forwarded-Proto` and
-/// `X-Request-Id`.
+/// `X-Forwarded-For` with the peer appended, `X-Forwarded-Proto`,
+/// `X-Request-Id`, and `Flashguard-Status` when the status page says
+/// something is wrong (a client's copy is never passed on).
 pub(crate) fn upstream_head(
     out: &mut BytesMut,
     request: &RequestHead,
     peer: &PeerIp,
     request_id: &[u8],
+    store_status: Option<&[u8]>,
 ) {
     let head = &request.head;
     out.clear();
@@ -94,8 +96,10 @@ pub(crate) fn upstream_head(
             }
             continue;
         }
-        if matches!(field.known, Known::ForwardedProto | Known::RequestId)
-            || !request.connection.copied(head, field)
+        if matches!(
+            field.known,
+            Known::ForwardedProto | Known::RequestId | Known::StoreStatus
+        ) || !request.connection.copied(head, field)
         {
             continue;
         }
@@ -117,6 +121,9 @@ pub(crate) fn upstream_head(
     out.put_slice(b"\r\n");
     put_field(out, FORWARDED_PROTO.as_bytes(), b"http");
     put_field(out, REQUEST_ID.as_bytes(), request_id);
+    if let Some(status) = store_status {
+        put_field(out, b"flashguard-status", status);
+    }
 }
 
 #[cfg(test)]
@@ -155,7 +162,7 @@ mod tests {
         assert_eq!(&id[..], b"abc", "a given id is kept");
         let peer = PeerIp::of("127.0.0.1:5000".parse().unwrap());
         let mut head = BytesMut::new();
-        upstream_head(&mut head, &r, &peer, &id);
+        upstream_head(&mut head, &r, &peer, &id, None);
         assert_eq!(
             std::str::from_utf8(&head).unwrap(),
             "POST /api/orders HTTP/1.1\r\nHost: shop\r\nIdempotency-Key: k\r\n\
@@ -170,12 +177,31 @@ mod tests {
         );
         let absolute = request("GET http://shop.example/a HTTP/1.1\r\nHost: elsewhere\r\n\r\n");
         let mut head = BytesMut::new();
-        upstream_head(&mut head, &absolute, &peer, b"id");
+        upstream_head(&mut head, &absolute, &peer, b"id", None);
         let text = std::str::from_utf8(&head).unwrap();
         assert!(
             text.starts_with("GET /a HTTP/1.1\r\nHost: shop.example\r\n"),
             "{text}"
         );
         assert!(!text.contains("elsewhere"), "{text}");
+    }
+
+    #[test]
+    fn only_the_gateway_tells_the_shops_the_store_s_status() {
+        let forged =
+            request("GET / HTTP/1.1\r\nHost: x\r\nFlashguard-Status: major_outage\r\n\r\n");
+        let peer = PeerIp::of("127.0.0.1:5000".parse().unwrap());
+        let mut head = BytesMut::new();
+        upstream_head(&mut head, &forged, &peer, b"id", None);
+        assert!(!String::from_utf8_lossy(&head)
+            .to_lowercase()
+            .contains("flashguard-status"));
+        upstream_head(&mut head, &forged, &peer, b"id", Some(b"under_maintenance"));
+        let text = String::from_utf8_lossy(&head).to_lowercase();
+        assert_eq!(text.matches("flashguard-status").count(), 1, "{text}");
+        assert!(
+            text.ends_with("flashguard-status: under_maintenance\r\n"),
+            "{text}"
+        );
     }
 }

@@ -189,6 +189,7 @@ impl Proxy {
             metrics: &self.metrics,
             upstream: &thread.upstream,
             owners: &self.owners,
+            store_status: self.status.as_deref().and_then(|board| board.for_shops()),
         };
         let path_class = crate::traffic::PathClass::of(request.path());
         // Copied only when they will be logged: this is the hot path.

@@ -13,6 +13,7 @@
 
 pub(crate) mod page;
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use http::StatusCode;
@@ -65,6 +66,24 @@ pub enum ComponentState {
 }
 
 impl ComponentState {
+    const ALL: [ComponentState; 5] = [
+        ComponentState::Operational,
+        ComponentState::UnderMaintenance,
+        ComponentState::DegradedPerformance,
+        ComponentState::PartialOutage,
+        ComponentState::MajorOutage,
+    ];
+
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            ComponentState::Operational => "operational",
+            ComponentState::UnderMaintenance => "under_maintenance",
+            ComponentState::DegradedPerformance => "degraded_performance",
+            ComponentState::PartialOutage => "partial_outage",
+            ComponentState::MajorOutage => "major_outage",
+        }
+    }
+
     pub(crate) fn words(self) -> &'static str {
         match self {
             ComponentState::Operational => "Operational",
@@ -192,6 +211,10 @@ pub(crate) struct OwnView {
 #[derive(Debug, Default)]
 pub(crate) struct StatusBoard {
     published: Mutex<(Published, i64)>,
+    /// The worst state the monitor pushed for the storefront, checkout or
+    /// sale (an index into `ComponentState::ALL`), for the shops' banner:
+    /// read on every forwarded request, so kept apart from the lock.
+    worst_pushed: AtomicU8,
     /// The page's title, e.g. the store's name.
     pub(crate) title: String,
 }
@@ -200,12 +223,41 @@ impl StatusBoard {
     pub(crate) fn new(title: String) -> StatusBoard {
         StatusBoard {
             published: Mutex::default(),
+            worst_pushed: AtomicU8::new(0),
             title,
         }
     }
 
     pub(crate) fn publish(&self, published: Published, now_ms: i64) {
+        let maintained = published.maintenance.iter().any(|m| {
+            m.from_ms <= now_ms
+                && now_ms < m.to_ms
+                && m.components.iter().any(|c| c != "waiting_room")
+        });
+        let worst = published
+            .components
+            .iter()
+            .filter(|c| c.name != "waiting_room")
+            .map(|c| c.status)
+            .chain(maintained.then_some(ComponentState::UnderMaintenance))
+            .max()
+            .unwrap_or(ComponentState::Operational);
+        let index = ComponentState::ALL
+            .iter()
+            .position(|s| *s == worst)
+            .unwrap_or(0);
+        self.worst_pushed.store(index as u8, Ordering::Relaxed);
         *self.published.lock().unwrap_or_else(|p| p.into_inner()) = (published, now_ms);
+    }
+
+    /// What the shops are told (`Flashguard-Status`), when something is
+    /// wrong. With every backend down nothing reaches them anyway.
+    pub(crate) fn for_shops(&self) -> Option<&'static [u8]> {
+        let worst = ComponentState::ALL
+            .get(usize::from(self.worst_pushed.load(Ordering::Relaxed)))
+            .copied()
+            .unwrap_or(ComponentState::Operational);
+        (worst != ComponentState::Operational).then(|| worst.code().as_bytes())
     }
 
     pub(crate) fn published(&self) -> (Published, i64) {

@@ -74,7 +74,7 @@ pub(crate) fn html(board: &StatusBoard, components: &[Component], now_ms: i64) -
              <td class=\"{status}\">{words}</td></tr>",
             name = c.name,
             label = label(c.name),
-            status = state_code(c.status),
+            status = c.status.code(),
             words = c.status.words(),
         ));
         if let Some(description) = &c.description {
@@ -138,13 +138,6 @@ fn label(name: &str) -> &'static str {
         "sale" => "The sale",
         _ => "Waiting room",
     }
-}
-
-fn state_code(state: ComponentState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn update_code(status: UpdateStatus) -> String {

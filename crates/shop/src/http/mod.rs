@@ -51,10 +51,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/products/{sku}", get(api::get_product))
         .route("/api/orders", post(api::place_order))
         .route("/api/orders/{id}", get(api::get_order))
-        .route("/", get(pages::index))
-        .route("/products/{sku}", get(pages::product))
-        .route("/products/{sku}/buy", post(pages::buy))
-        .route("/orders/{id}", get(pages::order))
+        .merge(
+            Router::new()
+                .route("/", get(pages::index))
+                .route("/products/{sku}", get(pages::product))
+                .route("/products/{sku}/buy", post(pages::buy))
+                .route("/orders/{id}", get(pages::order))
+                .layer(axum::middleware::from_fn(pages::with_store_status)),
+        )
         .route("/admin/products/{sku}", put(admin::put_product))
         .route("/admin/orders", get(admin::export_orders))
         .route("/admin/inventory", get(admin::inventory))

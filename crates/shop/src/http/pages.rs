@@ -22,14 +22,44 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:46rem;margi
 a{color:#0a58ca}.card{border:1px solid #ddd;border-radius:8px;padding:1rem;margin:1rem 0}\
 .price{font-weight:bold}.muted{color:#666}.soldout{color:#b00020;font-weight:bold}\
 button{font-size:1.1rem;padding:.5rem 1.5rem;background:#0a58ca;color:#fff;border:0;border-radius:6px}\
-input{font-size:1rem;padding:.3rem;margin:.2rem 0 .8rem}";
+input{font-size:1rem;padding:.3rem;margin:.2rem 0 .8rem}\
+.banner{background:#fef3c7;border:1px solid #f59e0b;border-radius:6px;padding:.6rem 1rem}";
 
 /// Updates every `[data-starts]` element once a second.
 const COUNTDOWN_JS: &str = "function t(){var n=Date.now();document.querySelectorAll('[data-starts]').forEach(function(e){\
 var s=Math.max(0,Math.round((+e.dataset.starts-n)/1000));e.textContent=s>0?'Sale opens in '+Math.floor(s/3600)+'h '+\
 Math.floor(s%3600/60)+'m '+s%60+'s':'Sale is open: reload to buy';});}t();setInterval(t,1000);";
 
+/// The gateway's word on the store's state, for the banner: it sets
+/// `Flashguard-Status` on what it forwards when its status page says
+/// something is wrong (and drops any copy a client sent), so the shop
+/// never polls and the gateway never rewrites a page.
+const STATUS_HEADER: &str = "flashguard-status";
+
+tokio::task_local! {
+    static STORE_STATUS: Option<&'static str>;
+}
+
+/// Makes the gateway's status header known to the page being rendered.
+pub(super) async fn with_store_status(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let status = request
+        .headers()
+        .get(STATUS_HEADER)
+        .and_then(|v| match v.as_bytes() {
+            b"degraded_performance" => Some("Some things are slower or failing more than usual."),
+            b"partial_outage" => Some("Part of the store is not working."),
+            b"major_outage" => Some("The store is having a major outage."),
+            b"under_maintenance" => Some("Part of the store is under maintenance."),
+            _ => None,
+        });
+    STORE_STATUS.scope(status, next.run(request)).await
+}
+
 fn page(title: &str, body: Markup) -> Markup {
+    let banner = STORE_STATUS.try_with(|status| *status).ok().flatten();
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -41,6 +71,9 @@ fn page(title: &str, body: Markup) -> Markup {
             }
             body {
                 header { a href="/" { "flashguard shop" } }
+                @if let Some(words) = banner {
+                    p #status-banner .banner { (words) " " a href="/status" { "See the status page." } }
+                }
                 main { (body) }
                 script { (PreEscaped(COUNTDOWN_JS)) }
             }
