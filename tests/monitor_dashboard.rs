@@ -99,6 +99,7 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
     );
     assert_eq!(seen["note"], "added", "{seen}");
     assert_eq!(seen["ack"], "acknowledged by dashboard-tester", "{seen}");
+    assert_eq!(seen["update"], "published", "{seen}");
     let incidents: Vec<Value> = support::get_json(
         &support::client(),
         &format!("{}/api/incidents", stack.monitor),
@@ -126,6 +127,12 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
             .unwrap()
             .iter()
             .any(|e| { e["data"]["action"] == "acknowledge" && e["data"]["via"] == "dashboard" }),
+        "{incident}"
+    );
+    assert!(
+        incident["timeline"].as_array().unwrap().iter().any(|e| {
+            e["kind"] == "public_update" && e["data"]["body"] == "published from the dashboard"
+        }),
         "{incident}"
     );
     let png = std::fs::read(&screenshot).expect("the screenshot was saved");

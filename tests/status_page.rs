@@ -187,3 +187,54 @@ async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_update
     assert!(dom.contains("data-indicator=\"critical\""), "{dom}");
     assert!(dom.contains(body));
 }
+
+/// `[status] listen`: the page apart from customers' traffic, answering
+/// only its own paths; the monitor's word, pushed by hand here, shows on
+/// it; a word the page cannot show is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_has_its_own_address_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[status]\ntitle = \"Sneaker Shop\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let backend = support::gateway::echo_backend().await;
+    let mut gateway = support::gateway::Gateway::start(&[
+        "--config",
+        &config.display().to_string(),
+        "--backend",
+        &format!("shop-1={backend}"),
+    ])
+    .await;
+    let own = gateway.part.expect_line("status on ").await;
+    let page = text(&format!("{own}/status")).await;
+    assert!(page.contains("<h1>Sneaker Shop</h1>"), "{page}");
+    let elsewhere = client()
+        .get(format!("{own}/api/products"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404, "only the status page lives there");
+
+    let push = |body: Value| {
+        client()
+            .put(format!("{}/admin/status", gateway.admin_url))
+            .bearer_auth(support::ADMIN_TOKEN)
+            .json(&body)
+            .send()
+    };
+    let refused = push(json!({ "components": [{ "name": "kitchen", "status": "major_outage" }] }))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let accepted =
+        push(json!({ "components": [{ "name": "checkout", "status": "partial_outage" }] }))
+            .await
+            .unwrap();
+    assert_eq!(accepted.status(), 204);
+    let summary: Value = support::get_json(&client(), &format!("{own}/api/v2/summary.json")).await;
+    assert_eq!(summary["status"]["indicator"], "major", "{summary}");
+    assert_eq!(summary["page"]["name"], "Sneaker Shop");
+}

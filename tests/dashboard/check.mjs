@@ -11,7 +11,7 @@
 import { chromium } from "playwright-core";
 
 const [dashboard, control, part, screenshot, token] = process.argv.slice(2);
-const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null, ack: null, room: null };
+const seen = { consoleErrors: [], charts: {}, before: null, after: null, snapshots: 0, note: null, ack: null, update: null, room: null };
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox"],
@@ -55,6 +55,13 @@ try {
   await page.click("#ack-button");
   await page.waitForFunction(() => document.getElementById("note-status").textContent !== "", null, { timeout: 10_000 });
   seen.ack = await page.textContent("#note-status");
+  // A public update for the status page, from the page.
+  await page.selectOption("#update-status", "identified");
+  await page.fill("#update-title", "Checkout is slow");
+  await page.fill("#update-body", "published from the dashboard");
+  await page.click("#update-form button[type=submit]");
+  await page.waitForFunction(() => document.getElementById("update-status-text").textContent !== "", null, { timeout: 10_000 });
+  seen.update = await page.textContent("#update-status-text");
   await page.screenshot({ path: screenshot, fullPage: true });
 } catch (error) {
   failure = String(error);
