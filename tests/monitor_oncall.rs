@@ -8,37 +8,10 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::Json;
 use serde_json::Value;
-use support::{client, poll_json, sqlite_db, Shop};
-
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// An HTTP server that keeps every JSON body POSTed to `/{name}`.
-async fn receiver() -> (String, Received) {
-    let received: Received = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/{name}",
-            axum::routing::post(
-                |State(seen): State<Received>,
-                 Path(name): Path<String>,
-                 Json(body): Json<Value>| async move {
-                    seen.lock().unwrap().push((name, body));
-                    axum::http::StatusCode::ACCEPTED
-                },
-            ),
-        )
-        .with_state(Arc::clone(&received));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, received)
-}
+use support::{client, poll_json, sqlite_db, Received, Shop};
 
 fn to(received: &Received, name: &str) -> Vec<Value> {
     received
@@ -108,7 +81,7 @@ every_s = 1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_shop_pages_escalates_and_a_signed_link_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (receivers, received) = receiver().await;
+    let (receivers, received) = support::json_receiver().await;
     let db = sqlite_db();
     let shop = Shop::start(&db.url).await;
     let (_monitor, url) = support::monitor_watching(

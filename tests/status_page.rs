@@ -4,7 +4,8 @@
 //! gateway's `/status` still answers and shows a major outage; a public
 //! update posted to the monitor's API appears on the page, in the Atom
 //! feed and in the Statuspage-shaped summary; the page renders in
-//! Chromium, with no script to fail.
+//! Chromium, with no script to fail. The on-call is paged for the dead
+//! shops behind the gateway.
 
 mod support;
 
@@ -28,7 +29,8 @@ async fn text(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_updates() {
     // Killed shops stay dead for the whole test. The monitor knows of a
-    // maintenance of the checkout, now.
+    // maintenance of the checkout, now, and pages ana.
+    let (receivers, received) = support::json_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let monitor_config = dir.path().join("monitor.toml");
     let at = |offset: i64| {
@@ -40,7 +42,9 @@ async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_update
         &monitor_config,
         format!(
             "[status]\n[[status.maintenance]]\nname = \"Payment provider upgrade\"\n\
-             from = \"{}\"\nto = \"{}\"\ncomponents = [\"checkout\"]\n",
+             from = \"{}\"\nto = \"{}\"\ncomponents = [\"checkout\"]\n\
+             [oncall]\n[[oncall.person]]\nname = \"ana\"\nwebhook = \"{receivers}/ana\"\n\
+             [[oncall.policy]]\nname = \"all\"\n[[oncall.policy.level]]\ntargets = [\"person:ana\"]\n",
             at(-1),
             at(1)
         ),
@@ -93,6 +97,39 @@ async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_update
     assert!(!home.contains("major outage"), "{home}");
     assert!(home.contains("href=\"/status\""));
 
+    // A person sets the sale's state (as they confirm one when automatic
+    // states are held); it is on the page within a push.
+    let set = client()
+        .put(format!("{}/api/status/components/sale", stack.monitor))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "status": "degraded_performance", "description": "Checkout queues are long." }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+    let unknown = client()
+        .put(format!("{}/api/status/components/kitchen", stack.monitor))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "status": "major_outage" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let set_shown = poll_json(&status, Duration::from_secs(5), |v| {
+        state(v, "sale") == Some(json!("degraded_performance"))
+    })
+    .await;
+    assert_eq!(
+        state(&set_shown, "checkout"),
+        Some(json!("under_maintenance"))
+    );
+    let monitor_view: Value =
+        support::get_json(&client(), &format!("{}/api/status", stack.monitor)).await;
+    assert_eq!(
+        monitor_view["set_by_people"][0]["name"], "sale",
+        "{monitor_view}"
+    );
+
     for part in ["shop-1", "shop-2", "backup-1"] {
         let killed = client()
             .post(format!("{}/parts/{part}/kill", stack.control))
@@ -105,6 +142,17 @@ async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_update
         v["status"]["indicator"] == "critical"
     })
     .await;
+    // The shops behind the gateway died: the on-call was paged.
+    let paged_by = Instant::now() + Duration::from_secs(15);
+    while !received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(to, page)| to == "ana" && page["kind"] == "trigger")
+    {
+        assert!(Instant::now() < paged_by, "ana was never paged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for component in ["storefront", "checkout", "sale"] {
         let shown = down["components"]
             .as_array()

@@ -416,3 +416,30 @@ pub async fn monitor_watching(
     let url = part.expect_line("listening on ").await;
     (part, url)
 }
+
+/// Every JSON body POSTed to a receiver, with the path's name.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// An HTTP server that keeps every JSON body POSTed to `/{name}` (a
+/// webhook, Slack or PagerDuty stand-in); its URL.
+pub async fn json_receiver() -> (String, Received) {
+    use axum::extract::{Path, State};
+    let received: Received = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/{name}",
+            axum::routing::post(
+                |State(seen): State<Received>,
+                 Path(name): Path<String>,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    seen.lock().unwrap().push((name, body));
+                    axum::http::StatusCode::ACCEPTED
+                },
+            ),
+        )
+        .with_state(std::sync::Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, received)
+}

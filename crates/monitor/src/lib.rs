@@ -78,6 +78,7 @@ pub async fn run(
         oncall,
     );
     monitor.metrics.pages = pages;
+    monitor.status_settings = config.status.clone();
     let monitor = Arc::new(monitor);
     let pipeline = Pipeline::new(Arc::clone(&monitor), &config);
     let ticking = tokio::spawn(pipeline.run(config.interval));
@@ -89,7 +90,6 @@ pub async fn run(
     ));
     let status = tokio::spawn(status_page::push(
         Arc::clone(&monitor),
-        config.status.clone(),
         config.gateway_admins.clone(),
         config.admin_token.clone(),
         config.interval,

@@ -206,6 +206,10 @@ impl StatusFile {
     }
 }
 
+/// Component states set by people, by component: they win over the
+/// alerts' word.
+pub(crate) type SetByPeople = BTreeMap<String, (State, Option<String>)>;
+
 /// The components firing alerts move, worst state first wins.
 fn components(settings: &StatusSettings, firing: &[String]) -> Vec<Value> {
     let mut worst: BTreeMap<&str, (State, Option<String>)> = BTreeMap::new();
@@ -255,8 +259,9 @@ async fn incidents(monitor: &Monitor, now_ms: i64) -> Vec<Value> {
         .collect()
 }
 
-/// What the page should say now.
-pub(crate) async fn published(monitor: &Monitor, settings: &StatusSettings, now_ms: i64) -> Value {
+/// What the alerts alone would make the components (what a person
+/// confirms when `auto_publish` is off).
+pub(crate) fn proposed(monitor: &Monitor, settings: &StatusSettings) -> Vec<Value> {
     let firing: Vec<String> = monitor
         .latest()
         .alerts
@@ -264,8 +269,35 @@ pub(crate) async fn published(monitor: &Monitor, settings: &StatusSettings, now_
         .filter(|a| a.state == AlertState::Firing)
         .map(|a| a.rule.clone())
         .collect();
+    components(settings, &firing)
+}
+
+pub(crate) fn is_component(name: &str) -> bool {
+    COMPONENTS.contains(&name)
+}
+
+/// What the page should say now.
+pub(crate) async fn published(monitor: &Monitor, settings: &StatusSettings, now_ms: i64) -> Value {
+    let proposed = proposed(monitor, settings);
+    let set = monitor
+        .status_set
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let mut shown: Vec<Value> = if settings.auto_publish {
+        proposed
+            .into_iter()
+            .filter(|c| !set.contains_key(c["name"].as_str().unwrap_or_default()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    shown.extend(
+        set.iter()
+            .map(|(name, (status, description))| json!({ "name": name, "status": status, "description": description })),
+    );
     json!({
-        "components": if settings.auto_publish { components(settings, &firing) } else { Vec::new() },
+        "components": shown,
         "incidents": incidents(monitor, now_ms).await,
         "maintenance": settings.maintenance.iter().map(|(name, from, to, components)| json!({
             "name": name, "from_ms": from, "to_ms": to, "components": components,
@@ -276,7 +308,6 @@ pub(crate) async fn published(monitor: &Monitor, settings: &StatusSettings, now_
 /// Pushes to every gateway once an interval, until dropped.
 pub(crate) async fn push(
     monitor: Arc<Monitor>,
-    settings: StatusSettings,
     gateways: Vec<GatewayAdmin>,
     token: Option<String>,
     interval: Duration,
@@ -291,8 +322,16 @@ pub(crate) async fn push(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let body = published(&monitor, &settings, flashguard_telemetry::unix_ms()).await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = monitor.status_changed.notified() => {}
+        }
+        let body = published(
+            &monitor,
+            &monitor.status_settings,
+            flashguard_telemetry::unix_ms(),
+        )
+        .await;
         for gateway in &gateways {
             let mut request = http
                 .put(format!(

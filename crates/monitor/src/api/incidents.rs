@@ -332,7 +332,10 @@ pub(crate) async fn public_update(
         }),
     );
     match monitor.incidents.record_on(id, event).await {
-        Ok(event) => (StatusCode::CREATED, Json(event)).into_response(),
+        Ok(event) => {
+            monitor.status_changed.notify_one();
+            (StatusCode::CREATED, Json(event)).into_response()
+        }
         Err(err) => failed(err),
     }
 }

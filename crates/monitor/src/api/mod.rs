@@ -9,6 +9,7 @@
 
 mod incidents;
 mod oncall;
+mod status;
 mod targets;
 
 use std::collections::HashMap;
@@ -73,6 +74,11 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         )
         .route("/api/incidents/{id}/resolve", post(oncall::resolve))
         .route("/api/oncall", get(oncall::status))
+        .route("/api/status", get(status::show))
+        .route(
+            "/api/status/components/{name}",
+            axum::routing::put(status::set).delete(status::clear),
+        )
         .route(
             "/oncall/ack/{token}",
             get(oncall::link_page).post(oncall::link_ack),

@@ -55,6 +55,13 @@ pub(crate) struct Monitor {
     pub(crate) capacity_plan: Option<crate::config::CapacityPlan>,
     /// Who is paged, and acknowledgements (`[oncall]`); None without it.
     pub(crate) oncall: Option<crate::oncall::OnCallHandle>,
+    /// Component states a person set for the status page (they win over
+    /// the alerts' and are the only ones with `auto_publish = false`).
+    pub(crate) status_set: Mutex<crate::status_page::SetByPeople>,
+    /// Wakes the status push at once (a public update, a state set).
+    pub(crate) status_changed: tokio::sync::Notify,
+    /// `[status]`: the alerts' word, maintenance, auto_publish.
+    pub(crate) status_settings: crate::status_page::StatusSettings,
 }
 
 /// Targets the API may add, at most.
@@ -85,6 +92,9 @@ impl Monitor {
             added_targets: Mutex::new(Vec::new()),
             capacity_plan,
             oncall,
+            status_set: Mutex::default(),
+            status_changed: tokio::sync::Notify::new(),
+            status_settings: crate::status_page::StatusSettings::default(),
         }
     }
 
