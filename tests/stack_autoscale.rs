@@ -63,8 +63,15 @@ async fn load_on_one_shop_adds_a_second_that_takes_traffic() {
     let outcomes = load.stop().await;
     assert_eq!(added["pool"], "primary", "{added}");
     // The control API lists it (chaos can reach it).
-    let parts: Vec<Value> =
-        support::get_json(&support::client(), &format!("{}/parts", up.control)).await;
+    let parts: Vec<Value> = support::client()
+        .get(format!("{}/parts", up.control))
+        .bearer_auth(&up.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(
         parts
             .iter()

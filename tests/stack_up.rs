@@ -13,9 +13,10 @@ async fn up() -> Up {
     Up::start(2, 1, "").await
 }
 
-async fn parts(control: &str) -> Vec<Value> {
+async fn parts(stack: &Up) -> Vec<Value> {
     client()
-        .get(format!("{control}/parts"))
+        .get(format!("{}/parts", stack.control))
+        .bearer_auth(&stack.token)
         .send()
         .await
         .unwrap()
@@ -50,7 +51,7 @@ async fn all_gone(pids: &[u32], within: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
     let stack = up().await;
-    let before = parts(&stack.control).await;
+    let before = parts(&stack).await;
     let names: Vec<&str> = before.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
@@ -68,15 +69,29 @@ async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
         "the storefront answers through the gateway"
     );
 
+    // Without the admin token the control API refuses, and nothing dies.
+    let refused = client()
+        .post(format!("{}/parts/shop-1/kill", stack.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let listed = client()
+        .get(format!("{}/parts", stack.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 401);
     let killed = client()
         .post(format!("{}/parts/shop-1/kill", stack.control))
+        .bearer_auth(&stack.token)
         .send()
         .await
         .unwrap();
     assert_eq!(killed.status(), 202);
     let deadline = Instant::now() + Duration::from_secs(10);
     let shop = loop {
-        let now = parts(&stack.control).await;
+        let now = parts(&stack).await;
         let shop = now[0].clone();
         if shop["state"] == "running" && shop["pid"] != before[0]["pid"] {
             break shop;
@@ -112,14 +127,14 @@ async fn a_killed_part_is_restarted_and_sigkill_of_up_leaves_nothing() {
         assert!(log.exists(), "{} is missing", log.display());
     }
 
-    let running = pids(&parts(&stack.control).await);
+    let running = pids(&parts(&stack).await);
     stack.part.signal("KILL");
     all_gone(&running, Duration::from_secs(10)).await;
 }
 
 async fn stops_every_part_and_exits_zero_on(signal: &str) {
     let mut stack = up().await;
-    let running = pids(&parts(&stack.control).await);
+    let running = pids(&parts(&stack).await);
     stack.part.signal(signal);
     let exit = tokio::time::timeout(Duration::from_secs(30), stack.part.child.wait())
         .await

@@ -133,6 +133,7 @@ async fn with_every_shop_dead_the_gateway_shows_the_outage_and_the_public_update
     for part in ["shop-1", "shop-2", "backup-1"] {
         let killed = client()
             .post(format!("{}/parts/{part}/kill", stack.control))
+            .bearer_auth(&stack.token)
             .send()
             .await
             .unwrap();

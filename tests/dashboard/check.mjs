@@ -33,7 +33,10 @@ try {
   const row = `tr[data-backend="${part}"]`;
   await page.waitForSelector(`${row}[data-state="up"]`, { timeout: 20_000 });
   seen.before = await page.getAttribute(row, "data-state");
-  const killed = await fetch(`${control}/parts/${part}/kill`, { method: "POST" });
+  const killed = await fetch(`${control}/parts/${part}/kill`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+  });
   if (!killed.ok) throw new Error(`kill answered ${killed.status}`);
   await page.waitForSelector(`${row}:is([data-state="down"],[data-state="ejected"])`, { timeout: 20_000 });
   seen.after = await page.getAttribute(row, "data-state");

@@ -388,7 +388,7 @@ async fn chaos(
             None => "no control API given (--control)".to_string(),
             Some(control) => {
                 let url = format!("{control}/parts/{}/{}", action.part, action.action);
-                match http.post(url).send().await {
+                match http.post(url).bearer_auth(&target.admin_token).send().await {
                     Ok(response) if response.status().is_success() => "done".to_string(),
                     Ok(response) => {
                         format!("refused: {}", response.text().await.unwrap_or_default())
@@ -427,6 +427,7 @@ async fn sample_parts(
         tick.tick().await;
         let answer = http
             .get(format!("{control}/parts"))
+            .bearer_auth(&target.admin_token)
             .timeout(Duration::from_millis(800))
             .send()
             .await;

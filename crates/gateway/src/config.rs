@@ -33,6 +33,11 @@ pub struct ConfigFile {
     /// drill): for their requests the client is the last address in that
     /// header not itself trusted. Default none: the client is the peer.
     pub trusted_proxies: Vec<String>,
+    /// Networks whose peers may reach the shops' `/admin/*` through the
+    /// customers' listener (CIDR, the peer's address, never
+    /// `X-Forwarded-For`); everyone else gets 404. Default loopback:
+    /// `["127.0.0.0/8", "::1/128"]`. `[]` closes it to all.
+    pub admin_allow: Vec<String>,
     pub balance: BalanceFile,
     pub health: HealthFile,
     pub outlier: OutlierFile,
@@ -94,6 +99,7 @@ impl Default for ConfigFile {
             reuse_port: true,
             workers: 0,
             trusted_proxies: Vec::new(),
+            admin_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             balance: BalanceFile::default(),
             health: HealthFile::default(),
             outlier: OutlierFile::default(),
@@ -435,6 +441,7 @@ pub struct Settings {
     pub per_client_burst: u32,
     pub access_log: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub admin_allow: Vec<ipnet::IpNet>,
     pub limit: LimitRules,
     pub queue_max_waiting: usize,
     pub queue_timeout: Duration,
@@ -630,6 +637,19 @@ impl ConfigFile {
             })?;
             trusted_proxies.push(ip);
         }
+        let mut admin_allow = Vec::with_capacity(self.admin_allow.len());
+        for (i, text) in self.admin_allow.iter().enumerate() {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    refuse(
+                        format!("admin_allow[{i}]"),
+                        format!("{text:?} is not a network (CIDR) or an address"),
+                    )
+                })?;
+            admin_allow.push(net);
+        }
         let mut backends = Vec::with_capacity(self.backends.len());
         for (i, backend) in self.backends.iter().enumerate() {
             let spec = backend
@@ -709,6 +729,7 @@ impl ConfigFile {
                 per_client_burst: l.per_client_burst,
                 access_log: self.access_log,
                 trusted_proxies,
+                admin_allow,
                 limit: LimitRules {
                     adaptive: c.adaptive,
                     initial: c.initial,

@@ -1,5 +1,7 @@
 //! The control API the drill's chaos actions use: list the parts, and kill,
-//! stop, continue or restart one of them.
+//! stop, continue or restart one of them. Every call but `/healthz` needs
+//! the stack's admin token: whoever reaches this port could otherwise
+//! stop the store.
 
 use std::sync::Arc;
 
@@ -34,13 +36,14 @@ impl ControlServer {
     pub(crate) fn start(
         listener: TcpListener,
         parts: PartList,
+        admin_token: String,
     ) -> Result<ControlServer, StackError> {
         let url = format!(
             "http://{}",
             listener.local_addr().map_err(StackError::Control)?
         );
         let (stop, mut stopping) = watch::channel(false);
-        let app = router(parts);
+        let app = router(parts, admin_token);
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -61,10 +64,26 @@ impl ControlServer {
     }
 }
 
-fn router(parts: PartList) -> Router {
+fn router(parts: PartList, admin_token: String) -> Router {
+    let token = Arc::new(admin_token);
     Router::new()
         .route("/parts", get(list))
         .route("/parts/{name}/{action}", post(act))
+        .route_layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let token = Arc::clone(&token);
+                async move {
+                    match flashguard_telemetry::check_bearer(Some(&token), request.headers()) {
+                        Ok(()) => next.run(request).await,
+                        Err(_) => error(
+                            StatusCode::UNAUTHORIZED,
+                            "unauthorized",
+                            "send Authorization: Bearer <the stack's admin token>",
+                        ),
+                    }
+                }
+            },
+        ))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .with_state(parts)
 }

@@ -73,7 +73,8 @@ pub async fn run(
 ) -> Result<(), StackError> {
     let autoscale = config.autoscale.clone();
     let mut stack = Stack::start(config, exe, logs).await?;
-    let control = ControlServer::start(control, stack.part_list())?;
+    let control =
+        ControlServer::start(control, stack.part_list(), stack.admin_token().to_string())?;
     ready(&stack.urls(control.url().to_string()), &stack.views());
     match autoscale {
         Some((rules, step)) => {

@@ -366,7 +366,11 @@ async fn run_on(
         }
     };
     running.start_front().await?;
-    let control = ControlServer::start(control, running.part_list())?;
+    let control = ControlServer::start(
+        control,
+        running.part_list(),
+        running.admin_token().to_string(),
+    )?;
     let urls = running.urls(control.url().to_string());
     console.step(&format!(
         "ready in {:.1} s: storefront {}, dashboard {}",

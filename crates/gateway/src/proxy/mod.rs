@@ -12,6 +12,7 @@
 mod affinity;
 mod alarm;
 pub(crate) mod answer;
+mod back_office;
 mod body;
 pub(crate) mod client;
 mod failure;
@@ -203,9 +204,22 @@ impl Proxy {
             &live.settings.trusted_proxies,
         );
         let request_id = headers::request_id(&request);
+        // The shops' back office is not for the internet: outside the
+        // allow-list (the peer, never X-Forwarded-For) it does not exist.
         // The status page answers by itself, before the room: customers
         // must read it even while they would be in line.
+        let peer = conn.peer.addr.ip();
+        let back_office_closed = back_office::is_admin(request.path())
+            && !live
+                .settings
+                .admin_allow
+                .iter()
+                .any(|net| net.contains(&peer));
         let step = match self.status_answer(request.path()) {
+            _ if back_office_closed => {
+                self.metrics.shed("admin_not_allowed");
+                Some(room::Step::Answer(back_office::not_found()))
+            }
             Some(answer) => Some(room::Step::Answer(answer)),
             None => self
                 .room
