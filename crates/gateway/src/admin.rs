@@ -31,6 +31,10 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/healthz", get(flashguard_telemetry::healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such admin route") })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&gateway.metrics.failed_auth),
+            flashguard_telemetry::limit_failed_auth,
+        ))
         .with_state(gateway)
 }
 

@@ -42,6 +42,8 @@ struct BackendLabels {
 #[derive(Debug)]
 pub(crate) struct GatewayMetrics {
     registry: Registry,
+    /// Wrong admin tokens, limited per client (the admin API's layer).
+    pub(crate) failed_auth: Arc<flashguard_telemetry::FailedAuth>,
     answers: Arc<Answers>,
     retries: Family<ReasonLabels, Counter>,
     budget_exhausted: Counter,
@@ -77,8 +79,10 @@ impl GatewayMetrics {
             gateway_label: Arc::from("gateway"),
             room: crate::room::RoomMetrics::default(),
             registry: Registry::default(),
+            failed_auth: flashguard_telemetry::FailedAuth::new(),
         };
         metrics.room.register(&mut registry);
+        metrics.failed_auth.register(&mut registry);
         registry.register_collector(Box::new(AnswersCollector(Arc::clone(&metrics.answers))));
         registry.register(
             "gateway_retries",

@@ -113,11 +113,14 @@ pub async fn run(
     let admin_app = admin::router(Arc::clone(&gateway));
     let mut admin_stopping = stopping.clone();
     let admin = tokio::spawn(async move {
-        axum::serve(listeners.admin, admin_app)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stopping.wait_for(|stop| *stop).await;
-            })
-            .await
+        axum::serve(
+            listeners.admin,
+            admin_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = admin_stopping.wait_for(|stop| *stop).await;
+        })
+        .await
     });
 
     let proxy_listener = listeners.proxy.into_std().map_err(GatewayError::Worker)?;

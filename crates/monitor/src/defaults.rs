@@ -117,6 +117,19 @@ threshold = 1
 for_s = 0
 labels = { severity = "warning" }
 annotations = { summary = "{{ $labels.target }} sheds {{ $value }} requests/s" }
+
+# Someone is guessing an admin token (any part's admin API counts them;
+# past five in a row a client is held back with 429).
+[[rule]]
+name = "AdminAuthFailures"
+metric = "admin_auth_failures_total"
+aggregation = "increase"
+window_s = 60
+op = ">"
+threshold = 10
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "{{ $value }} wrong admin tokens at {{ $labels.target }} within a minute" }
 "#;
 
 #[cfg(test)]

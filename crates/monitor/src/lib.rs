@@ -95,13 +95,16 @@ pub async fn run(
         config.interval,
     ));
     let stopping = Arc::clone(&monitor);
-    axum::serve(listener, api::router(monitor))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopping.stop();
-        })
-        .await
-        .map_err(MonitorError::Serve)?;
+    axum::serve(
+        listener,
+        api::router(monitor).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        stopping.stop();
+    })
+    .await
+    .map_err(MonitorError::Serve)?;
     ticking.abort();
     follower.abort();
     status.abort();

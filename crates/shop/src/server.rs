@@ -86,7 +86,11 @@ pub async fn run(
         let _ = drained_tx.send(());
     };
     let app = router(state);
-    let serve = axum::serve(listener, app).with_graceful_shutdown(stop_accepting);
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop_accepting);
     let grace = config.grace_period;
     let outcome = tokio::select! {
         served = serve => served.map_err(Error::Serve),

@@ -45,11 +45,14 @@ impl ControlServer {
         let (stop, mut stopping) = watch::channel(false);
         let app = router(parts, admin_token);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                })
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            })
+            .await
         });
         Ok(ControlServer { url, stop, task })
     }
@@ -86,6 +89,10 @@ fn router(parts: PartList, admin_token: String) -> Router {
         ))
         .route("/healthz", get(flashguard_telemetry::healthz))
         .with_state(parts)
+        .layer(axum::middleware::from_fn_with_state(
+            flashguard_telemetry::FailedAuth::new(),
+            flashguard_telemetry::limit_failed_auth,
+        ))
 }
 
 async fn list(State(parts): State<PartList>) -> Response {

@@ -5,6 +5,7 @@
 mod bearer;
 mod config_file;
 mod endpoints;
+mod failed_auth;
 mod log_file;
 mod process;
 mod timeline;
@@ -16,6 +17,7 @@ pub use endpoints::{
     healthz, json_error, json_error_body, json_rejection_detail, metrics_response,
     readiness_response,
 };
+pub use failed_auth::{limit_failed_auth, FailedAuth};
 pub use log_file::{BoundedLog, DEFAULT_LOG_BYTES};
 pub use process::{ProcessCollector, ProcessStats};
 pub use timeline::{ChaosAction, EventKind, UnknownKind};

@@ -51,6 +51,8 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         metrics.pages.clone(),
     );
     registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
+    let failed_auth = flashguard_telemetry::FailedAuth::new();
+    failed_auth.register(&mut registry);
     let registry = Arc::new(registry);
     Router::new()
         .route("/api/query", get(query))
@@ -97,6 +99,10 @@ pub(crate) fn router(monitor: Arc<Monitor>) -> Router {
         )
         .with_state(Arc::clone(&monitor))
         .merge(dashboard::routes(Arc::clone(&monitor.feed)))
+        .layer(axum::middleware::from_fn_with_state(
+            failed_auth,
+            flashguard_telemetry::limit_failed_auth,
+        ))
 }
 
 type Params = Query<HashMap<String, String>>;

@@ -58,6 +58,8 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct ShopMetrics {
     registry: Registry,
+    /// Wrong admin tokens, limited per client (a layer on the router).
+    pub failed_auth: std::sync::Arc<flashguard_telemetry::FailedAuth>,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     in_flight: Gauge,
@@ -149,7 +151,10 @@ impl ShopMetrics {
         );
         registry.register("shop_ready", "1 if /readyz answers 200", ready.clone());
         registry.register_collector(Box::new(flashguard_telemetry::ProcessCollector));
+        let failed_auth = flashguard_telemetry::FailedAuth::new();
+        failed_auth.register(&mut registry);
         ShopMetrics {
+            failed_auth,
             registry,
             requests,
             latency,

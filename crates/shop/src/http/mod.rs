@@ -71,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi::serve))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.metrics.failed_auth),
+            flashguard_telemetry::limit_failed_auth,
+        ))
         .layer(from_fn_with_state(state.clone(), metrics::track))
         .layer(from_fn_with_state(state.clone(), finish::finish))
         .with_state(state)
