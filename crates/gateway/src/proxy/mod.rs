@@ -144,7 +144,7 @@ impl Proxy {
     /// The status page's answer for `path`, if it is one of its paths.
     pub(crate) fn status_answer(&self, path: &str) -> Option<crate::room::page::Answer> {
         let board = self.status.as_deref()?;
-        crate::status::answer(board, path, self.own_view())
+        crate::status::answer(board, path, || self.own_view())
     }
 
     /// What the gateway sees itself, for the status page.

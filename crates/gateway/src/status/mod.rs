@@ -22,9 +22,17 @@ use serde::{Deserialize, Serialize};
 use crate::room::page::{Answer, Shape};
 
 /// The status page's answer for `path`, if it is one of its paths.
-pub(crate) fn answer(board: &StatusBoard, path: &str, own: OwnView) -> Option<Answer> {
+/// `own` is asked only for the status page's paths: every request passes
+/// here, and looking at the backends and the room is not free.
+pub(crate) fn answer(board: &StatusBoard, path: &str, own: impl Fn() -> OwnView) -> Option<Answer> {
+    if !matches!(
+        path,
+        "/status" | "/status/" | "/status.json" | "/status/feed.atom" | "/api/v2/summary.json"
+    ) {
+        return None;
+    }
     let now = flashguard_telemetry::unix_ms();
-    let components = || board.components(own, now);
+    let components = || board.components(own(), now);
     let (shape, body, media) = match path {
         "/status" | "/status/" => (Shape::Html, page::html(board, &components(), now), None),
         "/status.json" => (
