@@ -10,10 +10,20 @@ use crate::room::page::{Answer, Shape};
 /// Whether a path reaches the shops' admin API, however it is spelled:
 /// percent-encoded letters, doubled slashes and case are seen through
 /// (a backend may normalise what the gateway did not).
+/// Every request asks, so the usual path (nothing percent-encoded) takes
+/// no allocation.
 pub(super) fn is_admin(path: &str) -> bool {
-    let decoded = percent_decoded(path).to_ascii_lowercase();
-    let rest = decoded.trim_start_matches('/');
-    rest == "admin" || rest.starts_with("admin/") || rest.starts_with("admin?")
+    if !path.contains('%') {
+        return starts_with_admin(path.trim_start_matches('/').as_bytes());
+    }
+    let decoded = percent_decoded(path);
+    starts_with_admin(decoded.trim_start_matches('/').as_bytes())
+}
+
+fn starts_with_admin(rest: &[u8]) -> bool {
+    rest.len() >= 5
+        && rest[..5].eq_ignore_ascii_case(b"admin")
+        && matches!(rest.get(5), None | Some(b'/') | Some(b'?'))
 }
 
 fn percent_decoded(path: &str) -> String {
