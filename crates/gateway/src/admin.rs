@@ -100,10 +100,7 @@ pub(crate) fn status_router(gateway: Arc<Gateway>) -> Router {
         async move {
             match gateway.proxy.status_answer(uri.path()) {
                 Some(answer) => {
-                    let content_type = answer.media.unwrap_or(match answer.shape {
-                        crate::room::page::Shape::Html => "text/html; charset=utf-8",
-                        crate::room::page::Shape::Json => "application/json",
-                    });
+                    let content_type = answer.content_type();
                     (
                         answer.status,
                         [("content-type", content_type), ("cache-control", "no-store")],

@@ -173,11 +173,8 @@ impl StatusFile {
         let mut maintenance = Vec::new();
         for (i, m) in self.maintenance.iter().enumerate() {
             let at = |field: &str, text: &str| {
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                    .map_err(|err| {
-                        invalid(format!("status.maintenance[{i}].{field}"), err.to_string())
-                    })
+                flashguard_telemetry::parse_rfc3339(text)
+                    .map_err(|problem| invalid(format!("status.maintenance[{i}].{field}"), problem))
             };
             let (from, to) = (at("from", &m.from)?, at("to", &m.to)?);
             if to <= from {

@@ -223,10 +223,8 @@ fn sum(metrics: &str, family: &str) -> f64 {
 async fn sale_windows(http: &reqwest::Client, storefront: &str) -> Option<Vec<SaleWindow>> {
     let products: Vec<Value> = json_of(http.get(format!("{storefront}/api/products"))).await?;
     let ms = |value: &Value| -> Option<u64> {
-        let text = value.as_str()?;
-        let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-        u64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+        let at = flashguard_telemetry::parse_rfc3339(value.as_str()?).ok()?;
+        u64::try_from(at).ok()
     };
     Some(
         products

@@ -31,6 +31,14 @@ pub fn unix_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// An RFC 3339 time as Unix milliseconds; the error says what was wrong,
+/// for a config error to carry with its field.
+pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|err| format!("{text:?} is not an RFC 3339 time: {err}"))
+}
+
 /// Unix milliseconds as RFC 3339 in UTC (what JSON APIs, feeds and pages
 /// show people and other tools).
 pub fn rfc3339(unix_ms: i64) -> String {

@@ -210,10 +210,8 @@ fn refuse(field: &str, problem: impl Into<String>) -> ConfigError {
 }
 
 fn rfc3339_ms(field: &str, text: &str) -> Result<u64, ConfigError> {
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|err| refuse(field, format!("{text:?} is not an RFC 3339 time: {err}")))?;
-    u64::try_from(at.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|_| refuse(field, "must be after 1970"))
+    let at = flashguard_telemetry::parse_rfc3339(text).map_err(|problem| refuse(field, problem))?;
+    u64::try_from(at).map_err(|_| refuse(field, "must be after 1970"))
 }
 
 /// A key from its secret: the id is the secret's hash's first byte, so

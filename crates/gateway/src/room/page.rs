@@ -68,14 +68,16 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
+    pub(crate) fn content_type(&self) -> &'static str {
+        self.media.unwrap_or(match self.shape {
+            Shape::Html => "text/html; charset=utf-8",
+            Shape::Json => "application/json",
+        })
+    }
+
     pub(crate) fn write(&self, out: &mut BytesMut, keep_s: u64, request_id: &[u8], close: bool) {
         put_status_line(out, self.status, b"");
-        let content_type: &[u8] = match self.shape {
-            Shape::Html => b"text/html; charset=utf-8",
-            Shape::Json => b"application/json",
-        };
-        let content_type = self.media.map_or(content_type, str::as_bytes);
-        put_field(out, b"content-type", content_type);
+        put_field(out, b"content-type", self.content_type().as_bytes());
         put_number(out, b"content-length", self.body.len() as u64);
         put_field(out, b"cache-control", b"no-store");
         if let Some(seconds) = self.retry_after_s {

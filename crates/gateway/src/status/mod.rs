@@ -25,32 +25,38 @@ use crate::room::page::{Answer, Shape};
 /// `own` is asked only for the status page's paths: every request passes
 /// here, and looking at the backends and the room is not free.
 pub(crate) fn answer(board: &StatusBoard, path: &str, own: impl Fn() -> OwnView) -> Option<Answer> {
-    if !matches!(
-        path,
-        "/status" | "/status/" | "/status.json" | "/status/feed.atom" | "/api/v2/summary.json"
-    ) {
-        return None;
+    enum Form {
+        Html,
+        Json,
+        Atom,
+        Summary,
     }
+    let form = match path {
+        "/status" | "/status/" => Form::Html,
+        "/status.json" => Form::Json,
+        "/status/feed.atom" => Form::Atom,
+        "/api/v2/summary.json" => Form::Summary,
+        _ => return None,
+    };
     let now = flashguard_telemetry::unix_ms();
     let components = || board.components(own(), now);
-    let (shape, body, media) = match path {
-        "/status" | "/status/" => (Shape::Html, page::html(board, &components(), now), None),
-        "/status.json" => (
+    let (shape, body, media) = match form {
+        Form::Html => (Shape::Html, page::html(board, &components(), now), None),
+        Form::Json => (
             Shape::Json,
             page::json(board, &components(), now).to_string(),
             None,
         ),
-        "/status/feed.atom" => (
+        Form::Atom => (
             Shape::Html,
             page::atom(board, now),
             Some("application/atom+xml; charset=utf-8"),
         ),
-        "/api/v2/summary.json" => (
+        Form::Summary => (
             Shape::Json,
             page::summary(board, &components(), now).to_string(),
             None,
         ),
-        _ => return None,
     };
     Some(Answer {
         status: StatusCode::OK,
@@ -131,6 +137,17 @@ pub struct PublicIncident {
     pub name: String,
     /// Newest first.
     pub updates: Vec<PublicUpdate>,
+}
+
+impl UpdateStatus {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            UpdateStatus::Investigating => "investigating",
+            UpdateStatus::Identified => "identified",
+            UpdateStatus::Monitoring => "monitoring",
+            UpdateStatus::Resolved => "resolved",
+        }
+    }
 }
 
 impl PublicIncident {

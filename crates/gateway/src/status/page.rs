@@ -93,7 +93,7 @@ pub(crate) fn html(board: &StatusBoard, components: &[Component], now_ms: i64) -
         out.push_str(&format!(
             "<section class=\"incident\" data-incident=\"{}\" data-status=\"{}\"><h3>{}</h3>",
             incident.id,
-            update_code(incident.status()),
+            incident.status().code(),
             escape(&incident.name)
         ));
         for update in &incident.updates {
@@ -138,13 +138,6 @@ fn label(name: &str) -> &'static str {
         "sale" => "The sale",
         _ => "Waiting room",
     }
-}
-
-fn update_code(status: UpdateStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 pub(crate) fn json(board: &StatusBoard, components: &[Component], now_ms: i64) -> Value {

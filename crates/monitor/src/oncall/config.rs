@@ -655,9 +655,7 @@ fn target(text: &str) -> Option<Target> {
 
 /// An RFC 3339 time as unix ms.
 fn instant(field: &str, text: &str) -> Result<i64, MonitorConfigError> {
-    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|err| invalid(field, format!("{text:?} is not an RFC 3339 time: {err}")))?;
-    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    flashguard_telemetry::parse_rfc3339(text).map_err(|problem| invalid(field, problem))
 }
 
 #[cfg(test)]
