@@ -293,6 +293,13 @@ pub(crate) struct GatewayArgs {
     /// added to the file's trusted_proxies.
     #[arg(long = "trust-proxy", value_name = "IP")]
     pub(crate) trusted_proxies: Vec<String>,
+    /// Serve HTTPS on --listen with this certificate chain (PEM, leaf
+    /// first); with --tls-key. Sets `[tls] cert`.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Sets `[tls] key`.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Load and validate the configuration (file and flags), print
     /// `config ok`, and exit without starting: for checking deployments.
     #[arg(long)]

@@ -167,14 +167,42 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if args.dns_server.is_some() {
         file.discovery.dns_server = args.dns_server;
     }
+    match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = file.tls.get_or_insert_with(|| {
+                flashguard_gateway::edge::config::TlsFile::new(cert.clone(), key.clone())
+            });
+            (tls.cert, tls.key) = (cert, key);
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    }
     let config = file.validate()?;
+    flashguard_gateway::check_tls(&config)?;
     if args.check_config {
         return config_ok();
     }
     let proxy = flashguard_gateway::bind(&config.listen, config.reuse_port)?;
     let admin = flashguard_gateway::bind(&config.admin_listen, false)?;
-    println!("listening on http://{}", proxy.local_addr()?);
-    println!("admin on http://{}", admin.local_addr()?);
+    let (scheme, admin_scheme) = match &config.tls {
+        Some(tls) if tls.admin.is_some() => ("https", "https"),
+        Some(_) => ("https", "http"),
+        None => ("http", "http"),
+    };
+    println!("listening on {scheme}://{}", proxy.local_addr()?);
+    println!("admin on {admin_scheme}://{}", admin.local_addr()?);
+    let redirect = match config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.redirect_listen.as_ref())
+    {
+        Some(listen) => {
+            let redirect = flashguard_gateway::bind(listen, false)?;
+            println!("redirecting to https on http://{}", redirect.local_addr()?);
+            Some(redirect)
+        }
+        None => None,
+    };
     let status = match &config.status_listen {
         Some(listen) => {
             let status = flashguard_gateway::bind(listen, false)?;
@@ -187,6 +215,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         proxy,
         admin,
         status,
+        redirect,
     };
     flashguard_gateway::run(listeners, config, args.config, shutdown_signal()).await?;
     Ok(())

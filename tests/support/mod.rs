@@ -13,6 +13,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub mod gateway;
 pub mod stack;
+pub mod tls;
 
 /// A `flashguard` process and its stdout; SIGKILLed when dropped so no test
 /// leaves one behind.

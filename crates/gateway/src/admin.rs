@@ -268,12 +268,20 @@ async fn reload(State(gateway): Shared, headers: HeaderMap) -> Response {
         return refused;
     }
     match gateway.reload() {
-        Ok(changes) => {
-            Json(json!({ "reloaded": true, "backend_changes": changes })).into_response()
-        }
+        Ok(reloaded) => Json(json!({
+            "reloaded": true,
+            "backend_changes": reloaded.backend_changes,
+            "certificates": reloaded.certificates,
+        }))
+        .into_response(),
         Err(err @ ReloadError::NoConfigFile) => {
             error(StatusCode::CONFLICT, "no_config_file", &err.to_string())
         }
+        Err(err @ ReloadError::Certificates(_)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_certificate",
+            &err.to_string(),
+        ),
         Err(err) => error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",

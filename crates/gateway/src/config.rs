@@ -55,6 +55,10 @@ pub struct ConfigFile {
     /// every address it resolves to, on `port`.
     pub backend_dns: Vec<BackendDnsFile>,
     pub discovery: DiscoveryFile,
+    /// HTTPS on the customers' listener; none (the default) serves plain
+    /// HTTP/1.1.
+    pub tls: Option<crate::edge::config::TlsFile>,
+    pub http2: crate::edge::config::Http2File,
 }
 
 /// `[[backend_dns]]`.
@@ -113,6 +117,8 @@ impl Default for ConfigFile {
             backends: Vec::new(),
             backend_dns: Vec::new(),
             discovery: DiscoveryFile::default(),
+            tls: None,
+            http2: crate::edge::config::Http2File::default(),
         }
     }
 }
@@ -475,6 +481,8 @@ pub struct Config {
     /// None: the system's resolver.
     pub dns_server: Option<SocketAddr>,
     pub dns_interval: Duration,
+    pub tls: Option<crate::edge::config::TlsRules>,
+    pub http2: crate::edge::config::Http2File,
 }
 
 /// Why a configuration was refused.
@@ -755,6 +763,8 @@ impl ConfigFile {
             backend_dns: self.backend_dns.clone(),
             dns_server,
             dns_interval: ms(self.discovery.interval_ms),
+            tls: self.tls.as_ref().map(|tls| tls.validate()).transpose()?,
+            http2: self.http2.validate()?,
         })
     }
 }

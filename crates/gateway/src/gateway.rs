@@ -44,6 +44,17 @@ pub(crate) struct Gateway {
     windows: Mutex<Vec<Arc<Mutex<Window>>>>,
     /// The last seconds, merged.
     pub(crate) traffic: Arc<Mutex<History>>,
+    /// The customers' listener's TLS, when on: reloaded with the config.
+    tls: std::sync::OnceLock<Arc<crate::edge::tls::Terminator>>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct Reloaded {
+    /// Backends added, replaced or drained (none without a config file).
+    pub(crate) backend_changes: Option<usize>,
+    /// Certificates now served (none without TLS).
+    pub(crate) certificates: Option<usize>,
 }
 
 /// Why a reload was refused; nothing changed.
@@ -53,6 +64,8 @@ pub(crate) enum ReloadError {
     NoConfigFile,
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("certificates refused; the old ones keep serving: {0}")]
+    Certificates(#[from] crate::edge::certs::CertError),
 }
 
 impl Gateway {
@@ -82,6 +95,7 @@ impl Gateway {
             ready: AtomicBool::new(true),
             windows: Mutex::new(Vec::new()),
             traffic,
+            tls: std::sync::OnceLock::new(),
         });
         gateway.metrics.set_ready(true);
         // Once a second, every thread's window becomes one second of history.
@@ -245,14 +259,37 @@ impl Gateway {
         true
     }
 
-    /// Re-reads the config file: settings are swapped, backends added,
-    /// replaced (address or pool changed) or drained. The listen addresses
-    /// and connection limits keep their values until restart.
-    pub(crate) fn reload(self: &Arc<Self>) -> Result<usize, ReloadError> {
-        let path = self.config_path.as_ref().ok_or(ReloadError::NoConfigFile)?;
-        let config = ConfigFile::load(path)?.validate()?;
+    /// Reloads the certificates with the customers' listener.
+    pub(crate) fn serve_tls(&self, terminator: Arc<crate::edge::tls::Terminator>) {
+        let _ = self.tls.set(terminator);
+    }
+
+    /// Re-reads the config file and the certificates; a bad one of either
+    /// changes nothing. The certificate files are the ones the gateway
+    /// started with (their contents change; their paths do not).
+    pub(crate) fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
+        let config = match &self.config_path {
+            Some(path) => Some(ConfigFile::load(path)?.validate()?),
+            None if self.tls.get().is_some() => None,
+            None => return Err(ReloadError::NoConfigFile),
+        };
+        let certificates = match self.tls.get() {
+            Some(tls) => Some(tls.reload()?),
+            None => None,
+        };
+        let backend_changes = config.map(|config| self.apply(&config));
+        Ok(Reloaded {
+            backend_changes,
+            certificates,
+        })
+    }
+
+    /// Swaps the settings, and adds, replaces (address or pool changed) or
+    /// drains backends. The listen addresses and connection limits keep
+    /// their values until restart.
+    fn apply(self: &Arc<Self>, config: &crate::config::Config) -> usize {
         self.proxy
-            .set_live(Live::new(config.settings.clone(), &config));
+            .set_live(Live::new(config.settings.clone(), config));
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);
@@ -275,8 +312,8 @@ impl Gateway {
                 self.add(spec.clone(), true);
             }
         }
-        tracing::info!(path = %path.display(), changes, "config reloaded");
-        Ok(changes)
+        tracing::info!(changes, "config reloaded");
+        changes
     }
 
     /// A new serving thread's traffic window, merged every second.

@@ -14,6 +14,7 @@ mod balance;
 mod checker;
 pub mod config;
 mod discovery;
+pub mod edge;
 mod gateway;
 mod http1;
 mod metrics;
@@ -26,4 +27,4 @@ pub mod status;
 mod traffic;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};
-pub use server::{bind, run, GatewayError, Listeners};
+pub use server::{bind, check_tls, run, GatewayError, Listeners};

@@ -54,6 +54,8 @@ pub(crate) struct GatewayMetrics {
     ready: Gauge,
     gateway_label: Arc<str>,
     pub(crate) room: crate::room::RoomMetrics,
+    /// TLS and HTTP/2.
+    pub(crate) edge: Arc<crate::edge::metrics::EdgeMetrics>,
 }
 
 impl GatewayMetrics {
@@ -80,7 +82,9 @@ impl GatewayMetrics {
             room: crate::room::RoomMetrics::default(),
             registry: Registry::default(),
             failed_auth: flashguard_telemetry::FailedAuth::new(),
+            edge: Arc::default(),
         };
+        metrics.edge.register(&mut registry);
         metrics.room.register(&mut registry);
         metrics.failed_auth.register(&mut registry);
         registry.register_collector(Box::new(AnswersCollector(Arc::clone(&metrics.answers))));

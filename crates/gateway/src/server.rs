@@ -14,8 +14,10 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::Config;
+use crate::edge::tls::Terminator;
+use crate::edge::Edge;
 use crate::gateway::Gateway;
-use crate::proxy::client::{self, ClientLimits};
+use crate::proxy::client::ClientLimits;
 use crate::proxy::{ThreadParts, UpstreamPool};
 
 /// Why the gateway could not run.
@@ -30,6 +32,8 @@ pub enum GatewayError {
     Admin(std::io::Error),
     #[error("starting the serving threads: {0}")]
     Worker(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::edge::certs::CertError),
 }
 
 /// Binds `addr`, with SO_REUSEPORT when asked so several gateway processes
@@ -67,6 +71,22 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// The status page apart from customers' traffic (`[status] listen`).
     pub status: Option<TcpListener>,
+    /// Plain HTTP redirected to HTTPS (`[tls] redirect_listen`).
+    pub redirect: Option<TcpListener>,
+}
+
+/// Reads and checks the configured certificates without serving them, so
+/// a bad file stops the gateway before it binds (and `--check-config`
+/// finds it).
+pub fn check_tls(config: &Config) -> Result<(), GatewayError> {
+    if let Some(tls) = &config.tls {
+        let provider = crate::edge::tls::provider();
+        crate::edge::certs::CertSet::load(&tls.certificates, &provider)?;
+        if let Some(admin) = &tls.admin {
+            crate::edge::tls::admin_config(admin)?;
+        }
+    }
+    Ok(())
 }
 
 /// Serves until `shutdown` completes: then `/readyz` turns 503, no new
@@ -84,11 +104,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let gateway = Gateway::new(&config, config_path);
+    let terminator = match &config.tls {
+        Some(rules) => {
+            let terminator = Arc::new(Terminator::new(
+                rules.clone(),
+                config.http2.enabled,
+                Arc::clone(&gateway.metrics.edge),
+            )?);
+            gateway.serve_tls(Arc::clone(&terminator));
+            tokio::spawn(crate::edge::tls::watch(Arc::clone(&terminator)));
+            Some(terminator)
+        }
+        None => None,
+    };
+    let admin_tls = match config.tls.as_ref().and_then(|tls| tls.admin.as_ref()) {
+        Some(admin) => Some(crate::edge::tls::admin_config(admin)?),
+        None => None,
+    };
+    let edge = Edge::new(terminator, config.http2, Arc::clone(&gateway.metrics.edge));
     for spec in &config.backends {
         gateway.add(spec.clone(), false);
     }
     crate::discovery::start(&gateway, &config);
-    if gateway.config_path.is_some() {
+    if gateway.config_path.is_some() || config.tls.is_some() {
         tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
     }
     // Stopping has two steps: listeners close first, so no new connection
@@ -110,18 +148,50 @@ pub async fn run(
                 .await
         });
     }
+    if let Some(listener) = listeners.redirect {
+        let https_port = listeners.proxy.local_addr().map_or(443, |addr| addr.port());
+        let app = crate::edge::redirect::router(https_port, Arc::clone(&gateway.metrics.edge));
+        let mut redirect_stopping = stopping.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = redirect_stopping.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+    }
     let admin_app = admin::router(Arc::clone(&gateway));
     let mut admin_stopping = stopping.clone();
-    let admin = tokio::spawn(async move {
-        axum::serve(
-            listeners.admin,
-            admin_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = admin_stopping.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
+    let admin_stopped = async move {
+        let _ = admin_stopping.wait_for(|stop| *stop).await;
+    };
+    let admin = match admin_tls {
+        None => tokio::spawn(async move {
+            axum::serve(
+                listeners.admin,
+                admin_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(admin_stopped)
+            .await
+        }),
+        Some(tls) => {
+            use axum::serve::ListenerExt;
+            let listener = crate::edge::admin::TlsListener::new(
+                listeners.admin,
+                tls,
+                Arc::clone(&gateway.metrics.edge),
+            )
+            .tap_io(|_| {});
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    admin_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(admin_stopped)
+                .await
+            })
+        }
+    };
 
     let proxy_listener = listeners.proxy.into_std().map_err(GatewayError::Worker)?;
     let connections = Arc::new(Semaphore::new(config.max_connections));
@@ -147,6 +217,7 @@ pub async fn run(
         stopping,
         stop_flag: Arc::clone(&stop_flag),
         listening,
+        edge,
     };
     let mut threads = Vec::with_capacity(config.workers);
     for (n, inbox) in handed_over.drain(..).enumerate() {
@@ -245,6 +316,8 @@ struct Worker {
     stop_flag: Arc<AtomicBool>,
     /// Held while this thread's listener is open.
     listening: mpsc::Sender<()>,
+    /// TLS and HTTP/2, when configured.
+    edge: Edge,
 }
 
 impl Worker {
@@ -316,8 +389,10 @@ impl Worker {
             let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
             let (limits, thread) = (self.limits, thread.clone());
             let spread = Arc::clone(&self.spread);
+            let edge = self.edge.clone();
             open.spawn(async move {
-                client::serve(stream, peer, proxy, thread, limits, stopping).await;
+                edge.serve(stream, peer, proxy, thread, limits, stopping)
+                    .await;
                 spread.closed(me);
                 drop(permit);
             });
@@ -395,7 +470,7 @@ async fn reload_on_sighup(gateway: Arc<Gateway>) {
     };
     while hangups.recv().await.is_some() {
         match gateway.reload() {
-            Ok(changes) => tracing::info!(changes, "reloaded on SIGHUP"),
+            Ok(reloaded) => tracing::info!(?reloaded, "reloaded on SIGHUP"),
             Err(err) => tracing::error!(error = %err, "reload refused; the running config stays"),
         }
     }

@@ -47,6 +47,9 @@ pub(crate) struct ClientConn<S> {
     /// connection. A flag, read once per request, beside the watch that
     /// wakes idle connections.
     stopping: Arc<AtomicBool>,
+    /// Header lines added to every answer on this connection (HSTS over
+    /// TLS); empty on plain HTTP.
+    pub(crate) added: bytes::Bytes,
 }
 
 impl<S: Stream> ClientConn<S> {
@@ -73,6 +76,7 @@ pub(crate) async fn serve<S: Stream>(
     thread: ThreadParts,
     limits: ClientLimits,
     (stopping, stop_flag): (watch::Receiver<bool>, Arc<AtomicBool>),
+    added: bytes::Bytes,
 ) {
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.
@@ -91,6 +95,7 @@ pub(crate) async fn serve<S: Stream>(
         scratch: BytesMut::new(),
         upstream_head: BytesMut::new(),
         stopping: stop_flag,
+        added,
     };
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).

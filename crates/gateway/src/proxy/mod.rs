@@ -234,7 +234,19 @@ impl Proxy {
             Some(room::Step::Answer(answer)) => (None, Some(answer)),
             Some(room::Step::Pass(None)) | None => (None, None),
         };
-        let extra = hand_back.as_deref().unwrap_or(b"");
+        // The room's cookie and the edge's headers (HSTS) go on the answer;
+        // joined only when both are there.
+        // (A clone of an empty `Bytes` is free; of HSTS, one count.)
+        let added = conn.added.clone();
+        let joined;
+        let extra: &[u8] = match (hand_back.as_deref(), added.is_empty()) {
+            (None, _) => &added,
+            (Some(cookie), true) => cookie,
+            (Some(cookie), false) => {
+                joined = [cookie, &added[..]].concat();
+                &joined
+            }
+        };
         let admitted = match room_answer {
             Some(answer) => Err(answer),
             None => Ok(self.admit(&live, client_ip)),
@@ -297,7 +309,7 @@ impl Proxy {
                 let out = &mut conn.scratch;
                 out.clear();
                 let keep_s = self.room.as_ref().map_or(0, |room| room.rules.keep_s());
-                answer.write(out, keep_s, &request_id, close);
+                answer.write(out, keep_s, &request_id, close, extra);
                 (conn.wire.write_all(out).await.map(|()| !close), None)
             }
             Reply::Backend {

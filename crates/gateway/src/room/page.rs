@@ -75,7 +75,14 @@ impl Answer {
         })
     }
 
-    pub(crate) fn write(&self, out: &mut BytesMut, keep_s: u64, request_id: &[u8], close: bool) {
+    pub(crate) fn write(
+        &self,
+        out: &mut BytesMut,
+        keep_s: u64,
+        request_id: &[u8],
+        close: bool,
+        extra: &[u8],
+    ) {
         put_status_line(out, self.status, b"");
         put_field(out, b"content-type", self.content_type().as_bytes());
         put_number(out, b"content-length", self.body.len() as u64);
@@ -90,6 +97,7 @@ impl Answer {
         if close {
             put_field(out, b"connection", b"close");
         }
+        out.put_slice(extra);
         out.put_slice(b"\r\n");
         out.put_slice(self.body.as_bytes());
     }

@@ -1,0 +1,107 @@
+//! The edge: what a customer's connection meets before the request path.
+//! Plain HTTP/1.1 by default; with `[tls]`, TLS (rustls) and then HTTP/1.1
+//! or HTTP/2 as ALPN chose, an optional listener that redirects plain HTTP
+//! to HTTPS, HSTS, and certificates reloaded without dropping a connection.
+//!
+//! h2c (HTTP/2 over cleartext) is not offered: browsers never speak it, and
+//! a plain listener that also spoke HTTP/2 would be one more way in to
+//! defend for nobody's benefit.
+
+pub(crate) mod admin;
+pub mod certs;
+pub mod config;
+pub(crate) mod h2;
+pub(crate) mod metrics;
+pub(crate) mod redirect;
+pub(crate) mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::proxy::client::{self, ClientLimits};
+use crate::proxy::{Proxy, ThreadParts};
+use config::Http2File;
+use metrics::EdgeMetrics;
+use tls::Terminator;
+
+/// The customers' listener's protocol stack.
+#[derive(Debug, Clone)]
+pub(crate) struct Edge {
+    pub(crate) tls: Option<Arc<Terminator>>,
+    pub(crate) http2: Http2File,
+    pub(crate) metrics: Arc<EdgeMetrics>,
+    /// Header lines added to every answer over TLS (HSTS).
+    pub(crate) added: Bytes,
+}
+
+impl Edge {
+    pub(crate) fn new(
+        tls: Option<Arc<Terminator>>,
+        http2: Http2File,
+        metrics: Arc<EdgeMetrics>,
+    ) -> Edge {
+        let added = tls
+            .as_ref()
+            .and_then(|tls| tls.rules.hsts.as_ref())
+            .map(|hsts| Bytes::from(format!("strict-transport-security: {hsts}\r\n")))
+            .unwrap_or_default();
+        Edge {
+            tls,
+            http2,
+            metrics,
+            added,
+        }
+    }
+
+    /// Serves one customer connection to its end.
+    pub(crate) async fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        proxy: Arc<Proxy>,
+        thread: ThreadParts,
+        limits: ClientLimits,
+        stopping: (watch::Receiver<bool>, Arc<AtomicBool>),
+    ) {
+        let Some(tls) = &self.tls else {
+            client::serve(stream, peer, proxy, thread, limits, stopping, Bytes::new()).await;
+            return;
+        };
+        let Some(accepted) = tls.accept(stream).await else {
+            return;
+        };
+        if accepted.h2 {
+            let parts = h2::bridge::StreamParts {
+                peer,
+                proxy,
+                thread,
+                limits,
+                stopping,
+                added: self.added.clone(),
+            };
+            h2::serve(
+                accepted.stream,
+                self.http2,
+                parts,
+                Arc::clone(&self.metrics),
+            )
+            .await;
+        } else {
+            client::serve(
+                accepted.stream,
+                peer,
+                proxy,
+                thread,
+                limits,
+                stopping,
+                self.added.clone(),
+            )
+            .await;
+        }
+    }
+}
