@@ -349,15 +349,6 @@ async fn the_sale_ending_with_stock_left_reaches_everyone_still_waiting() {
     everyone_waiting_is_told(gateway, &waiting, "sale_ended", "sale-ended").await;
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc")
-}
-
 /// `POST /admin/room/rehearse`: `customers` first visits, without sockets.
 async fn rehearse_arrivals(gateway: &Gateway, customers: Value) -> reqwest::Response {
     client()
@@ -389,14 +380,14 @@ async fn a_million_tickets_cost_the_gateway_almost_nothing() {
         )
         .await;
     }
-    let before = rss_kib(gateway.part.pid());
+    let before = support::rss_kib(gateway.part.pid());
     let issued: Value = rehearse_arrivals(gateway, json!(1_000_000))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(issued["issued"], 1_000_000, "{issued}");
-    let after = rss_kib(gateway.part.pid());
+    let after = support::rss_kib(gateway.part.pid());
     // A real customer now stands behind the million (in a later tenth of
     // a second than the last of them).
     tokio::time::sleep(Duration::from_millis(150)).await;

@@ -88,15 +88,8 @@ async fn https_over_http1_and_http2_reaches_the_shop_and_old_tls_is_refused() {
     let shop = Shop::start(&db.url).await;
     let ca = TestCa::new();
     let leaf = ca.leaf("shop", &["shop.test"]);
-    let gateway = Gateway::start(&[
-        "--tls-cert",
-        &leaf.cert.display().to_string(),
-        "--tls-key",
-        &leaf.key.display().to_string(),
-        "--backend",
-        &format!("shop-1={}", shop.addr()),
-    ])
-    .await;
+    let gateway =
+        support::tls::gateway(&leaf, &["--backend", &format!("shop-1={}", shop.addr())]).await;
     assert!(gateway.url.starts_with("https://"), "{}", gateway.url);
     let url = format!("{}/api/products", gateway.url);
     let cacert = ca.ca_path().display().to_string();
@@ -512,4 +505,88 @@ async fn a_bad_certificate_stops_the_gateway_before_it_listens_naming_the_file()
         assert!(!output.status.success(), "{why}");
         assert!(stderr.contains(why), "{why}: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_warns_of_a_certificate_that_expires_within_14_days() {
+    let ca = TestCa::new();
+    // Valid for 10 days from yesterday: 9 left.
+    let soon = ca.leaf_valid("soon", &["soon.test"], 1, 10);
+    let gateway = support::tls::gateway(&soon, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The default rules, as a store runs them.
+    let mut monitor = support::Part::launch(
+        &[
+            "monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            &format!("gateway={}", gateway.admin_url),
+            "--incidents-db",
+            &dir.path().join("incidents.sqlite").display().to_string(),
+        ],
+        Some(ADMIN_TOKEN),
+    );
+    let url = monitor.expect_line("listening on ").await;
+    let alerts = support::poll_json(&format!("{url}/api/alerts"), Duration::from_secs(30), |v| {
+        v.as_array().is_some_and(|a| {
+            a.iter().any(|x| {
+                x["labels"]["alertname"] == "CertificateExpiresSoon" && x["state"] == "firing"
+            })
+        })
+    })
+    .await;
+    let alert = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["labels"]["alertname"] == "CertificateExpiresSoon")
+        .unwrap()
+        .clone();
+    assert_eq!(alert["labels"]["name"], "soon.test", "{alert}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_killed_under_http2_load_costs_no_request() {
+    let db = sqlite_db();
+    let shops = [Shop::start(&db.url).await, Shop::start(&db.url).await];
+    let created = support::put_product(
+        &shops[0].url,
+        "hot",
+        serde_json::json!({ "name": "Hot", "price_cents": 100, "stock": 1_000_000 }),
+    )
+    .await;
+    assert_eq!(created.status(), 201);
+    let ca = TestCa::new();
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let gateway = support::tls::gateway(
+        &leaf,
+        &[
+            "--backend",
+            &format!("p1={}", shops[0].addr()),
+            "--backend",
+            &format!("p2={}", shops[1].addr()),
+        ],
+    )
+    .await;
+    // Twelve customers multiplexed on one HTTP/2 connection: reads and
+    // orders with idempotency keys.
+    let load = support::gateway::Load::start_with(ca.client(true), &gateway.url, "hot", 12);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    shops[0].signal("KILL");
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let outcomes = load.stop().await;
+    let errors: Vec<_> = outcomes.iter().filter(|o| o.is_error()).collect();
+    assert!(outcomes.len() > 100, "the load ran: {}", outcomes.len());
+    assert!(
+        errors.is_empty(),
+        "a dying shop failed requests over HTTP/2: {errors:?}"
+    );
+    let metrics = gateway.metrics().await;
+    assert!(metric_sum(&metrics, "gateway_h2_streams_total", &[]) >= outcomes.len() as f64);
+    assert_eq!(
+        metric_sum(&metrics, "gateway_tls_handshakes_total", &["alpn=\"h2\""]),
+        1.0,
+        "one connection carried them all"
+    );
 }

@@ -193,17 +193,24 @@ pub struct Load {
 
 impl Load {
     pub fn start(url: &str, sku: &str, workers: usize) -> Load {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client builds");
+        Load::start_with(http, url, sku, workers)
+    }
+
+    /// The same load through `http` (an HTTPS or HTTP/2 client): its
+    /// workers share its connections.
+    pub fn start_with(http: reqwest::Client, url: &str, sku: &str, workers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let workers = (0..workers)
             .map(|worker| {
                 let (stop, outcomes) = (Arc::clone(&stop), Arc::clone(&outcomes));
                 let (url, sku) = (url.to_string(), sku.to_string());
+                let http = http.clone();
                 tokio::spawn(async move {
-                    let http = reqwest::Client::builder()
-                        .timeout(Duration::from_secs(10))
-                        .build()
-                        .expect("client builds");
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;

@@ -85,6 +85,16 @@ pub async fn wait_for_status(url: &str, status: u16, within: Duration) {
     }
 }
 
+/// A process's resident memory, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc")
+}
+
 /// A shop process.
 pub struct Shop {
     pub part: Part,

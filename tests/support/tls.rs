@@ -121,6 +121,17 @@ impl TestCa {
     }
 }
 
+/// A gateway serving HTTPS with `leaf`, and `args`.
+pub async fn gateway(leaf: &CertFiles, args: &[&str]) -> super::gateway::Gateway {
+    let (cert, key) = (
+        leaf.cert.display().to_string(),
+        leaf.key.display().to_string(),
+    );
+    let mut all = vec!["--tls-cert", &cert, "--tls-key", &key];
+    all.extend_from_slice(args);
+    super::gateway::Gateway::start(&all).await
+}
+
 /// Connects over TLS to `addr` (HOST:PORT) naming `sni`.
 pub async fn connect(
     config: Arc<rustls::ClientConfig>,

@@ -130,6 +130,17 @@ threshold = 10
 for_s = 0
 labels = { severity = "warning" }
 annotations = { summary = "{{ $value }} wrong admin tokens at {{ $labels.target }} within a minute" }
+
+# A certificate the gateway serves expires within 14 days: renew it (the
+# gateway picks the new files up by itself).
+[[rule]]
+name = "CertificateExpiresSoon"
+metric = "gateway_tls_certificate_expiry_seconds"
+op = "<"
+threshold = 1209600
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "the certificate for {{ $labels.name }} expires in {{ $value }} s" }
 "#;
 
 #[cfg(test)]

@@ -1,0 +1,268 @@
+//! The known HTTP/2 attacks, sent frame by frame over TLS to a real
+//! gateway: rapid reset (CVE-2023-44487), CONTINUATION flood, SETTINGS,
+//! PING and empty-DATA floods, and an HPACK bomb. Each must be bounded and
+//! counted, answered with GOAWAY `ENHANCE_YOUR_CALM` where RFC 9113 says
+//! so, cost the gateway little memory, and leave other clients served.
+//! The bounds are asserted through counters and memory, not time (the
+//! deadlines only keep a broken gateway from hanging the test).
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::{echo_backend, metric_sum};
+use support::tls::{connect, TestCa};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// HPACK for a request (RFC 7541): `:method` GET or POST and `:scheme
+/// https` from the static table, `:path` and `:authority` as literals that
+/// are not indexed.
+fn request_block(post: bool, path: &str) -> Vec<u8> {
+    let mut block = vec![if post { 0x83 } else { 0x82 }, 0x87];
+    for (name_index, value) in [(4u8, path), (1, "127.0.0.1")] {
+        block.push(name_index);
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// An HPACK integer with an `prefix`-bit prefix, the first byte's high
+/// bits `high`.
+fn hpack_int(high: u8, prefix: u32, mut value: usize, out: &mut Vec<u8>) {
+    let max = (1usize << prefix) - 1;
+    if value < max {
+        out.push(high | value as u8);
+        return;
+    }
+    out.push(high | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128 + 128) as u8);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+/// What the gateway did to an attacking connection.
+#[derive(Debug, Default)]
+struct Seen {
+    goaway: Option<u32>,
+    resets: usize,
+    answers: usize,
+}
+
+/// Sends `attack` after the preface and reads what comes back until a
+/// GOAWAY, the connection's end, or 20 s.
+async fn attack(ca: &TestCa, addr: &str, attack: Vec<u8>) -> Seen {
+    let tls = connect(ca.rustls_client(&[b"h2"]), addr, "shop.test")
+        .await
+        .expect("the handshake succeeds");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let writing = tokio::spawn(async move {
+        let mut all = PREFACE.to_vec();
+        all.extend(frame(SETTINGS, 0, 0, &[]));
+        all.extend(attack);
+        // The gateway stops reading once it has had enough: the write
+        // may never finish, and that is the point.
+        for piece in all.chunks(16 * 1024) {
+            if writer.write_all(piece).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.flush().await;
+        // Kept open so the gateway's GOAWAY, not our close, ends it.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let mut seen = Seen::default();
+    let reading = async {
+        loop {
+            let mut head = [0u8; 9];
+            if reader.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let mut payload = vec![0; len];
+            if reader.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            match head[3] {
+                GOAWAY => {
+                    seen.goaway = Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+                    return;
+                }
+                RST_STREAM => seen.resets += 1,
+                HEADERS => seen.answers += 1,
+                _ => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), reading).await;
+    writing.abort();
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() {
+    let backend = echo_backend().await;
+    let ca = TestCa::new();
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let gateway = support::tls::gateway(&leaf, &["--backend", &format!("echo={backend}")]).await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let pid = gateway.part.pid();
+    let good = ca.client(true);
+    let echo = format!("{}/echo", gateway.url);
+    assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);
+    let rss_before = support::rss_kib(pid);
+
+    let get = request_block(false, "/echo");
+    let post = request_block(true, "/echo");
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        (
+            // Rapid reset: 20,000 requests, each cancelled at once.
+            "rapid_reset",
+            (0..20_000u32)
+                .flat_map(|n| {
+                    let id = 2 * n + 1;
+                    [
+                        frame(HEADERS, END_HEADERS | END_STREAM, id, &get),
+                        frame(RST_STREAM, 0, id, &8u32.to_be_bytes()),
+                    ]
+                    .concat()
+                })
+                .collect(),
+        ),
+        (
+            // One header block never ended: 50,000 CONTINUATION frames.
+            "continuation",
+            [
+                frame(HEADERS, END_STREAM, 1, &get),
+                // Each frame a valid field, `x: y`, so only the count is wrong.
+                frame(CONTINUATION, 0, 1, &[0x00, 1, b'x', 1, b'y']).repeat(50_000),
+            ]
+            .concat(),
+        ),
+        (
+            "settings",
+            frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]).repeat(50_000),
+        ),
+        ("ping", frame(PING, 0, 0, &[7; 8]).repeat(100_000)),
+        (
+            "empty_data",
+            [
+                frame(HEADERS, END_HEADERS, 1, &post),
+                frame(DATA, 0, 1, &[]).repeat(100_000),
+            ]
+            .concat(),
+        ),
+    ];
+    for (kind, bytes) in attacks {
+        let floods_before = metric_sum(&gateway.metrics().await, "gateway_h2_floods_total", &[]);
+        let seen = attack(&ca, &addr, bytes).await;
+        assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{kind}: {seen:?}");
+        let metrics = gateway.metrics().await;
+        let floods = metric_sum(&metrics, "gateway_h2_floods_total", &[]);
+        assert_eq!(
+            floods - floods_before,
+            1.0,
+            "{kind}: one flood counted\n{metrics}"
+        );
+        // Rapid reset, CONTINUATION and empty-DATA floods meet h2's own
+        // bounds (streams reset before they are served, CONTINUATION frames
+        // per block, empty frames), counted as `h2_limit`, if the meter has
+        // not tripped first; PING and SETTINGS floods only the meter's.
+        let by_kind = |kind: &str| {
+            metric_sum(
+                &metrics,
+                "gateway_h2_floods_total",
+                &[&format!("kind=\"{kind}\"")],
+            )
+        };
+        let counted = by_kind(kind)
+            + if matches!(kind, "rapid_reset" | "continuation" | "empty_data") {
+                by_kind("h2_limit")
+            } else {
+                0.0
+            };
+        assert!(counted >= 1.0, "{kind}\n{metrics}");
+        // Other customers are served right after.
+        assert_eq!(
+            good.get(&echo).send().await.unwrap().status(),
+            200,
+            "{kind}"
+        );
+    }
+    let metrics = gateway.metrics().await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "gateway_h2_goaways_total",
+            &["reason=\"enhance_your_calm\""]
+        ) >= 5.0,
+        "{metrics}"
+    );
+    // Of 20,000 requests opened and reset, few ever started: the rest were
+    // never read.
+    let streams = metric_sum(&metrics, "gateway_h2_streams_total", &[]);
+    assert!(streams < 1_000.0, "{streams} streams started");
+
+    // HPACK bomb: one 4,000-byte header put in the dynamic table, then
+    // referenced 40,000 times in one header block: 160 MB once decoded.
+    let mut block = get.clone();
+    block.push(0x40);
+    block.push(6);
+    block.extend_from_slice(b"x-bomb");
+    hpack_int(0, 7, 4_000, &mut block);
+    block.extend(std::iter::repeat_n(b'a', 4_000));
+    block.extend(std::iter::repeat_n(0xbe, 40_000));
+    let mut bytes = Vec::new();
+    let pieces: Vec<&[u8]> = block.chunks(16_000).collect();
+    for (n, piece) in pieces.iter().enumerate() {
+        let last = n + 1 == pieces.len();
+        let (kind, flags) = match (n, last) {
+            (0, true) => (HEADERS, END_STREAM | END_HEADERS),
+            (0, false) => (HEADERS, END_STREAM),
+            (_, true) => (CONTINUATION, END_HEADERS),
+            (_, false) => (CONTINUATION, 0),
+        };
+        bytes.extend(frame(kind, flags, 1, piece));
+    }
+    let seen = attack(&ca, &addr, bytes).await;
+    assert_eq!(
+        seen.answers, 0,
+        "the bomb's request must not be served: {seen:?}"
+    );
+    assert!(
+        seen.goaway.is_some() || seen.resets > 0,
+        "the bomb must be refused: {seen:?}"
+    );
+    assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);
+
+    let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the gateway grew by {grown_mib} MiB under attack"
+    );
+}
