@@ -67,6 +67,9 @@ fn page(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · flashguard shop" }
+                // No icon to fetch: a browser's request for /favicon.ico
+                // would be a 404 on every page.
+                link rel="icon" href="data:,";
                 style { (PreEscaped(STYLE)) }
             }
             body {
