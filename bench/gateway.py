@@ -187,9 +187,9 @@ http {{ access_log off; keepalive_requests 1000000;
     return port
 
 
-def wrk(port, path, connections, seconds):
+def wrk(port, path, connections, seconds, scheme="http"):
     out = subprocess.run(["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-                          f"http://127.0.0.1:{port}{path}"], check=True, capture_output=True, text=True).stdout
+                          f"{scheme}://127.0.0.1:{port}{path}"], check=True, capture_output=True, text=True).stdout
 
     def ms(label):
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)

@@ -14,6 +14,8 @@ use super::certs::{seconds_left, CertSet};
 struct HandshakeLabels {
     version: &'static str,
     alpn: &'static str,
+    /// `full`, or `resumed` from a session ticket or id.
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -104,7 +106,7 @@ impl EdgeMetrics {
     pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "gateway_tls_handshakes",
-            "TLS handshakes completed, by protocol version and the ALPN protocol chosen",
+            "TLS handshakes completed, by protocol version, the ALPN protocol chosen, and whether a session was resumed",
             self.handshakes.clone(),
         );
         registry.register(
@@ -149,7 +151,12 @@ impl EdgeMetrics {
         );
     }
 
-    pub(crate) fn handshake(&self, version: Option<ProtocolVersion>, alpn: Option<&[u8]>) {
+    pub(crate) fn handshake(
+        &self,
+        version: Option<ProtocolVersion>,
+        alpn: Option<&[u8]>,
+        resumed: bool,
+    ) {
         let version = match version {
             Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
@@ -162,7 +169,11 @@ impl EdgeMetrics {
             None => "none",
         };
         self.handshakes
-            .get_or_create(&HandshakeLabels { version, alpn })
+            .get_or_create(&HandshakeLabels {
+                version,
+                alpn,
+                kind: if resumed { "resumed" } else { "full" },
+            })
             .inc();
     }
 

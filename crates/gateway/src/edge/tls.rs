@@ -148,7 +148,9 @@ impl Terminator {
         let session = stream.get_ref().1;
         let alpn = session.alpn_protocol();
         let h2 = alpn == Some(ALPN_H2);
-        self.metrics.handshake(session.protocol_version(), alpn);
+        let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        self.metrics
+            .handshake(session.protocol_version(), alpn, resumed);
         Some(Accepted { stream, h2 })
     }
 }

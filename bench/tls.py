@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""HTTPS at the edge: flashguard's gateway against HAProxy 2.6 (OpenSSL) and
+nginx, measured side by side in one run, each proxy under the same CPU
+quota so the clients have the rest of the machine.
+
+usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5]
+
+Each proxy terminates TLS with the same ECDSA P-256 certificate (made here
+with openssl) in front of one nginx backend answering a fixed JSON body,
+and runs in a cgroup of its own capped at --cores. In each run, proxies
+alternate:
+
+1. New TLS handshakes per second: `openssl s_time -new` (full handshakes,
+   TLS 1.3) and `-reuse` (resumed sessions), three clients at once. The
+   proxy's CPU use against its quota is printed beside: near 1.0 means the
+   proxy, not the clients, was the limit. (Taken from /proc: the
+   cgroup may be v1 without cpuacct.)
+2. Requests per second and p99 over TLS keep-alive connections: wrk over
+   https (HTTP/1.1), 64 connections.
+3. HTTP/2: h2load, 16 connections x 10 streams; p99 computed from its
+   per-request log. Against HAProxy's and nginx's HTTP/2.
+
+FLASHGUARD_BIN names the build (default target/release/flashguard).
+Installs haproxy, nginx, wrk and nghttp2-client when missing. Everything
+runs on 127.0.0.1 and stops by itself. Writes bench/tls-results.json.
+"""
+import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gateway as g  # noqa: E402  (the proxies and helpers of bench/gateway.py)
+from scaleout import Groups  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def certificate(tmp):
+    """An ECDSA P-256 CA and a leaf for 127.0.0.1; paths of the leaf's
+    chain, key, and both in one file (HAProxy's form)."""
+    run = lambda *args: subprocess.run(args, check=True, capture_output=True, cwd=tmp)
+    run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    run("openssl", "req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=bench CA", "-days", "2", "-out", "ca.pem")
+    run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "leaf.key")
+    run("openssl", "req", "-new", "-key", "leaf.key", "-subj", "/CN=localhost", "-out", "leaf.csr")
+    with open(os.path.join(tmp, "ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "1", "-extfile", "ext", "-out", "leaf.pem")
+    cert, key = os.path.join(tmp, "leaf.pem"), os.path.join(tmp, "leaf.key")
+    both = os.path.join(tmp, "both.pem")
+    with open(both, "w") as f:
+        f.write(open(cert).read() + open(key).read())
+    return cert, key, both
+
+
+def flashguard(procs, tmp, backend, cert, key):
+    port, admin = g.free_port(), g.free_port()
+    proc = procs.start([g.BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+                        "--backend", f"s1=127.0.0.1:{backend}", "--tls-cert", cert, "--tls-key", key],
+                       env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=g.TOKEN))
+    g.wait_port(port)
+    return proc, port
+
+
+def haproxy(procs, tmp, backend, both):
+    port = g.free_port()
+    conf = os.path.join(tmp, f"haproxy-{port}.cfg")
+    with open(conf, "w") as f:
+        f.write(f"""global
+  maxconn 8000
+  nbthread 2
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port} ssl crt {both} alpn h2,http/1.1
+  default_backend shops
+backend shops
+  server s1 127.0.0.1:{backend}
+""")
+    proc = procs.start(["haproxy", "-f", conf, "-db"])
+    g.wait_port(port)
+    return proc, port
+
+
+def nginx(procs, tmp, backend, cert, key):
+    port = g.free_port()
+    name = f"tls-{port}"
+    conf = os.path.join(tmp, f"{name}.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; worker_processes 2; pid {tmp}/{name}.pid; error_log /dev/null crit;
+events {{ worker_connections 8192; }}
+http {{ access_log off; keepalive_requests 1000000;
+  {g.temp_paths(tmp, name)}
+  upstream shops {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:SSL:10m;
+    location / {{ proxy_pass http://shops; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+""")
+    proc = procs.start(["nginx", "-c", conf, "-p", tmp])
+    g.wait_port(port)
+    # nginx's workers are its children: the group takes the master, and
+    # the workers it forks after are placed with it below.
+    return proc, port
+
+
+def cpu_seconds(pids):
+    """CPU time used so far by `pids` (all their threads), from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def handshakes(port, seconds, reuse, pids, cores, clients=3):
+    """Handshakes per second from `clients` openssl s_time processes."""
+    before = cpu_seconds(pids)
+    started = time.time()
+    mode = "-reuse" if reuse else "-new"
+    runs = [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", mode, "-time", str(seconds)],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(clients)]
+    total = 0
+    for proc in runs:
+        out = proc.communicate()[0]
+        # "N connections in T real seconds": the last such line is the run.
+        found = re.findall(r"(\d+) connections in [\d.]+ real seconds", out)
+        total += int(found[-1]) if found else 0
+    elapsed = time.time() - started
+    used = (cpu_seconds(pids) - before) / elapsed / cores
+    return {"per_s": total / seconds, "proxy_cpu_of_quota": used}
+
+
+def wrk_https(port, seconds, connections=64):
+    return g.wrk(port, "/", connections, seconds, scheme="https")
+
+
+def h2load(port, seconds, tmp):
+    log = os.path.join(tmp, f"h2load-{port}.log")
+    out = subprocess.run(["h2load", "-D", str(seconds), "-c", "16", "-m", "10", "-t", "2", "--log-file", log,
+                          f"https://127.0.0.1:{port}/"], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    status = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    errors = sum(int(x) for x in status.groups()[1:]) if status else 0
+    times = sorted(int(line.split()[2]) for line in open(log) if len(line.split()) >= 3)
+    p99 = times[int(len(times) * 0.99)] / 1000 if times else float("nan")
+    os.remove(log)
+    return {"rps": rps, "p99_ms": p99, "errors": errors, "protocol": "h2" if "h2" in out else "?"}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=6)
+    parser.add_argument("--cores", type=float, default=0.5)
+    args = parser.parse_args()
+    for tool, package in (("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
+    if not os.path.exists(g.BIN):
+        subprocess.run(["cargo", "build", "--release", "--bin", "flashguard"], cwd=ROOT, check=True)
+    procs, groups = g.Procs(), Groups()
+    tmp = tempfile.mkdtemp(prefix="flashguard-tls-")
+    try:
+        cert, key, both = certificate(tmp)
+        backend = g.nginx_backend(procs, tmp, "backend")
+        started = {"flashguard": flashguard(procs, tmp, backend, cert, key),
+                   "haproxy": haproxy(procs, tmp, backend, both),
+                   "nginx": nginx(procs, tmp, backend, cert, key)}
+        ports, pids = {}, {}
+        for name, (proc, port) in started.items():
+            group = groups.group(name, args.cores)
+            Groups.place(group, proc.pid)
+            # nginx's workers were forked before the move: place them too.
+            children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            for child in children:
+                Groups.place(group, int(child))
+            pids[name] = [proc.pid] + [int(child) for child in children]
+            ports[name] = port
+        for port in ports.values():  # warm up
+            wrk_https(port, 1)
+        tests = {
+            "handshakes_full": lambda n, p: handshakes(p, args.seconds, False, pids[n], args.cores),
+            "handshakes_resumed": lambda n, p: handshakes(p, args.seconds, True, pids[n], args.cores),
+            "https_keepalive": lambda n, p: wrk_https(p, args.seconds),
+            "http2": lambda n, p: h2load(p, args.seconds, tmp),
+        }
+        results = {test: {name: [] for name in ports} for test in tests}
+        for run in range(args.runs):
+            for test, measure in tests.items():
+                for name, port in ports.items():
+                    results[test][name].append(measure(name, port))
+                key_of = "per_s" if test.startswith("handshakes") else "rps"
+                print(f"run {run + 1} {test}: " + "  ".join(
+                    f"{n} {results[test][n][-1][key_of]:.0f}/s" for n in ports), flush=True)
+        summary = {}
+        print(f"\nmedians of {args.runs} runs, each proxy capped at {args.cores} core, ECDSA P-256")
+        for test, by_proxy in results.items():
+            key_of = "per_s" if test.startswith("handshakes") else "rps"
+            summary[test] = {}
+            print(f"\n{test}")
+            for name, rows in by_proxy.items():
+                row = {k: statistics.median(r[k] for r in rows) for k in rows[0] if isinstance(rows[0][k], (int, float))}
+                row["range"] = [min(r[key_of] for r in rows), max(r[key_of] for r in rows)]
+                summary[test][name] = row
+                print(f"  {name:11} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            for other in ("haproxy", "nginx"):
+                per_run = [f[key_of] / o[key_of] for f, o in zip(by_proxy["flashguard"], by_proxy[other])]
+                summary[test][f"flashguard/{other}"] = {"median": statistics.median(per_run),
+                                                       "min": min(per_run), "max": max(per_run)}
+                print(f"  flashguard / {other}: median {statistics.median(per_run):.2f}x "
+                      f"(range {min(per_run):.2f}..{max(per_run):.2f})")
+        with open(os.path.join(ROOT, "bench/tls-results.json"), "w") as f:
+            json.dump({"cores": args.cores, "runs": args.runs, "seconds": args.seconds,
+                       "per_run": results, "summary": summary}, f, indent=1)
+    finally:
+        procs.stop_all()
+        groups.remove()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
