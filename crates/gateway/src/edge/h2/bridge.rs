@@ -53,7 +53,11 @@ pub(crate) enum Ended {
     Broken,
 }
 
-/// Serves one stream; a client's reset stops the work it started.
+/// Serves one stream. The HTTP/1.1 side runs as a task of its own and is
+/// never cancelled: the request path keeps its accounting (slots, in-flight
+/// counts) only by running to its end, as it does when an HTTP/1.1 client
+/// goes away mid-request. A reset or a closed connection closes the pipe;
+/// the request path then ends at its next write, once the shop answers.
 pub(crate) async fn serve(
     request: Request<RecvStream>,
     respond: SendResponse<Bytes>,
@@ -68,21 +72,10 @@ pub(crate) async fn serve(
         stopping,
         added,
     } = parts;
-    let serving = client::serve(far, peer, proxy, thread, limits, stopping, added);
-    let exchange = exchange(near, request, respond);
-    tokio::pin!(serving, exchange);
-    // The HTTP/1.1 side finishes its bookkeeping (metrics, access log, the
-    // backend's connection back to its pool) once the answer is through;
-    // on a reset it is dropped, and with it the request to the shop.
-    tokio::select! {
-        ended = &mut exchange => {
-            if ended.is_ok() {
-                serving.await;
-            }
-            ended
-        }
-        () = &mut serving => exchange.await,
-    }
+    tokio::spawn(client::serve(
+        far, peer, proxy, thread, limits, stopping, added,
+    ));
+    exchange(near, request, respond).await
 }
 
 async fn exchange(

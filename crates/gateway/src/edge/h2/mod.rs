@@ -105,7 +105,6 @@ where
                 metrics.flood(flood.as_str());
                 metrics.goaway(h2::Reason::ENHANCE_YOUR_CALM);
                 conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                streams.abort_all();
                 closing = Some(Instant::now());
             }
             _ = stopping.wait_for(|stop| *stop), if closing.is_none() => {
@@ -126,6 +125,9 @@ where
             }
         }
     }
+    // Streams still open end by themselves once the connection is gone
+    // (their sends fail); their requests finish on the HTTP/1.1 side.
+    streams.detach_all();
     metrics.h2_connections.dec();
 }
 
