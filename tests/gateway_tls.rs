@@ -590,3 +590,82 @@ async fn a_shop_killed_under_http2_load_costs_no_request() {
         "one connection carried them all"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_carry_large_chunked_and_unannounced_bodies_both_ways() {
+    use support::gateway::{echo_backend, BIG};
+    let backend = echo_backend().await;
+    let ca = TestCa::new();
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let gateway = support::tls::gateway(&leaf, &["--backend", &format!("echo={backend}")]).await;
+    let h2 = ca.client(true);
+    // 3 MiB down, far more than a stream's window: sent as the client reads.
+    let big = h2.get(format!("{}/big", gateway.url)).send().await.unwrap();
+    assert_eq!(big.version(), reqwest::Version::HTTP_2);
+    let bytes = big.bytes().await.unwrap();
+    assert_eq!(bytes.len(), BIG);
+    assert!(bytes.iter().zip((0..=255u8).cycle()).all(|(a, b)| *a == b));
+    // A chunked answer arrives unframed and whole.
+    let streamed = h2
+        .get(format!("{}/stream", gateway.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        streamed,
+        (0..50).map(|i| format!("chunk-{i};")).collect::<String>()
+    );
+    // HEAD: the headers only.
+    let head = h2
+        .head(format!("{}/big", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.bytes().await.unwrap().is_empty());
+    // Request bodies: announced, and streamed without a length (chunked to
+    // the backend); the request id and the forwarded headers are set.
+    let body = vec![7u8; 200_000];
+    let echo = |body: reqwest::Body| {
+        h2.post(format!("{}/echo", gateway.url))
+            .header("cookie", "a=1")
+            .body(body)
+            .send()
+    };
+    let announced: serde_json::Value = echo(body.clone().into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(announced["body_len"], 200_000, "{announced}");
+    let chunks = futures::stream::iter(
+        body.chunks(10_000)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let unannounced: serde_json::Value = echo(reqwest::Body::wrap_stream(chunks))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unannounced["body_len"], 200_000, "{unannounced}");
+    let headers = &unannounced["headers"];
+    assert_eq!(headers["transfer-encoding"], "chunked", "{headers}");
+    assert_eq!(
+        headers["host"],
+        gateway.url.trim_start_matches("https://"),
+        "{headers}"
+    );
+    assert!(
+        headers["x-request-id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{headers}"
+    );
+    assert_eq!(headers["cookie"], "a=1");
+}

@@ -125,7 +125,7 @@ pub(crate) enum Known {
 }
 
 impl Known {
-    fn of(name: &[u8]) -> Known {
+    pub(crate) fn of(name: &[u8]) -> Known {
         const NAMES: [(&[u8], Known); 20] = [
             (b"connection", Known::Connection),
             (b"content-length", Known::ContentLength),

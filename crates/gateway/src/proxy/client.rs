@@ -53,6 +53,25 @@ pub(crate) struct ClientConn<S> {
 }
 
 impl<S: Stream> ClientConn<S> {
+    /// A connection whose requests are read from, and answered to, `stream`.
+    pub(crate) fn new(
+        stream: S,
+        peer: SocketAddr,
+        stopping: Arc<AtomicBool>,
+        added: bytes::Bytes,
+    ) -> ClientConn<S> {
+        ClientConn {
+            wire: Wire::new(stream, CLIENT_ROOM),
+            peer: PeerIp::of(peer),
+            alarm: Alarm::new(),
+            // Grown by the first request that needs them.
+            scratch: BytesMut::new(),
+            upstream_head: BytesMut::new(),
+            stopping,
+            added,
+        }
+    }
+
     /// Whether the gateway is stopping, so this answer must close the
     /// connection.
     pub(crate) fn stopping(&self) -> bool {
@@ -87,16 +106,7 @@ pub(crate) async fn serve<S: Stream>(
         }),
         since: None,
     };
-    let mut conn = ClientConn {
-        wire: Wire::new(stream, CLIENT_ROOM),
-        peer: PeerIp::of(peer),
-        alarm: Alarm::new(),
-        // Grown by the first request that needs them.
-        scratch: BytesMut::new(),
-        upstream_head: BytesMut::new(),
-        stopping: stop_flag,
-        added,
-    };
+    let mut conn = ClientConn::new(stream, peer, stop_flag, added);
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).
     let mut waiting_alarm = Alarm::new();

@@ -14,6 +14,7 @@
 
 pub(crate) mod bridge;
 pub(crate) mod meter;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,317 @@
+//! One HTTP/2 stream as the request path's client connection. The stream's
+//! request is written as an HTTP/1.1 head (parsed by the same code as a
+//! socket's), its body read through `poll_read`, and the answer the request
+//! path writes is parsed back in `poll_write`: head to HTTP/2 headers,
+//! body (unframed) to DATA frames as the client's window allows. So
+//! balancing, retries, the waiting room, admission, limits, request ids,
+//! the access log and traffic stats apply to every stream with no second
+//! copy of any of them, in the stream's own task, without a pipe or a task
+//! between.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
+use crate::http1::response::parse_response;
+use crate::http1::{put_field, Known};
+
+/// Answer bytes held for a stream beyond what its window lets out, before
+/// the request path is made to wait.
+const HELD: usize = 64 * 1024;
+
+/// How the request's body reaches the request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    None,
+    /// The client announced `content-length`: its bytes as they come.
+    Raw,
+    /// No length: chunked, as an HTTP/1.1 client would send it.
+    Chunked,
+}
+
+/// The request's HTTP/1.1 head, and how its body follows.
+pub(crate) fn http1_head(request: &Request<RecvStream>) -> (BytesMut, BodyFraming) {
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(request.method().as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(
+        request
+            .uri()
+            .path_and_query()
+            .map_or("/", |target| target.as_str())
+            .as_bytes(),
+    );
+    out.put_slice(b" HTTP/1.1\r\n");
+    let headers = request.headers();
+    if !headers.contains_key(http::header::HOST) {
+        let authority = request.uri().authority().map_or("", |a| a.as_str());
+        put_field(&mut out, b"host", authority.as_bytes());
+    }
+    let mut cookies = headers.get_all(http::header::COOKIE).iter();
+    if let Some(first) = cookies.next() {
+        // RFC 9113 section 8.2.3: cookies split over fields are one again.
+        out.put_slice(b"cookie: ");
+        out.put_slice(first.as_bytes());
+        for more in cookies {
+            out.put_slice(b"; ");
+            out.put_slice(more.as_bytes());
+        }
+        out.put_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        match Known::of(name.as_str().as_bytes()) {
+            // Framing is this side's choice; Expect would ask for an
+            // HTTP/1.1 interim answer HTTP/2 has no use for.
+            Known::Cookie | Known::TransferEncoding | Known::Expect | Known::HopByHop => continue,
+            Known::Connection => continue,
+            _ => put_field(&mut out, name.as_str().as_bytes(), value.as_bytes()),
+        }
+    }
+    let framing = if request.body().is_end_stream() {
+        BodyFraming::None
+    } else if headers.contains_key(http::header::CONTENT_LENGTH) {
+        BodyFraming::Raw
+    } else {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+        BodyFraming::Chunked
+    };
+    out.put_slice(b"\r\n");
+    (out, framing)
+}
+
+/// What the client sees of the request path's answer so far.
+enum Answer {
+    /// The head is still coming.
+    Head(SendResponse<Bytes>),
+    /// Headers sent; the body goes out as DATA frames.
+    Body(SendStream<Bytes>),
+    /// All of it sent, or the stream is gone.
+    Done,
+}
+
+pub(crate) struct StreamIo {
+    body: RecvStream,
+    framing: BodyFraming,
+    /// Request body bytes framed but not yet read.
+    unread: Bytes,
+    read_done: bool,
+    method: Method,
+    answer: Answer,
+    /// The answer's bytes not yet parsed or sent.
+    written: BytesMut,
+    state: State,
+    /// A piece of body waiting for the client's window.
+    sending: Bytes,
+    pub(crate) reset: bool,
+    pub(crate) complete: bool,
+}
+
+fn gone(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, what.to_string())
+}
+
+impl StreamIo {
+    pub(crate) fn new(
+        request: Request<RecvStream>,
+        framing_of: BodyFraming,
+        respond: SendResponse<Bytes>,
+    ) -> StreamIo {
+        let (head, body) = request.into_parts();
+        StreamIo {
+            body,
+            framing: framing_of,
+            unread: Bytes::new(),
+            read_done: framing_of == BodyFraming::None,
+            method: head.method,
+            answer: Answer::Head(respond),
+            written: BytesMut::new(),
+            state: State::Done,
+            sending: Bytes::new(),
+            reset: false,
+            complete: false,
+        }
+    }
+
+    fn broken(&mut self, err: h2::Error) -> io::Error {
+        if err.is_reset() || err.reason() == Some(h2::Reason::CANCEL) {
+            self.reset = true;
+        }
+        self.answer = Answer::Done;
+        gone("the stream is gone")
+    }
+
+    /// Sends what has been written as far as the client's window allows:
+    /// the head once whole, then the body. Ready once nothing is held that
+    /// could go now.
+    pub(crate) fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match &mut self.answer {
+                Answer::Done => return Poll::Ready(Ok(())),
+                Answer::Head(_) => {
+                    let parsed = parse_response(&mut self.written, &self.method)
+                        .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+                    let Some(head) = parsed else {
+                        return Poll::Ready(Ok(()));
+                    };
+                    let mut response = Response::new(());
+                    *response.status_mut() = head.status;
+                    *response.headers_mut() = headers_of(&head.head);
+                    self.state = State::of(head.framing);
+                    let empty = matches!(self.state, State::Done | State::Length(0));
+                    let Answer::Head(mut respond) =
+                        std::mem::replace(&mut self.answer, Answer::Done)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    match respond.send_response(response, empty) {
+                        Ok(send) if !empty => self.answer = Answer::Body(send),
+                        Ok(_) => self.complete = true,
+                        Err(err) => return Poll::Ready(Err(self.broken(err))),
+                    }
+                }
+                Answer::Body(send) => {
+                    if !self.sending.is_empty() {
+                        send.reserve_capacity(self.sending.len());
+                        match ready!(send.poll_capacity(cx)) {
+                            Some(Ok(granted)) => {
+                                let piece = self.sending.split_to(granted.min(self.sending.len()));
+                                if let Err(err) = send.send_data(piece, false) {
+                                    return Poll::Ready(Err(self.broken(err)));
+                                }
+                            }
+                            Some(Err(err)) => return Poll::Ready(Err(self.broken(err))),
+                            None => return Poll::Ready(Err(gone("the stream closed"))),
+                        }
+                        continue;
+                    }
+                    match step(&mut self.state, &mut self.written)? {
+                        Step::Data(data) => self.sending = data,
+                        Step::NeedMore => return Poll::Ready(Ok(())),
+                        Step::End => {
+                            if let Err(err) = send.send_data(Bytes::new(), true) {
+                                return Poll::Ready(Err(self.broken(err)));
+                            }
+                            self.complete = true;
+                            self.answer = Answer::Done;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the request path is done: an answer cut short is reset, one
+    /// never begun is refused.
+    pub(crate) fn finish(&mut self) {
+        match std::mem::replace(&mut self.answer, Answer::Done) {
+            Answer::Head(mut respond) => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+            Answer::Body(mut send) => send.send_reset(h2::Reason::INTERNAL_ERROR),
+            Answer::Done => {}
+        }
+    }
+}
+
+/// The answer's headers for HTTP/2: those HTTP/1.1 uses for the connection
+/// or the framing left out.
+fn headers_of(head: &crate::http1::Head) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(head.fields.len());
+    for field in &head.fields {
+        if matches!(
+            field.known,
+            Known::Connection | Known::TransferEncoding | Known::HopByHop
+        ) {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(head.name(field)),
+            HeaderValue::from_bytes(head.value(field)),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    headers
+}
+
+impl AsyncRead for StreamIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.unread.is_empty() && !this.read_done {
+            match ready!(this.body.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = this.body.flow_control().release_capacity(data.len());
+                    if this.framing == BodyFraming::Chunked && !data.is_empty() {
+                        let mut chunk = BytesMut::with_capacity(data.len() + 12);
+                        put_chunk(&mut chunk, &data);
+                        this.unread = chunk.freeze();
+                    } else {
+                        this.unread = data;
+                    }
+                }
+                Some(Err(err)) => {
+                    this.read_done = true;
+                    return Poll::Ready(Err(this.broken(err)));
+                }
+                None => {
+                    this.read_done = true;
+                    if this.framing == BodyFraming::Chunked {
+                        this.unread = Bytes::from_static(LAST_CHUNK);
+                    }
+                }
+            }
+        }
+        let n = this.unread.len().min(buf.remaining());
+        buf.put_slice(&this.unread.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for StreamIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if matches!(this.answer, Answer::Done) && !this.complete {
+            return Poll::Ready(Err(gone("the stream is gone")));
+        }
+        if this.written.len() >= HELD || !this.sending.is_empty() {
+            // Held too much: wait for the client's window (poll_send
+            // registers the wake-up when it cannot send).
+            ready!(this.poll_send(cx))?;
+        }
+        this.written.extend_from_slice(buf);
+        // Whatever can go now goes; the rest waits for the next write or
+        // the flush.
+        match this.poll_send(cx) {
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            _ => Poll::Ready(Ok(buf.len())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(this.poll_send(cx))?;
+        if this.sending.is_empty() {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
