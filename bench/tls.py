@@ -3,7 +3,7 @@
 nginx, measured side by side in one run, each proxy under the same CPU
 quota so the clients have the rest of the machine.
 
-usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5]
+usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5] [--only TEST]
 
 Each proxy terminates TLS with the same ECDSA P-256 certificate (made here
 with openssl) in front of one nginx backend answering a fixed JSON body,
@@ -162,6 +162,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--cores", type=float, default=0.5)
+    parser.add_argument("--only", help="one test: handshakes_full, handshakes_resumed, https_keepalive or http2")
     args = parser.parse_args()
     for tool, package in (("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
@@ -194,6 +195,8 @@ def main():
             "https_keepalive": lambda n, p: wrk_https(p, args.seconds),
             "http2": lambda n, p: h2load(p, args.seconds, tmp),
         }
+        if args.only:
+            tests = {args.only: tests[args.only]}
         results = {test: {name: [] for name in ports} for test in tests}
         for run in range(args.runs):
             for test, measure in tests.items():

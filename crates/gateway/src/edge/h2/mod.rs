@@ -16,12 +16,12 @@ pub(crate) mod bridge;
 pub(crate) mod meter;
 mod stream;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::config::Http2File;
@@ -69,22 +69,36 @@ where
         Err(_) => return,
     };
     metrics.h2_connections.inc();
+    // The futures the loop waits on besides the next stream are made once:
+    // made afresh for every stream, they cost a timer and two waiter
+    // registrations per request.
     let mut stopping = parts.stopping.0.clone();
-    let mut streams = JoinSet::new();
-    let mut idle_since = Instant::now();
-    let mut closing: Option<Instant> = None;
+    let stop = stopping.wait_for(|stop| *stop);
+    let flood = alarm.rung();
+    let idle = tokio::time::sleep(parts.limits.idle);
+    let cut = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(stop, flood, idle, cut);
+    // Streams open now, and whether one came since the idle timer last
+    // fired: the connection is closed once it has been idle for one to two
+    // `client_idle_ms`.
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut came = false;
+    let mut closing = false;
     loop {
-        let idle_until = idle_since + parts.limits.idle;
-        let cut_at = closing.map(|since| since + CLOSING_GRACE);
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     metrics.h2_streams.inc();
-                    let (parts, metrics) = (parts.clone(), Arc::clone(&metrics));
-                    streams.spawn(async move {
+                    came = true;
+                    open.fetch_add(1, Ordering::Relaxed);
+                    let (parts, metrics, open) = (parts.clone(), Arc::clone(&metrics), Arc::clone(&open));
+                    // Not tied to the connection's life: a stream's request
+                    // path runs to its end (see `bridge`).
+                    tokio::spawn(async move {
                         if let Err(Ended::Reset) = bridge::serve(request, respond, parts).await {
                             metrics.h2_resets_received.inc();
                         }
+                        open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Some(Err(err)) => {
@@ -101,40 +115,33 @@ where
                 }
                 None => break,
             },
-            flood = alarm.rung(), if closing.is_none() => {
-                tracing::warn!(peer = %parts.peer, kind = flood.as_str(), "HTTP/2 flood; GOAWAY ENHANCE_YOUR_CALM");
-                metrics.flood(flood.as_str());
+            kind = &mut flood, if !closing => {
+                tracing::warn!(peer = %parts.peer, kind = kind.as_str(), "HTTP/2 flood; GOAWAY ENHANCE_YOUR_CALM");
+                metrics.flood(kind.as_str());
                 metrics.goaway(h2::Reason::ENHANCE_YOUR_CALM);
                 conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                closing = Some(Instant::now());
+                closing = true;
+                cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
             }
-            _ = stopping.wait_for(|stop| *stop), if closing.is_none() => {
+            _ = &mut stop, if !closing => {
                 metrics.goaway(h2::Reason::NO_ERROR);
                 conn.graceful_shutdown();
-                closing = Some(Instant::now());
+                closing = true;
+                cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
             }
-            () = tokio::time::sleep_until(idle_until), if closing.is_none() && streams.is_empty() => {
-                metrics.goaway(h2::Reason::NO_ERROR);
-                conn.graceful_shutdown();
-                closing = Some(Instant::now());
-            }
-            () = sleep_until_some(cut_at) => break,
-            Some(_) = streams.join_next(), if !streams.is_empty() => {
-                if streams.is_empty() {
-                    idle_since = Instant::now();
+            () = &mut idle, if !closing => {
+                if !came && open.load(Ordering::Relaxed) == 0 {
+                    metrics.goaway(h2::Reason::NO_ERROR);
+                    conn.graceful_shutdown();
+                    closing = true;
+                    cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
+                } else {
+                    came = false;
+                    idle.as_mut().reset(Instant::now() + parts.limits.idle);
                 }
             }
+            () = &mut cut, if closing => break,
         }
     }
-    // Streams still open end by themselves once the connection is gone
-    // (their sends fail); their requests finish on the HTTP/1.1 side.
-    streams.detach_all();
     metrics.h2_connections.dec();
-}
-
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -229,9 +229,10 @@ fn headers_of(head: &crate::http1::Head) -> HeaderMap {
         ) {
             continue;
         }
+        // The value is a slice of the head, not a copy.
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(head.name(field)),
-            HeaderValue::from_bytes(head.value(field)),
+            HeaderValue::from_maybe_shared(head.bytes.slice(field.value.clone())),
         ) else {
             continue;
         };
