@@ -11,14 +11,15 @@ and runs in a cgroup of its own capped at --cores. In each run, proxies
 alternate:
 
 1. New TLS handshakes per second: `openssl s_time -new` (full handshakes,
-   TLS 1.3) and `-reuse` (resumed sessions), three clients at once. The
-   proxy's CPU use against its quota is printed beside: near 1.0 means the
-   proxy, not the clients, was the limit. (Taken from /proc: the
-   cgroup may be v1 without cpuacct.)
+   TLS 1.3) and `-reuse` (resumed sessions), three clients at once.
 2. Requests per second and p99 over TLS keep-alive connections: wrk over
    https (HTTP/1.1), 64 connections.
 3. HTTP/2: h2load, 16 connections x 10 streams; p99 computed from its
    per-request log. Against HAProxy's and nginx's HTTP/2.
+
+Every test prints each proxy's CPU use against its quota
+(`proxy_cpu_of_quota`, from /proc: the cgroup may be v1 without cpuacct):
+near 1.0 means the proxy, not the clients, was the limit.
 
 FLASHGUARD_BIN names the build (default target/release/flashguard).
 Installs haproxy, nginx, wrk and nghttp2-client when missing. Everything
@@ -122,10 +123,8 @@ def cpu_seconds(pids):
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def handshakes(port, seconds, reuse, pids, cores, clients=3):
+def handshakes(port, seconds, reuse, clients=3):
     """Handshakes per second from `clients` openssl s_time processes."""
-    before = cpu_seconds(pids)
-    started = time.time()
     mode = "-reuse" if reuse else "-new"
     runs = [subprocess.Popen(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", mode, "-time", str(seconds)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(clients)]
@@ -135,9 +134,7 @@ def handshakes(port, seconds, reuse, pids, cores, clients=3):
         # "N connections in T real seconds": the last such line is the run.
         found = re.findall(r"(\d+) connections in [\d.]+ real seconds", out)
         total += int(found[-1]) if found else 0
-    elapsed = time.time() - started
-    used = (cpu_seconds(pids) - before) / elapsed / cores
-    return {"per_s": total / seconds, "proxy_cpu_of_quota": used}
+    return {"per_s": total / seconds}
 
 
 def wrk_https(port, seconds, connections=64):
@@ -190,8 +187,8 @@ def main():
         for port in ports.values():  # warm up
             wrk_https(port, 1)
         tests = {
-            "handshakes_full": lambda n, p: handshakes(p, args.seconds, False, pids[n], args.cores),
-            "handshakes_resumed": lambda n, p: handshakes(p, args.seconds, True, pids[n], args.cores),
+            "handshakes_full": lambda n, p: handshakes(p, args.seconds, False),
+            "handshakes_resumed": lambda n, p: handshakes(p, args.seconds, True),
             "https_keepalive": lambda n, p: wrk_https(p, args.seconds),
             "http2": lambda n, p: h2load(p, args.seconds, tmp),
         }
@@ -201,7 +198,10 @@ def main():
         for run in range(args.runs):
             for test, measure in tests.items():
                 for name, port in ports.items():
-                    results[test][name].append(measure(name, port))
+                    before, started = cpu_seconds(pids[name]), time.time()
+                    row = measure(name, port)
+                    row["proxy_cpu_of_quota"] = (cpu_seconds(pids[name]) - before) / (time.time() - started) / args.cores
+                    results[test][name].append(row)
                 key_of = "per_s" if test.startswith("handshakes") else "rps"
                 print(f"run {run + 1} {test}: " + "  ".join(
                     f"{n} {results[test][n][-1][key_of]:.0f}/s" for n in ports), flush=True)
