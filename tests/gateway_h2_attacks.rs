@@ -182,8 +182,17 @@ async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() 
         let floods_before = metric_sum(&gateway.metrics().await, "gateway_h2_floods_total", &[]);
         let seen = attack(&ca, &addr, bytes).await;
         assert_eq!(seen.goaway, Some(ENHANCE_YOUR_CALM), "{kind}: {seen:?}");
-        let metrics = gateway.metrics().await;
-        let floods = metric_sum(&metrics, "gateway_h2_floods_total", &[]);
+        // The GOAWAY reaches the client before the gateway has finished
+        // closing the connection and counted it: wait for the count.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (metrics, floods) = loop {
+            let metrics = gateway.metrics().await;
+            let floods = metric_sum(&metrics, "gateway_h2_floods_total", &[]);
+            if floods > floods_before || std::time::Instant::now() > deadline {
+                break (metrics, floods);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(
             floods - floods_before,
             1.0,

@@ -59,7 +59,9 @@ pub(crate) async fn serve(
     };
     let io = StreamIo::new(request, framing, respond);
     let mut conn = ClientConn::new(io, parts.peer, Arc::clone(&parts.stopping.1), parts.added);
-    let _ = parts.proxy.handle(&parts.thread, &mut conn, head).await;
+    // Boxed: the request path's future is large, and the stream's task
+    // would otherwise be copied whole when it is spawned and when it ends.
+    let _ = Box::pin(parts.proxy.handle(&parts.thread, &mut conn, head)).await;
     let io = &mut conn.wire.stream;
     // The last of the answer may still wait for the client's window.
     let _ = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx)).await;

@@ -230,12 +230,20 @@ fn headers_of(head: &crate::http1::Head) -> HeaderMap {
             continue;
         }
         // The value is a slice of the head, not a copy.
-        let (Ok(name), Ok(value)) = (
+        let (Ok(name), Ok(mut value)) = (
             HeaderName::from_bytes(head.name(field)),
             HeaderValue::from_maybe_shared(head.bytes.slice(field.value.clone())),
         ) else {
             continue;
         };
+        // Values that differ on every answer are not put in the client's
+        // HPACK table: they would only push out the ones that repeat, and
+        // looking them up costs more than sending them.
+        if matches!(field.known, Known::RequestId | Known::ContentLength)
+            || name == http::header::DATE
+        {
+            value.set_sensitive(true);
+        }
         headers.append(name, value);
     }
     headers
