@@ -275,3 +275,88 @@ async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() 
         "the gateway grew by {grown_mib} MiB under attack"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
+    let backend = echo_backend().await;
+    let ca = TestCa::new();
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let (_dir, config) = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\nhandshake_timeout_ms = 500\n",
+                leaf.cert, leaf.key
+            ),
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        (dir, path)
+    };
+    let gateway = support::gateway::Gateway::start(&[
+        "--config",
+        &config,
+        "--backend",
+        &format!("echo={backend}"),
+    ])
+    .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let pid = gateway.part.pid();
+    let rss_before = support::rss_kib(pid);
+    // 400 clients connect and send half a ClientHello, then nothing (fewer
+    // than a default limit of 1,024 open files, for both sides).
+    let mut stalled = Vec::new();
+    for _ in 0..400 {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        stalled.push(tcp);
+    }
+    // Meanwhile a customer is served, over both protocols.
+    for h2 in [true, false] {
+        let answer = ca
+            .client(h2)
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    // Each stalled one is cut at the handshake timeout, and counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = gateway.metrics().await;
+        let timeouts = metric_sum(
+            &metrics,
+            "gateway_tls_handshake_failures_total",
+            &["reason=\"timeout\""],
+        );
+        if timeouts >= 400.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{timeouts} cut of 400"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut closed = 0;
+    for mut tcp in stalled {
+        let mut buf = [0u8; 16];
+        if matches!(
+            tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        ) {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 400,
+        "every stalled connection is closed by the gateway"
+    );
+    let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
+    assert!(grown_mib < 64, "the gateway grew by {grown_mib} MiB");
+}
