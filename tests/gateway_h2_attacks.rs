@@ -124,14 +124,20 @@ async fn attack(ca: &TestCa, addr: &str, attack: Vec<u8>) -> Seen {
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() {
+/// A TLS gateway in front of the echo backend: it, its `HOST:PORT`, its pid.
+async fn echo_gateway(ca: &TestCa) -> (support::gateway::Gateway, String, u32) {
     let backend = echo_backend().await;
-    let ca = TestCa::new();
     let leaf = ca.leaf("shop", &["shop.test"]);
     let gateway = support::tls::gateway(&leaf, &["--backend", &format!("echo={backend}")]).await;
     let addr = gateway.url.trim_start_matches("https://").to_string();
     let pid = gateway.part.pid();
+    (gateway, addr, pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() {
+    let ca = TestCa::new();
+    let (gateway, addr, pid) = echo_gateway(&ca).await;
     let good = ca.client(true);
     let echo = format!("{}/echo", gateway.url);
     assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);
@@ -359,4 +365,68 @@ async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
     );
     let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
     assert!(grown_mib < 64, "the gateway grew by {grown_mib} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
+    let ca = TestCa::new();
+    let (gateway, addr, pid) = echo_gateway(&ca).await;
+    let rss_before = support::rss_kib(pid);
+    // 100 streams each ask for 3 MiB (300 MiB in all); the client never
+    // reads nor opens its window beyond the first 64 KiB.
+    let mut tls = connect(ca.rustls_client(&[b"h2"]), &addr, "shop.test")
+        .await
+        .unwrap();
+    let big = request_block(false, "/big");
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(SETTINGS, 0, 0, &[]));
+    for n in 0..100u32 {
+        bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * n + 1, &big));
+    }
+    tls.write_all(&bytes).await.unwrap();
+    tls.flush().await.unwrap();
+    // Every stream has started (its request reached the backend) and is
+    // held back by the client's window.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let streams = metric_sum(&gateway.metrics().await, "gateway_h2_streams_total", &[]);
+        if streams >= 100.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{streams} streams started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
+    println!("RSS grew {grown_mib} MiB with 100 streams held by the client's window");
+    // Each stream holds tens of KiB, not its 3 MiB.
+    assert!(
+        grown_mib < 16,
+        "the gateway grew by {grown_mib} MiB for a client reading nothing"
+    );
+    // Its streams hold the backend's slots while it does not read (as
+    // slow HTTP/1.1 readers do: answers are not buffered whole); once it
+    // goes, they are freed and others are served.
+    drop(tls);
+    let client = ca.client(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = client
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never served again: {}",
+            answer.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

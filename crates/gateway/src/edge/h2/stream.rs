@@ -22,9 +22,11 @@ use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
 use crate::http1::response::parse_response;
 use crate::http1::{put_field, Known};
 
-/// Answer bytes held for a stream beyond what its window lets out, before
-/// the request path is made to wait.
-const HELD: usize = 64 * 1024;
+/// Answer body bytes taken from the request path and not yet handed to
+/// h2, per stream. With the piece waiting for the window and h2's own send
+/// buffer, a stream holds at most about three times this for a client
+/// that does not read.
+const HELD: usize = 16 * 1024;
 
 /// How the request's body reaches the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,17 +298,24 @@ impl AsyncWrite for StreamIo {
         if matches!(this.answer, Answer::Done) && !this.complete {
             return Poll::Ready(Err(gone("the stream is gone")));
         }
-        if this.written.len() >= HELD || !this.sending.is_empty() {
-            // Held too much: wait for the client's window (poll_send
-            // registers the wake-up when it cannot send).
+        // The head is taken whole (it is bounded by the parser); the body
+        // only as far as HELD.
+        let room = |this: &Self| match this.answer {
+            Answer::Body(_) => HELD.saturating_sub(this.written.len()),
+            _ => buf.len(),
+        };
+        if room(this) == 0 {
+            // Wait for the client's window (poll_send registers the
+            // wake-up when it cannot send).
             ready!(this.poll_send(cx))?;
         }
-        this.written.extend_from_slice(buf);
+        let taken = buf.len().min(room(this));
+        this.written.extend_from_slice(&buf[..taken]);
         // Whatever can go now goes; the rest waits for the next write or
         // the flush.
         match this.poll_send(cx) {
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
-            _ => Poll::Ready(Ok(buf.len())),
+            _ => Poll::Ready(Ok(taken)),
         }
     }
 
