@@ -65,7 +65,7 @@ fn curl_as(who: &support::tls::CertFiles, cacert: &str, url: &str) -> (bool, Str
     ])
 }
 
-/// The serial number of the certificate the gateway presents for `sni`.
+/// The DER of the certificate the gateway presents for `sni`.
 async fn presented(ca: &TestCa, addr: &str, sni: &str) -> Vec<u8> {
     let tls = connect(ca.rustls_client(&[b"http/1.1"]), addr, sni)
         .await

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{client, python_server};
+use support::{client, get_json, python_server};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_reaches_a_real_mail_server_with_a_link_that_acknowledges() {
@@ -60,14 +60,7 @@ targets = ["person:ana"]
         .replace("http://127.0.0.1:8003", &url);
     let acked = client().post(&link).send().await.unwrap();
     assert_eq!(acked.status(), 200);
-    let status: Value = client()
-        .get(format!("{url}/api/oncall"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client(), &format!("{url}/api/oncall")).await;
     assert_eq!(
         status["escalations"][0]["acknowledged"]["by"], "ana",
         "{status}"
@@ -84,14 +77,7 @@ targets = ["person:ana"]
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("incident 1 acknowledged by ben"));
-    let status: Value = client()
-        .get(format!("{url}/api/oncall"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get_json(&client(), &format!("{url}/api/oncall")).await;
     assert_eq!(
         status["escalations"][0]["acknowledged"]["by"], "ben",
         "{status}"

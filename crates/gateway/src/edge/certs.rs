@@ -174,6 +174,7 @@ pub(crate) fn modified(files: &[CertificateFile]) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-/// A few seconds' slack so a file written in two steps (chain, then key)
-/// is read once both are there.
+/// How long a change on disk is left to settle before the files are read,
+/// so a pair written in two steps (chain, then key) is read once both are
+/// there.
 pub(crate) const SETTLE: Duration = Duration::from_millis(300);

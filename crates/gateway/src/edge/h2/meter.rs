@@ -199,29 +199,28 @@ impl Frames {
         None
     }
 
+    /// One frame's header: the flood it completes, if any. The clock is
+    /// read only for the kinds that have a budget, not for every DATA frame.
     fn frame(&mut self, kind: u8, flags: u8, length: usize) -> Option<Flood> {
-        let now = Instant::now();
         let b = &mut self.budgets;
-        let (spent, flood) = match kind {
-            PING if flags & ACK == 0 => (b.ping.spend(now), Flood::Ping),
-            SETTINGS if flags & ACK == 0 => (b.settings.spend(now), Flood::Settings),
-            RST_STREAM => (b.reset.spend(now), Flood::RapidReset),
-            DATA if length == 0 && flags & END_STREAM == 0 => {
-                (b.empty_data.spend(now), Flood::EmptyData)
-            }
-            PRIORITY => (b.priority.spend(now), Flood::Priority),
+        let (budget, flood) = match kind {
+            PING if flags & ACK == 0 => (&mut b.ping, Flood::Ping),
+            SETTINGS if flags & ACK == 0 => (&mut b.settings, Flood::Settings),
+            RST_STREAM => (&mut b.reset, Flood::RapidReset),
+            DATA if length == 0 && flags & END_STREAM == 0 => (&mut b.empty_data, Flood::EmptyData),
+            PRIORITY => (&mut b.priority, Flood::Priority),
             HEADERS => {
                 self.block = (flags & END_HEADERS == 0).then_some(0);
-                (true, Flood::Continuation)
+                return None;
             }
             CONTINUATION => {
                 let count = self.block.map_or(1, |n| n + 1);
                 self.block = (flags & END_HEADERS == 0).then_some(count);
-                (count <= MAX_CONTINUATIONS, Flood::Continuation)
+                return (count > MAX_CONTINUATIONS).then_some(Flood::Continuation);
             }
-            _ => (true, Flood::Ping),
+            _ => return None,
         };
-        (!spent).then_some(flood)
+        (!budget.spend(Instant::now())).then_some(flood)
     }
 }
 

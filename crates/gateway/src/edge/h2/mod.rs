@@ -85,7 +85,8 @@ where
     let mut came = false;
     let mut closing = false;
     loop {
-        tokio::select! {
+        // Each wait but the last says whether to close, and how.
+        let close = tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
                     metrics.h2_streams.inc();
@@ -100,6 +101,7 @@ where
                         }
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
+                    None
                 }
                 Some(Err(err)) => {
                     if err.is_go_away() && err.is_library() {
@@ -118,29 +120,31 @@ where
             kind = &mut flood, if !closing => {
                 tracing::warn!(peer = %parts.peer, kind = kind.as_str(), "HTTP/2 flood; GOAWAY ENHANCE_YOUR_CALM");
                 metrics.flood(kind.as_str());
-                metrics.goaway(h2::Reason::ENHANCE_YOUR_CALM);
-                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
-                closing = true;
-                cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
+                Some(h2::Reason::ENHANCE_YOUR_CALM)
             }
-            _ = &mut stop, if !closing => {
-                metrics.goaway(h2::Reason::NO_ERROR);
-                conn.graceful_shutdown();
-                closing = true;
-                cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
-            }
+            _ = &mut stop, if !closing => Some(h2::Reason::NO_ERROR),
             () = &mut idle, if !closing => {
                 if !came && open.load(Ordering::Relaxed) == 0 {
-                    metrics.goaway(h2::Reason::NO_ERROR);
-                    conn.graceful_shutdown();
-                    closing = true;
-                    cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
+                    Some(h2::Reason::NO_ERROR)
                 } else {
                     came = false;
                     idle.as_mut().reset(Instant::now() + parts.limits.idle);
+                    None
                 }
             }
             () = &mut cut, if closing => break,
+        };
+        if let Some(reason) = close {
+            // NO_ERROR lets the streams in progress finish; anything else
+            // closes now.
+            metrics.goaway(reason);
+            if reason == h2::Reason::NO_ERROR {
+                conn.graceful_shutdown();
+            } else {
+                conn.abrupt_shutdown(reason);
+            }
+            closing = true;
+            cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
         }
     }
     metrics.h2_connections.dec();

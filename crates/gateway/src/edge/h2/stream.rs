@@ -69,10 +69,14 @@ pub(crate) fn http1_head(request: &Request<RecvStream>) -> (BytesMut, BodyFramin
     }
     for (name, value) in headers {
         match Known::of(name.as_str().as_bytes()) {
-            // Framing is this side's choice; Expect would ask for an
-            // HTTP/1.1 interim answer HTTP/2 has no use for.
-            Known::Cookie | Known::TransferEncoding | Known::Expect | Known::HopByHop => continue,
-            Known::Connection => continue,
+            // Cookies are joined above; framing is this side's choice;
+            // Expect would ask for an HTTP/1.1 interim answer HTTP/2 has
+            // no use for.
+            Known::Cookie
+            | Known::TransferEncoding
+            | Known::Expect
+            | Known::HopByHop
+            | Known::Connection => continue,
             _ => put_field(&mut out, name.as_str().as_bytes(), value.as_bytes()),
         }
     }
