@@ -53,16 +53,27 @@ def certificate(tmp):
     return cert, key, both
 
 
-def flashguard(procs, tmp, backend, cert, key):
+# flashguard's gateway gives each backend at most 64 requests at once by
+# default and queues the rest (`[concurrency]`); HAProxy's default server
+# takes any number. Each default is measured, and each side is also
+# measured configured as the other: HAProxy with `maxconn` (it queues as
+# flashguard does), flashguard with a limit no run reaches.
+QUEUED_AT = 64
+UNLIMITED = "[concurrency]\nadaptive = false\ninitial = 1024\nmax = 1024\n"
+PAIRS = (("flashguard", "haproxy"), ("flashguard", "nginx"),
+         ("flashguard-unlimited", "haproxy"), ("flashguard", "haproxy-maxconn"))
+
+
+def flashguard(procs, tmp, backend, cert, key, extra=()):
     port, admin = g.free_port(), g.free_port()
     proc = procs.start([g.BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                        "--backend", f"s1=127.0.0.1:{backend}", "--tls-cert", cert, "--tls-key", key],
+                        "--backend", f"s1=127.0.0.1:{backend}", "--tls-cert", cert, "--tls-key", key, *extra],
                        env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=g.TOKEN))
     g.wait_port(port)
     return proc, port
 
 
-def haproxy(procs, tmp, backend, both):
+def haproxy(procs, tmp, backend, both, server_options=""):
     port = g.free_port()
     conf = os.path.join(tmp, f"haproxy-{port}.cfg")
     with open(conf, "w") as f:
@@ -81,7 +92,7 @@ frontend fe
   bind 127.0.0.1:{port} ssl crt {both} alpn h2,http/1.1
   default_backend shops
 backend shops
-  server s1 127.0.0.1:{backend}
+  server s1 127.0.0.1:{backend}{server_options}
 """)
     proc = procs.start(["haproxy", "-f", conf, "-db"])
     g.wait_port(port)
@@ -171,9 +182,14 @@ def main():
     try:
         cert, key, both = certificate(tmp)
         backend = g.nginx_backend(procs, tmp, "backend")
+        unlimited = os.path.join(tmp, "unlimited.toml")
+        with open(unlimited, "w") as f:
+            f.write(UNLIMITED)
         started = {"flashguard": flashguard(procs, tmp, backend, cert, key),
                    "haproxy": haproxy(procs, tmp, backend, both),
-                   "nginx": nginx(procs, tmp, backend, cert, key)}
+                   "nginx": nginx(procs, tmp, backend, cert, key),
+                   "flashguard-unlimited": flashguard(procs, tmp, backend, cert, key, ["--config", unlimited]),
+                   "haproxy-maxconn": haproxy(procs, tmp, backend, both, f" maxconn {QUEUED_AT}")}
         ports, pids = {}, {}
         for name, (proc, port) in started.items():
             group = groups.group(name, args.cores)
@@ -215,12 +231,12 @@ def main():
                 row = {k: statistics.median(r[k] for r in rows) for k in rows[0] if isinstance(rows[0][k], (int, float))}
                 row["range"] = [min(r[key_of] for r in rows), max(r[key_of] for r in rows)]
                 summary[test][name] = row
-                print(f"  {name:11} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            for other in ("haproxy", "nginx"):
-                per_run = [f[key_of] / o[key_of] for f, o in zip(by_proxy["flashguard"], by_proxy[other])]
-                summary[test][f"flashguard/{other}"] = {"median": statistics.median(per_run),
-                                                       "min": min(per_run), "max": max(per_run)}
-                print(f"  flashguard / {other}: median {statistics.median(per_run):.2f}x "
+                print(f"  {name:20} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+            for ours, other in PAIRS:
+                per_run = [f[key_of] / o[key_of] for f, o in zip(by_proxy[ours], by_proxy[other])]
+                summary[test][f"{ours}/{other}"] = {"median": statistics.median(per_run),
+                                                    "min": min(per_run), "max": max(per_run)}
+                print(f"  {ours} / {other}: median {statistics.median(per_run):.2f}x "
                       f"(range {min(per_run):.2f}..{max(per_run):.2f})")
         with open(os.path.join(ROOT, "bench/tls-results.json"), "w") as f:
             json.dump({"cores": args.cores, "runs": args.runs, "seconds": args.seconds,

@@ -421,6 +421,9 @@ async fn plain_http_is_redirected_and_https_answers_carry_hsts() {
             .unwrap();
         assert_eq!(answer.status(), 200);
         assert_eq!(answer.headers()["strict-transport-security"], "max-age=600");
+        // The shop's answer keeps its own fields and gains the request id.
+        assert_eq!(answer.headers()["content-type"], "application/json");
+        assert!(answer.headers().contains_key("x-request-id"));
         // The gateway's own answers carry it too.
         let answer = ca
             .client(h2)

@@ -20,6 +20,7 @@ use tokio_rustls::server::TlsStream;
 use super::certs::{self, CertError, CertSet};
 use super::config::{AdminTlsFile, CertificateFile, TlsRules};
 use super::metrics::{EdgeMetrics, HandshakeFailure};
+use crate::http1::Stream;
 
 /// ALPN's name for HTTP/2.
 pub(crate) const ALPN_H2: &[u8] = b"h2";
@@ -57,6 +58,9 @@ pub(crate) struct Terminator {
 }
 
 /// What a finished handshake chose.
+/// HTTP/1.1 over TLS: a byte stream to the request path like a socket.
+impl Stream for TlsStream<TcpStream> {}
+
 pub(crate) struct Accepted {
     pub(crate) stream: TlsStream<TcpStream>,
     pub(crate) h2: bool,

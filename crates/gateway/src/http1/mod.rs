@@ -126,32 +126,40 @@ pub(crate) enum Known {
 
 impl Known {
     pub(crate) fn of(name: &[u8]) -> Known {
-        const NAMES: [(&[u8], Known); 20] = [
-            (b"connection", Known::Connection),
-            (b"content-length", Known::ContentLength),
-            (b"transfer-encoding", Known::TransferEncoding),
-            (b"expect", Known::Expect),
-            (b"host", Known::Host),
-            (b"x-forwarded-for", Known::ForwardedFor),
-            (b"x-forwarded-proto", Known::ForwardedProto),
-            (b"x-request-id", Known::RequestId),
-            (b"idempotency-key", Known::IdempotencyKey),
-            (b"cookie", Known::Cookie),
-            (b"accept", Known::Accept),
-            (b"flashguard-ticket", Known::Ticket),
-            (b"flashguard-status", Known::StoreStatus),
-            (b"keep-alive", Known::HopByHop),
-            (b"proxy-authenticate", Known::HopByHop),
-            (b"proxy-authorization", Known::HopByHop),
-            (b"proxy-connection", Known::HopByHop),
-            (b"te", Known::HopByHop),
-            (b"upgrade", Known::HopByHop),
-            (b"trailer", Known::HopByHop),
-        ];
-        NAMES
+        use Known::*;
+        // By length first: every header of every message comes through
+        // here, and most match no known length or one name of it.
+        let candidates: &[(&[u8], Known)] = match name.len() {
+            2 => &[(b"te", HopByHop)],
+            4 => &[(b"host", Host)],
+            6 => &[
+                (b"cookie", Cookie),
+                (b"accept", Accept),
+                (b"expect", Expect),
+            ],
+            7 => &[(b"upgrade", HopByHop), (b"trailer", HopByHop)],
+            10 => &[(b"connection", Connection), (b"keep-alive", HopByHop)],
+            12 => &[(b"x-request-id", RequestId)],
+            14 => &[(b"content-length", ContentLength)],
+            15 => &[
+                (b"x-forwarded-for", ForwardedFor),
+                (b"idempotency-key", IdempotencyKey),
+            ],
+            16 => &[(b"proxy-connection", HopByHop)],
+            17 => &[
+                (b"transfer-encoding", TransferEncoding),
+                (b"x-forwarded-proto", ForwardedProto),
+                (b"flashguard-ticket", Ticket),
+                (b"flashguard-status", StoreStatus),
+            ],
+            18 => &[(b"proxy-authenticate", HopByHop)],
+            19 => &[(b"proxy-authorization", HopByHop)],
+            _ => &[],
+        };
+        candidates
             .iter()
-            .find(|(known, _)| known.len() == name.len() && known.eq_ignore_ascii_case(name))
-            .map_or(Known::Other, |(_, kind)| *kind)
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map_or(Other, |(_, kind)| *kind)
     }
 
     /// Whether the header is copied to the next hop: not one describing
@@ -343,6 +351,53 @@ mod tests {
         parsed.parse(&bytes).unwrap();
         let fields = Head::fields_of(&bytes, parsed.headers);
         Head { bytes, fields }
+    }
+
+    #[test]
+    fn every_known_name_is_recognised_in_any_case_and_no_other() {
+        let known = [
+            ("te", Known::HopByHop),
+            ("Host", Known::Host),
+            ("COOKIE", Known::Cookie),
+            ("accept", Known::Accept),
+            ("Expect", Known::Expect),
+            ("upgrade", Known::HopByHop),
+            ("Trailer", Known::HopByHop),
+            ("connection", Known::Connection),
+            ("Keep-Alive", Known::HopByHop),
+            ("X-Request-Id", Known::RequestId),
+            ("content-length", Known::ContentLength),
+            ("x-forwarded-for", Known::ForwardedFor),
+            ("Idempotency-Key", Known::IdempotencyKey),
+            ("proxy-connection", Known::HopByHop),
+            ("Transfer-Encoding", Known::TransferEncoding),
+            ("x-forwarded-proto", Known::ForwardedProto),
+            ("Flashguard-Ticket", Known::Ticket),
+            ("flashguard-status", Known::StoreStatus),
+            ("proxy-authenticate", Known::HopByHop),
+            ("Proxy-Authorization", Known::HopByHop),
+        ];
+        for (name, kind) in known {
+            assert_eq!(Known::of(name.as_bytes()), kind, "{name}");
+        }
+        // Same lengths as known names, and near misses.
+        for other in [
+            "",
+            "tf",
+            "hose",
+            "cookies",
+            "accepts",
+            "acceptx",
+            "content-type",
+            "x-request-ix",
+            "content-lengths",
+            "x-forwarded-fox",
+            "flashguard-tickex",
+            "date",
+            "server",
+        ] {
+            assert_eq!(Known::of(other.as_bytes()), Known::Other, "{other}");
+        }
     }
 
     /// The names of the headers passed on to the next hop.

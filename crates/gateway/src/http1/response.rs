@@ -5,7 +5,7 @@ use http::{Method, StatusCode};
 
 use super::{
     declared_framing, head_length, put_field, put_number, put_status_line, ConnectionOptions,
-    Framing, Head, HeadError, Known, MAX_HEADERS,
+    Field, Framing, Head, HeadError, Known, MAX_HEADERS,
 };
 
 #[derive(Debug)]
@@ -115,48 +115,66 @@ impl ClientFraming {
     }
 }
 
+/// A backend's answer head as the client is to get it: what
+/// `write_client_head` writes, or what an HTTP/2 stream takes parsed
+/// (`Stream::take_answer_head`).
+pub(crate) struct AnswerHead<'a> {
+    pub(crate) response: &'a ResponseHead,
+    pub(crate) request_id: &'a [u8],
+    pub(crate) framing: ClientFraming,
+    /// The gateway's own fields (HSTS, a waiting-room ticket), whole lines.
+    pub(crate) extra: &'a [u8],
+}
+
+impl AnswerHead<'_> {
+    /// The backend's fields the client gets: hop-by-hop ones, the framing
+    /// and the backend's own request id left out, but the backend's
+    /// `Content-Length` kept on an answer without a body (HEAD, 304).
+    pub(crate) fn passed_fields(&self) -> impl Iterator<Item = &Field> {
+        let response = self.response;
+        let head = &response.head;
+        let headers_only =
+            self.framing == ClientFraming::HeadersOnly && response.status != StatusCode::NO_CONTENT;
+        head.fields.iter().filter(move |field| {
+            (headers_only && field.known == Known::ContentLength)
+                || (field.known != Known::RequestId && response.connection.copied(head, field))
+        })
+    }
+
+    /// The framing fields of codings the backend applied under chunked
+    /// (`gzip, chunked`), passed on unchanged.
+    pub(crate) fn coded_framing(&self) -> impl Iterator<Item = &Field> {
+        let coded = self.framing == ClientFraming::Chunked && self.response.coded;
+        self.response
+            .head
+            .fields
+            .iter()
+            .filter(move |f| coded && f.known == Known::TransferEncoding)
+    }
+}
+
 /// Writes the head the client gets: the backend's status and headers
 /// (hop-by-hop ones left out), the request id, and this hop's framing.
-pub(crate) fn write_client_head(
-    out: &mut BytesMut,
-    response: &ResponseHead,
-    request_id: &[u8],
-    framing: ClientFraming,
-    close: bool,
-    extra: &[u8],
-) {
+pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, close: bool) {
+    let response = answer.response;
     let head = &response.head;
     put_status_line(out, response.status, &head.bytes[response.reason.clone()]);
-    for field in &head.fields {
-        let passed_length = framing == ClientFraming::HeadersOnly
-            && field.known == Known::ContentLength
-            && response.status != StatusCode::NO_CONTENT;
-        if !passed_length
-            && (field.known == Known::RequestId || !response.connection.copied(head, field))
-        {
-            continue;
-        }
+    for field in answer.passed_fields() {
         put_field(out, head.name(field), head.value(field));
     }
-    put_field(out, b"x-request-id", request_id);
-    // The gateway's own fields (a waiting-room ticket), whole lines.
-    out.put_slice(extra);
-    match framing {
+    put_field(out, b"x-request-id", answer.request_id);
+    out.put_slice(answer.extra);
+    match answer.framing {
         ClientFraming::Length(n) => put_number(out, b"content-length", n),
-        // The backend's codings, which end in chunked, unchanged.
         ClientFraming::Chunked if response.coded => {
-            for field in head
-                .fields
-                .iter()
-                .filter(|f| f.known == Known::TransferEncoding)
-            {
+            for field in answer.coded_framing() {
                 put_field(out, head.name(field), head.value(field));
             }
         }
         ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
         ClientFraming::HeadersOnly | ClientFraming::Close => {}
     }
-    if close || framing == ClientFraming::Close {
+    if close || answer.framing == ClientFraming::Close {
         put_field(out, b"connection", b"close");
     }
     out.put_slice(b"\r\n");
@@ -175,7 +193,13 @@ mod tests {
         let response = parse(text, method).unwrap().unwrap();
         let framing = ClientFraming::for_response(&response, client_http11);
         let mut out = BytesMut::new();
-        write_client_head(&mut out, &response, b"id-1", framing, false, b"");
+        let answer = AnswerHead {
+            response: &response,
+            request_id: b"id-1",
+            framing,
+            extra: b"",
+        };
+        write_client_head(&mut out, &answer, false);
         String::from_utf8(out.to_vec()).unwrap()
     }
 

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::body::{step, State, Step};
+use super::response::AnswerHead;
 
 /// How much room a read asks for, on a backend's connection: answers can be
 /// large, and there are few such connections.
@@ -32,9 +33,16 @@ pub(crate) fn give_back_room(buffer: &mut BytesMut) {
 }
 
 /// What a connection of the request path must be: a byte stream both ways.
-pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Takes the head of a backend's answer parsed, in place of its bytes.
+    /// An HTTP/2 stream makes its HEADERS of it: written out, the head would
+    /// only be parsed back. `false`, as a socket answers: write the bytes.
+    fn take_answer_head(&mut self, _answer: &AnswerHead<'_>) -> io::Result<bool> {
+        Ok(false)
+    }
+}
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+impl Stream for TcpStream {}
 
 pub(crate) struct Wire<S = TcpStream> {
     pub(crate) stream: S,

@@ -9,7 +9,7 @@ use http::uri::Authority;
 
 use super::upstream::{Answer, UpstreamPool};
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
-use crate::http1::response::{write_client_head, ClientFraming};
+use crate::http1::response::{write_client_head, AnswerHead, ClientFraming};
 use crate::http1::{Stream, Wire};
 
 /// Written out once this much is gathered.
@@ -31,7 +31,15 @@ pub(crate) async fn relay<C: Stream>(
     let framing = ClientFraming::for_response(&head, client_http11);
     let chunked = framing == ClientFraming::Chunked;
     out.clear();
-    write_client_head(out, &head, request_id, framing, close, extra);
+    let answer_head = AnswerHead {
+        response: &head,
+        request_id,
+        framing,
+        extra,
+    };
+    if !client.stream.take_answer_head(&answer_head)? {
+        write_client_head(out, &answer_head, close);
+    }
     let mut state = State::of(head.framing);
     loop {
         match step(&mut state, &mut wire.buffer) {

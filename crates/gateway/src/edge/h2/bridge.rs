@@ -18,6 +18,9 @@ use crate::http1::request::parse_request;
 use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::{Proxy, ThreadParts};
 
+/// Room made for a stream's request head to a backend.
+const STREAM_ROOM: usize = 1024;
+
 /// What each stream of a connection shares.
 #[derive(Clone)]
 pub(crate) struct StreamParts {
@@ -59,6 +62,10 @@ pub(crate) async fn serve(
     };
     let io = StreamIo::new(request, framing, respond);
     let mut conn = ClientConn::new(io, parts.peer, Arc::clone(&parts.stopping.1), parts.added);
+    // A stream's connection serves one request: room for the backend's
+    // request head is made once, not grown field by field.
+    conn.scratch.reserve(STREAM_ROOM);
+    conn.upstream_head.reserve(STREAM_ROOM);
     // Boxed: the request path's future is large, and the stream's task
     // would otherwise be copied whole when it is spawned and when it ends.
     let _ = Box::pin(parts.proxy.handle(&parts.thread, &mut conn, head)).await;

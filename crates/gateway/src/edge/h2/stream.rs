@@ -2,7 +2,9 @@
 //! request is written as an HTTP/1.1 head (parsed by the same code as a
 //! socket's), its body read through `poll_read`, and the answer the request
 //! path writes is parsed back in `poll_write`: head to HTTP/2 headers,
-//! body (unframed) to DATA frames as the client's window allows. So
+//! body (unframed) to DATA frames as the client's window allows. A
+//! backend's answer head comes parsed instead (`take_answer_head`): only
+//! the gateway's own answers are parsed back. So
 //! balancing, retries, the waiting room, admission, limits, request ids,
 //! the access log and traffic stats apply to every stream with no second
 //! copy of any of them, in the stream's own task, without a pipe or a task
@@ -19,8 +21,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
-use crate::http1::response::parse_response;
-use crate::http1::{put_field, Known};
+use crate::http1::response::{parse_response, AnswerHead, ClientFraming};
+use crate::http1::{put_field, Framing, Known, Stream};
 
 /// Answer body bytes taken from the request path and not yet handed to
 /// h2, per stream. With the piece waiting for the window and h2's own send
@@ -166,21 +168,7 @@ impl StreamIo {
                     let Some(head) = parsed else {
                         return Poll::Ready(Ok(()));
                     };
-                    let mut response = Response::new(());
-                    *response.status_mut() = head.status;
-                    *response.headers_mut() = headers_of(&head.head);
-                    self.state = State::of(head.framing);
-                    let empty = matches!(self.state, State::Done | State::Length(0));
-                    let Answer::Head(mut respond) =
-                        std::mem::replace(&mut self.answer, Answer::Done)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    match respond.send_response(response, empty) {
-                        Ok(send) if !empty => self.answer = Answer::Body(send),
-                        Ok(_) => self.complete = true,
-                        Err(err) => return Poll::Ready(Err(self.broken(err))),
-                    }
+                    self.start(head.status, headers_of(&head.head), head.framing)?;
                 }
                 Answer::Body(send) => {
                     if !self.sending.is_empty() {
@@ -213,6 +201,30 @@ impl StreamIo {
         }
     }
 
+    /// Sends the answer's HEADERS; its body, framed as `framing` says,
+    /// follows through `poll_write`.
+    fn start(
+        &mut self,
+        status: http::StatusCode,
+        headers: HeaderMap,
+        framing: Framing,
+    ) -> io::Result<()> {
+        let mut response = Response::new(());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        self.state = State::of(framing);
+        let empty = matches!(self.state, State::Done);
+        let Answer::Head(mut respond) = std::mem::replace(&mut self.answer, Answer::Done) else {
+            return Err(gone("the answer has begun already"));
+        };
+        match respond.send_response(response, empty) {
+            Ok(send) if !empty => self.answer = Answer::Body(send),
+            Ok(_) => self.complete = true,
+            Err(err) => return Err(self.broken(err)),
+        }
+        Ok(())
+    }
+
     /// After the request path is done: an answer cut short is reset, one
     /// never begun is refused.
     pub(crate) fn finish(&mut self) {
@@ -224,8 +236,8 @@ impl StreamIo {
     }
 }
 
-/// The answer's headers for HTTP/2: those HTTP/1.1 uses for the connection
-/// or the framing left out.
+/// The headers of the gateway's own answers for HTTP/2: those HTTP/1.1
+/// uses for the connection or the framing left out.
 fn headers_of(head: &crate::http1::Head) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(head.fields.len());
     for field in &head.fields {
@@ -236,23 +248,86 @@ fn headers_of(head: &crate::http1::Head) -> HeaderMap {
             continue;
         }
         // The value is a slice of the head, not a copy.
-        let (Ok(name), Ok(mut value)) = (
-            HeaderName::from_bytes(head.name(field)),
-            HeaderValue::from_maybe_shared(head.bytes.slice(field.value.clone())),
-        ) else {
-            continue;
-        };
-        // Values that differ on every answer are not put in the client's
-        // HPACK table: they would only push out the ones that repeat, and
-        // looking them up costs more than sending them.
-        if matches!(field.known, Known::RequestId | Known::ContentLength)
-            || name == http::header::DATE
-        {
-            value.set_sensitive(true);
-        }
-        headers.append(name, value);
+        push(
+            &mut headers,
+            head.name(field),
+            head.bytes.slice(field.value.clone()),
+            field.known,
+        );
     }
     headers
+}
+
+/// Adds one header; a name or value HTTP/2 cannot carry is left out.
+fn push(headers: &mut HeaderMap, name: &[u8], value: Bytes, known: Known) {
+    let (Ok(name), Ok(mut value)) = (
+        HeaderName::from_bytes(name),
+        HeaderValue::from_maybe_shared(value),
+    ) else {
+        return;
+    };
+    // Values that differ on every answer are not put in the client's HPACK
+    // table: they would only push out the ones that repeat, and looking
+    // them up costs more than sending them.
+    if matches!(known, Known::RequestId | Known::ContentLength) || name == http::header::DATE {
+        value.set_sensitive(true);
+    }
+    headers.append(name, value);
+}
+
+/// The gateway's own fields, given as whole `name: value` lines.
+fn lines(extra: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    extra.split(|&b| b == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((&line[..colon], line[colon + 1..].trim_ascii()))
+    })
+}
+
+impl Stream for StreamIo {
+    fn take_answer_head(&mut self, answer: &AnswerHead<'_>) -> io::Result<bool> {
+        if !matches!(self.answer, Answer::Head(_)) || !self.written.is_empty() {
+            return Ok(false);
+        }
+        let head = &answer.response.head;
+        let mut headers = HeaderMap::with_capacity(head.fields.len() + 3);
+        // Transfer codings under chunked (`answer.coded_framing()`) have
+        // no HTTP/2 header: the body goes as it came.
+        for field in answer.passed_fields() {
+            push(
+                &mut headers,
+                head.name(field),
+                head.bytes.slice(field.value.clone()),
+                field.known,
+            );
+        }
+        let id = Bytes::copy_from_slice(answer.request_id);
+        push(&mut headers, b"x-request-id", id, Known::RequestId);
+        for (name, value) in lines(answer.extra) {
+            push(
+                &mut headers,
+                name,
+                Bytes::copy_from_slice(value),
+                Known::of(name),
+            );
+        }
+        let framing = match answer.framing {
+            ClientFraming::Length(n) => {
+                let length = Bytes::from(itoa::Buffer::new().format(n).to_owned());
+                push(
+                    &mut headers,
+                    b"content-length",
+                    length,
+                    Known::ContentLength,
+                );
+                Framing::Length(n)
+            }
+            ClientFraming::HeadersOnly => Framing::Empty,
+            ClientFraming::Chunked => Framing::Chunked,
+            ClientFraming::Close => Framing::UntilClose,
+        };
+        self.start(answer.response.status, headers, framing)?;
+        Ok(true)
+    }
 }
 
 impl AsyncRead for StreamIo {
