@@ -17,6 +17,14 @@ alternate:
 3. HTTP/2: h2load, 16 connections x 10 streams; p99 computed from its
    per-request log. Against HAProxy's and nginx's HTTP/2.
 
+Besides each proxy's defaults, two like-for-like pairs: flashguard's
+gateway queues what is beyond 64 requests at once per backend, so HAProxy
+runs once more with `maxconn 64` on its server (`haproxy-maxconn`), and
+flashguard once more with a backend limit no test reaches
+(`flashguard-unlimited`). The ratios printed: flashguard against HAProxy
+and nginx as they come, flashguard-unlimited against HAProxy, flashguard
+against haproxy-maxconn.
+
 Every test prints each proxy's CPU use against its quota
 (`proxy_cpu_of_quota`, from /proc: the cgroup may be v1 without cpuacct):
 near 1.0 means the proxy, not the clients, was the limit.
