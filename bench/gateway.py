@@ -138,16 +138,15 @@ def flashguard_gateway(procs, tmp, backends, binary=BIN):
     return port
 
 
-def haproxy(procs, tmp, backends, retries=False):
-    port = free_port()
+def haproxy_config(procs, tmp, port, backend, bind="", global_extra=""):
+    """HAProxy in front of `backend` (its section's lines) on `port`, with the
+    same globals and defaults in every benchmark; its process."""
     conf = os.path.join(tmp, f"haproxy-{port}.cfg")
-    servers = "\n".join(f"  server s{i + 1} 127.0.0.1:{b} check" for i, b in enumerate(backends))
-    extra = "  retry-on all-retryable-errors\n  option redispatch\n  retries 3\n" if retries else ""
     with open(conf, "w") as f:
         f.write(f"""global
   maxconn 8000
   nbthread 2
-defaults
+{global_extra}defaults
   mode http
   timeout connect 5s
   timeout client 30s
@@ -155,15 +154,20 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend fe
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{bind}
   default_backend shops
 backend shops
-  balance roundrobin
-  option httpchk GET /readyz
-{extra}{servers}
-""")
-    procs.start(["haproxy", "-f", conf, "-db"])
+{backend}""")
+    proc = procs.start(["haproxy", "-f", conf, "-db"])
     wait_port(port)
+    return proc
+
+
+def haproxy(procs, tmp, backends, retries=False):
+    port = free_port()
+    servers = "".join(f"  server s{i + 1} 127.0.0.1:{b} check\n" for i, b in enumerate(backends))
+    extra = "  retry-on all-retryable-errors\n  option redispatch\n  retries 3\n" if retries else ""
+    haproxy_config(procs, tmp, port, f"  balance roundrobin\n  option httpchk GET /readyz\n{extra}{servers}")
     return port
 
 

@@ -83,27 +83,9 @@ def flashguard(procs, tmp, backend, cert, key, extra=()):
 
 def haproxy(procs, tmp, backend, both, server_options=""):
     port = g.free_port()
-    conf = os.path.join(tmp, f"haproxy-{port}.cfg")
-    with open(conf, "w") as f:
-        f.write(f"""global
-  maxconn 8000
-  nbthread 2
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:{port} ssl crt {both} alpn h2,http/1.1
-  default_backend shops
-backend shops
-  server s1 127.0.0.1:{backend}{server_options}
-""")
-    proc = procs.start(["haproxy", "-f", conf, "-db"])
-    g.wait_port(port)
+    proc = g.haproxy_config(procs, tmp, port, f"  server s1 127.0.0.1:{backend}{server_options}\n",
+                            bind=f" ssl crt {both} alpn h2,http/1.1",
+                            global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n")
     return proc, port
 
 

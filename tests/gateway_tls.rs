@@ -39,17 +39,9 @@ fn config_file(toml: &str) -> (tempfile::TempDir, String) {
 
 /// `flashguard gateway --config PATH ARGS` on free ports, its lines unread.
 fn launch(config: &str, args: &[&str]) -> support::Part {
-    let mut all = vec![
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--config",
-        config,
-    ];
+    let mut all = vec!["--config", config];
     all.extend_from_slice(args);
-    support::Part::launch(&all, Some(ADMIN_TOKEN))
+    support::gateway::launch(&all)
 }
 
 /// curl with `who`'s client certificate.

@@ -70,6 +70,19 @@ pub async fn exchange(addr: &str, request: &[u8]) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// `flashguard gateway ARGS` on free ports, its lines unread.
+pub fn launch(args: &[&str]) -> Part {
+    let mut all = vec![
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    all.extend_from_slice(args);
+    Part::launch(&all, Some(ADMIN_TOKEN))
+}
+
 pub struct Gateway {
     pub part: Part,
     pub url: String,
@@ -80,15 +93,7 @@ impl Gateway {
     /// Starts `flashguard gateway ARGS` on free ports and waits for its
     /// admin `/readyz`.
     pub async fn start(args: &[&str]) -> Gateway {
-        let mut all = vec![
-            "gateway",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ];
-        all.extend_from_slice(args);
-        let mut part = Part::launch(&all, Some(ADMIN_TOKEN));
+        let mut part = launch(args);
         let url = part.expect_line("listening on ").await;
         let admin_url = part.expect_line("admin on ").await;
         wait_for_status(&format!("{admin_url}/readyz"), 200, Duration::from_secs(30)).await;

@@ -140,17 +140,6 @@ impl AnswerHead<'_> {
                 || (field.known != Known::RequestId && response.connection.copied(head, field))
         })
     }
-
-    /// The framing fields of codings the backend applied under chunked
-    /// (`gzip, chunked`), passed on unchanged.
-    pub(crate) fn coded_framing(&self) -> impl Iterator<Item = &Field> {
-        let coded = self.framing == ClientFraming::Chunked && self.response.coded;
-        self.response
-            .head
-            .fields
-            .iter()
-            .filter(move |f| coded && f.known == Known::TransferEncoding)
-    }
 }
 
 /// Writes the head the client gets: the backend's status and headers
@@ -166,8 +155,13 @@ pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, clo
     out.put_slice(answer.extra);
     match answer.framing {
         ClientFraming::Length(n) => put_number(out, b"content-length", n),
+        // The backend's codings, which end in chunked, unchanged.
         ClientFraming::Chunked if response.coded => {
-            for field in answer.coded_framing() {
+            for field in head
+                .fields
+                .iter()
+                .filter(|f| f.known == Known::TransferEncoding)
+            {
                 put_field(out, head.name(field), head.value(field));
             }
         }

@@ -290,8 +290,8 @@ impl Stream for StreamIo {
         }
         let head = &answer.response.head;
         let mut headers = HeaderMap::with_capacity(head.fields.len() + 3);
-        // Transfer codings under chunked (`answer.coded_framing()`) have
-        // no HTTP/2 header: the body goes as it came.
+        // Transfer codings under chunked (`gzip, chunked`) have no HTTP/2
+        // header: the body goes as it came.
         for field in answer.passed_fields() {
             push(
                 &mut headers,
