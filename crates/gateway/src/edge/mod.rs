@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::proxy::client::{self, ClientLimits};
+use crate::proxy::headers::PeerIp;
 use crate::proxy::{Proxy, ThreadParts};
 use config::Http2File;
 use metrics::EdgeMetrics;
@@ -76,14 +77,14 @@ impl Edge {
             return;
         };
         if accepted.h2 {
-            let parts = h2::bridge::StreamParts {
-                peer,
+            let parts = Arc::new(h2::bridge::StreamParts {
+                peer: PeerIp::of(peer),
                 proxy,
                 thread,
                 limits,
                 stopping,
                 added: self.added.clone(),
-            };
+            });
             h2::serve(
                 accepted.stream,
                 self.http2,

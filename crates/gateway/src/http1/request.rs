@@ -74,6 +74,18 @@ pub(crate) fn parse_request(buffer: &mut BytesMut) -> Result<Option<RequestHead>
         None => Bytes::from_static(b"/"),
     };
     let authority = authority.map(|range| head.bytes.slice(at + range.start..at + range.end));
+    request_head(method, target, authority, http11, head).map(Some)
+}
+
+/// A request head from its parts, checked as every request is, however it
+/// came (an HTTP/1.1 head, or an HTTP/2 stream's HEADERS).
+pub(crate) fn request_head(
+    method: Method,
+    target: Bytes,
+    authority: Option<Bytes>,
+    http11: bool,
+    head: Head,
+) -> Result<RequestHead, HeadError> {
     // RFC 9112 §3.2: one Host, and an HTTP/1.1 request must have it.
     match head.values(Known::Host).count() {
         0 if http11 => return Err(HeadError::Invalid("request: HTTP/1.1 needs a Host header")),
@@ -94,7 +106,7 @@ pub(crate) fn parse_request(buffer: &mut BytesMut) -> Result<Option<RequestHead>
     let expects_continue = head
         .get(Known::Expect)
         .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-    Ok(Some(RequestHead {
+    Ok(RequestHead {
         method,
         target,
         authority,
@@ -103,7 +115,7 @@ pub(crate) fn parse_request(buffer: &mut BytesMut) -> Result<Option<RequestHead>
         framing,
         connection,
         expects_continue,
-    }))
+    })
 }
 
 /// Where the origin form (path and query) sits in a request target, and

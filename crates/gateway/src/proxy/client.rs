@@ -56,13 +56,13 @@ impl<S: Stream> ClientConn<S> {
     /// A connection whose requests are read from, and answered to, `stream`.
     pub(crate) fn new(
         stream: S,
-        peer: SocketAddr,
+        peer: PeerIp,
         stopping: Arc<AtomicBool>,
         added: bytes::Bytes,
     ) -> ClientConn<S> {
         ClientConn {
             wire: Wire::new(stream, CLIENT_ROOM),
-            peer: PeerIp::of(peer),
+            peer,
             alarm: Alarm::new(),
             // Grown by the first request that needs them.
             scratch: BytesMut::new(),
@@ -106,7 +106,7 @@ pub(crate) async fn serve<S: Stream>(
         }),
         since: None,
     };
-    let mut conn = ClientConn::new(stream, peer, stop_flag, added);
+    let mut conn = ClientConn::new(stream, PeerIp::of(peer), stop_flag, added);
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).
     let mut waiting_alarm = Alarm::new();

@@ -4,6 +4,7 @@
 //! `http1::ConnectionOptions`).
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -14,17 +15,19 @@ const FORWARDED_PROTO: &str = "x-forwarded-proto";
 const REQUEST_ID: &str = "x-request-id";
 
 /// The peer of a client connection, its address written out once for
-/// all the requests the connection carries.
+/// all the requests the connection carries (and shared by the streams of
+/// an HTTP/2 connection).
+#[derive(Clone)]
 pub(crate) struct PeerIp {
     pub(crate) addr: SocketAddr,
-    text: String,
+    text: Arc<str>,
 }
 
 impl PeerIp {
     pub(crate) fn of(addr: SocketAddr) -> PeerIp {
         PeerIp {
             addr,
-            text: addr.ip().to_string(),
+            text: addr.ip().to_string().into(),
         }
     }
 }

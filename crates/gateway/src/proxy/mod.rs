@@ -17,7 +17,7 @@ mod body;
 pub(crate) mod client;
 mod failure;
 mod forward;
-mod headers;
+pub(crate) mod headers;
 mod relay;
 mod room;
 mod slot;

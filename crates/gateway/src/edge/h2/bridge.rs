@@ -2,7 +2,6 @@
 //! stream as the path's client connection).
 
 use std::future::poll_fn;
-use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -13,18 +12,17 @@ use http::Request;
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
-use super::stream::{http1_head, StreamIo};
-use crate::http1::request::parse_request;
+use super::stream::{request_head, StreamIo};
 use crate::proxy::client::{ClientConn, ClientLimits};
+use crate::proxy::headers::PeerIp;
 use crate::proxy::{Proxy, ThreadParts};
 
 /// Room made for a stream's request head to a backend.
 const STREAM_ROOM: usize = 1024;
 
 /// What each stream of a connection shares.
-#[derive(Clone)]
 pub(crate) struct StreamParts {
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: PeerIp,
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) thread: ThreadParts,
     pub(crate) limits: ClientLimits,
@@ -49,19 +47,25 @@ pub(crate) enum Ended {
 pub(crate) async fn serve(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    parts: StreamParts,
+    parts: &StreamParts,
 ) -> Result<(), Ended> {
-    let (mut head, framing) = http1_head(&request);
-    let head = match parse_request(&mut head) {
-        Ok(Some(head)) => head,
-        // Only a header HTTP/1.1 cannot carry gets here.
-        _ => {
-            respond.send_reset(h2::Reason::PROTOCOL_ERROR);
-            return Err(Ended::Broken);
-        }
-    };
+    let has_body = !request.body().is_end_stream();
+    let (head, framing) =
+        match request_head(request.method(), request.uri(), request.headers(), has_body) {
+            Ok(parsed) => parsed,
+            // A head no request may have (two hosts, a bad length).
+            Err(_) => {
+                respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+                return Err(Ended::Broken);
+            }
+        };
     let io = StreamIo::new(request, framing, respond);
-    let mut conn = ClientConn::new(io, parts.peer, Arc::clone(&parts.stopping.1), parts.added);
+    let mut conn = ClientConn::new(
+        io,
+        parts.peer.clone(),
+        Arc::clone(&parts.stopping.1),
+        parts.added.clone(),
+    );
     // A stream's connection serves one request: room for the backend's
     // request head is made once, not grown field by field.
     conn.scratch.reserve(STREAM_ROOM);

@@ -17,12 +17,13 @@ use std::task::{ready, Context, Poll};
 use bytes::{BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
+use crate::http1::request::RequestHead;
 use crate::http1::response::{parse_response, AnswerHead, ClientFraming};
-use crate::http1::{put_field, Framing, Known, Stream};
+use crate::http1::{Field, Framing, Head, HeadError, Known, Stream};
 
 /// Answer body bytes taken from the request path and not yet handed to
 /// h2, per stream. With the piece waiting for the window and h2's own send
@@ -40,37 +41,39 @@ pub(crate) enum BodyFraming {
     Chunked,
 }
 
-/// The request's HTTP/1.1 head, and how its body follows.
-pub(crate) fn http1_head(request: &Request<RecvStream>) -> (BytesMut, BodyFraming) {
-    let mut out = BytesMut::with_capacity(512);
-    out.put_slice(request.method().as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(
-        request
-            .uri()
-            .path_and_query()
-            .map_or("/", |target| target.as_str())
-            .as_bytes(),
-    );
-    out.put_slice(b" HTTP/1.1\r\n");
-    let headers = request.headers();
+/// The request's head as the request path takes it, and how its body
+/// follows: built from h2's parsed request, with the fields an HTTP/1.1
+/// head would have (`host` from `:authority` when there is no `host`, the
+/// cookies joined, chunked framing when no length is given), and checked
+/// as every request head is.
+pub(crate) fn request_head(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Result<(RequestHead, BodyFraming), HeadError> {
+    let target = uri
+        .path_and_query()
+        .map_or("/", |target| target.as_str())
+        .as_bytes();
+    // http's `Uri` takes only a path or `*` as `:path` (RFC 9113 section
+    // 8.3.1), so the target is never an absolute form with a host of its
+    // own (tested below).
+    let mut fields = Fields::new(target.len() + 256, headers.len() + 2);
+    fields.bytes.put_slice(target);
     if !headers.contains_key(http::header::HOST) {
-        let authority = request.uri().authority().map_or("", |a| a.as_str());
-        put_field(&mut out, b"host", authority.as_bytes());
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        fields.add(b"host", Known::Host, &[authority.as_bytes()]);
     }
-    let mut cookies = headers.get_all(http::header::COOKIE).iter();
-    if let Some(first) = cookies.next() {
+    let mut cookies = headers.get_all(http::header::COOKIE).iter().peekable();
+    if cookies.peek().is_some() {
         // RFC 9113 section 8.2.3: cookies split over fields are one again.
-        out.put_slice(b"cookie: ");
-        out.put_slice(first.as_bytes());
-        for more in cookies {
-            out.put_slice(b"; ");
-            out.put_slice(more.as_bytes());
-        }
-        out.put_slice(b"\r\n");
+        let parts: Vec<&[u8]> = cookies.map(HeaderValue::as_bytes).collect();
+        fields.add(b"cookie", Known::Cookie, &parts);
     }
     for (name, value) in headers {
-        match Known::of(name.as_str().as_bytes()) {
+        let name = name.as_str().as_bytes();
+        match Known::of(name) {
             // Cookies are joined above; framing is this side's choice;
             // Expect would ask for an HTTP/1.1 interim answer HTTP/2 has
             // no use for.
@@ -79,19 +82,59 @@ pub(crate) fn http1_head(request: &Request<RecvStream>) -> (BytesMut, BodyFramin
             | Known::Expect
             | Known::HopByHop
             | Known::Connection => continue,
-            _ => put_field(&mut out, name.as_str().as_bytes(), value.as_bytes()),
+            known => fields.add(name, known, &[value.as_bytes()]),
         }
     }
-    let framing = if request.body().is_end_stream() {
+    let framing = if !has_body {
         BodyFraming::None
     } else if headers.contains_key(http::header::CONTENT_LENGTH) {
         BodyFraming::Raw
     } else {
-        out.put_slice(b"transfer-encoding: chunked\r\n");
+        fields.add(b"transfer-encoding", Known::TransferEncoding, &[b"chunked"]);
         BodyFraming::Chunked
     };
-    out.put_slice(b"\r\n");
-    (out, framing)
+    let bytes = fields.bytes.freeze();
+    let target = bytes.slice(..target.len());
+    let head = Head {
+        bytes,
+        fields: fields.list,
+    };
+    let head = crate::http1::request::request_head(method.clone(), target, None, true, head)?;
+    Ok((head, framing))
+}
+
+/// A head's fields as they are put together: names and values side by
+/// side in one buffer.
+struct Fields {
+    bytes: BytesMut,
+    list: Vec<Field>,
+}
+
+impl Fields {
+    fn new(bytes: usize, fields: usize) -> Fields {
+        Fields {
+            bytes: BytesMut::with_capacity(bytes),
+            list: Vec::with_capacity(fields),
+        }
+    }
+
+    /// One field, its value the `parts` joined by `; `.
+    fn add(&mut self, name: &[u8], known: Known, parts: &[&[u8]]) {
+        let name_at = self.bytes.len();
+        self.bytes.put_slice(name);
+        let value_at = self.bytes.len();
+        for (n, part) in parts.iter().enumerate() {
+            if n > 0 {
+                self.bytes.put_slice(b"; ");
+            }
+            self.bytes.put_slice(part);
+        }
+        self.list.push(Field {
+            name: name_at..value_at,
+            value: value_at..self.bytes.len(),
+            known,
+        });
+    }
 }
 
 /// What the client sees of the request path's answer so far.
@@ -410,5 +453,100 @@ impl AsyncWrite for StreamIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_flush(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        has_body: bool,
+    ) -> Result<(RequestHead, BodyFraming), HeadError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        request_head(&method, &uri.parse().unwrap(), &map, has_body)
+    }
+
+    fn fields(head: &RequestHead) -> Vec<(String, String)> {
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let head = &head.head;
+        head.fields
+            .iter()
+            .map(|f| (text(head.name(f)), text(head.value(f))))
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_becomes_the_head_an_http1_client_would_send() {
+        let (head, framing) = head_of(
+            Method::GET,
+            "https://shop.test/p/1?x=2",
+            &[
+                ("cookie", "a=1"),
+                ("accept", "*/*"),
+                ("cookie", "b=2"),
+                ("expect", "100-continue"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(framing, BodyFraming::None);
+        assert_eq!(head.target(), "/p/1?x=2");
+        assert_eq!(head.path(), "/p/1");
+        assert!(head.http11 && head.has_host() && !head.expects_continue);
+        assert_eq!(
+            fields(&head),
+            [
+                ("host".into(), "shop.test".into()),
+                ("cookie".into(), "a=1; b=2".into()),
+                ("accept".into(), "*/*".into()),
+            ]
+        );
+        assert_eq!(head.head.get(Known::Host), Some(&b"shop.test"[..]));
+    }
+
+    #[test]
+    fn a_body_without_a_length_is_chunked_and_one_with_a_length_is_not() {
+        let (head, framing) = head_of(Method::POST, "https://s/o", &[], true).unwrap();
+        assert_eq!(framing, BodyFraming::Chunked);
+        assert!(matches!(head.framing, Framing::Chunked));
+        let (head, framing) = head_of(
+            Method::POST,
+            "https://s/o",
+            &[("content-length", "5")],
+            true,
+        )
+        .unwrap();
+        assert_eq!(framing, BodyFraming::Raw);
+        assert!(matches!(head.framing, Framing::Length(5)));
+    }
+
+    #[test]
+    fn heads_no_request_may_have_are_refused() {
+        let two_hosts = [("host", "a"), ("host", "b")];
+        assert!(head_of(Method::GET, "https://s/", &two_hosts, false).is_err());
+        let bad_length = [("content-length", "five")];
+        assert!(head_of(Method::POST, "https://s/", &bad_length, true).is_err());
+        // A `:path` that is not a path never reaches the gateway: http
+        // refuses to make it a `Uri`, and h2 refuses the stream.
+        for path in ["x/y", "http://evil/x", "evil.test:80"] {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(http::uri::Scheme::HTTPS);
+            parts.authority = Some("s".parse().unwrap());
+            parts.path_and_query = path.parse().ok();
+            assert!(Uri::from_parts(parts).is_err(), "{path}");
+        }
+        // An explicit `host` wins over `:authority`, as it did in HTTP/1.1.
+        let (head, _) = head_of(Method::GET, "https://s/", &[("host", "h")], false).unwrap();
+        assert_eq!(head.head.get(Known::Host), Some(&b"h"[..]));
     }
 }
