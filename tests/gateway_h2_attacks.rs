@@ -408,8 +408,9 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
         "the gateway grew by {grown_mib} MiB for a client reading nothing"
     );
     // Its streams hold the backend's slots while it does not read (as
-    // slow HTTP/1.1 readers do: answers are not buffered whole); once it
-    // goes, they are freed and others are served.
+    // slow HTTP/1.1 readers do: answers are not buffered whole), up to
+    // `client_send_ms` (gateway_stalls.rs); once it goes, they are freed
+    // and others are served.
     drop(tls);
     let client = ca.client(true);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -19,7 +19,8 @@ pub const BIG: usize = 3 * 1024 * 1024 + 7;
 
 /// Answers `/echo` with the headers and body length it received, `/slow`
 /// after 600 ms, `/stream` with a chunked body, `/big` with `BIG` bytes of
-/// a known pattern, `/readyz` with 200.
+/// a known pattern, `/endless` with a body that never ends, `/stall` with
+/// one chunk of body and then nothing, `/readyz` with 200.
 pub async fn echo_backend() -> SocketAddr {
     async fn echo(headers: HeaderMap, body: Bytes) -> Json<Value> {
         let headers: serde_json::Map<String, Value> = headers
@@ -48,6 +49,25 @@ pub async fn echo_backend() -> SocketAddr {
         .route(
             "/big",
             get(|| async { (0..=255u8).cycle().take(BIG).collect::<Vec<u8>>() }),
+        )
+        .route(
+            "/endless",
+            get(|| async {
+                let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+                let chunks =
+                    futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+        .route(
+            "/stall",
+            get(|| async {
+                let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from("first;"))]);
+                axum::body::Body::from_stream(futures::StreamExt::chain(
+                    first,
+                    futures::stream::pending(),
+                ))
+            }),
         )
         .route("/readyz", get(|| async { "ready" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -249,8 +249,14 @@ impl Default for RetryFile {
 pub struct TimeoutsFile {
     /// Connecting to a backend. Default 250.
     pub connect_ms: u64,
-    /// From sending a request to the backend's response headers. Default 5000.
+    /// From sending a request to the backend's response headers, and the
+    /// longest pause within its body once it comes. Default 5000.
     pub upstream_ms: u64,
+    /// A client that takes none of its answer for this long is cut off,
+    /// and the backend's slot it held is freed (a client that stops
+    /// reading mid-answer would otherwise hold it for as long as its
+    /// connection lives). Default 30000.
+    pub client_send_ms: u64,
     /// A client's request head must arrive whole within this of its first
     /// byte (a slowloris client is cut off). Default 10000.
     pub client_header_ms: u64,
@@ -270,6 +276,7 @@ impl Default for TimeoutsFile {
         TimeoutsFile {
             connect_ms: 250,
             upstream_ms: 5_000,
+            client_send_ms: 30_000,
             client_header_ms: 10_000,
             client_idle_ms: 5_000,
             shutdown_grace_ms: 10_000,
@@ -441,6 +448,8 @@ pub struct Settings {
     pub attempts: u32,
     pub buffer_bytes: usize,
     pub upstream_timeout: Duration,
+    /// How long a client may take none of its answer.
+    pub client_send_timeout: Duration,
     pub max_body_bytes: usize,
     pub retry_after_secs: u64,
     pub per_client_rps: u32,
@@ -601,6 +610,11 @@ impl ConfigFile {
             "must be at least 1",
         )?;
         require(
+            (100..=3_600_000).contains(&t.client_send_ms),
+            "timeouts.client_send_ms",
+            "must be between 100 and 3600000 (an hour)",
+        )?;
+        require(
             t.client_header_ms >= 100,
             "timeouts.client_header_ms",
             "must be at least 100",
@@ -731,6 +745,7 @@ impl ConfigFile {
                 attempts: r.attempts,
                 buffer_bytes: r.buffer_bytes,
                 upstream_timeout: ms(t.upstream_ms),
+                client_send_timeout: ms(t.client_send_ms),
                 max_body_bytes: l.max_body_bytes,
                 retry_after_secs: l.retry_after_secs,
                 per_client_rps: l.per_client_rps,
@@ -858,6 +873,7 @@ mod tests {
         assert!(refused("[balance]\npolicy = \"random\"").starts_with("balance.policy:"));
         assert!(refused("[retry]\nattempts = 0").starts_with("retry.attempts:"));
         assert!(refused("[timeouts]\nclient_idle_ms = 20").starts_with("timeouts.client_idle_ms:"));
+        assert!(refused("[timeouts]\nclient_send_ms = 20").starts_with("timeouts.client_send_ms:"));
         let text = "[[backend]]\nname = \"a\"\naddr = \"127.0.0.1:1\"\n\
                     [[backend]]\nname = \"b\"\naddr = \"localhost\"";
         assert!(

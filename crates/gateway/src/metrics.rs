@@ -49,6 +49,7 @@ pub(crate) struct GatewayMetrics {
     budget_exhausted: Counter,
     ejections: Family<BackendLabels, Counter>,
     shed: Family<ReasonLabels, Counter>,
+    cut: Family<ReasonLabels, Counter>,
     queue_waits: Family<ResultLabels, Histogram>,
     client_connections: Family<ThreadLabels, Gauge>,
     ready: Gauge,
@@ -72,6 +73,7 @@ impl GatewayMetrics {
             budget_exhausted: Counter::default(),
             ejections: Family::default(),
             shed: Family::default(),
+            cut: Family::default(),
             // 1 ms to about 16 s.
             queue_waits: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -107,6 +109,11 @@ impl GatewayMetrics {
             "gateway_shed",
             "Requests answered 503 by the gateway itself, by reason",
             metrics.shed.clone(),
+        );
+        registry.register(
+            "gateway_answers_cut",
+            "Answers cut off because their bytes stopped moving, by who stalled: a client that took none (timeouts.client_send_ms) or a backend that sent none (timeouts.upstream_ms)",
+            metrics.cut.clone(),
         );
         registry.register(
             "gateway_client_connections",
@@ -179,6 +186,15 @@ impl GatewayMetrics {
         self.shed
             .get_or_create(&ReasonLabels {
                 reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// An answer was cut off: `stalled` stopped its bytes moving.
+    pub(crate) fn cut(&self, stalled: crate::proxy::relay::Stall) {
+        self.cut
+            .get_or_create(&ReasonLabels {
+                reason: stalled.as_str().to_string(),
             })
             .inc();
     }

@@ -18,7 +18,7 @@ pub(crate) mod client;
 mod failure;
 mod forward;
 pub(crate) mod headers;
-mod relay;
+pub(crate) mod relay;
 mod room;
 mod slot;
 mod upstream;
@@ -99,7 +99,7 @@ pub(crate) struct Proxy {
     /// Where requests wait while every backend is at its limit.
     pub(crate) queue: Arc<WaitQueue>,
     live: Published<Live>,
-    metrics: Arc<GatewayMetrics>,
+    pub(crate) metrics: Arc<GatewayMetrics>,
     admission: Arc<Semaphore>,
     /// The waiting room, when one is configured.
     pub(crate) room: Option<Arc<Room>>,
@@ -322,11 +322,16 @@ impl Proxy {
                 let whole = relay::relay(
                     &mut conn.wire,
                     answer,
-                    &request_id,
+                    (&request_id, extra),
                     (request.http11, close),
                     (&thread.upstream, &backend.authority),
                     &mut conn.scratch,
-                    extra,
+                    relay::Pace {
+                        alarm: &mut conn.alarm,
+                        client: live.settings.client_send_timeout,
+                        backend: live.settings.upstream_timeout,
+                        metrics: &self.metrics,
+                    },
                 )
                 .await;
                 if let Some((sent, answered)) = sample {

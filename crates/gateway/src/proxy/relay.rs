@@ -1,31 +1,100 @@
 //! Copies a backend's answer to the client: the head as the client gets
 //! it, then the body straight from the backend's socket, in as few writes
 //! as the reads allow (a small answer goes out in one).
+//!
+//! Neither side may stall it for long: a client that takes none of its
+//! answer for `client_send_ms`, or a backend that sends none of its body
+//! for `upstream_ms`, has the answer cut off, so the backend's slot the
+//! request holds is freed. Otherwise a client that stops reading (or a
+//! shop that hangs mid-body) holds a slot for as long as its connection
+//! lives, and enough of them hold all the slots.
 
+use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use http::uri::Authority;
 
 use super::upstream::{Answer, UpstreamPool};
+use super::Alarm;
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
 use crate::http1::response::{write_client_head, AnswerHead, ClientFraming};
 use crate::http1::{Stream, Wire};
+use crate::metrics::GatewayMetrics;
 
 /// Written out once this much is gathered.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Who stopped an answer's bytes from moving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    Client,
+    Backend,
+}
+
+impl Stall {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Stall::Client => "client_stalled",
+            Stall::Backend => "backend_stalled",
+        }
+    }
+}
+
+/// How long each side may keep an answer's bytes from moving, and where
+/// a stall is counted.
+pub(crate) struct Pace<'a> {
+    pub(crate) alarm: &'a mut Alarm,
+    pub(crate) client: Duration,
+    pub(crate) backend: Duration,
+    pub(crate) metrics: &'a GatewayMetrics,
+}
+
+impl Pace<'_> {
+    /// `io`'s result, or a `TimedOut` error (counted) if `who` keeps it
+    /// from finishing for its limit. Biased, and the deadline taken in an
+    /// async block: `io` done at its first poll (most writes and reads)
+    /// never reads the clock nor touches the timer.
+    async fn within<T>(
+        &mut self,
+        who: Stall,
+        io: impl Future<Output = io::Result<T>>,
+    ) -> io::Result<T> {
+        let limit = match who {
+            Stall::Client => self.client,
+            Stall::Backend => self.backend,
+        };
+        let alarm = &mut *self.alarm;
+        tokio::select! {
+            biased;
+            done = io => return done,
+            () = async { alarm.until(tokio::time::Instant::now() + limit).await } => {}
+        }
+        self.metrics.cut(who);
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "{}: nothing moved for {} ms",
+                who.as_str(),
+                limit.as_millis()
+            ),
+        ))
+    }
+}
+
 /// Returns whether the whole body went through (if not, the client's
 /// connection must close: its copy is cut short). The backend's connection
-/// goes back to `pool` when its answer was read to the end.
+/// goes back to `pool` when its answer was read to the end. The gateway
+/// adds `request_id` and the `extra` header lines to the head.
 pub(crate) async fn relay<C: Stream>(
     client: &mut Wire<C>,
     answer: Answer,
-    request_id: &[u8],
+    (request_id, extra): (&[u8], &[u8]),
     (client_http11, close): (bool, bool),
     (pool, authority): (&UpstreamPool, &Authority),
     out: &mut BytesMut,
-    extra: &[u8],
+    mut pace: Pace<'_>,
 ) -> io::Result<bool> {
     let Answer { head, mut wire } = answer;
     let framing = ClientFraming::for_response(&head, client_http11);
@@ -48,10 +117,10 @@ pub(crate) async fn relay<C: Stream>(
             Ok(Step::End) => break,
             Ok(Step::NeedMore) => {
                 if !out.is_empty() {
-                    client.write_all(out).await?;
+                    pace.within(Stall::Client, client.write_all(out)).await?;
                     out.clear();
                 }
-                match wire.read_more().await {
+                match pace.within(Stall::Backend, wire.read_more()).await {
                     Ok(0) if state == State::UntilClose => state = State::Done,
                     Ok(0) | Err(_) => return Ok(false),
                     Ok(_) => {}
@@ -59,19 +128,19 @@ pub(crate) async fn relay<C: Stream>(
             }
             Err(err) => {
                 tracing::debug!(error = %err, "a backend's body was malformed; the client's copy is cut");
-                client.write_all(out).await?;
+                pace.within(Stall::Client, client.write_all(out)).await?;
                 return Ok(false);
             }
         }
         if out.len() >= FLUSH_AT {
-            client.write_all(out).await?;
+            pace.within(Stall::Client, client.write_all(out)).await?;
             out.clear();
         }
     }
     if chunked {
         out.put_slice(LAST_CHUNK);
     }
-    client.write_all(out).await?;
+    pace.within(Stall::Client, client.write_all(out)).await?;
     if head.reusable && wire.buffer.is_empty() {
         pool.put_back(authority, wire);
     }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::stream::{request_head, StreamIo};
 use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::headers::PeerIp;
+use crate::proxy::relay::Stall;
 use crate::proxy::{Proxy, ThreadParts};
 
 /// Room made for a stream's request head to a backend.
@@ -70,12 +71,21 @@ pub(crate) async fn serve(
     // request head is made once, not grown field by field.
     conn.scratch.reserve(STREAM_ROOM);
     conn.upstream_head.reserve(STREAM_ROOM);
-    // Boxed: the request path's future is large, and the stream's task
-    // would otherwise be copied whole when it is spawned and when it ends.
+    // Boxed: the request path's future is large, and the stream's future
+    // would otherwise be copied whole when it is made and moved.
     let _ = Box::pin(parts.proxy.handle(&parts.thread, &mut conn, head)).await;
     let io = &mut conn.wire.stream;
-    // The last of the answer may still wait for the client's window.
-    let _ = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx)).await;
+    // The last of the answer may still wait for the client's window, for
+    // as long as a client may take none of its answer (the timer is made
+    // only if it must wait).
+    let stall = parts.proxy.live().settings.client_send_timeout;
+    tokio::select! {
+        biased;
+        _ = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx)) => {}
+        () = async { tokio::time::sleep(stall).await } => {
+            parts.proxy.metrics.cut(Stall::Client);
+        }
+    }
     let outcome = if io.complete {
         Ok(())
     } else if io.reset {
