@@ -219,8 +219,15 @@ impl StreamIo {
                         match ready!(send.poll_capacity(cx)) {
                             Some(Ok(granted)) => {
                                 let piece = self.sending.split_to(granted.min(self.sending.len()));
-                                if let Err(err) = send.send_data(piece, false) {
+                                // The body's last bytes end the stream in
+                                // their own frame, not an empty one after.
+                                let last = self.sending.is_empty() && self.state == State::Done;
+                                if let Err(err) = send.send_data(piece, last) {
                                     return Poll::Ready(Err(self.broken(err)));
+                                }
+                                if last {
+                                    self.complete = true;
+                                    self.answer = Answer::Done;
                                 }
                             }
                             Some(Err(err)) => return Poll::Ready(Err(self.broken(err))),
