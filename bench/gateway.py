@@ -138,14 +138,12 @@ def flashguard_gateway(procs, tmp, backends, binary=BIN):
     return port
 
 
-def haproxy_config(procs, tmp, port, backend, bind="", global_extra=""):
-    """HAProxy in front of `backend` (its section's lines) on `port`, with the
-    same globals and defaults in every benchmark; its process."""
-    conf = os.path.join(tmp, f"haproxy-{port}.cfg")
-    with open(conf, "w") as f:
-        f.write(f"""global
+def haproxy_config_text(port, backend, bind="", global_extra="", threads=2):
+    """HAProxy's configuration in front of `backend` (its section's lines) on
+    `port`, with the same globals and defaults in every benchmark."""
+    return f"""global
   maxconn 8000
-  nbthread 2
+  nbthread {threads}
 {global_extra}defaults
   mode http
   timeout connect 5s
@@ -157,7 +155,15 @@ frontend fe
   bind 127.0.0.1:{port}{bind}
   default_backend shops
 backend shops
-{backend}""")
+{backend}"""
+
+
+def haproxy_config(procs, tmp, port, backend, bind="", global_extra=""):
+    """HAProxy in front of `backend` on `port` (`haproxy_config_text`); its
+    process."""
+    conf = os.path.join(tmp, f"haproxy-{port}.cfg")
+    with open(conf, "w") as f:
+        f.write(haproxy_config_text(port, backend, bind, global_extra))
     proc = procs.start(["haproxy", "-f", conf, "-db"])
     wait_port(port)
     return proc

@@ -104,14 +104,29 @@ def measure(binary, backend, requests, connections, tmp):
     finally:
         gateway.terminate()
         gateway.wait(timeout=60)
+    return callgrind_total(out), answered
+
+
+def report(name, total, answered, first, what="requests"):
+    """Prints `name`'s instructions per answered request and its ratio to
+    the first build's; returns the first's per-request count."""
+    per = total / max(answered, 1)
+    first = first or per
+    print(f"{name}: {answered} {what} answered, {per:,.0f} instructions per request "
+          f"({per / first:.3f}x the first)", flush=True)
+    return first
+
+
+def callgrind_total(out):
+    """Instructions counted in the dumps written to `out`.PID."""
     total = 0
     for dump in glob.glob(f"{out}.*"):
         with open(dump) as f:
             for line in f:
+                # A dump on demand may give `summary: 0` before its totals.
                 if line.startswith("summary:") or line.startswith("totals:"):
                     total = max(total, int(line.split()[1]))
-                    break
-    return total, answered
+    return total
 
 
 def main():
@@ -128,10 +143,7 @@ def main():
             first = None
             for binary in args.binaries:
                 total, answered = measure(binary, port, args.requests, args.connections, tmp)
-                per = total / max(answered, 1)
-                first = first or per
-                print(f"{binary}: {answered} requests answered, {per:,.0f} instructions per request "
-                      f"({per / first:.3f}x the first)", flush=True)
+                first = report(binary, total, answered, first)
         finally:
             backend.terminate()
             backend.wait()

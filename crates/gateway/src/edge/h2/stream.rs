@@ -1,13 +1,14 @@
 //! One HTTP/2 stream as the request path's client connection. The stream's
-//! request is written as an HTTP/1.1 head (parsed by the same code as a
-//! socket's), its body read through `poll_read`, and the answer the request
-//! path writes is parsed back in `poll_write`: head to HTTP/2 headers,
-//! body (unframed) to DATA frames as the client's window allows. A
-//! backend's answer head comes parsed instead (`take_answer_head`): only
-//! the gateway's own answers are parsed back. So
-//! balancing, retries, the waiting room, admission, limits, request ids,
-//! the access log and traffic stats apply to every stream with no second
-//! copy of any of them, in the stream's own task, without a pipe or a task
+//! request head is built from h2's parsed request as the fields an
+//! HTTP/1.1 head would carry, and checked as every head is
+//! (`request_head`); its body is read through `poll_read`, and the answer
+//! the request path writes is parsed back in `poll_write`: head to HTTP/2
+//! headers, body (unframed) to DATA frames as the client's window allows.
+//! A backend's answer head comes parsed instead (`take_answer_head`): only
+//! the gateway's own answers are parsed back. So balancing, retries, the
+//! waiting room, admission, limits, request ids, the access log and
+//! traffic stats apply to every stream with no second copy of any of
+//! them, polled in the connection's task, without a pipe or a task
 //! between.
 
 use std::io;

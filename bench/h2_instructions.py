@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Instructions per HTTP/2 request over TLS: the gateway's own cost, and
+HAProxy's on the same harness, counted, not timed.
+
+usage: bench/h2_instructions.py [--requests 4000] [--no-haproxy] BIN [BIN...]
+
+Each build's gateway runs under valgrind's callgrind (instrumentation off
+while it starts) with one serving thread and a backend limit no run
+reaches, TLS with an ECDSA P-256 certificate made here, in front of an
+nginx backend answering a fixed JSON body. After a warm-up, instrumentation
+is switched on, h2load sends exactly REQUESTS requests (4 connections x 10
+streams), and the count is dumped: the whole process, TLS included. Then
+HAProxy (`nbthread 1`, no maxconn) is counted the same way. Prints
+instructions per request for each and the ratio to the first.
+
+The machine's noise does not move these counts, so they show what a change
+to the HTTP/2 path saves where bench/tls.py's wall-clock ratios cannot.
+Installs nginx, haproxy and nghttp2-client when missing. Everything runs on
+127.0.0.1 and stops by itself.
+"""
+import argparse, os, re, shutil, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gateway as g  # noqa: E402
+import tls  # noqa: E402
+from gateway_instructions import callgrind_total, report  # noqa: E402
+
+ONE_THREAD = "workers = 1\n[concurrency]\nadaptive = false\ninitial = 1024\nmax = 1024\n"
+
+
+def h2load(port, requests):
+    out = subprocess.run(["h2load", "-n", str(requests), "-c", "4", "-m", "10", f"https://127.0.0.1:{port}/"],
+                         capture_output=True, text=True).stdout
+    found = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    return int(found.group(1)) if found else 0
+
+
+def counted(command, port, requests, out):
+    """Runs `command` under callgrind; the instructions of `requests`
+    h2load requests to `port`, and how many succeeded."""
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                             f"--callgrind-out-file={out}.%p", *command],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=g.TOKEN))
+    try:
+        g.wait_port(port, timeout=120)
+        h2load(port, 400)  # warm-up: handshakes, pools, first allocations
+        subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+        answered = h2load(port, requests)
+        subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return callgrind_total(out), answered
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=4000)
+    ap.add_argument("--no-haproxy", action="store_true")
+    ap.add_argument("binaries", nargs="+")
+    args = ap.parse_args()
+    for tool, package in (("nginx", "nginx"), ("haproxy", "haproxy"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
+    procs = g.Procs()
+    tmp = tempfile.mkdtemp(prefix="flashguard-h2i-")
+    try:
+        cert, key, both = tls.certificate(tmp)
+        backend = g.nginx_backend(procs, tmp, "backend")
+        config = os.path.join(tmp, "one-thread.toml")
+        with open(config, "w") as f:
+            f.write(ONE_THREAD)
+        runs = []
+        for n, binary in enumerate(args.binaries):
+            port, admin = g.free_port(), g.free_port()
+            runs.append((binary, port, [binary, "gateway", "--listen", f"127.0.0.1:{port}",
+                                        "--admin-listen", f"127.0.0.1:{admin}", "--backend", f"s1=127.0.0.1:{backend}",
+                                        "--tls-cert", cert, "--tls-key", key, "--config", config]))
+        if not args.no_haproxy:
+            port = g.free_port()
+            conf = os.path.join(tmp, "haproxy.cfg")
+            with open(conf, "w") as f:
+                f.write(g.haproxy_config_text(port, f"  server s1 127.0.0.1:{backend}\n",
+                                              bind=f" ssl crt {both} alpn h2,http/1.1",
+                                              global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n",
+                                              threads=1))
+            runs.append(("haproxy", port, ["haproxy", "-f", conf, "-db"]))
+        first = None
+        for n, (name, port, command) in enumerate(runs):
+            total, answered = counted(command, port, args.requests, os.path.join(tmp, f"callgrind-{n}"))
+            first = report(name, total, answered, first, "HTTP/2 requests")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
