@@ -319,8 +319,10 @@ fn push(headers: &mut HeaderMap, name: &[u8], value: Bytes, known: Known) {
     };
     // Values that differ on every answer are not put in the client's HPACK
     // table: they would only push out the ones that repeat, and looking
-    // them up costs more than sending them.
-    if matches!(known, Known::RequestId | Known::ContentLength) || name == http::header::DATE {
+    // them up costs more than sending them. `date` is put in: it changes
+    // once a second, so a busy connection sends it as one byte, not
+    // Huffman-coded on every answer.
+    if matches!(known, Known::RequestId | Known::ContentLength) {
         value.set_sensitive(true);
     }
     headers.append(name, value);
