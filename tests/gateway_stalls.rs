@@ -167,3 +167,41 @@ async fn an_http2_stream_whose_client_opens_no_window_is_cut_off_and_its_slot_fr
     .await;
     assert_eq!(ended, Ok(true), "the stalled stream was not reset");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_that_stop_reading_raise_the_default_alert() {
+    let backend = echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[concurrency]\nadaptive = false\ninitial = 32\nmax = 32\n\n[timeouts]\nclient_send_ms = 300\n",
+    )
+    .unwrap();
+    let backend = format!("echo={backend}");
+    let gateway =
+        Gateway::start(&["--backend", &backend, "--config", config.to_str().unwrap()]).await;
+    let (_monitor, url) = support::monitor_with_default_rules(&gateway.admin_url, dir.path()).await;
+    // The monitor has seen the count at 0 (the gateway exports it from
+    // the start), so the burst below is an increase it can see.
+    support::poll_json(
+        &format!("{url}/api/query?metric=gateway_answers_cut_total&reason=client_stalled"),
+        Duration::from_secs(30),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    // Twelve clients at once ask for an endless answer and read none of it.
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..12 {
+        let mut client = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        client
+            .write_all(b"GET /endless HTTP/1.1\r\nHost: shop\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(client);
+    }
+    let alert = support::firing_alert(&url, "AnswersCut").await;
+    assert_eq!(alert["labels"]["reason"], "client_stalled", "{alert}");
+    drop(stalled);
+}

@@ -509,35 +509,8 @@ async fn the_monitor_warns_of_a_certificate_that_expires_within_14_days() {
     let soon = ca.leaf_valid("soon", &["soon.test"], 1, 10);
     let gateway = support::tls::gateway(&soon, &[]).await;
     let dir = tempfile::tempdir().unwrap();
-    // The default rules, as a store runs them.
-    let mut monitor = support::Part::launch(
-        &[
-            "monitor",
-            "--listen",
-            "127.0.0.1:0",
-            "--target",
-            &format!("gateway={}", gateway.admin_url),
-            "--incidents-db",
-            &dir.path().join("incidents.sqlite").display().to_string(),
-        ],
-        Some(ADMIN_TOKEN),
-    );
-    let url = monitor.expect_line("listening on ").await;
-    let alerts = support::poll_json(&format!("{url}/api/alerts"), Duration::from_secs(30), |v| {
-        v.as_array().is_some_and(|a| {
-            a.iter().any(|x| {
-                x["labels"]["alertname"] == "CertificateExpiresSoon" && x["state"] == "firing"
-            })
-        })
-    })
-    .await;
-    let alert = alerts
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["labels"]["alertname"] == "CertificateExpiresSoon")
-        .unwrap()
-        .clone();
+    let (_monitor, url) = support::monitor_with_default_rules(&gateway.admin_url, dir.path()).await;
+    let alert = support::firing_alert(&url, "CertificateExpiresSoon").await;
     assert_eq!(alert["labels"]["name"], "soon.test", "{alert}");
 }
 

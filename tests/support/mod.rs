@@ -230,6 +230,41 @@ pub async fn poll_json(url: &str, within: Duration, ok: impl Fn(&Value) -> bool)
     }
 }
 
+/// The monitor with its default rules, as a store runs it, watching the
+/// gateway whose admin API is at `gateway_admin_url`; its incidents go to
+/// `dir`. The process and its URL.
+pub async fn monitor_with_default_rules(
+    gateway_admin_url: &str,
+    dir: &std::path::Path,
+) -> (Part, String) {
+    let mut monitor = Part::launch(
+        &[
+            "monitor",
+            "--listen",
+            "127.0.0.1:0",
+            "--target",
+            &format!("gateway={gateway_admin_url}"),
+            "--incidents-db",
+            &dir.join("incidents.sqlite").display().to_string(),
+        ],
+        Some(ADMIN_TOKEN),
+    );
+    let url = monitor.expect_line("listening on ").await;
+    (monitor, url)
+}
+
+/// Waits up to 30 s for the monitor at `url` to fire the alert `name`;
+/// the alert.
+pub async fn firing_alert(url: &str, name: &str) -> Value {
+    let is_it = |x: &Value| x["labels"]["alertname"] == name && x["state"] == "firing";
+    let alerts = poll_json(&format!("{url}/api/alerts"), Duration::from_secs(30), |v| {
+        v.as_array().is_some_and(|a| a.iter().any(is_it))
+    })
+    .await;
+    let found = alerts.as_array().into_iter().flatten().find(|x| is_it(x));
+    found.cloned().unwrap_or_default()
+}
+
 /// GETs a URL and returns its body as text.
 pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
     client

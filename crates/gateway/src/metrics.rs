@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use crate::answers::{Answers, AnswersCollector};
 use crate::backend::State;
 use crate::balance::Backends;
+use crate::proxy::relay::Stall;
 use crate::queue::WaitQueue;
 use crate::traffic::History;
 
@@ -110,6 +111,13 @@ impl GatewayMetrics {
             "Requests answered 503 by the gateway itself, by reason",
             metrics.shed.clone(),
         );
+        // Both series exist from the start, at 0: a burst of cuts between
+        // two scrapes is then an increase, not a new series' first value.
+        for stalled in [Stall::Client, Stall::Backend] {
+            let _ = metrics.cut.get_or_create(&ReasonLabels {
+                reason: stalled.as_str().to_string(),
+            });
+        }
         registry.register(
             "gateway_answers_cut",
             "Answers cut off because their bytes stopped moving, by who stalled: a client that took none (timeouts.client_send_ms) or a backend that sent none (timeouts.upstream_ms)",
@@ -191,7 +199,7 @@ impl GatewayMetrics {
     }
 
     /// An answer was cut off: `stalled` stopped its bytes moving.
-    pub(crate) fn cut(&self, stalled: crate::proxy::relay::Stall) {
+    pub(crate) fn cut(&self, stalled: Stall) {
         self.cut
             .get_or_create(&ReasonLabels {
                 reason: stalled.as_str().to_string(),

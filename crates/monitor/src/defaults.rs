@@ -131,6 +131,20 @@ for_s = 0
 labels = { severity = "warning" }
 annotations = { summary = "{{ $value }} wrong admin tokens at {{ $labels.target }} within a minute" }
 
+# Answers cut off mid-way: clients that take none of their answer for
+# timeouts.client_send_ms (slow readers holding the shops' slots, or an
+# attack made of them), or a shop silent mid-body for timeouts.upstream_ms.
+[[rule]]
+name = "AnswersCut"
+metric = "gateway_answers_cut_total"
+aggregation = "increase"
+window_s = 60
+op = ">"
+threshold = 10
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "{{ $value }} answers cut at {{ $labels.target }} within a minute ({{ $labels.reason }})" }
+
 # A certificate the gateway serves expires within 14 days: renew it (the
 # gateway picks the new files up by itself).
 [[rule]]
