@@ -221,7 +221,7 @@ fn exported_rules_pass_promtool() {
         "{said}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(said.contains("SUCCESS: 12 rules found"), "{said}");
+    assert!(said.contains("SUCCESS: 13 rules found"), "{said}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
