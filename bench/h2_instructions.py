@@ -25,7 +25,7 @@ import gateway as g  # noqa: E402
 import tls  # noqa: E402
 from gateway_instructions import callgrind_total, report  # noqa: E402
 
-ONE_THREAD = "workers = 1\n[concurrency]\nadaptive = false\ninitial = 1024\nmax = 1024\n"
+ONE_THREAD = "workers = 1\n" + tls.UNLIMITED
 
 
 def h2load(port, requests):
@@ -83,9 +83,8 @@ def main():
             conf = os.path.join(tmp, "haproxy.cfg")
             with open(conf, "w") as f:
                 f.write(g.haproxy_config_text(port, f"  server s1 127.0.0.1:{backend}\n",
-                                              bind=f" ssl crt {both} alpn h2,http/1.1",
-                                              global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n",
-                                              threads=1))
+                                              bind=tls.haproxy_tls_bind(both),
+                                              global_extra=tls.HAPROXY_TLS_GLOBAL, threads=1))
             runs.append(("haproxy", port, ["haproxy", "-f", conf, "-db"]))
         first = None
         for n, (name, port, command) in enumerate(runs):

@@ -81,11 +81,18 @@ def flashguard(procs, tmp, backend, cert, key, extra=()):
     return proc, port
 
 
+# HAProxy terminating TLS: its bind options and globals.
+HAPROXY_TLS_GLOBAL = "  ssl-default-bind-options ssl-min-ver TLSv1.2\n"
+
+
+def haproxy_tls_bind(both):
+    return f" ssl crt {both} alpn h2,http/1.1"
+
+
 def haproxy(procs, tmp, backend, both, server_options=""):
     port = g.free_port()
     proc = g.haproxy_config(procs, tmp, port, f"  server s1 127.0.0.1:{backend}{server_options}\n",
-                            bind=f" ssl crt {both} alpn h2,http/1.1",
-                            global_extra="  ssl-default-bind-options ssl-min-ver TLSv1.2\n")
+                            bind=haproxy_tls_bind(both), global_extra=HAPROXY_TLS_GLOBAL)
     return proc, port
 
 

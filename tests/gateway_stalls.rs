@@ -28,12 +28,18 @@ upstream_ms = 1000
 /// The gateway with one slot at its one backend; over TLS when `leaf`
 /// is given.
 async fn one_slot_gateway(leaf: Option<&CertFiles>) -> (Gateway, tempfile::TempDir) {
+    gateway_with(CONFIG, leaf).await
+}
+
+/// The gateway in front of an echo backend with `config` as its
+/// gateway.toml, in a directory of its own (returned with it).
+async fn gateway_with(config: &str, leaf: Option<&CertFiles>) -> (Gateway, tempfile::TempDir) {
     let backend = echo_backend().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
     let backend = format!("echo={backend}");
-    let args = ["--backend", &backend, "--config", config.to_str().unwrap()];
+    let args = ["--backend", &backend, "--config", path.to_str().unwrap()];
     let gateway = match leaf {
         Some(leaf) => support::tls::gateway(leaf, &args).await,
         None => Gateway::start(&args).await,
@@ -170,17 +176,9 @@ async fn an_http2_stream_whose_client_opens_no_window_is_cut_off_and_its_slot_fr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_that_stop_reading_raise_the_default_alert() {
-    let backend = echo_backend().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        "[concurrency]\nadaptive = false\ninitial = 32\nmax = 32\n\n[timeouts]\nclient_send_ms = 300\n",
-    )
-    .unwrap();
-    let backend = format!("echo={backend}");
-    let gateway =
-        Gateway::start(&["--backend", &backend, "--config", config.to_str().unwrap()]).await;
+    let config = "[concurrency]\nadaptive = false\ninitial = 32\nmax = 32\n\n\
+                  [timeouts]\nclient_send_ms = 300\n";
+    let (gateway, dir) = gateway_with(config, None).await;
     let (_monitor, url) = support::monitor_with_default_rules(&gateway.admin_url, dir.path()).await;
     // The monitor has seen the count at 0 (the gateway exports it from
     // the start), so the burst below is an increase it can see.

@@ -114,9 +114,7 @@ impl GatewayMetrics {
         // Both series exist from the start, at 0: a burst of cuts between
         // two scrapes is then an increase, not a new series' first value.
         for stalled in [Stall::Client, Stall::Backend] {
-            let _ = metrics.cut.get_or_create(&ReasonLabels {
-                reason: stalled.as_str().to_string(),
-            });
+            metrics.cuts(stalled);
         }
         registry.register(
             "gateway_answers_cut",
@@ -200,11 +198,16 @@ impl GatewayMetrics {
 
     /// An answer was cut off: `stalled` stopped its bytes moving.
     pub(crate) fn cut(&self, stalled: Stall) {
+        self.cuts(stalled).inc();
+    }
+
+    /// The count of answers `stalled` had cut off.
+    fn cuts(&self, stalled: Stall) -> Counter {
         self.cut
             .get_or_create(&ReasonLabels {
                 reason: stalled.as_str().to_string(),
             })
-            .inc();
+            .clone()
     }
 
     /// The count of client connections serving thread `thread` has open.

@@ -57,10 +57,10 @@ pub(crate) struct Terminator {
     metrics: Arc<EdgeMetrics>,
 }
 
-/// What a finished handshake chose.
 /// HTTP/1.1 over TLS: a byte stream to the request path like a socket.
 impl Stream for TlsStream<TcpStream> {}
 
+/// What a finished handshake chose.
 pub(crate) struct Accepted {
     pub(crate) stream: TlsStream<TcpStream>,
     pub(crate) h2: bool,

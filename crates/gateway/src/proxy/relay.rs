@@ -56,7 +56,7 @@ impl Pace<'_> {
     /// from finishing for its limit. Biased, and the deadline taken in an
     /// async block: `io` done at its first poll (most writes and reads)
     /// never reads the clock nor touches the timer.
-    async fn within<T>(
+    pub(crate) async fn within<T>(
         &mut self,
         who: Stall,
         io: impl Future<Output = io::Result<T>>,

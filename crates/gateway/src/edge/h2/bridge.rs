@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use super::stream::{request_head, StreamIo};
 use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::headers::PeerIp;
-use crate::proxy::relay::Stall;
+use crate::proxy::relay::{Pace, Stall};
 use crate::proxy::{Proxy, ThreadParts};
 
 /// Room made for a stream's request head to a backend.
@@ -76,16 +76,16 @@ pub(crate) async fn serve(
     let _ = Box::pin(parts.proxy.handle(&parts.thread, &mut conn, head)).await;
     let io = &mut conn.wire.stream;
     // The last of the answer may still wait for the client's window, for
-    // as long as a client may take none of its answer (the timer is made
-    // only if it must wait).
-    let stall = parts.proxy.live().settings.client_send_timeout;
-    tokio::select! {
-        biased;
-        _ = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx)) => {}
-        () = async { tokio::time::sleep(stall).await } => {
-            parts.proxy.metrics.cut(Stall::Client);
-        }
-    }
+    // as long as a client may take none of its answer, as in the relay.
+    let live = parts.proxy.live();
+    let mut pace = Pace {
+        alarm: &mut conn.alarm,
+        client: live.settings.client_send_timeout,
+        backend: live.settings.upstream_timeout,
+        metrics: &parts.proxy.metrics,
+    };
+    let flushed = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx));
+    let _ = pace.within(Stall::Client, flushed).await;
     let outcome = if io.complete {
         Ok(())
     } else if io.reset {
