@@ -240,6 +240,32 @@ pub(crate) struct UpArgs {
     /// config file, or their defaults.
     #[arg(long, value_enum)]
     pub(crate) waiting_room: Option<RoomArg>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
+}
+
+/// HTTPS at the gateway from the command line, for quick use.
+#[derive(clap::Args)]
+pub(crate) struct TlsArgs {
+    /// Serve HTTPS on --listen with this certificate chain (PEM, leaf
+    /// first); with --tls-key. Sets `[tls] cert`.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM). Sets `[tls] key`.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Sets `[tls]`'s default certificate, keeping its other settings.
+    pub(crate) fn apply(self, tls: &mut Option<flashguard_gateway::edge::config::TlsFile>) {
+        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
+            let tls = tls.get_or_insert_with(|| {
+                flashguard_gateway::edge::config::TlsFile::new(cert.clone(), key.clone())
+            });
+            (tls.cert, tls.key) = (cert, key);
+        }
+    }
 }
 
 /// `up --waiting-room`.
@@ -293,13 +319,8 @@ pub(crate) struct GatewayArgs {
     /// added to the file's trusted_proxies.
     #[arg(long = "trust-proxy", value_name = "IP")]
     pub(crate) trusted_proxies: Vec<String>,
-    /// Serve HTTPS on --listen with this certificate chain (PEM, leaf
-    /// first); with --tls-key. Sets `[tls] cert`.
-    #[arg(long, value_name = "PATH", requires = "tls_key")]
-    pub(crate) tls_cert: Option<PathBuf>,
-    /// The certificate's private key (PEM). Sets `[tls] key`.
-    #[arg(long, value_name = "PATH", requires = "tls_cert")]
-    pub(crate) tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) tls: TlsArgs,
     /// Load and validate the configuration (file and flags), print
     /// `config ok`, and exit without starting: for checking deployments.
     #[arg(long)]

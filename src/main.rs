@@ -167,16 +167,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if args.dns_server.is_some() {
         file.discovery.dns_server = args.dns_server;
     }
-    match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let tls = file.tls.get_or_insert_with(|| {
-                flashguard_gateway::edge::config::TlsFile::new(cert.clone(), key.clone())
-            });
-            (tls.cert, tls.key) = (cert, key);
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
-    }
+    args.tls.apply(&mut file.tls);
     let config = file.validate()?;
     flashguard_gateway::check_tls(&config)?;
     if args.check_config {
@@ -241,7 +232,13 @@ async fn up(args: UpArgs, json: bool, verbose: bool) -> anyhow::Result<()> {
         room.activation = activation.into();
         file.waiting_room = Some(room);
     }
+    args.tls.apply(&mut file.tls);
     let config = file.validate()?;
+    // A bad certificate is refused here, naming its file, not found later
+    // as a gateway that never came up.
+    if let Some((_, tls)) = &config.tls {
+        flashguard_gateway::check_certificates(tls)?;
+    }
     let logs_dir = PathBuf::from(&config.logs_dir);
     let problems = flashguard_telemetry::TerminalLog::Problems;
     let everything = watched_logs(json, verbose, problems, &logs_dir.join("up.log"))?;

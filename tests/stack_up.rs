@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -156,15 +157,93 @@ async fn ctrl_c_stops_every_part_and_exits_zero() {
 
 #[tokio::test]
 async fn a_bad_stack_config_is_refused_naming_the_field() {
+    let stderr = up_refuses("shops = 0\n").await;
+    assert!(stderr.contains("shops: must be 1 to 32"), "{stderr}");
+}
+
+/// `[tls]` in stack.toml as a gateway.toml has it.
+fn tls_section(cert: &Path, key: &Path) -> String {
+    format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[tokio::test]
+async fn up_with_tls_serves_the_storefront_over_https_in_http2_and_http11() {
+    let ca = support::tls::TestCa::new();
+    let leaf = ca.leaf("storefront", &["localhost"]);
+    let stack = Up::start(1, 0, &tls_section(&leaf.cert, &leaf.key)).await;
+    assert!(
+        stack.storefront.starts_with("https://"),
+        "storefront on {}",
+        stack.storefront
+    );
+    for (h2, version) in [
+        (true, http::Version::HTTP_2),
+        (false, http::Version::HTTP_11),
+    ] {
+        let answer = ca
+            .client(h2)
+            .get(format!("{}/api/products", stack.storefront))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.version(), version);
+        let products: Value = answer.json().await.unwrap();
+        assert!(
+            products.as_array().is_some_and(|list| !list.is_empty()),
+            "the demo catalogue through the gateway: {products}"
+        );
+    }
+    // The admin API stays plain HTTP on loopback: the stack's probes and
+    // its monitor's scrapes reach it so.
+    let ready = client()
+        .get(format!("{}/readyz", stack.gateway_admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+async fn up_refuses(config_text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("stack.toml");
-    std::fs::write(&config, "shops = 0\n").unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::write(
+        &config,
+        format!("logs_dir = \"{}\"\n{config_text}", logs.display()),
+    )
+    .unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashguard"))
         .args(["up", "--config", &config.display().to_string()])
         .output()
         .await
         .unwrap();
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("shops: must be 1 to 32"), "{stderr}");
+    // Refused before anything started: no part wrote a log.
+    let started = std::fs::read_dir(&logs).map_or(0, |dir| dir.count());
+    assert_eq!(started, 0, "logs of parts that started: {}", logs.display());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn bad_tls_for_up_is_refused_before_any_part_starts() {
+    let ca = support::tls::TestCa::new();
+    let leaf = ca.leaf("storefront", &["localhost"]);
+    let missing = ca.dir.path().join("missing.pem");
+    let stderr = up_refuses(&tls_section(&missing, &leaf.key)).await;
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    let other = ca.leaf("other", &["example.test"]);
+    let stderr = up_refuses(&tls_section(&leaf.cert, &other.key)).await;
+    assert!(stderr.contains("does not fit"), "{stderr}");
+    assert!(
+        stderr.contains(&leaf.cert.display().to_string()),
+        "{stderr}"
+    );
+    let admin = tls_section(&leaf.cert, &leaf.key).replace("[tls]", "[tls.admin]");
+    let stderr = up_refuses(&format!("{}{admin}", tls_section(&leaf.cert, &leaf.key))).await;
+    assert!(stderr.contains("tls.admin: is not for a stack"), "{stderr}");
 }

@@ -27,4 +27,4 @@ pub mod status;
 mod traffic;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};
-pub use server::{bind, check_tls, run, GatewayError, Listeners};
+pub use server::{bind, check_certificates, check_tls, run, GatewayError, Listeners};

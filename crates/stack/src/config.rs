@@ -66,6 +66,12 @@ pub struct StackFile {
     /// The gateway's waiting room (`[waiting_room]` as in gateway.toml).
     /// Default none: no room.
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
+    /// HTTPS at the gateway (`[tls]` as in gateway.toml): customers
+    /// connect to `listen` over TLS, HTTP/2 or HTTP/1.1. The certificate
+    /// files are read by the gateway, reloaded when they change. The
+    /// admin listener stays plain (`[tls.admin]` is refused): the stack
+    /// and its monitor reach it on loopback. Default none: plain HTTP.
+    pub tls: Option<flashguard_gateway::edge::config::TlsFile>,
 }
 
 impl Default for StackFile {
@@ -92,6 +98,7 @@ impl Default for StackFile {
             shop_cpu: None,
             autoscale: None,
             waiting_room: None,
+            tls: None,
         }
     }
 }
@@ -121,6 +128,11 @@ pub struct StackConfig {
     /// The autoscaler's rules and its step.
     pub autoscale: Option<(crate::AutoscaleRules, Duration)>,
     pub waiting_room: Option<flashguard_gateway::room::RoomFile>,
+    /// `[tls]` as written, for the gateway's config, and as validated.
+    pub tls: Option<(
+        flashguard_gateway::edge::config::TlsFile,
+        flashguard_gateway::edge::config::TlsRules,
+    )>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +144,9 @@ pub enum StackConfigError {
         field: &'static str,
         problem: &'static str,
     },
+    /// A gateway setting given to the stack (`[waiting_room]`, `[tls]`).
     #[error(transparent)]
-    WaitingRoom(#[from] flashguard_gateway::ConfigError),
+    Gateway(#[from] flashguard_gateway::ConfigError),
 }
 
 impl StackFile {
@@ -200,6 +213,20 @@ impl StackFile {
             // Refused here with the field named, not later by the gateway.
             room.validate(None)?;
         }
+        let tls = match self.tls {
+            Some(tls) if tls.admin.is_some() => {
+                return refuse(
+                    "tls.admin",
+                    "is not for a stack: the stack and its monitor reach the gateway's admin API \
+                     in plain HTTP on loopback (run `flashguard gateway` alone for admin HTTPS)",
+                );
+            }
+            Some(tls) => {
+                let rules = tls.validate()?;
+                Some((tls, rules))
+            }
+            None => None,
+        };
         let token = self
             .admin_token
             .filter(|t| !t.trim().is_empty())
@@ -230,6 +257,7 @@ impl StackFile {
             shop_cpu: self.shop_cpu,
             autoscale,
             waiting_room: self.waiting_room,
+            tls,
         })
     }
 }

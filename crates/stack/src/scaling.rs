@@ -30,8 +30,11 @@ pub(crate) async fn drive(stack: &mut Stack, rules: AutoscaleRules, step: Durati
     loop {
         tick.tick().await;
         if sales_read.is_none_or(|at| at.elapsed() >= SALES_EVERY) {
-            if let Some(storefront) = stack.storefront() {
-                sales = sale_windows(&http, &storefront).await.unwrap_or(sales);
+            for shop in stack.catalogue_sources() {
+                if let Some(read) = sale_windows(&http, &shop).await {
+                    sales = read;
+                    break;
+                }
             }
             sales_read = Some(tokio::time::Instant::now());
         }
@@ -220,8 +223,8 @@ fn sum(metrics: &str, family: &str) -> f64 {
 }
 
 /// The catalogue's sale windows (`sale_starts_at`, `sale_ends_at`).
-async fn sale_windows(http: &reqwest::Client, storefront: &str) -> Option<Vec<SaleWindow>> {
-    let products: Vec<Value> = json_of(http.get(format!("{storefront}/api/products"))).await?;
+async fn sale_windows(http: &reqwest::Client, shop: &str) -> Option<Vec<SaleWindow>> {
+    let products: Vec<Value> = json_of(http.get(format!("{shop}/api/products"))).await?;
     let ms = |value: &Value| -> Option<u64> {
         let at = flashguard_telemetry::parse_rfc3339(value.as_str()?).ok()?;
         u64::try_from(at).ok()

@@ -199,16 +199,16 @@ impl Stack {
     }
 
     /// The gateway, with every shop as a backend (backups in the backup
-    /// pool), once each has printed its address; its waiting room, if
-    /// any, in a gateway.toml beside the logs.
+    /// pool), once each has printed its address; its waiting room and its
+    /// TLS, if any, in a gateway.toml beside the logs.
     async fn start_gateway(&mut self) -> Result<(), StackError> {
         let config = &self.config;
         let mut args = vec![
             "--admin-listen".to_string(),
             config.gateway_admin_listen.clone(),
         ];
-        if let Some(room) = &config.waiting_room {
-            let path = self.write_gateway_config(room)?;
+        if config.waiting_room.is_some() || config.tls.is_some() {
+            let path = self.write_gateway_config()?;
             args.extend(["--config".to_string(), path.display().to_string()]);
         }
         for proxy in &config.trusted_proxies {
@@ -331,19 +331,25 @@ impl Stack {
         }
     }
 
-    /// gateway.toml with the waiting room, in the logs folder (or the
-    /// system's temporary one).
-    fn write_gateway_config(
-        &self,
-        room: &flashguard_gateway::room::RoomFile,
-    ) -> Result<PathBuf, StackError> {
+    /// gateway.toml with the waiting room and `[tls]`, in the logs folder
+    /// (or the system's temporary one). The certificate paths are written
+    /// as given: the gateway runs in this process's folder, as relative
+    /// paths expect.
+    fn write_gateway_config(&self) -> Result<PathBuf, StackError> {
         #[derive(serde::Serialize)]
         struct GatewayFile<'a> {
-            waiting_room: &'a flashguard_gateway::room::RoomFile,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            waiting_room: Option<&'a flashguard_gateway::room::RoomFile>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tls: Option<&'a flashguard_gateway::edge::config::TlsFile>,
         }
+        let file = GatewayFile {
+            waiting_room: self.config.waiting_room.as_ref(),
+            tls: self.config.tls.as_ref().map(|(file, _)| file),
+        };
         let dir = self.logs.dir.clone().unwrap_or_else(std::env::temp_dir);
         let path = dir.join(format!("gateway-{}.toml", std::process::id()));
-        let text = toml::to_string(&GatewayFile { waiting_room: room })
+        let text = toml::to_string(&file)
             .map_err(|err| StackError::GatewayConfig(std::io::Error::other(err)))?;
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&path, text))
@@ -391,9 +397,14 @@ impl Stack {
         Some((admin, self.config.admin_token.clone()))
     }
 
-    /// The storefront (the gateway), where the catalogue is read.
-    pub(crate) fn storefront(&self) -> Option<String> {
-        self.gateway.as_ref()?.view().addr
+    /// Where the catalogue is read: the shops, in turn, not the
+    /// gateway, whose answers may be a waiting room's, or over TLS with a
+    /// certificate the stack has no reason to trust.
+    pub(crate) fn catalogue_sources(&self) -> Vec<String> {
+        self.shops
+            .iter()
+            .filter_map(|shop| shop.view().addr)
+            .collect()
     }
 
     /// One shop more: started (with the shops' quota), ready, warmed with

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 
-/// `[tls]`: HTTPS on the customers' listener.
-#[derive(Debug, Clone, Deserialize)]
+/// `[tls]`: HTTPS on the customers' listener. Serialized too: `flashguard
+/// up` writes its `[tls]` into the gateway's config.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
     /// The default certificate chain (PEM, leaf first), served when the
@@ -71,7 +72,7 @@ fn default_handshake_ms() -> u64 {
 }
 
 /// `[[tls.certificate]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateFile {
     pub cert: PathBuf,
@@ -79,7 +80,7 @@ pub struct CertificateFile {
 }
 
 /// `[tls.admin]`: the admin listener over HTTPS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminTlsFile {
     pub cert: PathBuf,
