@@ -60,6 +60,17 @@ pub(crate) struct GatewayMetrics {
     pub(crate) edge: Arc<crate::edge::metrics::EdgeMetrics>,
 }
 
+/// How a wait in the queue ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueOutcome {
+    /// A slot came.
+    Granted,
+    /// None came within `queue.timeout_ms`.
+    TimedOut,
+    /// The client gave up first (it reset its HTTP/2 stream).
+    Abandoned,
+}
+
 impl GatewayMetrics {
     pub(crate) fn new(
         backends: Arc<Backends>,
@@ -180,9 +191,13 @@ impl GatewayMetrics {
             .inc();
     }
 
-    /// A request waited `waited` in the queue; `granted`: it got a slot.
-    pub(crate) fn queued(&self, waited: Duration, granted: bool) {
-        let result = if granted { "granted" } else { "timed_out" };
+    /// A request waited `waited` in the queue, and how that ended.
+    pub(crate) fn queued(&self, waited: Duration, outcome: QueueOutcome) {
+        let result = match outcome {
+            QueueOutcome::Granted => "granted",
+            QueueOutcome::TimedOut => "timed_out",
+            QueueOutcome::Abandoned => "abandoned",
+        };
         self.queue_waits
             .get_or_create(&ResultLabels { result })
             .observe(waited.as_secs_f64());

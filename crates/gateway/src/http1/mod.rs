@@ -251,7 +251,10 @@ impl ConnectionOptions {
     }
 
     /// Whether `field` of `head` is passed on to the next hop. `Host` is
-    /// never taken for hop-by-hop, whatever `Connection` names.
+    /// never taken for hop-by-hop, whatever `Connection` names. Inlined:
+    /// it runs for every field of every head, and a call costs more than
+    /// its usual answer (no `Connection` options named).
+    #[inline]
     pub(crate) fn copied(&self, head: &Head, field: &Field) -> bool {
         field.known.copied()
             && (self.named.is_empty()

@@ -40,6 +40,18 @@ pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {
     fn take_answer_head(&mut self, _answer: &AnswerHead<'_>) -> io::Result<bool> {
         Ok(false)
     }
+
+    /// Whether the client can give up on a request (`poll_abandoned`).
+    /// A socket cannot: an HTTP/1.1 client's hang-up cannot be told from
+    /// a half-close without reading what it sent next, so its request
+    /// goes on, as HAProxy's does by default.
+    const ABANDONS: bool = false;
+
+    /// Ready once the client has given up on its request: an HTTP/2
+    /// stream it reset. Never, unless `ABANDONS`.
+    fn poll_abandoned(&mut self, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
 }
 
 impl Stream for TcpStream {}

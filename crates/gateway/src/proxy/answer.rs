@@ -29,7 +29,14 @@ pub(crate) enum Refusal {
     HeadTooLarge,
     /// The client asked for something the gateway does not do.
     NotImplemented,
+    /// The client gave up before its answer came (it reset its HTTP/2
+    /// stream). Nobody reads this answer: it is for the access log and
+    /// the metrics, as nginx's 499.
+    ClientGone,
 }
+
+/// nginx's "client closed request": no standard status says it.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
@@ -45,6 +52,9 @@ impl Refusal {
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            Refusal::ClientGone => {
+                StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST)
+            }
         }
     }
 
@@ -61,6 +71,7 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::HeadTooLarge => "head_too_large",
             Refusal::NotImplemented => "not_implemented",
+            Refusal::ClientGone => "client_gone",
         }
     }
 

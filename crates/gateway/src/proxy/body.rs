@@ -103,12 +103,7 @@ impl RequestBody {
 
     /// The body for the next try; `None` when it was streamed to an
     /// earlier one and cannot be sent again.
-    pub(crate) fn for_try<'a, C>(
-        &mut self,
-        client: &'a mut Wire<C>,
-        framing: Framing,
-        limit: u64,
-    ) -> Option<TryBody<'a, C>> {
+    pub(crate) fn for_try(&mut self, framing: Framing, limit: u64) -> Option<TryBody> {
         match self {
             RequestBody::Buffered { bytes, announced } => Some(TryBody::Buffered {
                 bytes: bytes.clone(),
@@ -118,7 +113,6 @@ impl RequestBody {
             RequestBody::Streaming { length, spent } => {
                 *spent = true;
                 Some(TryBody::Streaming {
-                    client,
                     state: State::of(framing),
                     length: *length,
                     limit,

@@ -25,6 +25,8 @@ pub(crate) enum Happened {
     NoAnswerInTime(Duration),
     /// The client's body could not be read, was cut off or is too large.
     ClientBody { too_large: bool, detail: String },
+    /// The client gave up on the request before its answer came.
+    Abandoned,
 }
 
 /// Whose fault a failed try was.
@@ -98,6 +100,10 @@ impl TryError {
                     Refusal::BadRequest
                 },
                 detail,
+            ),
+            Happened::Abandoned => TryError::client(
+                Refusal::ClientGone,
+                format!("the client reset the request while {backend} was answering"),
             ),
         }
     }

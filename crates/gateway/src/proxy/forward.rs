@@ -155,7 +155,8 @@ pub(super) async fn forward<S: Stream>(
             .and_then(|sku| route.owners.owner(&list, sku, &tried));
         let all_but_owner = owner.map(|owner| affinity::all_but(list.len(), owner));
         let avoid = all_but_owner.as_deref().unwrap_or(&tried);
-        let slot = match slot::acquire(route, &list, avoid, &mut conn.alarm).await {
+        let waiting = (&mut conn.alarm, &mut conn.wire.stream);
+        let slot = match slot::acquire(route, &list, avoid, waiting).await {
             Ok(slot) => slot,
             // No backend left: the last failure stands.
             Err(error) if error.refusal == Refusal::NoBackend => break,
@@ -166,7 +167,7 @@ pub(super) async fn forward<S: Stream>(
             break;
         }
         let limit = s.max_body_bytes as u64;
-        let Some(try_body) = body.for_try(&mut conn.wire, request.framing, limit) else {
+        let Some(try_body) = body.for_try(request.framing, limit) else {
             break; // streamed to an earlier try: it cannot be sent again
         };
         if tries == 0 {
@@ -188,6 +189,7 @@ pub(super) async fn forward<S: Stream>(
             head: &conn.upstream_head,
             has_host: request.has_host(),
             body: try_body,
+            client: &mut conn.wire,
             scratch: &mut conn.scratch,
         };
         let sent = Instant::now();

@@ -4,6 +4,7 @@
 //! should serve are all at their limit, the request waits for a slot in
 //! the gateway's queue (`crate::queue`), bounded in time.
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -14,6 +15,8 @@ use super::forward::Route;
 use super::Alarm;
 use crate::backend::Backend;
 use crate::balance::Pick;
+use crate::http1::Stream;
+use crate::metrics::QueueOutcome;
 use crate::queue::{self, Refused};
 
 /// Attempts to take a free slot before waiting: another thread may take
@@ -60,11 +63,11 @@ impl Drop for Slot {
 /// one has room, else after a wait in the queue. Why there is none is a
 /// `TryError`: no backend can serve, or the queue is full, or the wait ran
 /// out.
-pub(super) async fn acquire(
+pub(super) async fn acquire<C: Stream>(
     route: &Route<'_>,
     list: &Arc<Vec<Arc<Backend>>>,
     tried: &[usize],
-    alarm: &mut Alarm,
+    (alarm, client): (&mut Alarm, &mut C),
 ) -> Result<Slot, TryError> {
     let s = &route.live.settings;
     let take = || {
@@ -109,10 +112,17 @@ pub(super) async fn acquire(
     };
     let waited = Instant::now();
     let mut place = place;
+    // A client that gives up while it waits (a reset HTTP/2 stream) leaves
+    // the line: its place would otherwise take a slot for nobody.
+    let mut abandoned = false;
     let granted = tokio::select! {
         biased;
         granted = &mut place.granted => granted.ok(),
         () = alarm.until(waited + s.queue_timeout) => None,
+        () = poll_fn(|cx| client.poll_abandoned(cx)) => {
+            abandoned = true;
+            None
+        }
     };
     let granted = match granted {
         Some(backend) => Some(backend),
@@ -120,9 +130,18 @@ pub(super) async fn acquire(
         None if route.queue.leave(&place) => None,
         None => place.granted.try_recv().ok(),
     };
-    route.metrics.queued(waited.elapsed(), granted.is_some());
+    let outcome = match &granted {
+        Some(_) => QueueOutcome::Granted,
+        None if abandoned => QueueOutcome::Abandoned,
+        None => QueueOutcome::TimedOut,
+    };
+    route.metrics.queued(waited.elapsed(), outcome);
     match granted {
         Some(backend) => Ok(Slot::Granted(backend)),
+        None if abandoned => Err(TryError::client(
+            Refusal::ClientGone,
+            "the client reset the request while it waited for a shop".to_string(),
+        )),
         None => {
             route.queue.count_refusal();
             route.metrics.shed("queue_timeout");

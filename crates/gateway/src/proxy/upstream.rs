@@ -6,8 +6,10 @@
 //! thread's runtime is single-threaded, so the pool's lock is never
 //! contended and a connection never changes thread.
 
+use std::future::poll_fn;
 use std::io;
 use std::sync::Mutex;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -25,14 +27,13 @@ const MAX_KEPT: usize = 1024;
 
 /// The body one try sends. The gateway frames it itself: the client's
 /// `Content-Length` and `Transfer-Encoding` are not in the head.
-pub(crate) enum TryBody<'a, C> {
+pub(crate) enum TryBody {
     /// Read whole beforehand, so it can be sent again. `announced`: the
     /// client sent a length (perhaps 0), so the backend gets one too.
     Buffered { bytes: Bytes, announced: bool },
     /// The client's body, streamed through once, as `state` frames it;
     /// chunked to the backend unless its length is known.
     Streaming {
-        client: &'a mut Wire<C>,
         state: State,
         length: Option<u64>,
         limit: u64,
@@ -47,7 +48,10 @@ pub(crate) struct Outgoing<'a, C> {
     pub(crate) head: &'a [u8],
     /// Whether the client sent a `Host` (if not, the backend's is added).
     pub(crate) has_host: bool,
-    pub(crate) body: TryBody<'a, C>,
+    pub(crate) body: TryBody,
+    /// The client: where a streamed body comes from, and who may give up
+    /// on the request while its answer is awaited.
+    pub(crate) client: &'a mut Wire<C>,
     /// Room to put the request together, kept by the client connection.
     pub(crate) scratch: &'a mut BytesMut,
 }
@@ -82,7 +86,11 @@ impl UpstreamPool {
     }
 
     /// Sends `request` to `authority` and returns the response once its
-    /// head has arrived.
+    /// head has arrived. A client that gives up on the request meanwhile
+    /// (`Stream::ABANDONS`: an HTTP/2 stream it reset, a browser that left
+    /// the page) ends the wait: the backend connection is dropped, closed,
+    /// so the shop stops working on the request and its slot is free for
+    /// a customer still waiting.
     pub(crate) async fn send<C: Stream>(
         &self,
         authority: &Authority,
@@ -100,22 +108,44 @@ impl UpstreamPool {
             head,
             has_host,
             body,
+            client,
             scratch,
         } = request;
-        write_request(&mut wire, authority, (head, has_host), body, scratch).await?;
-        let head = loop {
-            match parse_response(&mut wire.buffer, method) {
-                Ok(Some(head)) => break head,
-                Ok(None) => {}
-                Err(err) => return Err(Happened::Broke(io::Error::other(err))),
+        write_request(
+            &mut wire,
+            authority,
+            (head, has_host),
+            (body, &mut *client),
+            scratch,
+        )
+        .await?;
+        // Parsed only when bytes came since the last look: a parse sets up
+        // room for every header it could find, which costs more than the
+        // rest of a look for nothing.
+        let mut unparsed = !wire.buffer.is_empty();
+        let head = poll_fn(|cx| loop {
+            if unparsed {
+                match parse_response(&mut wire.buffer, method) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => unparsed = false,
+                    Err(err) => return Poll::Ready(Err(Happened::Broke(io::Error::other(err)))),
+                }
             }
-            if wire.read_more().await.map_err(Happened::Broke)? == 0 {
-                return Err(Happened::Broke(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the backend closed the connection without answering",
-                )));
+            if C::ABANDONS && client.stream.poll_abandoned(cx).is_ready() {
+                return Poll::Ready(Err(Happened::Abandoned));
             }
-        };
+            match ready!(wire.poll_read_more(cx)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(Happened::Broke(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the backend closed the connection without answering",
+                    ))))
+                }
+                Ok(_) => unparsed = true,
+                Err(err) => return Poll::Ready(Err(Happened::Broke(err))),
+            }
+        })
+        .await?;
         Ok(Answer { head, wire })
     }
 
@@ -173,7 +203,7 @@ async fn write_request<C: Stream>(
     wire: &mut Wire,
     authority: &Authority,
     (head, has_host): (&[u8], bool),
-    body: TryBody<'_, C>,
+    (body, client): (TryBody, &mut Wire<C>),
     out: &mut BytesMut,
 ) -> Result<(), Happened> {
     let sent = Happened::Broke;
@@ -182,7 +212,7 @@ async fn write_request<C: Stream>(
     if !has_host {
         put_field(out, b"host", authority.as_str().as_bytes());
     }
-    let (client, mut state, length, limit) = match body {
+    let (mut state, length, limit) = match body {
         TryBody::Buffered { bytes, announced } => {
             if announced || !bytes.is_empty() {
                 put_number(out, b"content-length", bytes.len() as u64);
@@ -192,11 +222,10 @@ async fn write_request<C: Stream>(
             return wire.write_all(out).await.map_err(sent);
         }
         TryBody::Streaming {
-            client,
             state,
             length,
             limit,
-        } => (client, state, length, limit),
+        } => (state, length, limit),
     };
     match length {
         Some(length) => put_number(out, b"content-length", length),

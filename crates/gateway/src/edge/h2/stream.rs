@@ -337,6 +337,22 @@ fn lines(extra: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 impl Stream for StreamIo {
+    const ABANDONS: bool = true;
+
+    /// A reset stream, or a connection gone.
+    fn poll_abandoned(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let reset = match &mut self.answer {
+            Answer::Head(respond) => respond.poll_reset(cx),
+            Answer::Body(send) => send.poll_reset(cx),
+            Answer::Done => return Poll::Pending,
+        };
+        // An error: the connection is gone, and the stream with it.
+        if ready!(reset).is_ok() {
+            self.reset = true;
+        }
+        Poll::Ready(())
+    }
+
     fn take_answer_head(&mut self, answer: &AnswerHead<'_>) -> io::Result<bool> {
         if !matches!(self.answer, Answer::Head(_)) || !self.written.is_empty() {
             return Ok(false);
