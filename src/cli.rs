@@ -257,13 +257,15 @@ pub(crate) struct TlsArgs {
 }
 
 impl TlsArgs {
+    /// The certificate and key, when both are given (clap sees to that).
+    pub(crate) fn paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls_cert.clone().zip(self.tls_key.clone())
+    }
+
     /// Sets `[tls]`'s default certificate, keeping its other settings.
-    pub(crate) fn apply(self, tls: &mut Option<flashguard_gateway::edge::config::TlsFile>) {
-        if let (Some(cert), Some(key)) = (self.tls_cert, self.tls_key) {
-            let tls = tls.get_or_insert_with(|| {
-                flashguard_gateway::edge::config::TlsFile::new(cert.clone(), key.clone())
-            });
-            (tls.cert, tls.key) = (cert, key);
+    pub(crate) fn apply(&self, tls: &mut Option<flashguard_gateway::edge::config::TlsFile>) {
+        if let Some((cert, key)) = self.paths() {
+            flashguard_gateway::edge::config::TlsFile::set_default_certificate(tls, cert, key);
         }
     }
 }

@@ -121,53 +121,13 @@ async fn shop(args: ShopArgs) -> anyhow::Result<()> {
 }
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    use flashguard_gateway::{BackendFile, ConfigFile, Pool};
+    use flashguard_gateway::ConfigFile;
     let mut file = match &args.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
-    if let Some(listen) = args.listen {
-        file.listen = listen;
-    }
-    if let Some(admin_listen) = args.admin_listen {
-        file.admin_listen = admin_listen;
-    }
-    if args.admin_token.is_some() {
-        file.admin_token = args.admin_token;
-    }
-    file.trusted_proxies.extend(args.trusted_proxies);
-    let flagged = [
-        ("backend", Pool::Primary, &args.backends),
-        ("backup", Pool::Backup, &args.backups),
-    ];
-    for (flag, pool, list) in flagged {
-        for entry in list {
-            let (name, addr) = entry
-                .split_once('=')
-                .with_context(|| format!("--{flag} {entry}: expected NAME=IP:PORT"))?;
-            file.backends.push(BackendFile {
-                name: name.to_string(),
-                addr: addr.to_string(),
-                pool,
-            });
-        }
-    }
-    for entry in &args.backend_dns {
-        let (name, port) = entry
-            .rsplit_once(':')
-            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
-            .with_context(|| format!("--backend-dns {entry}: expected NAME:PORT"))?;
-        file.backend_dns
-            .push(flashguard_gateway::config::BackendDnsFile {
-                name: name.to_string(),
-                port,
-                pool: Pool::Primary,
-            });
-    }
-    if args.dns_server.is_some() {
-        file.discovery.dns_server = args.dns_server;
-    }
-    args.tls.apply(&mut file.tls);
+    let flags = gateway_flags(&args)?;
+    flags.apply(&mut file);
     let config = file.validate()?;
     flashguard_gateway::check_tls(&config)?;
     if args.check_config {
@@ -208,8 +168,57 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         status,
         redirect,
     };
-    flashguard_gateway::run(listeners, config, args.config, shutdown_signal()).await?;
+    let source = flashguard_gateway::Source {
+        path: args.config,
+        flags,
+    };
+    flashguard_gateway::run(listeners, config, source, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The gateway's flags, parsed: what is set over its config file, at
+/// start and on every reload.
+fn gateway_flags(args: &GatewayArgs) -> anyhow::Result<flashguard_gateway::Flags> {
+    use flashguard_gateway::{config::BackendDnsFile, BackendFile, Pool};
+    let mut backends = Vec::new();
+    let flagged = [
+        ("backend", Pool::Primary, &args.backends),
+        ("backup", Pool::Backup, &args.backups),
+    ];
+    for (flag, pool, list) in flagged {
+        for entry in list {
+            let (name, addr) = entry
+                .split_once('=')
+                .with_context(|| format!("--{flag} {entry}: expected NAME=IP:PORT"))?;
+            backends.push(BackendFile {
+                name: name.to_string(),
+                addr: addr.to_string(),
+                pool,
+            });
+        }
+    }
+    let mut backend_dns = Vec::new();
+    for entry in &args.backend_dns {
+        let (name, port) = entry
+            .rsplit_once(':')
+            .and_then(|(name, port)| Some((name, port.parse::<u16>().ok()?)))
+            .with_context(|| format!("--backend-dns {entry}: expected NAME:PORT"))?;
+        backend_dns.push(BackendDnsFile {
+            name: name.to_string(),
+            port,
+            pool: Pool::Primary,
+        });
+    }
+    Ok(flashguard_gateway::Flags {
+        listen: args.listen.clone(),
+        admin_listen: args.admin_listen.clone(),
+        admin_token: args.admin_token.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        backends,
+        backend_dns,
+        dns_server: args.dns_server.clone(),
+        tls: args.tls.paths(),
+    })
 }
 
 async fn up(args: UpArgs, json: bool, verbose: bool) -> anyhow::Result<()> {

@@ -467,6 +467,67 @@ async fn sighup_reloads_and_a_bad_config_changes_nothing() {
     );
 }
 
+/// The names of the gateway's backends.
+async fn backend_names(gateway: &Gateway) -> Vec<String> {
+    let backends = gateway.backends().await;
+    let names = backends.iter().filter_map(|b| b["name"].as_str());
+    names.map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_flagged_and_added_backends_and_drains_only_what_the_file_dropped() {
+    let (flagged, filed, added) = (
+        echo_backend().await,
+        echo_backend().await,
+        echo_backend().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!("[[backend]]\nname = \"filed\"\naddr = \"{filed}\"\n"),
+    )
+    .unwrap();
+    let flag = format!("flagged={flagged}");
+    let path_text = path.display().to_string();
+    let gateway = Gateway::start(&["--config", &path_text, "--backend", &flag]).await;
+    let body = json!({ "name": "added", "addr": added.to_string() });
+    let (status, _) = admin(
+        reqwest::Method::POST,
+        &gateway,
+        "/admin/backends",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // The file no longer names `filed`; the flag and the admin API still
+    // stand for theirs (before, a reload drained the flagged shops: what
+    // `flashguard up` gives its gateway).
+    std::fs::write(&path, "access_log = true\n").unwrap();
+    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend_names(&gateway).await.contains(&"filed".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped backend was not drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut names = backend_names(&gateway).await;
+    names.sort();
+    assert_eq!(names, ["added", "flagged"]);
+    for _ in 0..4 {
+        let echoed = client()
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(echoed.status(), 200);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_requests_in_flight_and_a_second_gateway_keeps_the_port() {
     let backend = echo_backend().await;

@@ -3,6 +3,10 @@
 //! name the field. Defaults are chosen for a flash sale on one machine; the
 //! README explains each against HAProxy's.
 
+mod flags;
+
+pub use flags::Flags;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

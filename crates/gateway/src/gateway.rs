@@ -1,7 +1,7 @@
 //! The running gateway's shared state and the operations the admin API and
 //! signals trigger: add, drain and remove backends, reload the config.
 
-use std::path::PathBuf;
+use crate::server::Source;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +36,12 @@ pub(crate) struct Gateway {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) metrics: Arc<GatewayMetrics>,
     pub(crate) admin_token: Option<String>,
-    pub(crate) config_path: Option<PathBuf>,
+    /// The file and flags a reload reads again.
+    pub(crate) source: Source,
+    /// The backends the config (file and flags) names, as last applied: a
+    /// reload drains those it no longer names, and leaves alone those
+    /// added through the admin API or found in DNS.
+    configured: Mutex<Vec<String>>,
     pub(crate) shutdown_grace: Duration,
     checks: CheckClient,
     ready: AtomicBool,
@@ -69,7 +74,7 @@ pub(crate) enum ReloadError {
 }
 
 impl Gateway {
-    pub(crate) fn new(config: &Config, config_path: Option<PathBuf>) -> Arc<Gateway> {
+    pub(crate) fn new(config: &Config, source: Source) -> Arc<Gateway> {
         let backends = Arc::new(Backends::default());
         let traffic = Arc::new(Mutex::new(History::default()));
         let queue = Arc::new(WaitQueue::default());
@@ -89,7 +94,8 @@ impl Gateway {
             proxy,
             metrics,
             admin_token: config.admin_token.clone(),
-            config_path,
+            source,
+            configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
@@ -264,12 +270,17 @@ impl Gateway {
         let _ = self.tls.set(terminator);
     }
 
-    /// Re-reads the config file and the certificates; a bad one of either
-    /// changes nothing. The certificate files are the ones the gateway
-    /// started with (their contents change; their paths do not).
+    /// Re-reads the config file, with the flags over it as at start, and
+    /// the certificates; a bad one of either changes nothing. The
+    /// certificate files are the ones the gateway started with (their
+    /// contents change; their paths do not).
     pub(crate) fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
-        let config = match &self.config_path {
-            Some(path) => Some(ConfigFile::load(path)?.validate()?),
+        let config = match &self.source.path {
+            Some(path) => {
+                let mut file = ConfigFile::load(path)?;
+                self.source.flags.apply(&mut file);
+                Some(file.validate()?)
+            }
             None if self.tls.get().is_some() => None,
             None => return Err(ReloadError::NoConfigFile),
         };
@@ -285,8 +296,9 @@ impl Gateway {
     }
 
     /// Swaps the settings, and adds, replaces (address or pool changed) or
-    /// drains backends. The listen addresses and connection limits keep
-    /// their values until restart.
+    /// drains the configured backends. Backends added through the admin
+    /// API or found in DNS are not the config's to drain. The listen
+    /// addresses and connection limits keep their values until restart.
     fn apply(self: &Arc<Self>, config: &crate::config::Config) -> usize {
         self.proxy
             .set_live(Live::new(config.settings.clone(), config));
@@ -294,9 +306,18 @@ impl Gateway {
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);
         }
+        let named: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
+        let configured = std::mem::replace(
+            &mut *self.configured.lock().unwrap_or_else(|p| p.into_inner()),
+            named,
+        );
         let mut changes = 0;
         for backend in current.iter() {
             let wanted = config.backends.iter().find(|s| s.name == backend.name());
+            let ours = configured.iter().any(|name| name == backend.name());
+            if wanted.is_none() && !ours {
+                continue;
+            }
             if wanted != Some(&backend.spec) {
                 changes += 1;
                 if wanted.is_some() {

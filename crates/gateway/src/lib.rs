@@ -26,5 +26,5 @@ mod server;
 pub mod status;
 mod traffic;
 
-pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Pool};
-pub use server::{bind, check_certificates, check_tls, run, GatewayError, Listeners};
+pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Flags, Pool};
+pub use server::{bind, check_certificates, check_tls, run, GatewayError, Listeners, Source};

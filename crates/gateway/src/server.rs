@@ -75,6 +75,14 @@ pub struct Listeners {
     pub redirect: Option<TcpListener>,
 }
 
+/// Where the gateway's config came from, to be read again on a reload:
+/// the file, and the flags set over it.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub flags: crate::config::Flags,
+}
+
 /// Reads and checks the configured certificates without serving them, so
 /// a bad file stops the gateway before it binds (and `--check-config`
 /// finds it).
@@ -108,10 +116,10 @@ pub fn check_certificates(tls: &crate::edge::config::TlsRules) -> Result<(), Gat
 pub async fn run(
     listeners: Listeners,
     config: Config,
-    config_path: Option<PathBuf>,
+    source: Source,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let gateway = Gateway::new(&config, config_path);
+    let gateway = Gateway::new(&config, source);
     let terminator = match &config.tls {
         Some(rules) => {
             let terminator = Arc::new(Terminator::new(
@@ -134,7 +142,7 @@ pub async fn run(
         gateway.add(spec.clone(), false);
     }
     crate::discovery::start(&gateway, &config);
-    if gateway.config_path.is_some() || config.tls.is_some() {
+    if gateway.source.path.is_some() || config.tls.is_some() {
         tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
     }
     // Stopping has two steps: listeners close first, so no new connection

@@ -47,6 +47,15 @@ pub struct TlsFile {
 }
 
 impl TlsFile {
+    /// `tls` serving `cert` and `key` by default: its other settings
+    /// kept, or all at their defaults when there was no `[tls]`.
+    pub fn set_default_certificate(tls: &mut Option<TlsFile>, cert: PathBuf, key: PathBuf) {
+        match tls {
+            Some(tls) => (tls.cert, tls.key) = (cert, key),
+            None => *tls = Some(TlsFile::new(cert, key)),
+        }
+    }
+
     /// HTTPS with one certificate and every other setting at its default.
     pub fn new(cert: PathBuf, key: PathBuf) -> TlsFile {
         TlsFile {
