@@ -154,7 +154,7 @@ async fn https_over_http1_and_http2_reaches_the_shop_and_old_tls_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sni_chooses_the_certificate_and_the_default_serves_the_rest() {
+async fn sni_chooses_the_certificate_and_a_reload_serves_one_added_to_the_file() {
     let db = sqlite_db();
     let shop = Shop::start(&db.url).await;
     let ca = TestCa::new();
@@ -188,6 +188,33 @@ async fn sni_chooses_the_certificate_and_the_default_serves_the_rest() {
     assert_eq!(
         presented(&ca, &addr, "127.0.0.1").await,
         der_of(&main.cert_pem)
+    );
+
+    // A certificate added to the file is served after a reload, without
+    // a restart (a new domain for the store).
+    let third = ca.leaf("third", &["third.test"]);
+    let three = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n[[tls.certificate]]\ncert = {:?}\nkey = {:?}\n\
+         [[tls.certificate]]\ncert = {:?}\nkey = {:?}\n",
+        main.cert, main.key, other.cert, other.key, third.cert, third.key
+    );
+    replace(std::path::Path::new(&config), &three);
+    assert_eq!(reload(&gateway, 200).await["certificates"], 3);
+    assert_eq!(
+        presented(&ca, &addr, "third.test").await,
+        der_of(&third.cert_pem)
+    );
+    // A file without [tls] would turn HTTPS off: refused, naming the
+    // field, and the certificates keep serving.
+    replace(std::path::Path::new(&config), "access_log = true\n");
+    let refused = reload(&gateway, 422).await;
+    assert!(
+        refused["detail"].as_str().unwrap().starts_with("tls:"),
+        "{refused}"
+    );
+    assert_eq!(
+        presented(&ca, &addr, "third.test").await,
+        der_of(&third.cert_pem)
     );
 }
 

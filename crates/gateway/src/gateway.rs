@@ -73,6 +73,18 @@ pub(crate) enum ReloadError {
     Certificates(#[from] crate::edge::certs::CertError),
 }
 
+/// A reload that would turn TLS on or off: the listener is HTTPS or not
+/// for the gateway's life.
+fn tls_until_restart(change: &str) -> ReloadError {
+    ReloadError::Config(ConfigError::Invalid {
+        field: "tls".into(),
+        problem: format!(
+            "{change}, but the customers' listener keeps its protocol until a restart; \
+             nothing was reloaded"
+        ),
+    })
+}
+
 impl Gateway {
     pub(crate) fn new(config: &Config, source: Source) -> Arc<Gateway> {
         let backends = Arc::new(Backends::default());
@@ -271,9 +283,10 @@ impl Gateway {
     }
 
     /// Re-reads the config file, with the flags over it as at start, and
-    /// the certificates; a bad one of either changes nothing. The
-    /// certificate files are the ones the gateway started with (their
-    /// contents change; their paths do not).
+    /// the certificates it names (`[tls]`: a certificate added, removed or
+    /// moved is served from now on); a bad one of either changes nothing.
+    /// TLS cannot be turned on or off, nor the rest of `[tls]` changed,
+    /// without a restart: the listeners stay as they are.
     pub(crate) fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
         let config = match &self.source.path {
             Some(path) => {
@@ -284,9 +297,14 @@ impl Gateway {
             None if self.tls.get().is_some() => None,
             None => return Err(ReloadError::NoConfigFile),
         };
-        let certificates = match self.tls.get() {
-            Some(tls) => Some(tls.reload()?),
-            None => None,
+        let named = config.as_ref().map(|config| config.tls.as_ref());
+        let certificates = match (self.tls.get(), named) {
+            (Some(tls), Some(Some(rules))) => Some(tls.reload(Some(&rules.certificates))?),
+            // No config file: the files served, their contents changed.
+            (Some(tls), None) => Some(tls.reload(None)?),
+            (Some(_), Some(None)) => return Err(tls_until_restart("is gone")),
+            (None, Some(Some(_))) => return Err(tls_until_restart("is new")),
+            (None, _) => None,
         };
         let backend_changes = config.map(|config| self.apply(&config));
         Ok(Reloaded {

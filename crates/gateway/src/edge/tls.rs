@@ -53,7 +53,12 @@ pub(crate) struct Terminator {
     config: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
+    /// As the gateway started; the certificate files may change since
+    /// (`files`).
     pub(crate) rules: TlsRules,
+    /// The certificate files served, the default first: `[tls]`'s as
+    /// last reloaded.
+    files: RwLock<Vec<CertificateFile>>,
     metrics: Arc<EdgeMetrics>,
 }
 
@@ -101,16 +106,24 @@ impl Terminator {
             config: Arc::new(config),
             resolver,
             provider,
+            files: RwLock::new(rules.certificates.clone()),
             rules,
             metrics,
         })
     }
 
-    /// Reads the files again and serves them if every one is good;
-    /// otherwise nothing changes and the error says why. Connections
-    /// already open keep their session either way.
-    pub(crate) fn reload(&self) -> Result<usize, CertError> {
-        let set = CertSet::load(&self.rules.certificates, &self.provider)?;
+    /// The certificate files served now.
+    pub(crate) fn files(&self) -> Vec<CertificateFile> {
+        self.files.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads `files` (the ones served now when `None`: their contents
+    /// changed) and serves them if every one is good; otherwise nothing
+    /// changes and the error says why. Connections already open keep
+    /// their session either way.
+    pub(crate) fn reload(&self, files: Option<&[CertificateFile]>) -> Result<usize, CertError> {
+        let files = files.map_or_else(|| self.files(), <[CertificateFile]>::to_vec);
+        let set = CertSet::load(&files, &self.provider)?;
         let count = set.all.len();
         self.metrics.certificates(&set);
         *self
@@ -118,6 +131,7 @@ impl Terminator {
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
         Ok(count)
     }
 
@@ -169,7 +183,7 @@ pub(crate) async fn watch(terminator: Arc<Terminator>) {
             terminator.refresh_expiry();
         }
     };
-    let mut seen = certs::modified(&terminator.rules.certificates);
+    let mut seen = certs::modified(&terminator.files());
     let mut since_expiry = Duration::ZERO;
     loop {
         tokio::time::sleep(every).await;
@@ -178,15 +192,15 @@ pub(crate) async fn watch(terminator: Arc<Terminator>) {
             since_expiry = Duration::ZERO;
             terminator.refresh_expiry();
         }
-        let now = certs::modified(&terminator.rules.certificates);
+        let now = certs::modified(&terminator.files());
         if now == seen {
             continue;
         }
         // A certificate and its key are rarely written at the same
         // instant: give the second a moment before reading both.
         tokio::time::sleep(certs::SETTLE).await;
-        seen = certs::modified(&terminator.rules.certificates);
-        match terminator.reload() {
+        seen = certs::modified(&terminator.files());
+        match terminator.reload(None) {
             Ok(count) => tracing::info!(
                 certificates = count,
                 "certificates changed on disk; reloaded"
