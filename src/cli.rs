@@ -158,9 +158,14 @@ pub(crate) struct MonitorArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct DrillArgs {
-    /// The storefront: flashguard's gateway, a shop, or any server speaking the shop API.
+    /// The storefront: flashguard's gateway, a shop, or any server speaking
+    /// the shop API; http:// or https://.
     #[arg(long)]
     pub(crate) target: String,
+    /// For an https:// target: a CA certificate (PEM) its certificate may
+    /// be signed by, besides the public roots (a store's own CA).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ca_cert: Option<PathBuf>,
     /// Scenario file (TOML); default the built-in flash sale with a crash.
     #[arg(long)]
     pub(crate) scenario: Option<PathBuf>,

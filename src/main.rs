@@ -349,12 +349,19 @@ async fn drill(args: DrillArgs, json: bool, verbose: bool) -> anyhow::Result<()>
     let log = args.report_dir.join("logs").join("drill.log");
     let problems = flashguard_telemetry::TerminalLog::Problems;
     watched_logs(json, verbose, problems, &log)?;
+    let https = args.target.starts_with("https://");
+    let tls = match (https, &args.ca_cert) {
+        (true, ca_cert) => Some(flashguard_drill::trust(ca_cert.as_deref())?),
+        (false, Some(_)) => anyhow::bail!("--ca-cert is for an https:// --target"),
+        (false, None) => None,
+    };
     let target = flashguard_drill::Target {
         url: args.target.trim_end_matches('/').to_string(),
         control: args.control.map(|c| c.trim_end_matches('/').to_string()),
         admin_token: args.admin_token,
         connections: args.connections,
         monitor: args.monitor.map(|m| m.trim_end_matches('/').to_string()),
+        tls,
     };
     let console = Arc::new(flashguard_drill::Console::new());
     console.step(&format!(

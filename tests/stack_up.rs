@@ -171,7 +171,7 @@ fn tls_section(cert: &Path, key: &Path) -> String {
 }
 
 #[tokio::test]
-async fn up_with_tls_serves_the_storefront_over_https_in_http2_and_http11() {
+async fn up_with_tls_serves_over_https_and_a_drill_through_it_keeps_every_invariant() {
     let ca = support::tls::TestCa::new();
     let leaf = ca.leaf("storefront", &["localhost"]);
     let stack = Up::start(1, 0, &tls_section(&leaf.cert, &leaf.key)).await;
@@ -206,7 +206,38 @@ async fn up_with_tls_serves_the_storefront_over_https_in_http2_and_http11() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+
+    // A drill over HTTPS, trusting the store's CA: its customers order
+    // through the TLS edge and the oracle finds every invariant kept.
+    let ca_path = ca.ca_path().display().to_string();
+    let mut drill = stack.drill_with("https", SHORT_SALE, &["--ca-cert", &ca_path]);
+    let exit = tokio::time::timeout(Duration::from_secs(90), drill.child.wait())
+        .await
+        .expect("the drill ends");
+    assert!(exit.unwrap().success(), "the drill over HTTPS failed");
+    let report = std::fs::read_to_string(stack.dir.path().join("https/report.json")).unwrap();
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["passed"], true, "{report}");
+    assert!(
+        report["orders_acknowledged"].as_u64().unwrap() > 10,
+        "{}",
+        report["orders_acknowledged"]
+    );
 }
+
+/// A few seconds of a sale, for a drill that must only get through.
+const SHORT_SALE: &str = r#"
+name = "a short sale over HTTPS"
+
+[[item]]
+sku = "https-item"
+stock = 100000
+limit_per_customer = 2
+
+[[phase]]
+duration_s = 4
+rate = 20
+"#;
 
 async fn up_refuses(config_text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();

@@ -58,24 +58,29 @@ impl Up {
     /// Runs `flashguard drill` with this scenario against the stack, in
     /// the background; its report goes to `dir/NAME`.
     pub fn drill(&self, name: &str, scenario: &str) -> Part {
+        self.drill_with(name, scenario, &[])
+    }
+
+    /// `drill`, with `extra` arguments.
+    pub fn drill_with(&self, name: &str, scenario: &str, extra: &[&str]) -> Part {
         let path = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, scenario).unwrap();
         let report = self.dir.path().join(name);
-        Part::launch(
-            &[
-                "drill",
-                "--target",
-                &self.storefront,
-                "--scenario",
-                &path.display().to_string(),
-                "--control",
-                &self.control,
-                "--monitor",
-                &self.monitor,
-                "--report-dir",
-                &report.display().to_string(),
-            ],
-            Some(&self.token),
-        )
+        let (path, report) = (path.display().to_string(), report.display().to_string());
+        let mut args = vec![
+            "drill",
+            "--target",
+            &self.storefront,
+            "--scenario",
+            &path,
+            "--control",
+            &self.control,
+            "--monitor",
+            &self.monitor,
+            "--report-dir",
+            &report,
+        ];
+        args.extend_from_slice(extra);
+        Part::launch(&args, Some(&self.token))
     }
 }

@@ -5,7 +5,7 @@
 //! per-request URL parsing, header map building or pool lookup by host, which
 //! is where reqwest spent the generator's time.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +14,9 @@ use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio_rustls::TlsConnector;
 
 /// Why a request got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,22 +60,35 @@ pub(crate) const TICKET: &str = "flashguard-ticket";
 
 pub(crate) struct Client {
     /// `host:port` to connect to.
-    authority: String,
+    address: String,
     host: HeaderValue,
+    /// For https: the TLS and the name the certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
     idle: Mutex<Vec<Sender>>,
 }
 
 impl Client {
-    /// A client for `http://host:port`; `None` for anything else.
-    pub(crate) fn new(base: &str) -> Option<Client> {
+    /// A client for `http://host[:port]`, or `https://host[:port]` with
+    /// `tls`; `None` for anything else.
+    pub(crate) fn new(base: &str, tls: Option<Arc<ClientConfig>>) -> Option<Client> {
         let uri: Uri = base.parse().ok()?;
-        if uri.scheme_str() != Some("http") {
-            return None;
-        }
-        let authority = uri.authority()?.as_str().to_string();
+        let authority = uri.authority()?;
+        let (tls, port) = match (uri.scheme_str(), tls) {
+            (Some("http"), _) => (None, 80),
+            (Some("https"), Some(config)) => {
+                let name = ServerName::try_from(authority.host().to_string()).ok()?;
+                (Some((TlsConnector::from(config), name)), 443)
+            }
+            _ => return None,
+        };
         Some(Client {
-            host: HeaderValue::from_str(&authority).ok()?,
-            authority,
+            address: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(port)
+            ),
+            host: HeaderValue::from_str(authority.as_str()).ok()?,
+            tls,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -118,20 +134,23 @@ impl Client {
         None
     }
 
+    /// A new connection, over TLS for https (a failed handshake is a
+    /// failed connect).
     async fn connect(&self) -> Result<Sender, Failure> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
+        let stream = tokio::net::TcpStream::connect(&self.address)
             .await
             .map_err(|_| Failure::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| Failure::Connect)?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+        match &self.tls {
+            None => handshake(stream).await,
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|_| Failure::Connect)?;
+                handshake(stream).await
+            }
+        }
     }
 
     async fn round_trip(
@@ -170,4 +189,20 @@ impl Client {
             body,
         })
     }
+}
+
+/// HTTP/1.1 on `stream`, its connection driven in a task of its own.
+async fn handshake<S>(stream: S) -> Result<Sender, Failure>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Connect)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }

@@ -14,6 +14,7 @@ mod room;
 mod run;
 mod scenario;
 mod stories;
+mod tls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flashguard_telemetry::EventKind;
+use rustls::ClientConfig;
 
 pub use attack::AttackTally;
 pub use console::{Console, Progress, Silent, Tick};
@@ -30,6 +32,7 @@ pub use record::Second;
 pub use report::Report;
 pub use run::Target;
 pub use scenario::{Scenario, ScenarioError};
+pub use tls::trust;
 
 /// Runs `scenario` against `target`, checks the invariants, writes
 /// report.json into `report_dir` and returns the report. `progress` hears
@@ -40,11 +43,14 @@ pub async fn drill(
     report_dir: &Path,
     progress: Arc<dyn Progress>,
 ) -> anyhow::Result<Report> {
-    let http = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
-        .tcp_nodelay(true)
-        .build()
-        .context("building the HTTP client")?;
+        .tcp_nodelay(true);
+    if let Some(tls) = &target.tls {
+        // The same trust as the customers' connections.
+        builder = builder.use_preconfigured_tls(ClientConfig::clone(tls));
+    }
+    let http = builder.build().context("building the HTTP client")?;
     run::set_up(&http, target, scenario).await?;
     let started_ms = unix_ms();
     tell_monitor(

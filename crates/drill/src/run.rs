@@ -44,6 +44,9 @@ pub struct Target {
     pub connections: usize,
     /// The monitor, told when the drill starts and what it found.
     pub monitor: Option<String>,
+    /// For an `https://` target: whom its certificate is checked against
+    /// (`trust`). None for `http://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Creates or replaces the scenario's items through the admin API.
@@ -209,8 +212,9 @@ impl Share {
     }
 
     async fn send(self) {
-        let Some(http) = Client::new(&self.target.url).map(Arc::new) else {
-            tracing::error!(target = %self.target.url, "the target must be an http://host:port URL");
+        let tls = self.target.tls.clone();
+        let Some(http) = Client::new(&self.target.url, tls).map(Arc::new) else {
+            tracing::error!(target = %self.target.url, "the target must be an http:// or https:// URL");
             return;
         };
         let urls: Vec<Arc<Urls>> = self

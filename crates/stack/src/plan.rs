@@ -129,6 +129,8 @@ pub async fn plan(request: &PlanRequest, console: Arc<Console>) -> Result<Capaci
         admin_token: stack.admin_token().to_string(),
         connections: 1024,
         monitor: None,
+        // One shop, straight: plain HTTP.
+        tls: None,
     };
     let progress: Arc<dyn flashguard_drill::Progress> = Arc::clone(&console) as _;
     let report =

@@ -393,6 +393,8 @@ async fn run_on(
         admin_token: urls.admin_token.clone(),
         connections: rehearsal.story.connections(),
         monitor: Some(urls.monitor.clone()),
+        // A rehearsal's own stack serves plain HTTP on loopback.
+        tls: None,
     };
     let progress: Arc<dyn flashguard_drill::Progress> = Arc::clone(console) as _;
     let drill = flashguard_drill::drill(&target, &scenario, dir, progress);
