@@ -84,6 +84,7 @@ impl Edge {
                 limits,
                 stopping,
                 added: self.added.clone(),
+                alarms: h2::bridge::Alarms::new(self.http2.max_concurrent_streams),
             });
             h2::serve(
                 accepted.stream,
