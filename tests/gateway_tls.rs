@@ -455,13 +455,16 @@ async fn plain_http_is_redirected_and_https_answers_carry_hsts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_listener_can_require_client_certificates() {
+async fn the_admin_listener_can_require_client_certificates_with_a_name_on_its_list() {
     let ca = TestCa::new();
     let leaf = ca.leaf("shop", &["shop.test"]);
     let admin_leaf = ca.leaf("admin", &["admin.test"]);
     let operator = ca.leaf("operator", &["operator.test"]);
+    // Signed by the same CA, but not a name on the admin list.
+    let intern = ca.leaf("intern", &["intern.test"]);
     let (_dir, config) = config_file(&format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n[tls.admin]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n",
+        "[tls]\ncert = {:?}\nkey = {:?}\n[tls.admin]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\
+         client_names = [\"Operator.test\", \"ops\"]\n",
         leaf.cert,
         leaf.key,
         admin_leaf.cert,
@@ -497,10 +500,20 @@ async fn the_admin_listener_can_require_client_certificates() {
     let stranger = TestCa::new().leaf("stranger", &["stranger.test"]);
     let (ok, _, _) = curl_as(&stranger, &cacert, &readyz);
     assert!(!ok, "a certificate from another CA must be refused");
+    let (ok, _, _) = curl_as(&intern, &cacert, &readyz);
+    assert!(
+        !ok,
+        "a certificate not named in client_names must be refused"
+    );
     let (ok, metrics, _) = curl_as(&operator, &cacert, &format!("{admin_url}/metrics"));
     assert!(ok);
+    let refused_certificates = ["reason=\"client_certificate\""];
     assert!(
-        metric_sum(&metrics, "gateway_tls_handshake_failures_total", &[]) >= 2.0,
+        metric_sum(
+            &metrics,
+            "gateway_tls_handshake_failures_total",
+            &refused_certificates
+        ) >= 2.0,
         "{metrics}"
     );
 }

@@ -98,6 +98,12 @@ pub struct AdminTlsFile {
     /// certificate they signed (mutual TLS).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Names a client's certificate must carry, one of them (its subject's
+    /// common name or a DNS subjectAltName): for a CA that signs more
+    /// certificates than the operators'. Empty (the default): any
+    /// certificate `client_ca` signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_names: Vec<String>,
 }
 
 /// `[http2]`: HTTP/2 to clients over TLS (ALPN `h2`).
@@ -172,6 +178,20 @@ impl TlsFile {
         if self.watch_ms != 0 && self.watch_ms < 100 {
             return Err(invalid("tls.watch_ms", "must be 0 (off) or at least 100"));
         }
+        if let Some(admin) = &self.admin {
+            if !admin.client_names.is_empty() && admin.client_ca.is_none() {
+                return Err(invalid(
+                    "tls.admin.client_names",
+                    "needs tls.admin.client_ca: names are read from certificates it signed",
+                ));
+            }
+            if admin.client_names.iter().any(|name| name.trim().is_empty()) {
+                return Err(invalid(
+                    "tls.admin.client_names",
+                    "must not hold an empty name",
+                ));
+            }
+        }
         let hsts = (self.hsts_max_age_s > 0).then(|| {
             let mut line = format!("max-age={}", self.hsts_max_age_s);
             if self.hsts_include_subdomains {
@@ -236,5 +256,35 @@ impl Http2File {
         }
         at_least(self.send_buffer_bytes, 1024, "http2.send_buffer_bytes")?;
         Ok(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_admin(client_ca: Option<&str>, client_names: &[&str]) -> TlsFile {
+        let mut tls = TlsFile::new("leaf.pem".into(), "leaf.key".into());
+        tls.admin = Some(AdminTlsFile {
+            cert: "admin.pem".into(),
+            key: "admin.key".into(),
+            client_ca: client_ca.map(PathBuf::from),
+            client_names: client_names.iter().map(|n| n.to_string()).collect(),
+        });
+        tls
+    }
+
+    #[test]
+    fn client_names_need_a_client_ca_and_no_empty_name() {
+        assert!(with_admin(Some("ops-ca.pem"), &["ops"]).validate().is_ok());
+        assert!(with_admin(None, &[]).validate().is_ok());
+        let refused = |tls: TlsFile| tls.validate().unwrap_err().to_string();
+        let without_ca = refused(with_admin(None, &["ops"]));
+        assert!(
+            without_ca.starts_with("tls.admin.client_names: needs"),
+            "{without_ca}"
+        );
+        let empty = refused(with_admin(Some("ops-ca.pem"), &["ops", " "]));
+        assert!(empty.contains("empty name"), "{empty}");
     }
 }

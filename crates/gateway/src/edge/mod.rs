@@ -9,6 +9,7 @@
 
 pub(crate) mod admin;
 pub mod certs;
+mod client_names;
 pub mod config;
 pub(crate) mod h2;
 pub(crate) mod metrics;

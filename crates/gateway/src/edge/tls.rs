@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::certs::{self, CertError, CertSet};
+use super::client_names::NamedClients;
 use super::config::{AdminTlsFile, CertificateFile, TlsRules};
 use super::metrics::{EdgeMetrics, HandshakeFailure};
 use crate::http1::Stream;
@@ -245,7 +246,12 @@ pub(crate) fn admin_config(admin: &AdminTlsFile) -> Result<Arc<ServerConfig>, Ce
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|err| refused(err.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+            if admin.client_names.is_empty() {
+                builder.with_client_cert_verifier(verifier)
+            } else {
+                let named = NamedClients::new(verifier, &admin.client_names);
+                builder.with_client_cert_verifier(Arc::new(named))
+            }
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(Resolver {
