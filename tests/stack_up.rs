@@ -223,6 +223,12 @@ async fn up_with_tls_serves_over_https_and_a_drill_through_it_keeps_every_invari
         "{}",
         report["orders_acknowledged"]
     );
+    // Its customers spoke HTTP/2, as browsers do: the gateway served
+    // their requests as streams.
+    let metrics = support::get_text(&client(), &format!("{}/metrics", stack.gateway_admin)).await;
+    let streams = support::gateway::metric_sum(&metrics, "gateway_h2_streams_total", &[]);
+    let acknowledged = report["orders_acknowledged"].as_f64().unwrap();
+    assert!(streams >= acknowledged, "{streams} HTTP/2 streams");
 }
 
 /// A few seconds of a sale, for a drill that must only get through.

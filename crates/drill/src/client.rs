@@ -1,9 +1,11 @@
-//! The customers' HTTP/1 client: keep-alive connections driven directly by
-//! hyper's connection-level client, one small pool per load thread (each
+//! The customers' client: keep-alive HTTP/1.1 connections driven directly
+//! by hyper's connection-level client, one small pool per load thread (each
 //! thread is a single-threaded runtime, so the pool's lock is never
-//! contended). Requests are built from parts prepared once per run; no
-//! per-request URL parsing, header map building or pool lookup by host, which
-//! is where reqwest spent the generator's time.
+//! contended); over https, HTTP/2 when the server chooses it in ALPN, as
+//! browsers get it, one connection per thread shared by its lanes.
+//! Requests are built from parts prepared once per run; no per-request URL
+//! parsing, header map building or pool lookup by host, which is where
+//! reqwest spent the generator's time.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +14,10 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio_rustls::TlsConnector;
@@ -54,6 +58,7 @@ pub(crate) struct Outgoing<'a> {
 }
 
 type Sender = SendRequest<Full<Bytes>>;
+type SharedSender = http2::SendRequest<Full<Bytes>>;
 
 /// The header a waiting room's ticket travels in, both ways.
 pub(crate) const TICKET: &str = "flashguard-ticket";
@@ -65,6 +70,15 @@ pub(crate) struct Client {
     /// For https: the TLS and the name the certificate must carry.
     tls: Option<(TlsConnector, ServerName<'static>)>,
     idle: Mutex<Vec<Sender>>,
+    /// An HTTP/2 connection (https, when the server chose `h2` as
+    /// browsers get it), shared by the thread's lanes, a stream each.
+    shared: Mutex<Option<SharedSender>>,
+}
+
+/// A new connection, as the server's ALPN choice made it.
+enum Connected {
+    Http1(Sender),
+    Http2(SharedSender),
 }
 
 impl Client {
@@ -77,7 +91,10 @@ impl Client {
             (Some("http"), _) => (None, 80),
             (Some("https"), Some(config)) => {
                 let name = ServerName::try_from(authority.host().to_string()).ok()?;
-                (Some((TlsConnector::from(config), name)), 443)
+                // HTTP/2 first, as a browser offers it.
+                let mut config = ClientConfig::clone(&config);
+                config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                (Some((TlsConnector::from(Arc::new(config)), name)), 443)
             }
             _ => return None,
         };
@@ -90,6 +107,7 @@ impl Client {
             host: HeaderValue::from_str(authority.as_str()).ok()?,
             tls,
             idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
         })
     }
 
@@ -104,6 +122,9 @@ impl Client {
     }
 
     async fn exchange(&self, outgoing: &Outgoing<'_>) -> Result<Answer, Failure> {
+        if let Some(shared) = self.shared_sender() {
+            return self.stream(shared, outgoing).await;
+        }
         while let Some(mut sender) = self.idle_sender() {
             // Its connection task may not have taken the last answer's end
             // yet: wait for that rather than open another connection.
@@ -118,10 +139,51 @@ impl Client {
                 Err(_) => return Err(Failure::Network),
             }
         }
-        let sender = self.connect().await?;
-        self.round_trip(sender, outgoing)
+        match self.connect().await? {
+            Connected::Http1(sender) => self
+                .round_trip(sender, outgoing)
+                .await
+                .map_err(|_| Failure::Network),
+            Connected::Http2(shared) => {
+                *self.shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(shared.clone());
+                self.stream(shared, outgoing).await
+            }
+        }
+    }
+
+    /// The shared HTTP/2 connection, while it is open.
+    fn shared_sender(&self) -> Option<SharedSender> {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        match shared.as_ref() {
+            Some(sender) if !sender.is_closed() => Some(sender.clone()),
+            Some(_) => {
+                *shared = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// One request on its own stream of the shared connection, once the
+    /// server's stream limit lets it open.
+    async fn stream(
+        &self,
+        mut shared: SharedSender,
+        outgoing: &Outgoing<'_>,
+    ) -> Result<Answer, Failure> {
+        shared.ready().await.map_err(|_| Failure::Network)?;
+        let mut request = self.request(outgoing);
+        // HTTP/2 names the host in `:authority`, from an absolute URI.
+        let mut absolute = http::uri::Parts::from(request.uri().clone());
+        absolute.scheme = Some(http::uri::Scheme::HTTPS);
+        absolute.authority = http::uri::Authority::try_from(self.host.as_bytes()).ok();
+        *request.uri_mut() = Uri::from_parts(absolute).map_err(|_| Failure::Network)?;
+        request.headers_mut().remove(HOST);
+        let response = shared
+            .send_request(request)
             .await
-            .map_err(|_| Failure::Network)
+            .map_err(|_| Failure::Network)?;
+        answer_of(response).await.map_err(|_| Failure::Network)
     }
 
     fn idle_sender(&self) -> Option<Sender> {
@@ -136,28 +198,32 @@ impl Client {
 
     /// A new connection, over TLS for https (a failed handshake is a
     /// failed connect).
-    async fn connect(&self) -> Result<Sender, Failure> {
+    async fn connect(&self) -> Result<Connected, Failure> {
         let stream = tokio::net::TcpStream::connect(&self.address)
             .await
             .map_err(|_| Failure::Connect)?;
         let _ = stream.set_nodelay(true);
-        match &self.tls {
-            None => handshake(stream).await,
-            Some((connector, name)) => {
-                let stream = connector
-                    .connect(name.clone(), stream)
-                    .await
-                    .map_err(|_| Failure::Connect)?;
-                handshake(stream).await
-            }
+        let Some((connector, name)) = &self.tls else {
+            return handshake(stream).await.map(Connected::Http1);
+        };
+        let stream = connector
+            .connect(name.clone(), stream)
+            .await
+            .map_err(|_| Failure::Connect)?;
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let (shared, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|_| Failure::Connect)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            return Ok(Connected::Http2(shared));
         }
+        handshake(stream).await.map(Connected::Http1)
     }
 
-    async fn round_trip(
-        &self,
-        mut sender: Sender,
-        outgoing: &Outgoing<'_>,
-    ) -> Result<Answer, hyper::Error> {
+    /// The request `outgoing` describes, for HTTP/1.1.
+    fn request(&self, outgoing: &Outgoing<'_>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(outgoing.json.clone().unwrap_or_default()));
         *request.method_mut() = outgoing.method.clone();
         *request.uri_mut() = outgoing.path.clone();
@@ -169,26 +235,40 @@ impl Client {
         for (name, value) in outgoing.headers {
             headers.insert(*name, value.clone());
         }
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let retry_after_s = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let ticket = response.headers().get(TICKET).cloned();
-        let body = response.into_body().collect().await?.to_bytes();
+        request
+    }
+
+    async fn round_trip(
+        &self,
+        mut sender: Sender,
+        outgoing: &Outgoing<'_>,
+    ) -> Result<Answer, hyper::Error> {
+        let response = sender.send_request(self.request(outgoing)).await?;
+        let answer = answer_of(response).await?;
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(sender);
-        Ok(Answer {
-            status,
-            retry_after_s,
-            ticket,
-            body,
-        })
+        Ok(answer)
     }
+}
+
+/// An answer, its body read to the end.
+async fn answer_of(response: http::Response<Incoming>) -> Result<Answer, hyper::Error> {
+    let status = response.status().as_u16();
+    let retry_after_s = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let ticket = response.headers().get(TICKET).cloned();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        retry_after_s,
+        ticket,
+        body,
+    })
 }
 
 /// HTTP/1.1 on `stream`, its connection driven in a task of its own.

@@ -37,7 +37,8 @@ pub fn trust(ca_cert: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>> {
         .context("TLS 1.2 and 1.3 with ring")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    // The customers' client speaks HTTP/1.1 (`client`).
+    // HTTP/1.1 for the set-up calls (reqwest); the customers' client
+    // offers h2 first on its own copy (`client`).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
