@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::uri::Authority;
 use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -66,7 +67,9 @@ pub(crate) const TICKET: &str = "flashguard-ticket";
 pub(crate) struct Client {
     /// `host:port` to connect to.
     address: String,
+    /// The target's authority: HTTP/1.1's `Host`, HTTP/2's `:authority`.
     host: HeaderValue,
+    authority: Authority,
     /// For https: the TLS and the name the certificate must carry.
     tls: Option<(TlsConnector, ServerName<'static>)>,
     idle: Mutex<Vec<Sender>>,
@@ -105,6 +108,7 @@ impl Client {
                 authority.port_u16().unwrap_or(port)
             ),
             host: HeaderValue::from_str(authority.as_str()).ok()?,
+            authority: authority.clone(),
             tls,
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
@@ -172,15 +176,13 @@ impl Client {
         outgoing: &Outgoing<'_>,
     ) -> Result<Answer, Failure> {
         shared.ready().await.map_err(|_| Failure::Network)?;
-        let mut request = self.request(outgoing);
         // HTTP/2 names the host in `:authority`, from an absolute URI.
-        let mut absolute = http::uri::Parts::from(request.uri().clone());
+        let mut absolute = http::uri::Parts::from(outgoing.path.clone());
         absolute.scheme = Some(http::uri::Scheme::HTTPS);
-        absolute.authority = http::uri::Authority::try_from(self.host.as_bytes()).ok();
-        *request.uri_mut() = Uri::from_parts(absolute).map_err(|_| Failure::Network)?;
-        request.headers_mut().remove(HOST);
+        absolute.authority = Some(self.authority.clone());
+        let uri = Uri::from_parts(absolute).map_err(|_| Failure::Network)?;
         let response = shared
-            .send_request(request)
+            .send_request(self.request(outgoing, uri, None))
             .await
             .map_err(|_| Failure::Network)?;
         answer_of(response).await.map_err(|_| Failure::Network)
@@ -222,13 +224,21 @@ impl Client {
         handshake(stream).await.map(Connected::Http1)
     }
 
-    /// The request `outgoing` describes, for HTTP/1.1.
-    fn request(&self, outgoing: &Outgoing<'_>) -> Request<Full<Bytes>> {
+    /// The request `outgoing` describes, to `uri`, with `host` as its
+    /// `Host` (HTTP/1.1's; HTTP/2 has `:authority` from the URI).
+    fn request(
+        &self,
+        outgoing: &Outgoing<'_>,
+        uri: Uri,
+        host: Option<&HeaderValue>,
+    ) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(outgoing.json.clone().unwrap_or_default()));
         *request.method_mut() = outgoing.method.clone();
-        *request.uri_mut() = outgoing.path.clone();
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
+        if let Some(host) = host {
+            headers.insert(HOST, host.clone());
+        }
         if outgoing.json.is_some() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
@@ -243,7 +253,8 @@ impl Client {
         mut sender: Sender,
         outgoing: &Outgoing<'_>,
     ) -> Result<Answer, hyper::Error> {
-        let response = sender.send_request(self.request(outgoing)).await?;
+        let request = self.request(outgoing, outgoing.path.clone(), Some(&self.host));
+        let response = sender.send_request(request).await?;
         let answer = answer_of(response).await?;
         self.idle
             .lock()

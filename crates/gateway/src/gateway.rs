@@ -1,7 +1,6 @@
 //! The running gateway's shared state and the operations the admin API and
 //! signals trigger: add, drain and remove backends, reload the config.
 
-use crate::server::Source;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use crate::metrics::GatewayMetrics;
 use crate::proxy::{Live, Proxy};
 use crate::queue::WaitQueue;
 use crate::room::{Notice, Pressure, Room};
+use crate::server::Source;
 use crate::traffic::{History, Window};
 
 /// The room's notices on the event log.

@@ -144,7 +144,8 @@ fn load_one(file: &CertificateFile, provider: &CryptoProvider) -> Result<Loaded,
     })
 }
 
-fn dns_names(cert: &x509_cert::Certificate) -> Vec<String> {
+/// A certificate's DNS subjectAltNames, lowercased.
+pub(crate) fn dns_names(cert: &x509_cert::Certificate) -> Vec<String> {
     let Ok(Some((_, SubjectAltName(names)))) = cert.tbs_certificate.get::<SubjectAltName>() else {
         return Vec::new();
     };

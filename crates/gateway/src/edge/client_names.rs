@@ -11,9 +11,10 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
+use x509_cert::der::oid::db::rfc4519::COMMON_NAME;
 use x509_cert::der::Decode;
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectAltName;
+
+use super::certs::dns_names;
 
 #[derive(Debug)]
 pub(crate) struct NamedClients {
@@ -45,27 +46,14 @@ impl NamedClients {
 
 /// The subject's common names and the DNS subjectAltNames, lowercased.
 fn names_of(certificate: &x509_cert::Certificate) -> Vec<String> {
-    const COMMON_NAME: &str = "2.5.4.3";
-    let mut names = Vec::new();
-    for set in certificate.tbs_certificate.subject.0.iter() {
-        for attribute in set.0.iter() {
-            if attribute.oid.to_string() != COMMON_NAME {
-                continue;
-            }
-            let value = attribute.value.value();
-            if let Ok(text) = std::str::from_utf8(value) {
-                names.push(text.to_ascii_lowercase());
-            }
-        }
-    }
-    if let Ok(Some((_, SubjectAltName(alt)))) = certificate.tbs_certificate.get::<SubjectAltName>()
-    {
-        for name in alt {
-            if let GeneralName::DnsName(dns) = name {
-                names.push(dns.as_str().to_ascii_lowercase());
-            }
-        }
-    }
+    let subject = certificate.tbs_certificate.subject.0.iter();
+    let mut names: Vec<String> = subject
+        .flat_map(|set| set.0.iter())
+        .filter(|attribute| attribute.oid == COMMON_NAME)
+        .filter_map(|attribute| std::str::from_utf8(attribute.value.value()).ok())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.extend(dns_names(certificate));
     names
 }
 

@@ -215,39 +215,34 @@ impl StreamIo {
                     self.start(head.status, headers_of(&head.head), head.framing)?;
                 }
                 Answer::Body(send) => {
-                    // The body's last piece (most answers' only one):
-                    // handed to h2 at once, which sends it as the window
-                    // allows. h2 holds it, at most HELD, as this stream
-                    // would while waiting for the window; asking for
-                    // capacity first cost about 1 % of an HTTP/2 request.
-                    let whole = self.state == State::Done && self.sending.len() <= HELD;
-                    if !self.sending.is_empty() && whole {
-                        let body = std::mem::take(&mut self.sending);
-                        if let Err(err) = send.send_data(body, true) {
+                    if !self.sending.is_empty() {
+                        // The body's last piece (most answers' only one)
+                        // goes to h2 at once, which sends it as the window
+                        // allows. h2 holds it, at most HELD, as this stream
+                        // would while waiting for the window; asking for
+                        // capacity first cost about 1 % of an HTTP/2
+                        // request.
+                        let piece = if self.state == State::Done && self.sending.len() <= HELD {
+                            std::mem::take(&mut self.sending)
+                        } else {
+                            send.reserve_capacity(self.sending.len());
+                            match ready!(send.poll_capacity(cx)) {
+                                Some(Ok(granted)) => {
+                                    self.sending.split_to(granted.min(self.sending.len()))
+                                }
+                                Some(Err(err)) => return Poll::Ready(Err(self.broken(err))),
+                                None => return Poll::Ready(Err(gone("the stream closed"))),
+                            }
+                        };
+                        // The body's last bytes end the stream in their own
+                        // frame, not an empty one after.
+                        let last = self.sending.is_empty() && self.state == State::Done;
+                        if let Err(err) = send.send_data(piece, last) {
                             return Poll::Ready(Err(self.broken(err)));
                         }
-                        self.complete = true;
-                        self.answer = Answer::Done;
-                        continue;
-                    }
-                    if !self.sending.is_empty() {
-                        send.reserve_capacity(self.sending.len());
-                        match ready!(send.poll_capacity(cx)) {
-                            Some(Ok(granted)) => {
-                                let piece = self.sending.split_to(granted.min(self.sending.len()));
-                                // The body's last bytes end the stream in
-                                // their own frame, not an empty one after.
-                                let last = self.sending.is_empty() && self.state == State::Done;
-                                if let Err(err) = send.send_data(piece, last) {
-                                    return Poll::Ready(Err(self.broken(err)));
-                                }
-                                if last {
-                                    self.complete = true;
-                                    self.answer = Answer::Done;
-                                }
-                            }
-                            Some(Err(err)) => return Poll::Ready(Err(self.broken(err))),
-                            None => return Poll::Ready(Err(gone("the stream closed"))),
+                        if last {
+                            self.complete = true;
+                            self.answer = Answer::Done;
                         }
                         continue;
                     }
