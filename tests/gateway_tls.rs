@@ -199,7 +199,7 @@ async fn sni_chooses_the_certificate_and_a_reload_serves_one_added_to_the_file()
         main.cert, main.key, other.cert, other.key, third.cert, third.key
     );
     replace(std::path::Path::new(&config), &three);
-    assert_eq!(reload(&gateway, 200).await["certificates"], 3);
+    assert_eq!(reload(&gateway.admin_url, 200).await["certificates"], 3);
     assert_eq!(
         presented(&ca, &addr, "third.test").await,
         der_of(&third.cert_pem)
@@ -207,7 +207,7 @@ async fn sni_chooses_the_certificate_and_a_reload_serves_one_added_to_the_file()
     // A file without [tls] would turn HTTPS off: refused, naming the
     // field, and the certificates keep serving.
     replace(std::path::Path::new(&config), "access_log = true\n");
-    let refused = reload(&gateway, 422).await;
+    let refused = reload(&gateway.admin_url, 422).await;
     assert!(
         refused["detail"].as_str().unwrap().starts_with("tls:"),
         "{refused}"
@@ -280,10 +280,11 @@ fn load(
     (done, failed, workers)
 }
 
-/// `POST /admin/reload`, which must answer `status`; its JSON.
-async fn reload(gateway: &Gateway, status: u16) -> serde_json::Value {
+/// `POST /admin/reload` on the admin API at `admin_url`, which must
+/// answer `status`; its JSON.
+async fn reload(admin_url: &str, status: u16) -> serde_json::Value {
     let answer = support::client()
-        .post(format!("{}/admin/reload", gateway.admin_url))
+        .post(format!("{admin_url}/admin/reload"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -353,7 +354,7 @@ async fn certificates_are_swapped_under_load_with_no_failed_request_and_a_bad_on
         if by_signal {
             gateway.part.signal("HUP");
         } else {
-            let body = reload(&gateway, 200).await;
+            let body = reload(&gateway.admin_url, 200).await;
             assert_eq!(body["certificates"], 1);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -370,7 +371,7 @@ async fn certificates_are_swapped_under_load_with_no_failed_request_and_a_bad_on
     // A bad file: refused with the reason, and the old one keeps serving.
     let key_before = std::fs::read_to_string(&served.key).unwrap();
     std::fs::write(&served.cert, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
-    let body = reload(&gateway, 422).await;
+    let body = reload(&gateway.admin_url, 422).await;
     assert_eq!(body["error"], "invalid_certificate", "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("served.pem"),
@@ -378,7 +379,7 @@ async fn certificates_are_swapped_under_load_with_no_failed_request_and_a_bad_on
     );
     // A key that does not fit the certificate: refused too.
     std::fs::write(&served.cert, &ca.leaf("mismatch", &["shop.test"]).cert_pem).unwrap();
-    let body = reload(&gateway, 422).await;
+    let body = reload(&gateway.admin_url, 422).await;
     assert!(
         body["detail"].as_str().unwrap().contains("does not fit"),
         "{body}"
@@ -398,6 +399,11 @@ async fn certificates_are_swapped_under_load_with_no_failed_request_and_a_bad_on
         failed, 0,
         "{failed} of {done} requests failed across the swaps"
     );
+}
+
+/// GET `url` on a new connection trusting `ca`, over HTTP/2 or HTTP/1.1.
+async fn get_new(ca: &TestCa, h2: bool, url: &str) -> reqwest::Response {
+    ca.client(h2).get(url).send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,26 +438,49 @@ async fn plain_http_is_redirected_and_https_answers_carry_hsts() {
         format!("https://shop.test:{https_port}/cart?item=7").as_str()
     );
     for h2 in [true, false] {
-        let answer = ca
-            .client(h2)
-            .get(format!("{url}/api/products"))
-            .send()
-            .await
-            .unwrap();
+        let answer = get_new(&ca, h2, &format!("{url}/api/products")).await;
         assert_eq!(answer.status(), 200);
         assert_eq!(answer.headers()["strict-transport-security"], "max-age=600");
         // The shop's answer keeps its own fields and gains the request id.
         assert_eq!(answer.headers()["content-type"], "application/json");
         assert!(answer.headers().contains_key("x-request-id"));
         // The gateway's own answers carry it too.
-        let answer = ca
-            .client(h2)
-            .get(format!("{url}/status.json"))
-            .send()
-            .await
-            .unwrap();
+        let answer = get_new(&ca, h2, &format!("{url}/status.json")).await;
         assert_eq!(answer.headers()["strict-transport-security"], "max-age=600");
     }
+
+    // A reload changes HSTS for the connections after it. The redirect
+    // listener and the connection limit are read only at start: they keep
+    // their running values, and the answer names them.
+    replace(
+        std::path::Path::new(&config),
+        &format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\nredirect_listen = \"127.0.0.1:1\"\n\
+             hsts_max_age_s = 60\nhsts_include_subdomains = true\n\
+             [limits]\nmax_connections = 77\n",
+            leaf.cert, leaf.key
+        ),
+    );
+    let reloaded = reload(&admin_url, 200).await;
+    assert_eq!(
+        reloaded["until_restart"],
+        serde_json::json!(["limits.max_connections", "tls.redirect_listen"]),
+        "{reloaded}"
+    );
+    for h2 in [true, false] {
+        let answer = get_new(&ca, h2, &format!("{url}/api/products")).await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.headers()["strict-transport-security"],
+            "max-age=60; includeSubDomains"
+        );
+    }
+    let answer = plain.get(&redirect_url).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        308,
+        "the redirect listener stays where it was"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

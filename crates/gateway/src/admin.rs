@@ -272,6 +272,7 @@ async fn reload(State(gateway): Shared, headers: HeaderMap) -> Response {
             "reloaded": true,
             "backend_changes": reloaded.backend_changes,
             "certificates": reloaded.certificates,
+            "until_restart": reloaded.until_restart,
         }))
         .into_response(),
         Err(err @ ReloadError::NoConfigFile) => {

@@ -4,8 +4,10 @@
 //! README explains each against HAProxy's.
 
 mod flags;
+mod start_only;
 
 pub use flags::Flags;
+pub use start_only::StartOnly;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -66,7 +68,7 @@ pub struct ConfigFile {
 }
 
 /// `[[backend_dns]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendDnsFile {
     /// The name resolved, e.g. `shops.flashguard.svc.cluster.local`.
@@ -496,6 +498,8 @@ pub struct Config {
     pub dns_interval: Duration,
     pub tls: Option<crate::edge::config::TlsRules>,
     pub http2: crate::edge::config::Http2File,
+    /// What a reload does not change, as given.
+    pub start_only: StartOnly,
 }
 
 /// Why a configuration was refused.
@@ -529,6 +533,7 @@ impl ConfigFile {
     }
 
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let start_only = StartOnly::of(&self);
         let (b, h, o, r, t, l) = (
             &self.balance,
             &self.health,
@@ -784,6 +789,7 @@ impl ConfigFile {
             dns_interval: ms(self.discovery.interval_ms),
             tls: self.tls.as_ref().map(|tls| tls.validate()).transpose()?,
             http2: self.http2.validate()?,
+            start_only,
         })
     }
 }

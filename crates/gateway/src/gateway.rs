@@ -43,6 +43,8 @@ pub(crate) struct Gateway {
     /// added through the admin API or found in DNS.
     configured: Mutex<Vec<String>>,
     pub(crate) shutdown_grace: Duration,
+    /// What a reload does not change, as the gateway started.
+    start_only: crate::config::StartOnly,
     checks: CheckClient,
     ready: AtomicBool,
     /// Each serving thread's current second of traffic.
@@ -54,12 +56,15 @@ pub(crate) struct Gateway {
 }
 
 /// What a reload changed.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Reloaded {
     /// Backends added, replaced or drained (none without a config file).
     pub(crate) backend_changes: Option<usize>,
     /// Certificates now served (none without TLS).
     pub(crate) certificates: Option<usize>,
+    /// Settings the file changed that keep their running value until a
+    /// restart, as gateway.toml names them (`StartOnly`).
+    pub(crate) until_restart: Vec<&'static str>,
 }
 
 /// Why a reload was refused; nothing changed.
@@ -109,6 +114,7 @@ impl Gateway {
             source,
             configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
+            start_only: config.start_only.clone(),
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
             windows: Mutex::new(Vec::new()),
@@ -284,9 +290,11 @@ impl Gateway {
 
     /// Re-reads the config file, with the flags over it as at start, and
     /// the certificates it names (`[tls]`: a certificate added, removed or
-    /// moved is served from now on); a bad one of either changes nothing.
-    /// TLS cannot be turned on or off, nor the rest of `[tls]` changed,
-    /// without a restart: the listeners stay as they are.
+    /// moved is served from now on, and new connections get its HSTS and
+    /// handshake timeout); a bad one of either changes nothing. TLS cannot
+    /// be turned on or off without a restart. The settings read only at
+    /// start keep their running values, and the answer names those the
+    /// file changed (`until_restart`).
     pub(crate) fn reload(self: &Arc<Self>) -> Result<Reloaded, ReloadError> {
         let config = match &self.source.path {
             Some(path) => {
@@ -299,17 +307,28 @@ impl Gateway {
         };
         let named = config.as_ref().map(|config| config.tls.as_ref());
         let certificates = match (self.tls.get(), named) {
-            (Some(tls), Some(Some(rules))) => Some(tls.reload(Some(&rules.certificates))?),
+            (Some(tls), Some(Some(rules))) => Some(tls.reload(Some(rules))?),
             // No config file: the files served, their contents changed.
             (Some(tls), None) => Some(tls.reload(None)?),
             (Some(_), Some(None)) => return Err(tls_until_restart("is gone")),
             (None, Some(Some(_))) => return Err(tls_until_restart("is new")),
             (None, _) => None,
         };
+        let until_restart = config
+            .as_ref()
+            .map(|config| self.start_only.changed(&config.start_only))
+            .unwrap_or_default();
+        if !until_restart.is_empty() {
+            tracing::warn!(
+                fields = ?until_restart,
+                "reloaded, but these settings keep their running values until a restart"
+            );
+        }
         let backend_changes = config.map(|config| self.apply(&config));
         Ok(Reloaded {
             backend_changes,
             certificates,
+            until_restart,
         })
     }
 

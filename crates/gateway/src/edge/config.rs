@@ -89,7 +89,7 @@ pub struct CertificateFile {
 }
 
 /// `[tls.admin]`: the admin listener over HTTPS.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminTlsFile {
     pub cert: PathBuf,
@@ -107,7 +107,7 @@ pub struct AdminTlsFile {
 }
 
 /// `[http2]`: HTTP/2 to clients over TLS (ALPN `h2`).
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Http2File {
     /// Offer `h2` in ALPN. Default true.

@@ -37,8 +37,6 @@ pub(crate) struct Edge {
     pub(crate) tls: Option<Arc<Terminator>>,
     pub(crate) http2: Http2File,
     pub(crate) metrics: Arc<EdgeMetrics>,
-    /// Header lines added to every answer over TLS (HSTS).
-    pub(crate) added: Bytes,
 }
 
 impl Edge {
@@ -47,16 +45,10 @@ impl Edge {
         http2: Http2File,
         metrics: Arc<EdgeMetrics>,
     ) -> Edge {
-        let added = tls
-            .as_ref()
-            .and_then(|tls| tls.rules.hsts.as_ref())
-            .map(|hsts| Bytes::from(format!("strict-transport-security: {hsts}\r\n")))
-            .unwrap_or_default();
         Edge {
             tls,
             http2,
             metrics,
-            added,
         }
     }
 
@@ -77,6 +69,9 @@ impl Edge {
         let Some(accepted) = tls.accept(stream).await else {
             return;
         };
+        // As the config reads when the connection came: a reload changes it
+        // for the connections after.
+        let added = tls.added();
         if accepted.h2 {
             let parts = Arc::new(h2::bridge::StreamParts {
                 peer: PeerIp::of(peer),
@@ -84,7 +79,7 @@ impl Edge {
                 thread,
                 limits,
                 stopping,
-                added: self.added.clone(),
+                added,
                 alarms: h2::bridge::Alarms::new(self.http2.max_concurrent_streams),
             });
             h2::serve(
@@ -102,7 +97,7 @@ impl Edge {
                 thread,
                 limits,
                 stopping,
-                self.added.clone(),
+                added,
             )
             .await;
         }

@@ -10,6 +10,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -54,13 +55,36 @@ pub(crate) struct Terminator {
     config: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
-    /// As the gateway started; the certificate files may change since
-    /// (`files`).
+    /// As the gateway started: what a reload does not change (the
+    /// redirect and admin listeners, the file watch) is read here.
     pub(crate) rules: TlsRules,
-    /// The certificate files served, the default first: `[tls]`'s as
-    /// last reloaded.
-    files: RwLock<Vec<CertificateFile>>,
+    /// What a reload changes, as last reloaded.
+    reloadable: RwLock<Reloadable>,
     metrics: Arc<EdgeMetrics>,
+}
+
+/// The part of `[tls]` a reload changes: read once per connection.
+#[derive(Debug, Clone)]
+struct Reloadable {
+    /// The certificate files served, the default first.
+    files: Vec<CertificateFile>,
+    /// Header lines added to every answer (HSTS).
+    added: Bytes,
+    handshake_timeout: Duration,
+}
+
+impl Reloadable {
+    fn of(rules: &TlsRules) -> Reloadable {
+        Reloadable {
+            files: rules.certificates.clone(),
+            added: rules
+                .hsts
+                .as_ref()
+                .map(|hsts| Bytes::from(format!("strict-transport-security: {hsts}\r\n")))
+                .unwrap_or_default(),
+            handshake_timeout: rules.handshake_timeout,
+        }
+    }
 }
 
 /// HTTP/1.1 over TLS: a byte stream to the request path like a socket.
@@ -107,24 +131,34 @@ impl Terminator {
             config: Arc::new(config),
             resolver,
             provider,
-            files: RwLock::new(rules.certificates.clone()),
+            reloadable: RwLock::new(Reloadable::of(&rules)),
             rules,
             metrics,
         })
     }
 
-    /// The certificate files served now.
-    pub(crate) fn files(&self) -> Vec<CertificateFile> {
-        self.files.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn now<T>(&self, read: impl FnOnce(&Reloadable) -> T) -> T {
+        read(&self.reloadable.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reads `files` (the ones served now when `None`: their contents
-    /// changed) and serves them if every one is good; otherwise nothing
-    /// changes and the error says why. Connections already open keep
-    /// their session either way.
-    pub(crate) fn reload(&self, files: Option<&[CertificateFile]>) -> Result<usize, CertError> {
-        let files = files.map_or_else(|| self.files(), <[CertificateFile]>::to_vec);
-        let set = CertSet::load(&files, &self.provider)?;
+    /// The certificate files served now.
+    pub(crate) fn files(&self) -> Vec<CertificateFile> {
+        self.now(|now| now.files.clone())
+    }
+
+    /// Header lines added to every answer over TLS now (HSTS).
+    pub(crate) fn added(&self) -> Bytes {
+        self.now(|now| now.added.clone())
+    }
+
+    /// Reads the certificate files `rules` names (with `None`, the ones
+    /// served now: their contents changed) and, if every one is good,
+    /// serves them and takes `rules`' HSTS and handshake timeout for new
+    /// connections; otherwise nothing changes and the error says why.
+    /// Connections already open keep their session either way.
+    pub(crate) fn reload(&self, rules: Option<&TlsRules>) -> Result<usize, CertError> {
+        let next = rules.map_or_else(|| self.now(Reloadable::clone), Reloadable::of);
+        let set = CertSet::load(&next.files, &self.provider)?;
         let count = set.all.len();
         self.metrics.certificates(&set);
         *self
@@ -132,7 +166,7 @@ impl Terminator {
             .current
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
-        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+        *self.reloadable.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(count)
     }
 
@@ -151,7 +185,8 @@ impl Terminator {
     /// The handshake, within the handshake timeout, counted.
     pub(crate) async fn accept(&self, stream: TcpStream) -> Option<Accepted> {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.config));
-        let handshake = tokio::time::timeout(self.rules.handshake_timeout, acceptor.accept(stream));
+        let timeout = self.now(|now| now.handshake_timeout);
+        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
         let stream = match handshake.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => {

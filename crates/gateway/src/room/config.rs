@@ -27,7 +27,7 @@ pub enum Activation {
 }
 
 /// `[waiting_room]` as written. Every field may be left out.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoomFile {
     /// Default `off`.
