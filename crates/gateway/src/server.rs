@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::Config;
-use crate::edge::tls::Terminator;
+use crate::edge::tls::{HandshakeLine, HandshakeTurns, Terminator};
 use crate::edge::Edge;
 use crate::gateway::Gateway;
 use crate::proxy::client::ClientLimits;
@@ -223,6 +223,7 @@ pub async fn run(
                 .collect(),
             inboxes,
         }),
+        handshake_line: Arc::new(HandshakeLine::new(config.workers, &gateway.metrics.edge)),
         limits: ClientLimits {
             header: config.client_header_timeout,
             idle: config.client_idle_timeout,
@@ -322,6 +323,8 @@ struct Worker {
     gateway: Arc<Gateway>,
     connections: Arc<Semaphore>,
     spread: Arc<Spread>,
+    /// Client hellos waiting for a handshake turn, on every thread.
+    handshake_line: Arc<HandshakeLine>,
     limits: ClientLimits,
     connect_timeout: Duration,
     /// Turns true when the listeners must close.
@@ -371,6 +374,7 @@ impl Worker {
         };
         let thread = ThreadParts {
             upstream: Arc::new(UpstreamPool::new(self.connect_timeout)),
+            handshakes: Arc::new(HandshakeTurns::new(Arc::clone(&self.handshake_line))),
             traffic: self.gateway.traffic_window(),
         };
         let mut open = tokio::task::JoinSet::new();
@@ -389,7 +393,11 @@ impl Worker {
                     },
                     None => break,
                 },
-                accepted = self.accept(&listener) => match accepted {
+                // Not while this thread's TLS handshakes are in a long line.
+                accepted = async {
+                    self.handshake_line.room().await;
+                    self.accept(&listener).await
+                } => match accepted {
                     Some((stream, peer, permit)) => {
                         let chosen = self.spread.choose(me);
                         if chosen != me {

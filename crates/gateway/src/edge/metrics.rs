@@ -100,6 +100,8 @@ pub(crate) struct EdgeMetrics {
     h2_goaways: Family<ReasonLabels, Counter>,
     h2_floods: Family<KindLabels, Counter>,
     pub(crate) redirects: Counter,
+    pub(crate) handshakes_waiting: Gauge,
+    pub(crate) accept_pauses: Counter,
 }
 
 impl EdgeMetrics {
@@ -113,6 +115,16 @@ impl EdgeMetrics {
             "gateway_tls_handshake_failures",
             "TLS handshakes that failed, by reason",
             self.handshake_failures.clone(),
+        );
+        registry.register(
+            "gateway_tls_hellos_waiting",
+            "Client hellos waiting for their serving thread's handshake turn",
+            self.handshakes_waiting.clone(),
+        );
+        registry.register(
+            "gateway_tls_accept_pauses",
+            "Times the customers' listener stopped accepting while the handshake line was full",
+            self.accept_pauses.clone(),
         );
         registry.register(
             "gateway_tls_certificate_expiry_seconds",

@@ -113,6 +113,8 @@ pub(crate) struct Proxy {
 #[derive(Debug, Clone)]
 pub(crate) struct ThreadParts {
     pub(crate) upstream: Arc<UpstreamPool>,
+    /// The thread's TLS handshakes, in turns.
+    pub(crate) handshakes: Arc<crate::edge::tls::HandshakeTurns>,
     pub(crate) traffic: Arc<std::sync::Mutex<crate::traffic::Window>>,
 }
 
