@@ -16,6 +16,14 @@ alternate:
    https (HTTP/1.1), 64 connections.
 3. HTTP/2: h2load, 16 connections x 10 streams; p99 computed from its
    per-request log. Against HAProxy's and nginx's HTTP/2.
+4. A flood of TLS client hellos beyond capacity (`hello_flood`): the
+   keep-alive test alone, then again while examples/hello_flood offers
+   --flood-rate new connections a second (default 20,000), each sending a
+   ClientHello and waiting for the answer, which costs the proxy a full
+   handshake's key exchange and signature and the sender almost nothing.
+   Prints the share of keep-alive requests a second the connected
+   customers kept (`kept`), their p99 under the flood, the hellos the
+   proxy answered a second, and its peak RSS.
 
 Besides each proxy's defaults, two like-for-like pairs: flashguard's
 gateway queues what is beyond 64 requests at once per backend, so HAProxy
@@ -29,11 +37,14 @@ Every test prints each proxy's CPU use against its quota
 (`proxy_cpu_of_quota`, from /proc: the cgroup may be v1 without cpuacct):
 near 1.0 means the proxy, not the clients, was the limit.
 
-FLASHGUARD_BIN names the build (default target/release/flashguard).
+FLASHGUARD_BIN names the build (default target/release/flashguard);
+FLASHGUARD_BASELINE_BIN, when set, adds an earlier build
+(`flashguard-baseline`) to every run and the ratio of the two.
 Installs haproxy, nginx, wrk and nghttp2-client when missing. Everything
-runs on 127.0.0.1 and stops by itself. Writes bench/tls-results.json.
+runs on 127.0.0.1 and stops by itself. Writes bench/tls-results.json
+(with --only TEST, bench/tls-TEST-results.json).
 """
-import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402  (the proxies and helpers of bench/gateway.py)
@@ -72,9 +83,9 @@ PAIRS = (("flashguard", "haproxy"), ("flashguard", "nginx"),
          ("flashguard-unlimited", "haproxy"), ("flashguard", "haproxy-maxconn"))
 
 
-def flashguard(procs, tmp, backend, cert, key, extra=()):
+def flashguard(procs, tmp, backend, cert, key, extra=(), binary=None):
     port, admin = g.free_port(), g.free_port()
-    proc = procs.start([g.BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+    proc = procs.start([binary or g.BIN, "gateway", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                         "--backend", f"s1=127.0.0.1:{backend}", "--tls-cert", cert, "--tls-key", key, *extra],
                        env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=g.TOKEN))
     g.wait_port(port)
@@ -116,6 +127,11 @@ http {{ access_log off; keepalive_requests 1000000;
     # nginx's workers are its children: the group takes the master, and
     # the workers it forks after are placed with it below.
     return proc, port
+
+
+# What each test's ratios compare: handshakes a second, the share of
+# keep-alive throughput kept under the flood, requests a second.
+KEY_OF = {"handshakes_full": "per_s", "handshakes_resumed": "per_s", "hello_flood": "kept"}
 
 
 def cpu_seconds(pids):
@@ -162,18 +178,58 @@ def h2load(port, seconds, tmp):
     return {"rps": rps, "p99_ms": p99, "errors": errors, "protocol": "h2" if "h2" in out else "?"}
 
 
+FLOOD = os.path.join(ROOT, "target/release/examples/hello_flood")
+
+
+def rss_mb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+def hello_flood(port, pids, seconds, rate):
+    """Keep-alive alone, then under a flood of client hellos at `rate`."""
+    alone = wrk_https(port, seconds)
+    flood = subprocess.Popen([FLOOD, f"127.0.0.1:{port}", str(rate), str(seconds + 2)],
+                             stdout=subprocess.PIPE, text=True)
+    peak = [rss_mb(pids)]
+    sampling = threading.Event()
+
+    def sample():
+        while not sampling.wait(0.2):
+            peak[0] = max(peak[0], rss_mb(pids))
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    time.sleep(1)  # the flood under way
+    flooded = wrk_https(port, seconds)
+    counts = json.loads(flood.communicate()[0])
+    sampling.set()
+    sampler.join()
+    return {"kept": flooded["rps"] / alone["rps"], "rps": flooded["rps"], "rps_alone": alone["rps"],
+            "p99_ms": flooded["p99_ms"], "errors": flooded["errors"], "hellos_answered_per_s": counts["answered"],
+            "hellos_offered_per_s": counts["offered"], "rss_peak_mb": peak[0]}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--cores", type=float, default=0.5)
-    parser.add_argument("--only", help="one test: handshakes_full, handshakes_resumed, https_keepalive or http2")
+    parser.add_argument("--flood-rate", type=int, default=20_000)
+    parser.add_argument("--only", help="one test: handshakes_full, handshakes_resumed, https_keepalive, http2 "
+                                       "or hello_flood")
     args = parser.parse_args()
     for tool, package in (("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
             subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
-    if not os.path.exists(g.BIN):
-        subprocess.run(["cargo", "build", "--release", "--bin", "flashguard"], cwd=ROOT, check=True)
+    if not os.path.exists(g.BIN) or not os.path.exists(FLOOD):
+        subprocess.run(["cargo", "build", "--release", "--bin", "flashguard", "--example", "hello_flood"],
+                       cwd=ROOT, check=True)
     procs, groups = g.Procs(), Groups()
     tmp = tempfile.mkdtemp(prefix="flashguard-tls-")
     try:
@@ -187,6 +243,11 @@ def main():
                    "nginx": nginx(procs, tmp, backend, cert, key),
                    "flashguard-unlimited": flashguard(procs, tmp, backend, cert, key, ["--config", unlimited]),
                    "haproxy-maxconn": haproxy(procs, tmp, backend, both, f" maxconn {QUEUED_AT}")}
+        pairs = PAIRS
+        if g.BASELINE_BIN:
+            # An earlier build, side by side in the same run.
+            started["flashguard-baseline"] = flashguard(procs, tmp, backend, cert, key, binary=g.BASELINE_BIN)
+            pairs = PAIRS + (("flashguard", "flashguard-baseline"),)
         ports, pids = {}, {}
         for name, (proc, port) in started.items():
             group = groups.group(name, args.cores)
@@ -204,6 +265,7 @@ def main():
             "handshakes_resumed": lambda n, p: handshakes(p, args.seconds, True),
             "https_keepalive": lambda n, p: wrk_https(p, args.seconds),
             "http2": lambda n, p: h2load(p, args.seconds, tmp),
+            "hello_flood": lambda n, p: hello_flood(p, pids[n], args.seconds, args.flood_rate),
         }
         if args.only:
             tests = {args.only: tests[args.only]}
@@ -215,13 +277,14 @@ def main():
                     row = measure(name, port)
                     row["proxy_cpu_of_quota"] = (cpu_seconds(pids[name]) - before) / (time.time() - started) / args.cores
                     results[test][name].append(row)
-                key_of = "per_s" if test.startswith("handshakes") else "rps"
+                key_of = KEY_OF.get(test, "rps")
                 print(f"run {run + 1} {test}: " + "  ".join(
-                    f"{n} {results[test][n][-1][key_of]:.0f}/s" for n in ports), flush=True)
+                    f"{n} " + (f"{results[test][n][-1][key_of]:.2f} kept" if key_of == "kept"
+                               else f"{results[test][n][-1][key_of]:.0f}/s") for n in ports), flush=True)
         summary = {}
         print(f"\nmedians of {args.runs} runs, each proxy capped at {args.cores} core, ECDSA P-256")
         for test, by_proxy in results.items():
-            key_of = "per_s" if test.startswith("handshakes") else "rps"
+            key_of = KEY_OF.get(test, "rps")
             summary[test] = {}
             print(f"\n{test}")
             for name, rows in by_proxy.items():
@@ -229,13 +292,15 @@ def main():
                 row["range"] = [min(r[key_of] for r in rows), max(r[key_of] for r in rows)]
                 summary[test][name] = row
                 print(f"  {name:20} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-            for ours, other in PAIRS:
+            for ours, other in pairs:
                 per_run = [f[key_of] / o[key_of] for f, o in zip(by_proxy[ours], by_proxy[other])]
                 summary[test][f"{ours}/{other}"] = {"median": statistics.median(per_run),
                                                     "min": min(per_run), "max": max(per_run)}
                 print(f"  {ours} / {other}: median {statistics.median(per_run):.2f}x "
                       f"(range {min(per_run):.2f}..{max(per_run):.2f})")
-        with open(os.path.join(ROOT, "bench/tls-results.json"), "w") as f:
+        # A run of one test keeps the full run's file.
+        name = f"tls-{args.only}-results.json" if args.only else "tls-results.json"
+        with open(os.path.join(ROOT, "bench", name), "w") as f:
             json.dump({"cores": args.cores, "runs": args.runs, "seconds": args.seconds,
                        "per_run": results, "summary": summary}, f, indent=1)
     finally:

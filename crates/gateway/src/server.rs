@@ -14,7 +14,8 @@ use tokio::time::Instant;
 
 use crate::admin;
 use crate::config::Config;
-use crate::edge::tls::{HandshakeLine, HandshakeTurns, Terminator};
+use crate::edge::handshakes::{HandshakeLine, HandshakeTurns};
+use crate::edge::tls::Terminator;
 use crate::edge::Edge;
 use crate::gateway::Gateway;
 use crate::proxy::client::ClientLimits;

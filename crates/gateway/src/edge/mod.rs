@@ -12,6 +12,7 @@ pub mod certs;
 mod client_names;
 pub mod config;
 pub(crate) mod h2;
+pub(crate) mod handshakes;
 pub(crate) mod metrics;
 pub(crate) mod redirect;
 pub(crate) mod tls;

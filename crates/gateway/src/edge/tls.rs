@@ -7,20 +7,16 @@
 //! and the ticket keys survive a reload; the certificates sit behind a
 //! resolver whose set is swapped whole once a new one has been checked.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use rustls::crypto::CryptoProvider;
 use rustls::server::Acceptor;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
@@ -28,6 +24,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use super::certs::{self, CertError, CertSet};
 use super::client_names::NamedClients;
 use super::config::{AdminTlsFile, CertificateFile, TlsRules};
+use super::handshakes::HandshakeTurns;
 use super::metrics::{EdgeMetrics, HandshakeFailure};
 use crate::http1::Stream;
 
@@ -227,111 +224,6 @@ impl Terminator {
     }
 }
 
-/// One serving thread's TLS handshakes, one costly step at a time, each
-/// followed by a turn for every connection of the thread that is ready to
-/// run. A full handshake's key exchange and signature cost as much CPU as
-/// tens of requests on a kept connection; served as they came, a flood of
-/// new connections (a sale's opening, or an attack) took nearly all of it,
-/// and the customers already connected, mid-checkout, waited behind it.
-/// Taken in turns, handshakes still use whatever CPU the connected
-/// customers leave, and wait in line when there is none, within the
-/// handshake timeout.
-#[derive(Debug)]
-pub(crate) struct HandshakeTurns {
-    turn: tokio::sync::Mutex<()>,
-    line: Arc<HandshakeLine>,
-}
-
-impl HandshakeTurns {
-    pub(crate) fn new(line: Arc<HandshakeLine>) -> HandshakeTurns {
-        HandshakeTurns {
-            turn: tokio::sync::Mutex::new(()),
-            line,
-        }
-    }
-
-    /// Runs `costly` in this thread's turn, first come first served.
-    async fn take<T>(&self, costly: impl FnOnce() -> T) -> T {
-        // Left when the turn comes, or when the handshake is given up
-        // (its timeout) while waiting.
-        let in_line = self.line.join();
-        let turn = self.turn.lock().await;
-        drop(in_line);
-        let done = costly();
-        // Held across the yield: the next handshake starts only once every
-        // task that was ready has run.
-        tokio::task::yield_now().await;
-        drop(turn);
-        done
-    }
-}
-
-/// Client hellos waiting for a turn, on every serving thread. While
-/// `most` wait the gateway accepts no more connections (`room`): the rest
-/// wait in the kernel's accept queue, where they cost the gateway nothing,
-/// and beyond it their SYNs are dropped and retried by the client, as
-/// under HAProxy's `maxsslrate`. Accepted, each would cost an accept, a
-/// read and a close on the CPU the served need. Counted across threads:
-/// a thread hands connections to the others.
-#[derive(Debug)]
-pub(crate) struct HandshakeLine {
-    waiting: AtomicUsize,
-    room: Notify,
-    most: usize,
-    shown: Gauge,
-    pauses: Counter,
-}
-
-/// A hello's place in the line, left when dropped.
-struct InLine<'a>(&'a HandshakeLine);
-
-impl Drop for InLine<'_> {
-    fn drop(&mut self) {
-        self.0.shown.dec();
-        if self.0.waiting.fetch_sub(1, Ordering::Relaxed) == self.0.most {
-            self.0.room.notify_waiters();
-        }
-    }
-}
-
-/// Hellos that may wait per serving thread: at a few hundred microseconds
-/// a handshake, a wait of tens of milliseconds.
-const LINE_PER_THREAD: usize = 64;
-
-impl HandshakeLine {
-    pub(crate) fn new(threads: usize, metrics: &EdgeMetrics) -> HandshakeLine {
-        HandshakeLine {
-            waiting: AtomicUsize::new(0),
-            room: Notify::new(),
-            most: LINE_PER_THREAD * threads.max(1),
-            shown: metrics.handshakes_waiting.clone(),
-            pauses: metrics.accept_pauses.clone(),
-        }
-    }
-
-    fn join(&self) -> InLine<'_> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        self.shown.inc();
-        InLine(self)
-    }
-
-    /// Returns once fewer than `most` hellos wait for a turn.
-    pub(crate) async fn room(&self) {
-        let mut paused = false;
-        loop {
-            let freed = self.room.notified();
-            if self.waiting.load(Ordering::Relaxed) < self.most {
-                return;
-            }
-            if !paused {
-                paused = true;
-                self.pauses.inc();
-            }
-            freed.await;
-        }
-    }
-}
-
 /// Reloads the certificates whenever their files change on disk.
 pub(crate) async fn watch(terminator: Arc<Terminator>) {
     // The expiry gauge counts down even when nothing changes.
@@ -417,29 +309,4 @@ pub(crate) fn admin_config(admin: &AdminTlsFile) -> Result<Arc<ServerConfig>, Ce
     }));
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::FutureExt;
-
-    #[tokio::test]
-    async fn the_gateway_stops_accepting_while_the_line_is_full_and_not_after() {
-        let metrics = EdgeMetrics::default();
-        let line = HandshakeLine::new(1, &metrics);
-        let mut places: Vec<_> = (0..LINE_PER_THREAD).map(|_| line.join()).collect();
-        assert!(line.room().now_or_never().is_none(), "full: no room");
-        let room = line.room();
-        tokio::pin!(room);
-        assert!((&mut room).now_or_never().is_none());
-        // One place left (its turn came, or its handshake was given up):
-        // whoever waits for room is woken.
-        places.pop();
-        assert!(room.now_or_never().is_some(), "room again");
-        places.push(line.join());
-        assert!(line.room().now_or_never().is_none(), "full again");
-        assert_eq!(metrics.handshakes_waiting.get(), LINE_PER_THREAD as i64);
-        assert_eq!(metrics.accept_pauses.get(), 3, "once per wait for room");
-    }
 }

@@ -114,7 +114,7 @@ pub(crate) struct Proxy {
 pub(crate) struct ThreadParts {
     pub(crate) upstream: Arc<UpstreamPool>,
     /// The thread's TLS handshakes, in turns.
-    pub(crate) handshakes: Arc<crate::edge::tls::HandshakeTurns>,
+    pub(crate) handshakes: Arc<crate::edge::handshakes::HandshakeTurns>,
     pub(crate) traffic: Arc<std::sync::Mutex<crate::traffic::Window>>,
 }
 
