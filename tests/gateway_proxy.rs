@@ -238,6 +238,54 @@ async fn limits_shed_with_a_clear_answer() {
     assert_eq!(slow.await.unwrap(), 200, "the request in flight finishes");
 }
 
+/// Sends a keep-alive GET on a new connection to `gateway`; the
+/// connection, and its answer's first bytes if they come within `wait`.
+async fn get_kept(gateway: &Gateway, wait: Duration) -> (tokio::net::TcpStream, Option<String>) {
+    let addr = gateway.url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    let read = tokio::time::timeout(wait, tcp.read_exact(&mut answer)).await;
+    let head = read
+        .ok()
+        .map(|_| String::from_utf8_lossy(&answer).into_owned());
+    (tcp, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_raises_max_connections_while_they_are_open() {
+    let (gateway, dir) = gateway_for(
+        echo_backend().await,
+        Some("workers = 1\n[limits]\nmax_connections = 1\n[timeouts]\nclient_idle_ms = 60000\n"),
+    )
+    .await;
+    let (_first, answer) = get_kept(&gateway, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200"));
+    // The one connection allowed is open (and not idle long enough to be
+    // closed): a second waits in the kernel's queue, unanswered.
+    let (mut second, answer) = get_kept(&gateway, Duration::from_millis(300)).await;
+    assert_eq!(answer, None, "a second connection was served");
+
+    let path = dir.as_ref().unwrap().path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        "workers = 1\n[limits]\nmax_connections = 2\n[timeouts]\nclient_idle_ms = 60000\n",
+    )
+    .unwrap();
+    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    // Accepted now, without a restart, and answered.
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), second.read_exact(&mut answer))
+        .await
+        .expect("the second connection is served after the reload")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_disconnected() {
     let config = "[timeouts]\nclient_header_ms = 400\nclient_idle_ms = 300\n";

@@ -43,6 +43,8 @@ pub(crate) struct Gateway {
     /// added through the admin API or found in DNS.
     configured: Mutex<Vec<String>>,
     pub(crate) shutdown_grace: Duration,
+    /// `limits.max_connections`, resized by a reload.
+    pub(crate) connections: crate::connections::ConnectionCap,
     /// What a reload does not change, as the gateway started.
     start_only: crate::config::StartOnly,
     checks: CheckClient,
@@ -114,6 +116,7 @@ impl Gateway {
             source,
             configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
+            connections: crate::connections::ConnectionCap::new(config.max_connections),
             start_only: config.start_only.clone(),
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
@@ -339,6 +342,7 @@ impl Gateway {
     fn apply(self: &Arc<Self>, config: &crate::config::Config) -> usize {
         self.proxy
             .set_live(Live::new(config.settings.clone(), config));
+        self.connections.resize(config.max_connections);
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);

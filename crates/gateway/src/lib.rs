@@ -13,6 +13,7 @@ mod backend;
 mod balance;
 mod checker;
 pub mod config;
+mod connections;
 mod discovery;
 pub mod edge;
 mod gateway;

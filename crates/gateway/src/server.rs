@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
 use crate::admin;
@@ -211,13 +211,11 @@ pub async fn run(
     };
 
     let proxy_listener = listeners.proxy.into_std().map_err(GatewayError::Worker)?;
-    let connections = Arc::new(Semaphore::new(config.max_connections));
     let (inboxes, mut handed_over): (Vec<_>, Vec<_>) = (0..config.workers)
         .map(|_| mpsc::unbounded_channel())
         .unzip();
     let worker = Worker {
         gateway: Arc::clone(&gateway),
-        connections: Arc::clone(&connections),
         spread: Arc::new(Spread {
             open: (0..config.workers)
                 .map(|n| gateway.metrics.client_connections(n))
@@ -259,7 +257,7 @@ pub async fn run(
     stop_flag.store(true, Ordering::Relaxed);
     let _ = stop.send(true);
     let deadline = Instant::now() + config.shutdown_grace;
-    while connections.available_permits() < config.max_connections && Instant::now() < deadline {
+    while gateway.connections.open() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Workers stop on their own once their connections are closed or
@@ -322,7 +320,6 @@ impl Spread {
 #[derive(Clone)]
 struct Worker {
     gateway: Arc<Gateway>,
-    connections: Arc<Semaphore>,
     spread: Arc<Spread>,
     /// Client hellos waiting for a handshake turn, on every thread.
     handshake_line: Arc<HandshakeLine>,
@@ -468,7 +465,7 @@ impl Worker {
         let mut stopping = self.accepting_stopped.clone();
         loop {
             let permit = tokio::select! {
-                permit = Arc::clone(&self.connections).acquire_owned() => permit.ok()?,
+                permit = self.gateway.connections.admit() => permit?,
                 _ = stopping.wait_for(|stop| *stop) => return None,
             };
             let accepted = tokio::select! {

@@ -1,10 +1,12 @@
 //! The settings a running gateway reads once, when it starts: its
-//! listeners and threads, its connection limits and client timeouts, the
+//! listeners and threads, its limit on requests at once and client
+//! timeouts, the
 //! waiting room, the status page, DNS discovery, HTTP/2, and `[tls]`'s
 //! listeners and file watch. A reload that changes one keeps the running
 //! value and names the field (`until_restart` in its answer, and a warning
 //! in the log), instead of leaving the operator to believe it took.
-//! Everything else a reload applies: the backends, balancing, health,
+//! Everything else a reload applies: the backends, `max_connections`
+//! (`ConnectionCap`), balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
 //! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
 //! handshake timeout.
@@ -26,7 +28,6 @@ pub struct StartOnly {
     client_idle_ms: u64,
     shutdown_grace_ms: u64,
     shutdown_idle_grace_ms: u64,
-    max_connections: usize,
     max_concurrent_requests: usize,
     waiting_room: RoomFile,
     status_enabled: bool,
@@ -55,7 +56,6 @@ impl StartOnly {
             client_idle_ms: file.timeouts.client_idle_ms,
             shutdown_grace_ms: file.timeouts.shutdown_grace_ms,
             shutdown_idle_grace_ms: file.timeouts.shutdown_idle_grace_ms,
-            max_connections: file.limits.max_connections,
             max_concurrent_requests: file.limits.max_concurrent_requests,
             waiting_room: file.waiting_room.clone(),
             status_enabled: file.status.enabled,
@@ -103,10 +103,6 @@ impl StartOnly {
             self.shutdown_idle_grace_ms == next.shutdown_idle_grace_ms,
         );
         check(
-            "limits.max_connections",
-            self.max_connections == next.max_connections,
-        );
-        check(
             "limits.max_concurrent_requests",
             self.max_concurrent_requests == next.max_concurrent_requests,
         );
@@ -141,22 +137,28 @@ mod tests {
 
     #[test]
     fn names_each_start_only_field_a_file_changes_and_nothing_else() {
-        let running = parsed("workers = 2\n[limits]\nmax_connections = 100\n");
+        let running = parsed("workers = 2\n[timeouts]\nclient_idle_ms = 5000\n");
         assert!(running.changed(&running.clone()).is_empty());
-        // Live settings (retries, the upstream timeout) are not named.
+        // Live settings (max_connections, retries, the upstream timeout)
+        // are not named.
         let live_only = parsed(
             "workers = 2\n[limits]\nmax_connections = 100\n\
-             [retry]\nattempts = 2\n[timeouts]\nupstream_ms = 900\n",
+             [retry]\nattempts = 2\n[timeouts]\nclient_idle_ms = 5000\nupstream_ms = 900\n",
         );
         assert!(running.changed(&live_only).is_empty());
         let next = parsed(
-            "workers = 4\n[limits]\nmax_connections = 200\n\
+            "workers = 4\n[timeouts]\nclient_idle_ms = 6000\n\
              [http2]\nmax_concurrent_streams = 10\n\
              [waiting_room]\nactivation = \"always\"\n",
         );
         assert_eq!(
             running.changed(&next),
-            ["workers", "limits.max_connections", "waiting_room", "http2"]
+            [
+                "workers",
+                "timeouts.client_idle_ms",
+                "waiting_room",
+                "http2"
+            ]
         );
     }
 }

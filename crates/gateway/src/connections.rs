@@ -1,0 +1,96 @@
+//! How many customer connections may be open at once
+//! (`limits.max_connections`): a permit each, taken before a connection is
+//! accepted. A reload changes the number while connections are open, so an
+//! operator can raise it during a sale without a restart, or lower it: a
+//! raise gives its permits at once; a lowering takes back those free now,
+//! and the rest as connections close (until then the listeners accept
+//! none), without cutting one.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug)]
+pub(crate) struct ConnectionCap {
+    permits: Arc<Semaphore>,
+    most: AtomicUsize,
+    /// Permits a lowering still has to take back.
+    owed: Arc<AtomicUsize>,
+}
+
+impl ConnectionCap {
+    pub(crate) fn new(most: usize) -> ConnectionCap {
+        ConnectionCap {
+            permits: Arc::new(Semaphore::new(most)),
+            most: AtomicUsize::new(most),
+            owed: Arc::default(),
+        }
+    }
+
+    /// A connection's permit, once one is free.
+    pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.permits).acquire_owned().await.ok()
+    }
+
+    /// Connections open now; while a lowering is taking permits back, an
+    /// upper bound (0 once every connection has closed).
+    pub(crate) fn open(&self) -> usize {
+        (self.most.load(Ordering::Relaxed) + self.owed.load(Ordering::Relaxed))
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Makes `most` the number. Permits the semaphore still owes a lowering
+    /// are taken by a task as connections close, ahead of new connections
+    /// (tokio's semaphore is first come, first served).
+    pub(crate) fn resize(&self, most: usize) {
+        let before = self.most.swap(most, Ordering::Relaxed);
+        if most > before {
+            self.permits.add_permits(most - before);
+            return;
+        }
+        let owed = before - most;
+        let owed = owed - self.permits.forget_permits(owed);
+        if owed > 0 {
+            self.owed.fetch_add(owed, Ordering::Relaxed);
+            let (permits, still) = (Arc::clone(&self.permits), Arc::clone(&self.owed));
+            tokio::spawn(async move {
+                if let Ok(taken) = permits.acquire_many_owned(owed as u32).await {
+                    taken.forget();
+                }
+                still.fetch_sub(owed, Ordering::Relaxed);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_raise_admits_at_once_and_a_lowering_waits_for_connections_to_close() {
+        let cap = ConnectionCap::new(2);
+        let (a, b) = (cap.admit().await.unwrap(), cap.admit().await.unwrap());
+        assert_eq!(cap.permits.available_permits(), 0);
+        cap.resize(3);
+        let c = cap.admit().await.unwrap();
+        assert_eq!(cap.open(), 3);
+        // Down to one with three open: none is cut, none is admitted until
+        // two have closed.
+        cap.resize(1);
+        tokio::task::yield_now().await;
+        drop(a);
+        tokio::task::yield_now().await;
+        assert_eq!(cap.permits.available_permits(), 0, "taken back");
+        drop(b);
+        tokio::task::yield_now().await;
+        assert_eq!(cap.permits.available_permits(), 0, "taken back");
+        assert_eq!(cap.open(), 1);
+        drop(c);
+        tokio::task::yield_now().await;
+        assert_eq!(cap.permits.available_permits(), 1);
+        assert_eq!(cap.open(), 0);
+        assert!(cap.admit().await.is_some());
+    }
+}
