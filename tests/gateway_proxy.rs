@@ -287,6 +287,29 @@ async fn a_reload_raises_max_connections_while_they_are_open() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_shortens_the_idle_timeout_for_connections_after_it() {
+    let (gateway, dir) = gateway_for(
+        echo_backend().await,
+        Some("[timeouts]\nclient_idle_ms = 60000\n"),
+    )
+    .await;
+    let path = dir.as_ref().unwrap().path().join("gateway.toml");
+    std::fs::write(&path, "[timeouts]\nclient_idle_ms = 300\n").unwrap();
+    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    // A connection after the reload, idle once answered, is closed after
+    // 300 ms, not 60 s.
+    let (mut idle, answer) = get_kept(&gateway, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), idle.read_to_end(&mut rest))
+        .await
+        .expect("closed by the idle timeout the reload set")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_are_disconnected() {
     let config = "[timeouts]\nclient_header_ms = 400\nclient_idle_ms = 300\n";
     let (gateway, _dir) = gateway_for(echo_backend().await, Some(config)).await;

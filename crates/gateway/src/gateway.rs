@@ -12,7 +12,9 @@ use crate::balance::{Backends, Change};
 use crate::checker::{self, CheckClient};
 use crate::config::{BackendSpec, Config, ConfigError, ConfigFile};
 use crate::metrics::GatewayMetrics;
+use crate::proxy::client::ClientLimits;
 use crate::proxy::{Live, Proxy};
+use crate::published::Published;
 use crate::queue::WaitQueue;
 use crate::room::{Notice, Pressure, Room};
 use crate::server::Source;
@@ -45,6 +47,10 @@ pub(crate) struct Gateway {
     pub(crate) shutdown_grace: Duration,
     /// `limits.max_connections`, resized by a reload.
     pub(crate) connections: crate::connections::ConnectionCap,
+    /// The client header and idle timeouts, for connections accepted from
+    /// now on (a reload changes them; the idle grace at shutdown is read
+    /// only at start).
+    pub(crate) client_limits: Published<ClientLimits>,
     /// What a reload does not change, as the gateway started.
     start_only: crate::config::StartOnly,
     checks: CheckClient,
@@ -117,6 +123,11 @@ impl Gateway {
             configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
             connections: crate::connections::ConnectionCap::new(config.max_connections),
+            client_limits: Published::new(ClientLimits {
+                header: config.client_header_timeout,
+                idle: config.client_idle_timeout,
+                stop_grace: config.shutdown_idle_grace,
+            }),
             start_only: config.start_only.clone(),
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
@@ -343,6 +354,11 @@ impl Gateway {
         self.proxy
             .set_live(Live::new(config.settings.clone(), config));
         self.connections.resize(config.max_connections);
+        self.client_limits.update(|now| ClientLimits {
+            header: config.client_header_timeout,
+            idle: config.client_idle_timeout,
+            stop_grace: now.stop_grace,
+        });
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);

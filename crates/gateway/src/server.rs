@@ -18,7 +18,6 @@ use crate::edge::handshakes::{HandshakeLine, HandshakeTurns};
 use crate::edge::tls::Terminator;
 use crate::edge::Edge;
 use crate::gateway::Gateway;
-use crate::proxy::client::ClientLimits;
 use crate::proxy::{ThreadParts, UpstreamPool};
 
 /// Why the gateway could not run.
@@ -223,11 +222,6 @@ pub async fn run(
             inboxes,
         }),
         handshake_line: Arc::new(HandshakeLine::new(config.workers, &gateway.metrics.edge)),
-        limits: ClientLimits {
-            header: config.client_header_timeout,
-            idle: config.client_idle_timeout,
-            stop_grace: config.shutdown_idle_grace,
-        },
         connect_timeout: config.connect_timeout,
         accepting_stopped,
         stopping,
@@ -323,7 +317,6 @@ struct Worker {
     spread: Arc<Spread>,
     /// Client hellos waiting for a handshake turn, on every thread.
     handshake_line: Arc<HandshakeLine>,
-    limits: ClientLimits,
     connect_timeout: Duration,
     /// Turns true when the listeners must close.
     accepting_stopped: watch::Receiver<bool>,
@@ -409,7 +402,8 @@ impl Worker {
             };
             let proxy = Arc::clone(&self.gateway.proxy);
             let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
-            let (limits, thread) = (self.limits, thread.clone());
+            // As the config reads when the connection came.
+            let (limits, thread) = (*self.gateway.client_limits.get(), thread.clone());
             let spread = Arc::clone(&self.spread);
             let edge = self.edge.clone();
             open.spawn(async move {

@@ -1,12 +1,13 @@
 //! The settings a running gateway reads once, when it starts: its
-//! listeners and threads, its limit on requests at once and client
-//! timeouts, the
+//! listeners and threads, its limit on requests at once, the connect and
+//! shutdown timeouts, the
 //! waiting room, the status page, DNS discovery, HTTP/2, and `[tls]`'s
 //! listeners and file watch. A reload that changes one keeps the running
 //! value and names the field (`until_restart` in its answer, and a warning
 //! in the log), instead of leaving the operator to believe it took.
 //! Everything else a reload applies: the backends, `max_connections`
-//! (`ConnectionCap`), balancing, health,
+//! (`ConnectionCap`), the client header and idle timeouts (for connections
+//! accepted after it), balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
 //! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
 //! handshake timeout.
@@ -24,8 +25,6 @@ pub struct StartOnly {
     reuse_port: bool,
     workers: usize,
     connect_ms: u64,
-    client_header_ms: u64,
-    client_idle_ms: u64,
     shutdown_grace_ms: u64,
     shutdown_idle_grace_ms: u64,
     max_concurrent_requests: usize,
@@ -52,8 +51,6 @@ impl StartOnly {
             reuse_port: file.reuse_port,
             workers: file.workers,
             connect_ms: file.timeouts.connect_ms,
-            client_header_ms: file.timeouts.client_header_ms,
-            client_idle_ms: file.timeouts.client_idle_ms,
             shutdown_grace_ms: file.timeouts.shutdown_grace_ms,
             shutdown_idle_grace_ms: file.timeouts.shutdown_idle_grace_ms,
             max_concurrent_requests: file.limits.max_concurrent_requests,
@@ -86,14 +83,6 @@ impl StartOnly {
         check("reuse_port", self.reuse_port == next.reuse_port);
         check("workers", self.workers == next.workers);
         check("timeouts.connect_ms", self.connect_ms == next.connect_ms);
-        check(
-            "timeouts.client_header_ms",
-            self.client_header_ms == next.client_header_ms,
-        );
-        check(
-            "timeouts.client_idle_ms",
-            self.client_idle_ms == next.client_idle_ms,
-        );
         check(
             "timeouts.shutdown_grace_ms",
             self.shutdown_grace_ms == next.shutdown_grace_ms,
@@ -137,28 +126,23 @@ mod tests {
 
     #[test]
     fn names_each_start_only_field_a_file_changes_and_nothing_else() {
-        let running = parsed("workers = 2\n[timeouts]\nclient_idle_ms = 5000\n");
+        let running = parsed("workers = 2\n[timeouts]\nconnect_ms = 500\n");
         assert!(running.changed(&running.clone()).is_empty());
-        // Live settings (max_connections, retries, the upstream timeout)
-        // are not named.
+        // Live settings (max_connections, the client idle timeout, retries,
+        // the upstream timeout) are not named.
         let live_only = parsed(
             "workers = 2\n[limits]\nmax_connections = 100\n\
-             [retry]\nattempts = 2\n[timeouts]\nclient_idle_ms = 5000\nupstream_ms = 900\n",
+             [retry]\nattempts = 2\n[timeouts]\nconnect_ms = 500\nclient_idle_ms = 9000\nupstream_ms = 900\n",
         );
         assert!(running.changed(&live_only).is_empty());
         let next = parsed(
-            "workers = 4\n[timeouts]\nclient_idle_ms = 6000\n\
+            "workers = 4\n[timeouts]\nconnect_ms = 600\n\
              [http2]\nmax_concurrent_streams = 10\n\
              [waiting_room]\nactivation = \"always\"\n",
         );
         assert_eq!(
             running.changed(&next),
-            [
-                "workers",
-                "timeouts.client_idle_ms",
-                "waiting_room",
-                "http2"
-            ]
+            ["workers", "timeouts.connect_ms", "waiting_room", "http2"]
         );
     }
 }
