@@ -254,6 +254,15 @@ async fn get_kept(gateway: &Gateway, wait: Duration) -> (tokio::net::TcpStream, 
     (tcp, head)
 }
 
+/// Writes `text` as the gateway's config at `path` and reloads it, which
+/// must be taken; the answer.
+async fn reload_with(gateway: &Gateway, path: &std::path::Path, text: &str) -> Value {
+    std::fs::write(path, text).unwrap();
+    let (status, reloaded) = admin(reqwest::Method::POST, gateway, "/admin/reload", None).await;
+    assert_eq!(status, 200, "{reloaded}");
+    reloaded
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_raises_max_connections_while_they_are_open() {
     let (gateway, dir) = gateway_for(
@@ -269,13 +278,12 @@ async fn a_reload_raises_max_connections_while_they_are_open() {
     assert_eq!(answer, None, "a second connection was served");
 
     let path = dir.as_ref().unwrap().path().join("gateway.toml");
-    std::fs::write(
+    let reloaded = reload_with(
+        &gateway,
         &path,
         "workers = 1\n[limits]\nmax_connections = 2\n[timeouts]\nclient_idle_ms = 60000\n",
     )
-    .unwrap();
-    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
-    assert_eq!(status, 200);
+    .await;
     assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
     // Accepted now, without a restart, and answered.
     let mut answer = [0u8; 12];
@@ -294,9 +302,7 @@ async fn a_reload_shortens_the_idle_timeout_for_connections_after_it() {
     )
     .await;
     let path = dir.as_ref().unwrap().path().join("gateway.toml");
-    std::fs::write(&path, "[timeouts]\nclient_idle_ms = 300\n").unwrap();
-    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
-    assert_eq!(status, 200);
+    let reloaded = reload_with(&gateway, &path, "[timeouts]\nclient_idle_ms = 300\n").await;
     assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
     // A connection after the reload, idle once answered, is closed after
     // 300 ms, not 60 s.
@@ -575,9 +581,7 @@ async fn a_reload_keeps_flagged_and_added_backends_and_drains_only_what_the_file
     // The file no longer names `filed`; the flag and the admin API still
     // stand for theirs (before, a reload drained the flagged shops: what
     // `flashguard up` gives its gateway).
-    std::fs::write(&path, "access_log = true\n").unwrap();
-    let (status, reloaded) = admin(reqwest::Method::POST, &gateway, "/admin/reload", None).await;
-    assert_eq!(status, 200, "{reloaded}");
+    reload_with(&gateway, &path, "access_log = true\n").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while backend_names(&gateway).await.contains(&"filed".to_string()) {
         assert!(

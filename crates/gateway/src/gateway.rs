@@ -348,8 +348,8 @@ impl Gateway {
 
     /// Swaps the settings, and adds, replaces (address or pool changed) or
     /// drains the configured backends. Backends added through the admin
-    /// API or found in DNS are not the config's to drain. The listen
-    /// addresses and connection limits keep their values until restart.
+    /// API or found in DNS are not the config's to drain. The settings
+    /// read only at start (`StartOnly`) keep their values until restart.
     fn apply(self: &Arc<Self>, config: &crate::config::Config) -> usize {
         self.proxy
             .set_live(Live::new(config.settings.clone(), config));

@@ -384,7 +384,7 @@ impl Worker {
                     },
                     None => break,
                 },
-                // Not while this thread's TLS handshakes are in a long line.
+                // Not while the TLS handshakes' line is full.
                 accepted = async {
                     self.handshake_line.room().await;
                     self.accept(&listener).await

@@ -1,13 +1,12 @@
 //! The settings a running gateway reads once, when it starts: its
 //! listeners and threads, its limit on requests at once, the connect and
-//! shutdown timeouts, the
-//! waiting room, the status page, DNS discovery, HTTP/2, and `[tls]`'s
-//! listeners and file watch. A reload that changes one keeps the running
-//! value and names the field (`until_restart` in its answer, and a warning
-//! in the log), instead of leaving the operator to believe it took.
-//! Everything else a reload applies: the backends, `max_connections`
-//! (`ConnectionCap`), the client header and idle timeouts (for connections
-//! accepted after it), balancing, health,
+//! shutdown timeouts, the waiting room, the status page, DNS discovery,
+//! HTTP/2, and `[tls]`'s listeners and file watch. A reload that changes
+//! one keeps the running value and names the field (`until_restart` in its
+//! answer, and a warning in the log), instead of leaving the operator to
+//! believe it took. Everything else a reload applies: the backends,
+//! `max_connections` (`ConnectionCap`), the client header and idle
+//! timeouts (for connections accepted after it), balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
 //! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
 //! handshake timeout.

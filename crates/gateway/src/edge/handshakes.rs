@@ -90,7 +90,7 @@ impl HandshakeLine {
             waiting: AtomicUsize::new(0),
             room: Notify::new(),
             most: LINE_PER_THREAD * threads.max(1),
-            shown: metrics.handshakes_waiting.clone(),
+            shown: metrics.hellos_waiting.clone(),
             pauses: metrics.accept_pauses.clone(),
         }
     }
@@ -138,7 +138,7 @@ mod tests {
         assert!(room.now_or_never().is_some(), "room again");
         places.push(line.join());
         assert!(line.room().now_or_never().is_none(), "full again");
-        assert_eq!(metrics.handshakes_waiting.get(), LINE_PER_THREAD as i64);
+        assert_eq!(metrics.hellos_waiting.get(), LINE_PER_THREAD as i64);
         assert_eq!(metrics.accept_pauses.get(), 3, "once per wait for room");
     }
 }

@@ -100,7 +100,7 @@ pub(crate) struct EdgeMetrics {
     h2_goaways: Family<ReasonLabels, Counter>,
     h2_floods: Family<KindLabels, Counter>,
     pub(crate) redirects: Counter,
-    pub(crate) handshakes_waiting: Gauge,
+    pub(crate) hellos_waiting: Gauge,
     pub(crate) accept_pauses: Counter,
 }
 
@@ -119,7 +119,7 @@ impl EdgeMetrics {
         registry.register(
             "gateway_tls_hellos_waiting",
             "Client hellos waiting for their serving thread's handshake turn",
-            self.handshakes_waiting.clone(),
+            self.hellos_waiting.clone(),
         );
         registry.register(
             "gateway_tls_accept_pauses",
