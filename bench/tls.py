@@ -3,7 +3,7 @@
 nginx, measured side by side in one run, each proxy under the same CPU
 quota so the clients have the rest of the machine.
 
-usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5] [--only TEST]
+usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5] [--only TEST] [--one-thread]
 
 Each proxy terminates TLS with the same ECDSA P-256 certificate (made here
 with openssl) in front of one nginx backend answering a fixed JSON body,
@@ -31,7 +31,9 @@ runs once more with `maxconn 64` on its server (`haproxy-maxconn`), and
 flashguard once more with a backend limit no test reaches
 (`flashguard-unlimited`). The ratios printed: flashguard against HAProxy
 and nginx as they come, flashguard-unlimited against HAProxy, flashguard
-against haproxy-maxconn.
+against haproxy-maxconn. --one-thread adds flashguard (`flashguard-1w`,
+and `flashguard-1w-unlimited`) and HAProxy (`haproxy-1t`) with one serving
+thread each, and their ratios.
 
 Every test prints each proxy's CPU use against its quota
 (`proxy_cpu_of_quota`, from /proc: the cgroup may be v1 without cpuacct):
@@ -81,6 +83,15 @@ QUEUED_AT = 64
 UNLIMITED = "[concurrency]\nadaptive = false\ninitial = 1024\nmax = 1024\n"
 PAIRS = (("flashguard", "haproxy"), ("flashguard", "nginx"),
          ("flashguard-unlimited", "haproxy"), ("flashguard", "haproxy-maxconn"))
+# --one-thread: one serving thread each. flashguard picks one by itself
+# when it starts inside a cgroup of half a core (its default `workers` is
+# what the quota allows, std's available_parallelism); here it is moved
+# into its group after it started, so it picked two, as the others are
+# configured to run.
+ONE_THREAD = "workers = 1\n"
+ONE_THREAD_PAIRS = (("flashguard-1w", "haproxy"), ("flashguard-1w", "haproxy-1t"),
+                    ("flashguard-1w-unlimited", "haproxy-1t"), ("flashguard-1w", "haproxy-maxconn"),
+                    ("flashguard-1w", "flashguard"))
 
 
 def flashguard(procs, tmp, backend, cert, key, extra=(), binary=None):
@@ -100,10 +111,15 @@ def haproxy_tls_bind(both):
     return f" ssl crt {both} alpn h2,http/1.1"
 
 
-def haproxy(procs, tmp, backend, both, server_options=""):
+def haproxy(procs, tmp, backend, both, server_options="", threads=2):
     port = g.free_port()
-    proc = g.haproxy_config(procs, tmp, port, f"  server s1 127.0.0.1:{backend}{server_options}\n",
-                            bind=haproxy_tls_bind(both), global_extra=HAPROXY_TLS_GLOBAL)
+    conf = os.path.join(tmp, f"haproxy-{port}.cfg")
+    with open(conf, "w") as f:
+        f.write(g.haproxy_config_text(port, f"  server s1 127.0.0.1:{backend}{server_options}\n",
+                                      bind=haproxy_tls_bind(both), global_extra=HAPROXY_TLS_GLOBAL,
+                                      threads=threads))
+    proc = procs.start(["haproxy", "-f", conf, "-db"])
+    g.wait_port(port)
     return proc, port
 
 
@@ -221,6 +237,8 @@ def main():
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--cores", type=float, default=0.5)
     parser.add_argument("--flood-rate", type=int, default=20_000)
+    parser.add_argument("--one-thread", action="store_true",
+                        help="add flashguard and HAProxy with one serving thread each")
     parser.add_argument("--only", help="one test: handshakes_full, handshakes_resumed, https_keepalive, http2 "
                                        "or hello_flood")
     args = parser.parse_args()
@@ -244,6 +262,14 @@ def main():
                    "flashguard-unlimited": flashguard(procs, tmp, backend, cert, key, ["--config", unlimited]),
                    "haproxy-maxconn": haproxy(procs, tmp, backend, both, f" maxconn {QUEUED_AT}")}
         pairs = PAIRS
+        if args.one_thread:
+            for name, text in (("flashguard-1w", ONE_THREAD), ("flashguard-1w-unlimited", ONE_THREAD + UNLIMITED)):
+                path = os.path.join(tmp, f"{name}.toml")
+                with open(path, "w") as f:
+                    f.write(text)
+                started[name] = flashguard(procs, tmp, backend, cert, key, ["--config", path])
+            started["haproxy-1t"] = haproxy(procs, tmp, backend, both, threads=1)
+            pairs = pairs + ONE_THREAD_PAIRS
         if g.BASELINE_BIN:
             # An earlier build, side by side in the same run.
             started["flashguard-baseline"] = flashguard(procs, tmp, backend, cert, key, binary=g.BASELINE_BIN)
