@@ -706,3 +706,103 @@ async fn http2_streams_carry_large_chunked_and_unannounced_bodies_both_ways() {
     );
     assert_eq!(headers["cookie"], "a=1");
 }
+
+/// What a new HTTP/2 connection to `addr` is told: the ALPN protocol the
+/// gateway chose, and (when it chose `h2`) its SETTINGS as (id, value).
+async fn new_connection_told(ca: &TestCa, addr: &str) -> (Option<Vec<u8>>, Vec<(u16, u32)>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = connect(ca.rustls_client(&[b"h2", b"http/1.1"]), addr, "shop.test")
+        .await
+        .unwrap();
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.as_deref() != Some(b"h2") {
+        return (alpn, Vec::new());
+    }
+    // The preface and an empty SETTINGS; the server's SETTINGS comes first.
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut head = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut head))
+        .await
+        .expect("the server's SETTINGS in time")
+        .unwrap();
+    assert_eq!(head[3], 0x4, "SETTINGS first: {head:?}");
+    let mut payload = vec![0u8; u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize];
+    tls.read_exact(&mut payload).await.unwrap();
+    let settings = payload
+        .chunks_exact(6)
+        .map(|s| {
+            (
+                u16::from_be_bytes([s[0], s[1]]),
+                u32::from_be_bytes([s[2], s[3], s[4], s[5]]),
+            )
+        })
+        .collect();
+    (alpn, settings)
+}
+
+const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_http2_for_new_connections_and_keeps_the_open_ones() {
+    let backend = support::gateway::echo_backend().await;
+    let ca = TestCa::new();
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let tls = format!("[tls]\ncert = {:?}\nkey = {:?}\n", leaf.cert, leaf.key);
+    let (_dir, config) = config_file(&tls);
+    let gateway =
+        Gateway::start(&["--config", &config, "--backend", &format!("echo={backend}")]).await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let (alpn, settings) = new_connection_told(&ca, &addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert!(
+        settings.contains(&(MAX_CONCURRENT_STREAMS, 100)),
+        "{settings:?}"
+    );
+    // A customer whose connection stays open across the reloads.
+    let kept = ca.client(true);
+    let url = format!("{}/echo", gateway.url);
+    assert_eq!(kept.get(&url).send().await.unwrap().status(), 200);
+
+    // Under an HTTP/2 flood an operator tightens the limits: new
+    // connections get them at once, without a restart.
+    replace(
+        std::path::Path::new(&config),
+        &format!("{tls}[http2]\nmax_concurrent_streams = 7\n"),
+    );
+    let reloaded = reload(&gateway.admin_url, 200).await;
+    assert_eq!(
+        reloaded["until_restart"],
+        serde_json::json!([]),
+        "{reloaded}"
+    );
+    let (_, settings) = new_connection_told(&ca, &addr).await;
+    assert!(
+        settings.contains(&(MAX_CONCURRENT_STREAMS, 7)),
+        "{settings:?}"
+    );
+
+    // And may turn HTTP/2 off: new connections are offered HTTP/1.1 only.
+    replace(
+        std::path::Path::new(&config),
+        &format!("{tls}[http2]\nenabled = false\n"),
+    );
+    reload(&gateway.admin_url, 200).await;
+    let (alpn, _) = new_connection_told(&ca, &addr).await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let http1 = get_new(&ca, false, &url).await;
+    assert_eq!(http1.status(), 200);
+    assert_eq!(http1.version(), reqwest::Version::HTTP_11);
+
+    // The customer's HTTP/2 connection went on through both reloads.
+    let answer = kept.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_tls_handshakes_total", &["alpn=\"h2\""]),
+        3.0,
+        "the two probes before the last reload and the kept customer, once"
+    );
+}

@@ -51,6 +51,8 @@ pub(crate) struct Gateway {
     /// now on (a reload changes them; the idle grace at shutdown is read
     /// only at start).
     pub(crate) client_limits: Published<ClientLimits>,
+    /// `[http2]`, for the connections after the last reload.
+    pub(crate) http2: Published<crate::edge::config::Http2File>,
     /// What a reload does not change, as the gateway started.
     start_only: crate::config::StartOnly,
     checks: CheckClient,
@@ -128,6 +130,7 @@ impl Gateway {
                 idle: config.client_idle_timeout,
                 stop_grace: config.shutdown_idle_grace,
             }),
+            http2: Published::new(config.http2),
             start_only: config.start_only.clone(),
             checks: checker::check_client(),
             ready: AtomicBool::new(true),
@@ -359,6 +362,10 @@ impl Gateway {
             idle: config.client_idle_timeout,
             stop_grace: now.stop_grace,
         });
+        self.http2.update(|_| config.http2);
+        if let Some(tls) = self.tls.get() {
+            tls.offer_http2(config.http2.enabled);
+        }
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);

@@ -16,7 +16,7 @@ use crate::admin;
 use crate::config::Config;
 use crate::edge::handshakes::{HandshakeLine, HandshakeTurns};
 use crate::edge::tls::Terminator;
-use crate::edge::Edge;
+use crate::edge::{ConnectionRules, Edge};
 use crate::gateway::Gateway;
 use crate::proxy::{ThreadParts, UpstreamPool};
 
@@ -137,7 +137,7 @@ pub async fn run(
         Some(admin) => Some(crate::edge::tls::admin_config(admin)?),
         None => None,
     };
-    let edge = Edge::new(terminator, config.http2, Arc::clone(&gateway.metrics.edge));
+    let edge = Edge::new(terminator, Arc::clone(&gateway.metrics.edge));
     for spec in &config.backends {
         gateway.add(spec.clone(), false);
     }
@@ -403,11 +403,15 @@ impl Worker {
             let proxy = Arc::clone(&self.gateway.proxy);
             let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
             // As the config reads when the connection came.
-            let (limits, thread) = (*self.gateway.client_limits.get(), thread.clone());
+            let rules = ConnectionRules {
+                limits: *self.gateway.client_limits.get(),
+                http2: *self.gateway.http2.get(),
+            };
+            let thread = thread.clone();
             let spread = Arc::clone(&self.spread);
             let edge = self.edge.clone();
             open.spawn(async move {
-                edge.serve(stream, peer, proxy, thread, limits, stopping)
+                edge.serve(stream, peer, proxy, thread, rules, stopping)
                     .await;
                 spread.closed(me);
                 drop(permit);

@@ -1,18 +1,20 @@
 //! The settings a running gateway reads once, when it starts: its
 //! listeners and threads, its limit on requests at once, the connect and
 //! shutdown timeouts, the waiting room, the status page, DNS discovery,
-//! HTTP/2, and `[tls]`'s listeners and file watch. A reload that changes
+//! and `[tls]`'s listeners and file watch. A reload that changes
 //! one keeps the running value and names the field (`until_restart` in its
 //! answer, and a warning in the log), instead of leaving the operator to
 //! believe it took. Everything else a reload applies: the backends,
 //! `max_connections` (`ConnectionCap`), the client header and idle
-//! timeouts (for connections accepted after it), balancing, health,
+//! timeouts and `[http2]` (for connections accepted after it: ALPN offers
+//! `h2` or not, and an HTTP/2 connection's streams, header list, windows
+//! and send buffer are as the config read when it came), balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
 //! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
 //! handshake timeout.
 
 use super::{BackendDnsFile, ConfigFile};
-use crate::edge::config::{AdminTlsFile, Http2File};
+use crate::edge::config::AdminTlsFile;
 use crate::room::RoomFile;
 
 /// The start-only settings as the file (with the flags over it) gave them.
@@ -37,7 +39,6 @@ pub struct StartOnly {
     tls_redirect_listen: Option<String>,
     tls_watch_ms: Option<u64>,
     tls_admin: Option<AdminTlsFile>,
-    http2: Http2File,
 }
 
 impl StartOnly {
@@ -63,7 +64,6 @@ impl StartOnly {
             tls_redirect_listen: tls.and_then(|tls| tls.redirect_listen.clone()),
             tls_watch_ms: tls.map(|tls| tls.watch_ms),
             tls_admin: tls.and_then(|tls| tls.admin.clone()),
-            http2: file.http2,
         }
     }
 
@@ -110,7 +110,6 @@ impl StartOnly {
         );
         check("tls.watch_ms", self.tls_watch_ms == next.tls_watch_ms);
         check("tls.admin", self.tls_admin == next.tls_admin);
-        check("http2", self.http2 == next.http2);
         changed
     }
 }
@@ -128,10 +127,11 @@ mod tests {
         let running = parsed("workers = 2\n[timeouts]\nconnect_ms = 500\n");
         assert!(running.changed(&running.clone()).is_empty());
         // Live settings (max_connections, the client idle timeout, retries,
-        // the upstream timeout) are not named.
+        // the upstream timeout, HTTP/2's) are not named.
         let live_only = parsed(
             "workers = 2\n[limits]\nmax_connections = 100\n\
-             [retry]\nattempts = 2\n[timeouts]\nconnect_ms = 500\nclient_idle_ms = 9000\nupstream_ms = 900\n",
+             [retry]\nattempts = 2\n[timeouts]\nconnect_ms = 500\nclient_idle_ms = 9000\nupstream_ms = 900\n\
+             [http2]\nenabled = false\nmax_concurrent_streams = 10\n",
         );
         assert!(running.changed(&live_only).is_empty());
         let next = parsed(
@@ -141,7 +141,7 @@ mod tests {
         );
         assert_eq!(
             running.changed(&next),
-            ["workers", "timeouts.connect_ms", "waiting_room", "http2"]
+            ["workers", "timeouts.connect_ms", "waiting_room"]
         );
     }
 }

@@ -36,21 +36,20 @@ use tls::Terminator;
 #[derive(Debug, Clone)]
 pub(crate) struct Edge {
     pub(crate) tls: Option<Arc<Terminator>>,
-    pub(crate) http2: Http2File,
     pub(crate) metrics: Arc<EdgeMetrics>,
 }
 
+/// What a connection is held to, as the config read when it came: a reload
+/// changes these for the connections after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionRules {
+    pub(crate) limits: ClientLimits,
+    pub(crate) http2: Http2File,
+}
+
 impl Edge {
-    pub(crate) fn new(
-        tls: Option<Arc<Terminator>>,
-        http2: Http2File,
-        metrics: Arc<EdgeMetrics>,
-    ) -> Edge {
-        Edge {
-            tls,
-            http2,
-            metrics,
-        }
+    pub(crate) fn new(tls: Option<Arc<Terminator>>, metrics: Arc<EdgeMetrics>) -> Edge {
+        Edge { tls, metrics }
     }
 
     /// Serves one customer connection to its end.
@@ -60,7 +59,7 @@ impl Edge {
         peer: SocketAddr,
         proxy: Arc<Proxy>,
         thread: ThreadParts,
-        limits: ClientLimits,
+        ConnectionRules { limits, http2 }: ConnectionRules,
         stopping: (watch::Receiver<bool>, Arc<AtomicBool>),
     ) {
         let Some(tls) = &self.tls else {
@@ -81,15 +80,9 @@ impl Edge {
                 limits,
                 stopping,
                 added,
-                alarms: h2::bridge::Alarms::new(self.http2.max_concurrent_streams),
+                alarms: h2::bridge::Alarms::new(http2.max_concurrent_streams),
             });
-            h2::serve(
-                accepted.stream,
-                self.http2,
-                parts,
-                Arc::clone(&self.metrics),
-            )
-            .await;
+            h2::serve(accepted.stream, http2, parts, Arc::clone(&self.metrics)).await;
         } else {
             client::serve(
                 accepted.stream,

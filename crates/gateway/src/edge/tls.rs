@@ -57,6 +57,10 @@ impl ResolvesServerCert for Resolver {
 #[derive(Debug)]
 pub(crate) struct Terminator {
     config: Arc<ServerConfig>,
+    /// The same, offering HTTP/1.1 only (`[http2] enabled = false`); both
+    /// share the session cache and ticket keys, so a session resumes
+    /// across a reload that turns HTTP/2 off or on.
+    config_http1: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
     /// As the gateway started: what a reload does not change (the
@@ -75,10 +79,12 @@ struct Reloadable {
     /// Header lines added to every answer (HSTS).
     added: Bytes,
     handshake_timeout: Duration,
+    /// Whether ALPN offers `h2` (`[http2] enabled`).
+    http2: bool,
 }
 
 impl Reloadable {
-    fn of(rules: &TlsRules) -> Reloadable {
+    fn of(rules: &TlsRules, http2: bool) -> Reloadable {
         Reloadable {
             files: rules.certificates.clone(),
             added: rules
@@ -87,6 +93,7 @@ impl Reloadable {
                 .map(|hsts| Bytes::from(format!("strict-transport-security: {hsts}\r\n")))
                 .unwrap_or_default(),
             handshake_timeout: rules.handshake_timeout,
+            http2,
         }
     }
 }
@@ -121,21 +128,20 @@ impl Terminator {
             })?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = if http2 {
-            vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()]
-        } else {
-            vec![ALPN_HTTP1.to_vec()]
-        };
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|err| CertError::File {
             path: rules.certificates[0].cert.clone(),
             problem: format!("session tickets: {err}"),
         })?;
+        let mut config_http1 = config.clone();
+        config_http1.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
         Ok(Terminator {
             config: Arc::new(config),
+            config_http1: Arc::new(config_http1),
             resolver,
             provider,
-            reloadable: RwLock::new(Reloadable::of(&rules)),
+            reloadable: RwLock::new(Reloadable::of(&rules, http2)),
             rules,
             metrics,
         })
@@ -161,7 +167,11 @@ impl Terminator {
     /// connections; otherwise nothing changes and the error says why.
     /// Connections already open keep their session either way.
     pub(crate) fn reload(&self, rules: Option<&TlsRules>) -> Result<usize, CertError> {
-        let next = rules.map_or_else(|| self.now(Reloadable::clone), Reloadable::of);
+        let http2 = self.now(|now| now.http2);
+        let next = rules.map_or_else(
+            || self.now(Reloadable::clone),
+            |rules| Reloadable::of(rules, http2),
+        );
         let set = CertSet::load(&next.files, &self.provider)?;
         let count = set.all.len();
         self.metrics.certificates(&set);
@@ -172,6 +182,14 @@ impl Terminator {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         *self.reloadable.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(count)
+    }
+
+    /// Whether ALPN offers HTTP/2 to the connections after this.
+    pub(crate) fn offer_http2(&self, offered: bool) {
+        self.reloadable
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .http2 = offered;
     }
 
     /// Shows how long until each certificate in use expires.
@@ -194,12 +212,16 @@ impl Terminator {
         stream: TcpStream,
         turns: &HandshakeTurns,
     ) -> Option<Accepted> {
-        let deadline = Instant::now() + self.now(|now| now.handshake_timeout);
+        let (timeout, http2) = self.now(|now| (now.handshake_timeout, now.http2));
+        let deadline = Instant::now() + timeout;
+        let config = if http2 {
+            &self.config
+        } else {
+            &self.config_http1
+        };
         let handshake = async {
             let hello = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
-            let answered = turns
-                .take(|| hello.into_stream(Arc::clone(&self.config)))
-                .await;
+            let answered = turns.take(|| hello.into_stream(Arc::clone(config))).await;
             answered.await
         };
         let stream = match tokio::time::timeout_at(deadline, handshake).await {
