@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -292,6 +293,60 @@ async fn a_reload_raises_max_connections_while_they_are_open() {
         .expect("the second connection is served after the reload")
         .unwrap();
     assert_eq!(&answer, b"HTTP/1.1 200");
+}
+
+/// A backend whose `/hold` answers only once `release` is notified, and
+/// whose `/echo` answers at once.
+async fn holding_backend(release: Arc<tokio::sync::Notify>) -> SocketAddr {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/hold",
+            get(move || async move {
+                release.notified().await;
+                "released"
+            }),
+        )
+        .route("/echo", get(|| async { "echo" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_max_concurrent_requests_while_requests_are_in_flight() {
+    let release = Arc::new(tokio::sync::Notify::new());
+    let backend = holding_backend(Arc::clone(&release)).await;
+    let config = |most: u32| format!("[limits]\nmax_concurrent_requests = {most}\n");
+    let (gateway, dir) = gateway_for(backend, Some(&config(2))).await;
+    let path = dir.as_ref().unwrap().path().join("gateway.toml");
+    let status = || {
+        let url = format!("{}/echo", gateway.url);
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    };
+    // One request stays in the gateway, its answer held back by the shop.
+    let held = tokio::spawn({
+        let url = format!("{}/hold", gateway.url);
+        async move { client().get(url).send().await.unwrap().status().as_u16() }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric_sum(&gateway.metrics().await, "gateway_in_flight_requests", &[]) < 1.0 {
+        assert!(Instant::now() < deadline, "the held request never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status().await, 200, "one of two is free");
+
+    // Lowered to one while it is in flight: it goes on, and the free one
+    // is taken back, so the next is shed.
+    let reloaded = reload_with(&gateway, &path, &config(1)).await;
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    assert_eq!(status().await, 503, "shed: the one allowed is held");
+    // Raised: admitted at once.
+    reload_with(&gateway, &path, &config(3)).await;
+    assert_eq!(status().await, 200);
+    release.notify_one();
+    assert_eq!(held.await.unwrap(), 200, "the held request was not cut");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,7 +46,7 @@ pub(crate) struct Gateway {
     configured: Mutex<Vec<String>>,
     pub(crate) shutdown_grace: Duration,
     /// `limits.max_connections`, resized by a reload.
-    pub(crate) connections: crate::connections::ConnectionCap,
+    pub(crate) connections: crate::permits::ResizablePermits,
     /// The client header and idle timeouts, for connections accepted from
     /// now on (a reload changes them; the idle grace at shutdown is read
     /// only at start).
@@ -124,7 +124,7 @@ impl Gateway {
             source,
             configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
-            connections: crate::connections::ConnectionCap::new(config.max_connections),
+            connections: crate::permits::ResizablePermits::new(config.max_connections),
             client_limits: Published::new(ClientLimits {
                 header: config.client_header_timeout,
                 idle: config.client_idle_timeout,
@@ -357,6 +357,7 @@ impl Gateway {
         self.proxy
             .set_live(Live::new(config.settings.clone(), config));
         self.connections.resize(config.max_connections);
+        self.proxy.admission.resize(config.max_concurrent_requests);
         self.client_limits.update(|now| ClientLimits {
             header: config.client_header_timeout,
             idle: config.client_idle_timeout,

@@ -1,11 +1,11 @@
 //! The settings a running gateway reads once, when it starts: its
-//! listeners and threads, its limit on requests at once, the connect and
-//! shutdown timeouts, the waiting room, the status page, DNS discovery,
+//! listeners and threads, the connect and shutdown timeouts, the waiting room, the status page, DNS discovery,
 //! and `[tls]`'s listeners and file watch. A reload that changes
 //! one keeps the running value and names the field (`until_restart` in its
 //! answer, and a warning in the log), instead of leaving the operator to
 //! believe it took. Everything else a reload applies: the backends,
-//! `max_connections` (`ConnectionCap`), the client header and idle
+//! `max_connections` and `max_concurrent_requests` (`ResizablePermits`,
+//! while they are held), the client header and idle
 //! timeouts and `[http2]` (for connections accepted after it: ALPN offers
 //! `h2` or not, and an HTTP/2 connection's streams, header list, windows
 //! and send buffer are as the config read when it came), balancing, health,
@@ -28,7 +28,6 @@ pub struct StartOnly {
     connect_ms: u64,
     shutdown_grace_ms: u64,
     shutdown_idle_grace_ms: u64,
-    max_concurrent_requests: usize,
     waiting_room: RoomFile,
     status_enabled: bool,
     status_title: String,
@@ -53,7 +52,6 @@ impl StartOnly {
             connect_ms: file.timeouts.connect_ms,
             shutdown_grace_ms: file.timeouts.shutdown_grace_ms,
             shutdown_idle_grace_ms: file.timeouts.shutdown_idle_grace_ms,
-            max_concurrent_requests: file.limits.max_concurrent_requests,
             waiting_room: file.waiting_room.clone(),
             status_enabled: file.status.enabled,
             status_title: file.status.title.clone(),
@@ -89,10 +87,6 @@ impl StartOnly {
         check(
             "timeouts.shutdown_idle_grace_ms",
             self.shutdown_idle_grace_ms == next.shutdown_idle_grace_ms,
-        );
-        check(
-            "limits.max_concurrent_requests",
-            self.max_concurrent_requests == next.max_concurrent_requests,
         );
         check("waiting_room", self.waiting_room == next.waiting_room);
         check("status.enabled", self.status_enabled == next.status_enabled);

@@ -29,7 +29,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
 
@@ -39,6 +38,7 @@ use crate::config::{Config, Settings};
 use crate::http1::request::RequestHead;
 use crate::http1::{Framing, Stream};
 use crate::metrics::GatewayMetrics;
+use crate::permits::ResizablePermits;
 use crate::published::Published;
 use crate::queue::WaitQueue;
 use crate::room::Room;
@@ -100,7 +100,8 @@ pub(crate) struct Proxy {
     pub(crate) queue: Arc<WaitQueue>,
     live: Published<Live>,
     pub(crate) metrics: Arc<GatewayMetrics>,
-    admission: Arc<Semaphore>,
+    /// `limits.max_concurrent_requests`.
+    pub(crate) admission: ResizablePermits,
     /// The waiting room, when one is configured.
     pub(crate) room: Option<Arc<Room>>,
     /// Each hot item's shop (`affinity`).
@@ -133,7 +134,7 @@ impl Proxy {
             queue,
             live: Published::new(Live::new(config.settings.clone(), config)),
             metrics,
-            admission: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+            admission: ResizablePermits::new(config.max_concurrent_requests),
             room,
             owners: affinity::Owners::default(),
             status: config
@@ -380,8 +381,6 @@ impl Proxy {
         {
             return Err(Refusal::RateLimited);
         }
-        Arc::clone(&self.admission)
-            .try_acquire_owned()
-            .map_err(|_| Refusal::Overloaded)
+        self.admission.try_admit().ok_or(Refusal::Overloaded)
     }
 }

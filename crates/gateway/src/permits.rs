@@ -1,10 +1,12 @@
-//! How many customer connections may be open at once
-//! (`limits.max_connections`): a permit each, taken before a connection is
-//! accepted. A reload changes the number while connections are open, so an
-//! operator can raise it during a sale without a restart, or lower it: a
-//! raise gives its permits at once; a lowering takes back those free now,
-//! and the rest as connections close (until then the listeners accept
-//! none), without cutting one.
+//! A number of permits a reload changes while they are held: how many
+//! customer connections may be open at once (`limits.max_connections`, a
+//! permit taken before a connection is accepted) and how many requests may
+//! be in the gateway at once (`limits.max_concurrent_requests`, one taken
+//! when a request arrives, refused with 503 `overloaded` when none is
+//! free). So an operator can raise either during a sale without a restart,
+//! or lower it: a raise gives its permits at once; a lowering takes back
+//! those free now, and the rest as they are given back (until then none is
+//! given out), without cutting a connection or a request.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,37 +14,42 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug)]
-pub(crate) struct ConnectionCap {
+pub(crate) struct ResizablePermits {
     permits: Arc<Semaphore>,
     most: AtomicUsize,
     /// Permits a lowering still has to take back.
     owed: Arc<AtomicUsize>,
 }
 
-impl ConnectionCap {
-    pub(crate) fn new(most: usize) -> ConnectionCap {
-        ConnectionCap {
+impl ResizablePermits {
+    pub(crate) fn new(most: usize) -> ResizablePermits {
+        ResizablePermits {
             permits: Arc::new(Semaphore::new(most)),
             most: AtomicUsize::new(most),
             owed: Arc::default(),
         }
     }
 
-    /// A connection's permit, once one is free.
+    /// A permit, once one is free.
     pub(crate) async fn admit(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.permits).acquire_owned().await.ok()
     }
 
-    /// Connections open now; while a lowering is taking permits back, an
-    /// upper bound (0 once every connection has closed).
+    /// A permit if one is free now.
+    pub(crate) fn try_admit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.permits).try_acquire_owned().ok()
+    }
+
+    /// Permits held now; while a lowering is taking permits back, an
+    /// upper bound (0 once every one has been given back).
     pub(crate) fn open(&self) -> usize {
         (self.most.load(Ordering::Relaxed) + self.owed.load(Ordering::Relaxed))
             .saturating_sub(self.permits.available_permits())
     }
 
     /// Makes `most` the number. Permits the semaphore still owes a lowering
-    /// are taken by a task as connections close, ahead of new connections
-    /// (tokio's semaphore is first come, first served).
+    /// are taken by a task as they are given back, ahead of those waiting
+    /// for one (tokio's semaphore is first come, first served).
     pub(crate) fn resize(&self, most: usize) {
         let before = self.most.swap(most, Ordering::Relaxed);
         if most > before {
@@ -70,7 +77,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_raise_admits_at_once_and_a_lowering_waits_for_connections_to_close() {
-        let cap = ConnectionCap::new(2);
+        let cap = ResizablePermits::new(2);
         let (a, b) = (cap.admit().await.unwrap(), cap.admit().await.unwrap());
         assert_eq!(cap.permits.available_permits(), 0);
         cap.resize(3);
