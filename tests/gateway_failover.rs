@@ -314,15 +314,8 @@ async fn tries_that_never_reached_a_backend_are_not_charged_to_the_retry_budget(
     // SYNs, so every connect to it times out and nothing is ever sent.
     // Health checks, hung detection and ejection are kept out of the way,
     // so it stays in rotation and round-robin sends it every other request.
-    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (hole, filling) = support::gateway::accept_queue_full();
     let hole_addr = hole.local_addr().unwrap();
-    let mut filling = Vec::new();
-    for _ in 0..4_096 {
-        match std::net::TcpStream::connect_timeout(&hole_addr, Duration::from_millis(100)) {
-            Ok(stream) => filling.push(stream),
-            Err(_) => break,
-        }
-    }
     let db = sqlite_db();
     let shop = Shop::start(&db.url).await;
     let dir = tempfile::tempdir().unwrap();

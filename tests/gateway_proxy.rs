@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::gateway::{echo_backend, exchange, metric_sum, Gateway, BIG};
+use support::gateway::{accept_queue_full, echo_backend, exchange, metric_sum, Gateway, BIG};
 use support::{client, Part, ADMIN_TOKEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -347,6 +347,38 @@ async fn a_reload_changes_max_concurrent_requests_while_requests_are_in_flight()
     assert_eq!(status().await, 200);
     release.notify_one();
     assert_eq!(held.await.unwrap(), 200, "the held request was not cut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_backend_connect_timeout() {
+    let (hole, _filling) = accept_queue_full();
+    // Only the hole, kept in rotation: no health check or ejection takes
+    // it out, so each request tries to connect to it.
+    let config = |connect_ms: u32| {
+        format!(
+            "[health]\ninterval_ms = 60000\nhung_after_ms = 600000\n\
+             [outlier]\nconsecutive_connect_failures = 1000\n\
+             [timeouts]\nconnect_ms = {connect_ms}\n"
+        )
+    };
+    let (gateway, dir) = gateway_for(hole.local_addr().unwrap(), Some(&config(1500))).await;
+    let path = dir.as_ref().unwrap().path().join("gateway.toml");
+    let detail = || {
+        let url = format!("{}/echo", gateway.url);
+        async move {
+            let answer = client().get(url).send().await.unwrap();
+            assert_eq!(answer.status(), 503, "no backend took the request");
+            answer.json::<Value>().await.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert!(detail().await.ends_with("within 1500 ms"));
+    let reloaded = reload_with(&gateway, &path, &config(100)).await;
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    let after = detail().await;
+    assert!(after.ends_with("within 100 ms"), "{after}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

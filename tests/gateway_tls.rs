@@ -450,21 +450,21 @@ async fn plain_http_is_redirected_and_https_answers_carry_hsts() {
     }
 
     // A reload changes HSTS for the connections after it. The redirect
-    // listener and the backend connect timeout are read only at start: they keep
+    // listener and the shutdown grace are read only at start: they keep
     // their running values, and the answer names them.
     replace(
         std::path::Path::new(&config),
         &format!(
             "[tls]\ncert = {:?}\nkey = {:?}\nredirect_listen = \"127.0.0.1:1\"\n\
              hsts_max_age_s = 60\nhsts_include_subdomains = true\n\
-             [timeouts]\nconnect_ms = 700\n",
+             [timeouts]\nshutdown_grace_ms = 7000\n",
             leaf.cert, leaf.key
         ),
     );
     let reloaded = reload(&admin_url, 200).await;
     assert_eq!(
         reloaded["until_restart"],
-        serde_json::json!(["timeouts.connect_ms", "tls.redirect_listen"]),
+        serde_json::json!(["timeouts.shutdown_grace_ms", "tls.redirect_listen"]),
         "{reloaded}"
     );
     for h2 in [true, false] {

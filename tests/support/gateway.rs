@@ -348,3 +348,19 @@ pub fn longest_error_gap(outcomes: &[Outcome], window: Duration) -> Duration {
     }
     longest
 }
+
+/// A listener whose accept queue is full: the kernel drops further SYNs,
+/// so a connect to it neither succeeds nor fails until its timeout. Kept
+/// while the returned connections and listener live.
+pub fn accept_queue_full() -> (std::net::TcpListener, Vec<std::net::TcpStream>) {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hole.local_addr().unwrap();
+    let mut filling = Vec::new();
+    for _ in 0..4_096 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Ok(stream) => filling.push(stream),
+            Err(_) => break,
+        }
+    }
+    (hole, filling)
+}

@@ -454,6 +454,8 @@ pub struct Settings {
     pub attempts: u32,
     pub buffer_bytes: usize,
     pub upstream_timeout: Duration,
+    /// How long a new connection to a backend may take.
+    pub connect_timeout: Duration,
     /// How long a client may take none of its answer.
     pub client_send_timeout: Duration,
     pub max_body_bytes: usize,
@@ -479,7 +481,6 @@ pub struct Config {
     pub settings: Settings,
     pub budget_percent: u32,
     pub budget_min_per_s: u32,
-    pub connect_timeout: Duration,
     pub client_header_timeout: Duration,
     pub client_idle_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -754,6 +755,7 @@ impl ConfigFile {
                 attempts: r.attempts,
                 buffer_bytes: r.buffer_bytes,
                 upstream_timeout: ms(t.upstream_ms),
+                connect_timeout: ms(t.connect_ms),
                 client_send_timeout: ms(t.client_send_ms),
                 max_body_bytes: l.max_body_bytes,
                 retry_after_secs: l.retry_after_secs,
@@ -773,7 +775,6 @@ impl ConfigFile {
             },
             budget_percent: r.budget_percent,
             budget_min_per_s: r.budget_min_per_s,
-            connect_timeout: ms(t.connect_ms),
             client_header_timeout: ms(t.client_header_ms),
             client_idle_timeout: ms(t.client_idle_ms),
             shutdown_grace: ms(t.shutdown_grace_ms),

@@ -222,7 +222,6 @@ pub async fn run(
             inboxes,
         }),
         handshake_line: Arc::new(HandshakeLine::new(config.workers, &gateway.metrics.edge)),
-        connect_timeout: config.connect_timeout,
         accepting_stopped,
         stopping,
         stop_flag: Arc::clone(&stop_flag),
@@ -317,7 +316,6 @@ struct Worker {
     spread: Arc<Spread>,
     /// Client hellos waiting for a handshake turn, on every thread.
     handshake_line: Arc<HandshakeLine>,
-    connect_timeout: Duration,
     /// Turns true when the listeners must close.
     accepting_stopped: watch::Receiver<bool>,
     /// Turns true when open connections must close (wakes idle ones).
@@ -364,7 +362,7 @@ impl Worker {
             }
         };
         let thread = ThreadParts {
-            upstream: Arc::new(UpstreamPool::new(self.connect_timeout)),
+            upstream: Arc::new(UpstreamPool::new()),
             handshakes: Arc::new(HandshakeTurns::new(Arc::clone(&self.handshake_line))),
             traffic: self.gateway.traffic_window(),
         };

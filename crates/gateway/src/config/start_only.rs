@@ -1,5 +1,5 @@
 //! The settings a running gateway reads once, when it starts: its
-//! listeners and threads, the connect and shutdown timeouts, the waiting room, the status page, DNS discovery,
+//! listeners and threads, the shutdown timeouts, the waiting room, the status page, DNS discovery,
 //! and `[tls]`'s listeners and file watch. A reload that changes
 //! one keeps the running value and names the field (`until_restart` in its
 //! answer, and a warning in the log), instead of leaving the operator to
@@ -25,7 +25,6 @@ pub struct StartOnly {
     admin_token: Option<String>,
     reuse_port: bool,
     workers: usize,
-    connect_ms: u64,
     shutdown_grace_ms: u64,
     shutdown_idle_grace_ms: u64,
     waiting_room: RoomFile,
@@ -49,7 +48,6 @@ impl StartOnly {
             admin_token: file.admin_token.clone(),
             reuse_port: file.reuse_port,
             workers: file.workers,
-            connect_ms: file.timeouts.connect_ms,
             shutdown_grace_ms: file.timeouts.shutdown_grace_ms,
             shutdown_idle_grace_ms: file.timeouts.shutdown_idle_grace_ms,
             waiting_room: file.waiting_room.clone(),
@@ -79,7 +77,6 @@ impl StartOnly {
         check("admin_token", self.admin_token == next.admin_token);
         check("reuse_port", self.reuse_port == next.reuse_port);
         check("workers", self.workers == next.workers);
-        check("timeouts.connect_ms", self.connect_ms == next.connect_ms);
         check(
             "timeouts.shutdown_grace_ms",
             self.shutdown_grace_ms == next.shutdown_grace_ms,
@@ -118,24 +115,24 @@ mod tests {
 
     #[test]
     fn names_each_start_only_field_a_file_changes_and_nothing_else() {
-        let running = parsed("workers = 2\n[timeouts]\nconnect_ms = 500\n");
+        let running = parsed("workers = 2\n[timeouts]\nshutdown_grace_ms = 500\n");
         assert!(running.changed(&running.clone()).is_empty());
         // Live settings (max_connections, the client idle timeout, retries,
-        // the upstream timeout, HTTP/2's) are not named.
+        // the upstream and connect timeouts, HTTP/2's) are not named.
         let live_only = parsed(
             "workers = 2\n[limits]\nmax_connections = 100\n\
-             [retry]\nattempts = 2\n[timeouts]\nconnect_ms = 500\nclient_idle_ms = 9000\nupstream_ms = 900\n\
+             [retry]\nattempts = 2\n[timeouts]\nshutdown_grace_ms = 500\nconnect_ms = 90\nclient_idle_ms = 9000\nupstream_ms = 900\n\
              [http2]\nenabled = false\nmax_concurrent_streams = 10\n",
         );
         assert!(running.changed(&live_only).is_empty());
         let next = parsed(
-            "workers = 4\n[timeouts]\nconnect_ms = 600\n\
+            "workers = 4\n[timeouts]\nshutdown_grace_ms = 600\n\
              [http2]\nmax_concurrent_streams = 10\n\
              [waiting_room]\nactivation = \"always\"\n",
         );
         assert_eq!(
             running.changed(&next),
-            ["workers", "timeouts.connect_ms", "waiting_room"]
+            ["workers", "timeouts.shutdown_grace_ms", "waiting_room"]
         );
     }
 }

@@ -250,7 +250,11 @@ async fn send<C: Stream>(
     backend.sending();
     let answer = tokio::select! {
         biased;
-        answer = route.upstream.send(&backend.authority, outgoing) => answer,
+        answer = route.upstream.send(
+            &backend.authority,
+            outgoing,
+            route.live.settings.connect_timeout,
+        ) => answer,
         () = alarm.until(deadline) => {
             Err(Happened::NoAnswerInTime(route.live.settings.upstream_timeout))
         }

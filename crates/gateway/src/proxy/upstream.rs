@@ -66,22 +66,18 @@ pub(crate) struct UpstreamPool {
     /// Per backend; a list, not a map: there are a handful of backends,
     /// and comparing a few short strings costs less than hashing one.
     kept: Mutex<Vec<(Authority, Vec<Wire>)>>,
-    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for UpstreamPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamPool")
-            .field("connect_timeout", &self.connect_timeout)
-            .finish_non_exhaustive()
+        f.debug_struct("UpstreamPool").finish_non_exhaustive()
     }
 }
 
 impl UpstreamPool {
-    pub(crate) fn new(connect_timeout: Duration) -> UpstreamPool {
+    pub(crate) fn new() -> UpstreamPool {
         UpstreamPool {
             kept: Mutex::new(Vec::new()),
-            connect_timeout,
         }
     }
 
@@ -90,18 +86,20 @@ impl UpstreamPool {
     /// (`Stream::ABANDONS`: an HTTP/2 stream it reset, a browser that left
     /// the page) ends the wait: the backend connection is dropped, closed,
     /// so the shop stops working on the request and its slot is free for
-    /// a customer still waiting.
+    /// a customer still waiting. A new connection to the backend gets
+    /// `connect_timeout` (as the config reads now: a reload changes it).
     pub(crate) async fn send<C: Stream>(
         &self,
         authority: &Authority,
         request: Outgoing<'_, C>,
+        connect_timeout: Duration,
     ) -> Result<Answer, Happened> {
         let mut wire = match self.take(authority) {
             Some(kept) => kept,
             // Boxed: connecting is rare on kept connections, and its state
             // would otherwise take room in every connection's task (see
             // `WaitQueue` on memory per waiting request).
-            None => Box::pin(self.connect(authority)).await?,
+            None => Box::pin(connect(authority, connect_timeout)).await?,
         };
         let Outgoing {
             method,
@@ -184,17 +182,17 @@ impl UpstreamPool {
             list.push(wire);
         }
     }
+}
 
-    async fn connect(&self, authority: &Authority) -> Result<Wire, Happened> {
-        let connecting = TcpStream::connect(authority.as_str());
-        let stream = match tokio::time::timeout(self.connect_timeout, connecting).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(err)) => return Err(Happened::NotConnected(err.to_string())),
-            Err(_) => return Err(Happened::ConnectTimedOut(self.connect_timeout)),
-        };
-        let _ = stream.set_nodelay(true);
-        Ok(Wire::new(stream, BACKEND_ROOM))
-    }
+async fn connect(authority: &Authority, timeout: Duration) -> Result<Wire, Happened> {
+    let connecting = TcpStream::connect(authority.as_str());
+    let stream = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return Err(Happened::NotConnected(err.to_string())),
+        Err(_) => return Err(Happened::ConnectTimedOut(timeout)),
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(Wire::new(stream, BACKEND_ROOM))
 }
 
 /// Writes the head and body. A buffered body goes in the same write as
