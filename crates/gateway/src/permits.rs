@@ -100,4 +100,22 @@ mod tests {
         assert_eq!(cap.open(), 0);
         assert!(cap.admit().await.is_some());
     }
+
+    #[tokio::test]
+    async fn a_request_is_refused_at_once_when_none_is_free_until_a_raise() {
+        let cap = ResizablePermits::new(1);
+        let held = cap.try_admit().unwrap();
+        assert!(cap.try_admit().is_none(), "none free: refused, not waited for");
+        cap.resize(2);
+        let second = cap.try_admit().unwrap();
+        // Lowered below what is held: refused until both are given back
+        // and the owed permit is taken.
+        cap.resize(1);
+        drop(held);
+        tokio::task::yield_now().await;
+        assert!(cap.try_admit().is_none());
+        drop(second);
+        tokio::task::yield_now().await;
+        assert!(cap.try_admit().is_some());
+    }
 }

@@ -1,14 +1,16 @@
 //! The settings a running gateway reads once, when it starts: its
-//! listeners and threads, the shutdown timeouts, the waiting room, the status page, DNS discovery,
-//! and `[tls]`'s listeners and file watch. A reload that changes
-//! one keeps the running value and names the field (`until_restart` in its
-//! answer, and a warning in the log), instead of leaving the operator to
-//! believe it took. Everything else a reload applies: the backends,
-//! `max_connections` and `max_concurrent_requests` (`ResizablePermits`,
-//! while they are held), the client header and idle
-//! timeouts and `[http2]` (for connections accepted after it: ALPN offers
-//! `h2` or not, and an HTTP/2 connection's streams, header list, windows
-//! and send buffer are as the config read when it came), balancing, health,
+//! listeners and threads, the admin token, the shutdown timeouts, the
+//! waiting room, the status page, DNS discovery, and `[tls]`'s listeners
+//! and file watch. A reload that changes one keeps the running value and
+//! names the field (`until_restart` in its answer, and a warning in the
+//! log), instead of leaving the operator to believe it took.
+//!
+//! Everything else a reload applies: the backends; `max_connections` and
+//! `max_concurrent_requests` while they are held (`ResizablePermits`); for
+//! the connections accepted after it, the client header and idle timeouts
+//! and `[http2]` (whether ALPN offers `h2`, and an HTTP/2 connection's
+//! streams, header list, windows and send buffer); for the backend
+//! connections opened after it, the connect timeout; balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
 //! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
 //! handshake timeout.
