@@ -382,6 +382,64 @@ async fn a_reload_changes_the_backend_connect_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_its_share_of_connections_gets_no_more() {
+    let config = |most: u32| {
+        format!(
+            "[limits]\nmax_connections_per_client = {most}\n\
+             [timeouts]\nclient_idle_ms = 60000\n"
+        )
+    };
+    let (gateway, dir) = gateway_for(echo_backend().await, Some(&config(3))).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (kept, answer) = get_kept(&gateway, Duration::from_secs(10)).await;
+        assert_eq!(answer.as_deref(), Some("HTTP/1.1 200"));
+        held.push(kept);
+    }
+    // A fourth from the same address is closed unanswered.
+    let addr = gateway.url.trim_start_matches("http://");
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = fourth
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), fourth.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closed it");
+    assert!(
+        closed.is_err() || answer.is_empty(),
+        "a fourth connection was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let refused = || async {
+        metric_sum(
+            &gateway.metrics().await,
+            "gateway_client_connections_refused_total",
+            &[],
+        )
+    };
+    assert_eq!(refused().await, 1.0);
+    // One closes: its place comes back.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (kept, answer) = get_kept(&gateway, Duration::from_secs(10)).await;
+        if answer.as_deref() == Some("HTTP/1.1 200") {
+            held.push(kept);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the place never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Turned off by a reload: the same client may open more.
+    let path = dir.as_ref().unwrap().path().join("gateway.toml");
+    let reloaded = reload_with(&gateway, &path, &config(0)).await;
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    let (_fourth, answer) = get_kept(&gateway, Duration::from_secs(10)).await;
+    assert_eq!(answer.as_deref(), Some("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_shortens_the_idle_timeout_for_connections_after_it() {
     let (gateway, dir) = gateway_for(
         echo_backend().await,

@@ -310,6 +310,12 @@ pub struct LimitsFile {
     pub per_client_rps: u32,
     /// Requests a client may send at once above its rate. Default 50.
     pub per_client_burst: u32,
+    /// Connections one client address (an IPv6 /64) may hold open at
+    /// once; more are closed as soon as they are accepted. 0 (the
+    /// default) turns the limit off: behind carrier NAT a flash crowd
+    /// shares few addresses, so set it with care. `trusted_proxies` are
+    /// never counted.
+    pub max_connections_per_client: u32,
 }
 
 impl Default for LimitsFile {
@@ -321,6 +327,7 @@ impl Default for LimitsFile {
             retry_after_secs: 1,
             per_client_rps: 0,
             per_client_burst: 50,
+            max_connections_per_client: 0,
         }
     }
 }
@@ -462,6 +469,7 @@ pub struct Settings {
     pub retry_after_secs: u64,
     pub per_client_rps: u32,
     pub per_client_burst: u32,
+    pub max_connections_per_client: u32,
     pub access_log: bool,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub admin_allow: Vec<ipnet::IpNet>,
@@ -761,6 +769,7 @@ impl ConfigFile {
                 retry_after_secs: l.retry_after_secs,
                 per_client_rps: l.per_client_rps,
                 per_client_burst: l.per_client_burst,
+                max_connections_per_client: l.max_connections_per_client,
                 access_log: self.access_log,
                 trusted_proxies,
                 admin_allow,

@@ -47,6 +47,8 @@ pub(crate) struct Gateway {
     pub(crate) shutdown_grace: Duration,
     /// `limits.max_connections`, resized by a reload.
     pub(crate) connections: crate::permits::ResizablePermits,
+    /// Connections open per client (`limits.max_connections_per_client`).
+    pub(crate) per_client: Arc<crate::per_client::PerClient>,
     /// The client header and idle timeouts, for connections accepted from
     /// now on (a reload changes them; the idle grace at shutdown is read
     /// only at start).
@@ -125,6 +127,7 @@ impl Gateway {
             configured: Mutex::new(config.backends.iter().map(|b| b.name.clone()).collect()),
             shutdown_grace: config.shutdown_grace,
             connections: crate::permits::ResizablePermits::new(config.max_connections),
+            per_client: Arc::default(),
             client_limits: Published::new(ClientLimits {
                 header: config.client_header_timeout,
                 idle: config.client_idle_timeout,

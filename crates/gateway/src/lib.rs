@@ -18,6 +18,7 @@ pub mod edge;
 mod gateway;
 mod http1;
 mod metrics;
+mod per_client;
 mod permits;
 mod proxy;
 mod published;

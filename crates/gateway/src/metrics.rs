@@ -53,6 +53,8 @@ pub(crate) struct GatewayMetrics {
     cut: Family<ReasonLabels, Counter>,
     queue_waits: Family<ResultLabels, Histogram>,
     client_connections: Family<ThreadLabels, Gauge>,
+    /// Connections closed at once: their client held its share.
+    pub(crate) per_client_refused: Counter,
     ready: Gauge,
     gateway_label: Arc<str>,
     pub(crate) room: crate::room::RoomMetrics,
@@ -91,6 +93,7 @@ impl GatewayMetrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 15))
             }),
             client_connections: Family::default(),
+            per_client_refused: Counter::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
             room: crate::room::RoomMetrics::default(),
@@ -136,6 +139,11 @@ impl GatewayMetrics {
             "gateway_client_connections",
             "Client connections open, by the serving thread that serves them",
             metrics.client_connections.clone(),
+        );
+        registry.register(
+            "gateway_client_connections_refused",
+            "Connections closed as soon as they were accepted: their client held limits.max_connections_per_client already",
+            metrics.per_client_refused.clone(),
         );
         registry.register(
             "gateway_ready",

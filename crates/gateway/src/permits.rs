@@ -105,7 +105,10 @@ mod tests {
     async fn a_request_is_refused_at_once_when_none_is_free_until_a_raise() {
         let cap = ResizablePermits::new(1);
         let held = cap.try_admit().unwrap();
-        assert!(cap.try_admit().is_none(), "none free: refused, not waited for");
+        assert!(
+            cap.try_admit().is_none(),
+            "none free: refused, not waited for"
+        );
         cap.resize(2);
         let second = cap.try_admit().unwrap();
         // Lowered below what is held: refused until both are given back

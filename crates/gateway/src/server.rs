@@ -18,6 +18,7 @@ use crate::edge::handshakes::{HandshakeLine, HandshakeTurns};
 use crate::edge::tls::Terminator;
 use crate::edge::{ConnectionRules, Edge};
 use crate::gateway::Gateway;
+use crate::per_client::{Counted, ShareHeld};
 use crate::proxy::{ThreadParts, UpstreamPool};
 
 /// Why the gateway could not run.
@@ -398,6 +399,12 @@ impl Worker {
                     None => break,
                 },
             };
+            let Ok(counted) = self.count_client(peer) else {
+                // Closed at once: its client holds its share.
+                drop(stream);
+                self.spread.closed(me);
+                continue;
+            };
             let proxy = Arc::clone(&self.gateway.proxy);
             let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
             // As the config reads when the connection came.
@@ -412,7 +419,7 @@ impl Worker {
                 edge.serve(stream, peer, proxy, thread, rules, stopping)
                     .await;
                 spread.closed(me);
-                drop(permit);
+                drop((permit, counted));
             });
             while open.try_join_next().is_some() {}
         }
@@ -454,6 +461,22 @@ impl Worker {
 
     /// The next customer connection with its permit, or `None` once the
     /// gateway is stopping.
+    /// The connection from `peer` counted for its client (`None` when the
+    /// limit is off or the client is a trusted proxy), or refused, and
+    /// counted in the metrics, when its client holds its share already.
+    fn count_client(&self, peer: SocketAddr) -> Result<Option<Counted>, ShareHeld> {
+        let live = self.gateway.proxy.live();
+        let most = live.settings.max_connections_per_client;
+        if most == 0 || live.settings.trusted_proxies.contains(&peer.ip()) {
+            return Ok(None);
+        }
+        let counted = self.gateway.per_client.admit(peer.ip(), most);
+        if counted.is_err() {
+            self.gateway.metrics.per_client_refused.inc();
+        }
+        counted.map(Some)
+    }
+
     async fn accept(
         &self,
         listener: &TcpListener,
