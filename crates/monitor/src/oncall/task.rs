@@ -94,7 +94,7 @@ impl Task {
                 let (escalation, step) =
                     Escalation::open(incident, title, policy, self.config.ack_timeout, now);
                 self.paging.insert(incident, Paging { escalation, labels });
-                self.act(incident, step).await;
+                self.act(incident, step, now).await;
             }
             Command::Resolved { incident, by } => self.resolve(incident, by).await,
             Command::Ack {
@@ -134,7 +134,7 @@ impl Task {
             .filter_map(|(id, p)| p.escalation.tick(now).map(|step| (*id, step)))
             .collect();
         for (incident, step) in due {
-            self.act(incident, step).await;
+            self.act(incident, step, now).await;
         }
     }
 
@@ -173,12 +173,16 @@ impl Task {
             now,
         );
         if let Some(step) = next {
-            self.act(notice.incident, step).await;
+            self.act(notice.incident, step, now).await;
         }
     }
 
-    async fn act(&mut self, incident: i64, step: Step) {
-        let now = self.clock.now_ms();
+    /// Carries out `step`, decided at `now`: its notices are stamped with
+    /// that time, the one the escalation's next step was scheduled from,
+    /// so a level that escalates after its delay is stamped at least the
+    /// delay after the level before (a fresh reading here could be a
+    /// millisecond later than the schedule's).
+    async fn act(&mut self, incident: i64, step: Step, now: i64) {
         let (level, round, why) = match step {
             Step::Page { level, round, why } => (level, round, why),
             Step::Exhausted { rounds } => {
@@ -272,7 +276,7 @@ impl Task {
             if paged.is_empty() {
                 let next = paging.escalation.delivery_failed(level, round, "none", now);
                 if let Some(step) = next {
-                    Box::pin(self.act(incident, step)).await;
+                    Box::pin(self.act(incident, step, now)).await;
                 }
             }
         }
