@@ -498,3 +498,59 @@ async fn a_browser_in_line_sees_its_place_on_a_page_that_refreshes_itself() {
     assert!(dom.contains(r#"http-equiv="refresh""#), "{dom}");
     let _ = &sold.shop;
 }
+
+/// `POST /admin/reload` after writing `room` as the config's
+/// `[waiting_room]`; its JSON.
+async fn reload_room(gateway: &Gateway, dir: &tempfile::TempDir, room: &str) -> Value {
+    let config =
+        format!("trusted_proxies = [\"127.0.0.1\"]\n[waiting_room]\nkey = \"{KEY}\"\n{room}\n");
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    let answer = client()
+        .post(format!("{}/admin/reload", gateway.admin_url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_how_fast_the_line_moves_and_keeps_every_place() {
+    let (shop, _db) = shop_with_item(100).await;
+    let room = |per_s: u32| {
+        format!(
+            "activation = \"always\"\nadaptive = false\nadmit_per_s = {per_s}\n\
+             min_admit_per_s = 1\nmax_active = 100\n"
+        )
+    };
+    let (gateway, dir) = room_gateway(&shop, &room(2)).await;
+    // A crowd in line.
+    let issued: Value = rehearse_arrivals(&gateway, json!(500))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issued["issued"], 500, "{issued}");
+    let before: Value = gateway.admin_json("/admin/room").await;
+    assert_eq!(before["admit_per_s"], 2.0, "{before}");
+
+    // The shops grew: the operator lets customers in faster, at once,
+    // without a restart. Nobody loses a place.
+    let reloaded = reload_room(&gateway, &dir, &room(40)).await;
+    assert_eq!(reloaded["until_restart"], json!([]), "{reloaded}");
+    let after: Value = gateway.admin_json("/admin/room").await;
+    assert_eq!(after["admit_per_s"], 40.0, "{after}");
+    assert!(
+        after["waiting"].as_u64().unwrap() + after["active_sessions"].as_u64().unwrap() >= 480,
+        "places lost across the reload: {before} -> {after}"
+    );
+    // What the line is (its event, its mode) is read only at start.
+    let moved = reload_room(
+        &gateway,
+        &dir,
+        &format!("{}event = \"another-sale\"\n", room(40)),
+    )
+    .await;
+    assert_eq!(moved["until_restart"], json!(["waiting_room"]), "{moved}");
+}

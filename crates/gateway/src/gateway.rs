@@ -367,6 +367,9 @@ impl Gateway {
             stop_grace: now.stop_grace,
         });
         self.http2.update(|_| config.http2);
+        if let Some(room) = &self.proxy.room {
+            room.retune(&config.room);
+        }
         if let Some(tls) = self.tls.get() {
             tls.offer_http2(config.http2.enabled);
         }

@@ -1,9 +1,10 @@
 //! The settings a running gateway reads once, when it starts: its
 //! listeners and threads, the admin token, the shutdown timeouts, the
-//! waiting room, the status page, DNS discovery, and `[tls]`'s listeners
-//! and file watch. A reload that changes one keeps the running value and
-//! names the field (`until_restart` in its answer, and a warning in the
-//! log), instead of leaving the operator to believe it took.
+//! waiting room (but for its rate bounds and `max_active`), the status
+//! page, DNS discovery, and `[tls]`'s listeners and file watch. A reload
+//! that changes one keeps the running value and names the field
+//! (`until_restart` in its answer, and a warning in the log), instead of
+//! leaving the operator to believe it took.
 //!
 //! Everything else a reload applies: the backends; `max_connections` and
 //! `max_concurrent_requests` while they are held (`ResizablePermits`); for
@@ -12,8 +13,8 @@
 //! streams, header list, windows and send buffer); for the backend
 //! connections opened after it, the connect timeout; balancing, health,
 //! retries, the per-request timeouts and limits, the concurrency limits,
-//! the queue, the admin allow-list, and `[tls]`'s certificates, HSTS and
-//! handshake timeout.
+//! the queue, the admin allow-list, the waiting room's rate bounds and
+//! `max_active`, and `[tls]`'s certificates, HSTS and handshake timeout.
 
 use super::{BackendDnsFile, ConfigFile};
 use crate::edge::config::AdminTlsFile;
@@ -52,7 +53,14 @@ impl StartOnly {
             workers: file.workers,
             shutdown_grace_ms: file.timeouts.shutdown_grace_ms,
             shutdown_idle_grace_ms: file.timeouts.shutdown_idle_grace_ms,
-            waiting_room: file.waiting_room.clone(),
+            // Its rate's bounds and `max_active` a reload changes
+            // (`Room::retune`): they are left out of the comparison.
+            waiting_room: RoomFile {
+                admit_per_s: 0.0,
+                min_admit_per_s: 0.0,
+                max_active: 0,
+                ..file.waiting_room.clone()
+            },
             status_enabled: file.status.enabled,
             status_title: file.status.title.clone(),
             status_listen: file.status.listen.clone(),
@@ -120,11 +128,13 @@ mod tests {
         let running = parsed("workers = 2\n[timeouts]\nshutdown_grace_ms = 500\n");
         assert!(running.changed(&running.clone()).is_empty());
         // Live settings (max_connections, the client idle timeout, retries,
-        // the upstream and connect timeouts, HTTP/2's) are not named.
+        // the upstream and connect timeouts, HTTP/2's, the room's rate
+        // bounds and max_active) are not named.
         let live_only = parsed(
             "workers = 2\n[limits]\nmax_connections = 100\n\
              [retry]\nattempts = 2\n[timeouts]\nshutdown_grace_ms = 500\nconnect_ms = 90\nclient_idle_ms = 9000\nupstream_ms = 900\n\
-             [http2]\nenabled = false\nmax_concurrent_streams = 10\n",
+             [http2]\nenabled = false\nmax_concurrent_streams = 10\n\
+             [waiting_room]\nadmit_per_s = 80\nmin_admit_per_s = 2\nmax_active = 900\n",
         );
         assert!(running.changed(&live_only).is_empty());
         let next = parsed(

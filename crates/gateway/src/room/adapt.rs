@@ -84,6 +84,19 @@ impl Adaptive {
         self.rate
     }
 
+    /// New bounds from a reload: the rate moves into them at once (to the
+    /// bound itself when the rate is not adaptive).
+    pub(crate) fn set_bounds(&mut self, rules: &RoomRules) {
+        let gateways = f64::from(rules.gateways);
+        self.min = rules.min_admit_per_s / gateways;
+        self.max = rules.admit_per_s / gateways;
+        self.rate = if self.adaptive {
+            self.rate.clamp(self.min, self.max)
+        } else {
+            self.max
+        };
+    }
+
     /// One beat's look at the backends; once a second, a step.
     /// `entered`: customers who have come in so far (a counter). Returns a
     /// notice when the rate has moved far enough to report.
@@ -296,5 +309,31 @@ mod tests {
             );
         }
         assert_eq!(a.rate(), 100.0);
+    }
+
+    #[test]
+    fn new_bounds_from_a_reload_move_the_rate_into_them_at_once() {
+        let rules = |adaptive: bool, admit_per_s: f64, min_admit_per_s: f64| {
+            RoomFile {
+                adaptive,
+                admit_per_s,
+                min_admit_per_s,
+                ..RoomFile::default()
+            }
+            .validate(None)
+            .unwrap()
+        };
+        // Adaptive: starts at a quarter of 40, so 10.
+        let mut rate = Adaptive::new(&rules(true, 40.0, 1.0));
+        assert_eq!(rate.rate(), 10.0);
+        rate.set_bounds(&rules(true, 8.0, 1.0));
+        assert_eq!(rate.rate(), 8.0, "above the new bound: down to it");
+        rate.set_bounds(&rules(true, 100.0, 20.0));
+        assert_eq!(rate.rate(), 20.0, "below the new floor: up to it");
+        // Not adaptive: the rate is the bound, whatever it becomes.
+        let mut fixed = Adaptive::new(&rules(false, 5.0, 1.0));
+        assert_eq!(fixed.rate(), 5.0);
+        fixed.set_bounds(&rules(false, 30.0, 1.0));
+        assert_eq!(fixed.rate(), 30.0);
     }
 }

@@ -29,7 +29,7 @@ pub(crate) mod page;
 mod stock;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use flashguard_ticket::{Invalid, Ticket};
@@ -178,6 +178,8 @@ pub(crate) struct Room {
     line_id: u32,
     on: AtomicBool,
     sale: AtomicU8,
+    /// `max_active`, which a reload changes (`retune`).
+    max_active: AtomicU64,
     inner: Mutex<Inner>,
     metrics: RoomMetrics,
 }
@@ -237,6 +239,7 @@ impl Room {
             line_id: fastrand::u32(..),
             on: AtomicBool::new(rules.activation == Activation::Always),
             sale: AtomicU8::new(Sale::Unknown.code()),
+            max_active: AtomicU64::new(rules.max_active),
             inner: Mutex::new(Inner {
                 line,
                 adaptive,
@@ -251,6 +254,18 @@ impl Room {
             metrics,
             rules,
         }
+    }
+
+    /// What a reload changes while customers wait: the rate's bounds
+    /// (`admit_per_s`, `min_admit_per_s`) and `max_active`, so an operator
+    /// can let customers in faster once the shops have grown, or slower,
+    /// without a restart (the line and every place in it stay). The rest
+    /// of `[waiting_room]` is read only at start.
+    pub(crate) fn retune(&self, rules: &RoomRules) {
+        self.max_active.store(rules.max_active, Ordering::Relaxed);
+        let mut inner = self.lock();
+        inner.adaptive.set_bounds(rules);
+        self.metrics.admit_rate.set(inner.adaptive.rate());
     }
 
     /// Customers in line now.
@@ -503,7 +518,7 @@ impl Room {
             notices.push(Notice::Rate(why));
         }
         let rate = inner.adaptive.rate();
-        let cap = self.rules.max_active / u64::from(self.rules.gateways);
+        let cap = self.max_active.load(Ordering::Relaxed) / u64::from(self.rules.gateways);
         let session_ms = self.rules.session.as_millis() as u64;
         let let_in = inner.line.advance(now, rate, cap.max(1), session_ms);
         if inner.line.waiting() > 0 || let_in > 0 {
