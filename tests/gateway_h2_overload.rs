@@ -77,19 +77,12 @@ async fn http2_customers_at_ten_times_capacity_get_the_shop_at_capacity_and_a_cl
     let (shop, most_held) = limited_shop().await;
     let ca = TestCa::new();
     let leaf = ca.leaf("shop", &["shop.test"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
     // Defaults but a shorter wait in the queue than the default 5 s, so
     // that a run of a few seconds sees customers turned away.
-    std::fs::write(&config, "[queue]\ntimeout_ms = 1000\n").unwrap();
-    let gateway = support::tls::gateway(
+    let (gateway, _dir) = support::tls::gateway_with_config(
         &leaf,
-        &[
-            "--backend",
-            &format!("shop={shop}"),
-            "--config",
-            &config.display().to_string(),
-        ],
+        "[queue]\ntimeout_ms = 1000\n",
+        &["--backend", &format!("shop={shop}")],
     )
     .await;
     let pid = gateway.part.pid();

@@ -48,17 +48,10 @@ async fn a_flood_of_client_hellos_leaves_connected_customers_a_turn_per_handshak
     let backend = echo_backend().await;
     let ca = TestCa::new();
     let leaf = ca.leaf("shop", &["shop.test"]);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, "workers = 1\n").unwrap();
-    let gateway = support::tls::gateway(
+    let (gateway, _dir) = support::tls::gateway_with_config(
         &leaf,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--backend",
-            &format!("echo={backend}"),
-        ],
+        "workers = 1\n",
+        &["--backend", &format!("echo={backend}")],
     )
     .await;
     let addr = gateway.url.trim_start_matches("https://").to_string();

@@ -15,12 +15,15 @@ use support::{client, put_product, sqlite_db, Shop, ADMIN_TOKEN};
 
 const KEY: &str = "a-room-key-for-the-tests";
 
+/// gateway.toml with `room` as its `[waiting_room]`.
+fn room_config(room: &str) -> String {
+    format!("trusted_proxies = [\"127.0.0.1\"]\n[waiting_room]\nkey = \"{KEY}\"\n{room}\n")
+}
+
 async fn room_gateway(shop: &Shop, room: &str) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
-    let config =
-        format!("trusted_proxies = [\"127.0.0.1\"]\n[waiting_room]\nkey = \"{KEY}\"\n{room}\n");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, room_config(room)).unwrap();
     let path = path.display().to_string();
     let backend = format!("shop={}", shop.addr());
     let gateway = Gateway::start(&["--config", &path, "--backend", &backend]).await;
@@ -502,17 +505,8 @@ async fn a_browser_in_line_sees_its_place_on_a_page_that_refreshes_itself() {
 /// `POST /admin/reload` after writing `room` as the config's
 /// `[waiting_room]`; its JSON.
 async fn reload_room(gateway: &Gateway, dir: &tempfile::TempDir, room: &str) -> Value {
-    let config =
-        format!("trusted_proxies = [\"127.0.0.1\"]\n[waiting_room]\nkey = \"{KEY}\"\n{room}\n");
-    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
-    let answer = client()
-        .post(format!("{}/admin/reload", gateway.admin_url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    answer.json().await.unwrap()
+    std::fs::write(dir.path().join("gateway.toml"), room_config(room)).unwrap();
+    support::gateway::reload(&gateway.admin_url, 200).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::gateway::{metric_sum, Gateway};
+use support::gateway::{metric_sum, reload, Gateway};
 use support::tls::{connect, TestCa};
-use support::{sqlite_db, Shop, ADMIN_TOKEN};
+use support::{sqlite_db, Shop};
 
 fn curl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new("curl")
@@ -278,19 +278,6 @@ fn load(
         })
         .collect();
     (done, failed, workers)
-}
-
-/// `POST /admin/reload` on the admin API at `admin_url`, which must
-/// answer `status`; its JSON.
-async fn reload(admin_url: &str, status: u16) -> serde_json::Value {
-    let answer = support::client()
-        .post(format!("{admin_url}/admin/reload"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), status);
-    answer.json().await.unwrap()
 }
 
 /// Writes a file whole (a rename), as deployment tools do.

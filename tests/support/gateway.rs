@@ -364,3 +364,16 @@ pub fn accept_queue_full() -> (std::net::TcpListener, Vec<std::net::TcpStream>) 
     }
     (hole, filling)
 }
+
+/// `POST /admin/reload` on the admin API at `admin_url`, which must
+/// answer `status`; its JSON.
+pub async fn reload(admin_url: &str, status: u16) -> Value {
+    let answer = client()
+        .post(format!("{admin_url}/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), status);
+    answer.json().await.unwrap()
+}

@@ -132,6 +132,22 @@ pub async fn gateway(leaf: &CertFiles, args: &[&str]) -> super::gateway::Gateway
     super::gateway::Gateway::start(&all).await
 }
 
+/// A gateway serving HTTPS with `leaf`, `toml` as its config file (kept
+/// while the returned directory lives), and `args`.
+pub async fn gateway_with_config(
+    leaf: &CertFiles,
+    toml: &str,
+    args: &[&str],
+) -> (super::gateway::Gateway, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, toml).unwrap();
+    let config = config.display().to_string();
+    let mut all = vec!["--config", config.as_str()];
+    all.extend_from_slice(args);
+    (gateway(leaf, &all).await, dir)
+}
+
 /// Connects over TLS to `addr` (HOST:PORT) naming `sni`.
 pub async fn connect(
     config: Arc<rustls::ClientConfig>,

@@ -370,9 +370,6 @@ impl Gateway {
         if let Some(room) = &self.proxy.room {
             room.retune(&config.room);
         }
-        if let Some(tls) = self.tls.get() {
-            tls.offer_http2(config.http2.enabled);
-        }
         let current = self.backends.snapshot();
         for backend in current.iter() {
             backend.set_decay(config.settings.ewma_decay);

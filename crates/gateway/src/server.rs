@@ -125,7 +125,6 @@ pub async fn run(
         Some(rules) => {
             let terminator = Arc::new(Terminator::new(
                 rules.clone(),
-                config.http2.enabled,
                 Arc::clone(&gateway.metrics.edge),
             )?);
             gateway.serve_tls(Arc::clone(&terminator));
@@ -459,8 +458,6 @@ impl Worker {
         }
     }
 
-    /// The next customer connection with its permit, or `None` once the
-    /// gateway is stopping.
     /// The connection from `peer` counted for its client (`None` when the
     /// limit is off or the client is a trusted proxy), or refused, and
     /// counted in the metrics, when its client holds its share already.
@@ -477,6 +474,8 @@ impl Worker {
         counted.map(Some)
     }
 
+    /// The next customer connection with its permit, or `None` once the
+    /// gateway is stopping.
     async fn accept(
         &self,
         listener: &TcpListener,

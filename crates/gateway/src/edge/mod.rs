@@ -66,7 +66,7 @@ impl Edge {
             client::serve(stream, peer, proxy, thread, limits, stopping, Bytes::new()).await;
             return;
         };
-        let Some(accepted) = tls.accept(stream, &thread.handshakes).await else {
+        let Some(accepted) = tls.accept(stream, &thread.handshakes, http2.enabled).await else {
             return;
         };
         // As the config reads when the connection came: a reload changes it

@@ -57,9 +57,10 @@ impl ResolvesServerCert for Resolver {
 #[derive(Debug)]
 pub(crate) struct Terminator {
     config: Arc<ServerConfig>,
-    /// The same, offering HTTP/1.1 only (`[http2] enabled = false`); both
-    /// share the session cache and ticket keys, so a session resumes
-    /// across a reload that turns HTTP/2 off or on.
+    /// The same, offering HTTP/1.1 only (`[http2] enabled = false`, as the
+    /// config read when the connection came); both share the session cache
+    /// and ticket keys, so a session resumes across a reload that turns
+    /// HTTP/2 off or on.
     config_http1: Arc<ServerConfig>,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
@@ -79,12 +80,10 @@ struct Reloadable {
     /// Header lines added to every answer (HSTS).
     added: Bytes,
     handshake_timeout: Duration,
-    /// Whether ALPN offers `h2` (`[http2] enabled`).
-    http2: bool,
 }
 
 impl Reloadable {
-    fn of(rules: &TlsRules, http2: bool) -> Reloadable {
+    fn of(rules: &TlsRules) -> Reloadable {
         Reloadable {
             files: rules.certificates.clone(),
             added: rules
@@ -93,7 +92,6 @@ impl Reloadable {
                 .map(|hsts| Bytes::from(format!("strict-transport-security: {hsts}\r\n")))
                 .unwrap_or_default(),
             handshake_timeout: rules.handshake_timeout,
-            http2,
         }
     }
 }
@@ -109,11 +107,7 @@ pub(crate) struct Accepted {
 
 impl Terminator {
     /// Loads the certificates; refused, naming the file, if any is bad.
-    pub(crate) fn new(
-        rules: TlsRules,
-        http2: bool,
-        metrics: Arc<EdgeMetrics>,
-    ) -> Result<Terminator, CertError> {
+    pub(crate) fn new(rules: TlsRules, metrics: Arc<EdgeMetrics>) -> Result<Terminator, CertError> {
         let provider = provider();
         let set = CertSet::load(&rules.certificates, &provider)?;
         metrics.certificates(&set);
@@ -141,7 +135,7 @@ impl Terminator {
             config_http1: Arc::new(config_http1),
             resolver,
             provider,
-            reloadable: RwLock::new(Reloadable::of(&rules, http2)),
+            reloadable: RwLock::new(Reloadable::of(&rules)),
             rules,
             metrics,
         })
@@ -167,11 +161,7 @@ impl Terminator {
     /// connections; otherwise nothing changes and the error says why.
     /// Connections already open keep their session either way.
     pub(crate) fn reload(&self, rules: Option<&TlsRules>) -> Result<usize, CertError> {
-        let http2 = self.now(|now| now.http2);
-        let next = rules.map_or_else(
-            || self.now(Reloadable::clone),
-            |rules| Reloadable::of(rules, http2),
-        );
+        let next = rules.map_or_else(|| self.now(Reloadable::clone), Reloadable::of);
         let set = CertSet::load(&next.files, &self.provider)?;
         let count = set.all.len();
         self.metrics.certificates(&set);
@@ -182,14 +172,6 @@ impl Terminator {
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         *self.reloadable.write().unwrap_or_else(|p| p.into_inner()) = next;
         Ok(count)
-    }
-
-    /// Whether ALPN offers HTTP/2 to the connections after this.
-    pub(crate) fn offer_http2(&self, offered: bool) {
-        self.reloadable
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .http2 = offered;
     }
 
     /// Shows how long until each certificate in use expires.
@@ -207,13 +189,14 @@ impl Terminator {
     /// The handshake, within the handshake timeout, counted. Its costly
     /// step (the key exchange and the signature, done when the client's
     /// hello is answered) waits for this thread's turn (`HandshakeTurns`).
+    /// ALPN offers `h2` when `http2` says so.
     pub(crate) async fn accept(
         &self,
         stream: TcpStream,
         turns: &HandshakeTurns,
+        http2: bool,
     ) -> Option<Accepted> {
-        let (timeout, http2) = self.now(|now| (now.handshake_timeout, now.http2));
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + self.now(|now| now.handshake_timeout);
         let config = if http2 {
             &self.config
         } else {

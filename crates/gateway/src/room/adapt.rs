@@ -54,15 +54,20 @@ pub(crate) struct Adaptive {
     reported: f64,
 }
 
+/// This gateway's share of the rate's bounds.
+fn bounds(rules: &RoomRules) -> (f64, f64) {
+    let gateways = f64::from(rules.gateways);
+    (
+        rules.min_admit_per_s / gateways,
+        rules.admit_per_s / gateways,
+    )
+}
+
 impl Adaptive {
     pub(crate) fn new(rules: &RoomRules) -> Adaptive {
-        let gateways = f64::from(rules.gateways);
-        let (min, max) = (
-            rules.min_admit_per_s / gateways,
-            rules.admit_per_s / gateways,
-        );
+        let (min, max) = bounds(rules);
         let rate = if rules.adaptive {
-            rules.initial_admit_per_s / gateways
+            rules.initial_admit_per_s / f64::from(rules.gateways)
         } else {
             max
         };
@@ -87,9 +92,7 @@ impl Adaptive {
     /// New bounds from a reload: the rate moves into them at once (to the
     /// bound itself when the rate is not adaptive).
     pub(crate) fn set_bounds(&mut self, rules: &RoomRules) {
-        let gateways = f64::from(rules.gateways);
-        self.min = rules.min_admit_per_s / gateways;
-        self.max = rules.admit_per_s / gateways;
+        (self.min, self.max) = bounds(rules);
         self.rate = if self.adaptive {
             self.rate.clamp(self.min, self.max)
         } else {

@@ -29,7 +29,7 @@ pub(crate) mod page;
 mod stock;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use flashguard_ticket::{Invalid, Ticket};
@@ -125,6 +125,9 @@ pub(crate) enum Notice {
 struct Inner {
     line: Line,
     adaptive: Adaptive,
+    /// `max_active`, which a reload changes (`retune`); `rules`' own is
+    /// the value at start.
+    max_active: u64,
     issuance: Issuance,
     /// For `activation = "full"`: since when the backends have been full,
     /// and since when calm.
@@ -178,8 +181,6 @@ pub(crate) struct Room {
     line_id: u32,
     on: AtomicBool,
     sale: AtomicU8,
-    /// `max_active`, which a reload changes (`retune`).
-    max_active: AtomicU64,
     inner: Mutex<Inner>,
     metrics: RoomMetrics,
 }
@@ -239,10 +240,10 @@ impl Room {
             line_id: fastrand::u32(..),
             on: AtomicBool::new(rules.activation == Activation::Always),
             sale: AtomicU8::new(Sale::Unknown.code()),
-            max_active: AtomicU64::new(rules.max_active),
             inner: Mutex::new(Inner {
                 line,
                 adaptive,
+                max_active: rules.max_active,
                 issuance: Issuance::new(now),
                 full_since_ms: None,
                 calm_since_ms: None,
@@ -262,8 +263,8 @@ impl Room {
     /// without a restart (the line and every place in it stay). The rest
     /// of `[waiting_room]` is read only at start.
     pub(crate) fn retune(&self, rules: &RoomRules) {
-        self.max_active.store(rules.max_active, Ordering::Relaxed);
         let mut inner = self.lock();
+        inner.max_active = rules.max_active;
         inner.adaptive.set_bounds(rules);
         self.metrics.admit_rate.set(inner.adaptive.rate());
     }
@@ -518,7 +519,7 @@ impl Room {
             notices.push(Notice::Rate(why));
         }
         let rate = inner.adaptive.rate();
-        let cap = self.max_active.load(Ordering::Relaxed) / u64::from(self.rules.gateways);
+        let cap = inner.max_active / u64::from(self.rules.gateways);
         let session_ms = self.rules.session.as_millis() as u64;
         let let_in = inner.line.advance(now, rate, cap.max(1), session_ms);
         if inner.line.waiting() > 0 || let_in > 0 {
