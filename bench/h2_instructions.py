@@ -2,7 +2,7 @@
 """Instructions per HTTP/2 request over TLS: the gateway's own cost, and
 HAProxy's on the same harness, counted, not timed.
 
-usage: bench/h2_instructions.py [--requests 4000] [--no-haproxy] BIN [BIN...]
+usage: bench/h2_instructions.py [--requests 4000] [--no-haproxy] [--keep-dumps DIR] BIN [BIN...]
 
 Each build's gateway runs under valgrind's callgrind (instrumentation off
 while it starts) with one serving thread and a backend limit no run
@@ -18,7 +18,7 @@ to the HTTP/2 path saves where bench/tls.py's wall-clock ratios cannot.
 Installs nginx, haproxy and nghttp2-client when missing. Everything runs on
 127.0.0.1 and stops by itself.
 """
-import argparse, os, re, shutil, subprocess, sys, tempfile
+import argparse, glob, os, re, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402
@@ -59,6 +59,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--no-haproxy", action="store_true")
+    ap.add_argument("--keep-dumps", metavar="DIR",
+                    help="copy callgrind's dumps here, for callgrind_annotate")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
     for tool, package in (("nginx", "nginx"), ("haproxy", "haproxy"), ("h2load", "nghttp2-client")):
@@ -90,6 +92,10 @@ def main():
         for n, (name, port, command) in enumerate(runs):
             total, answered = counted(command, port, args.requests, os.path.join(tmp, f"callgrind-{n}"))
             first = report(name, total, answered, first, "HTTP/2 requests")
+            if args.keep_dumps:
+                os.makedirs(args.keep_dumps, exist_ok=True)
+                for dump in glob.glob(os.path.join(tmp, f"callgrind-{n}.*")):
+                    shutil.copy(dump, os.path.join(args.keep_dumps, f"{n}-{os.path.basename(name)}-{os.path.basename(dump)}"))
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

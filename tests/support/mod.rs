@@ -12,6 +12,7 @@ use tokio::process::{Child, ChildStdout, Command};
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub mod gateway;
+pub mod h2;
 pub mod stack;
 pub mod tls;
 

@@ -208,16 +208,8 @@ impl EdgeMetrics {
         }
     }
 
-    pub(crate) fn goaway(&self, reason: h2::Reason) {
-        let reason = match reason {
-            h2::Reason::NO_ERROR => "no_error",
-            h2::Reason::PROTOCOL_ERROR => "protocol_error",
-            h2::Reason::FLOW_CONTROL_ERROR => "flow_control_error",
-            h2::Reason::FRAME_SIZE_ERROR => "frame_size_error",
-            h2::Reason::COMPRESSION_ERROR => "compression_error",
-            h2::Reason::ENHANCE_YOUR_CALM => "enhance_your_calm",
-            _ => "other",
-        };
+    pub(crate) fn goaway(&self, reason: super::h2::frame::Reason) {
+        let reason = reason.as_str();
         self.h2_goaways
             .get_or_create(&ReasonLabels { reason })
             .inc();

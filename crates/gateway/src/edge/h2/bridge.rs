@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::RecvStream;
-use http::Request;
 use tokio::io::AsyncWrite;
 use tokio::sync::watch;
 
-use super::stream::{request_head, StreamIo};
+use super::conn::Accepted;
+use super::frame::Reason;
+use super::request::Refused;
+use super::stream::StreamIo;
 use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::headers::PeerIp;
 use crate::proxy::relay::{Pace, Stall};
@@ -77,22 +77,32 @@ pub(crate) enum Ended {
 /// keeps its accounting (slots, in-flight counts) only by running to its
 /// end. A reset or a closed connection makes its writes fail, and it ends
 /// there, as it does when an HTTP/1.1 client hangs up.
-pub(crate) async fn serve(
-    request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-    parts: &StreamParts,
-) -> Result<(), Ended> {
-    let has_body = !request.body().is_end_stream();
-    let (head, framing) =
-        match request_head(request.method(), request.uri(), request.headers(), has_body) {
-            Ok(parsed) => parsed,
-            // A head no request may have (two hosts, a bad length).
-            Err(_) => {
-                respond.send_reset(h2::Reason::PROTOCOL_ERROR);
-                return Err(Ended::Broken);
-            }
-        };
-    let io = StreamIo::new(request, framing, respond);
+pub(crate) async fn serve(accepted: Accepted, parts: &StreamParts) -> Result<(), Ended> {
+    let Accepted {
+        stream,
+        request,
+        has_body,
+        held,
+    } = accepted;
+    let parsed = match request {
+        Ok(fields) => fields.into_head(has_body).map_err(|_| Refused::Malformed),
+        Err(refused) => Err(refused),
+    };
+    let (head, framing) = match parsed {
+        Ok(parsed) => parsed,
+        // RFC 9113 section 8.2.2 / RFC 6585: a header list past the limit
+        // is answered 431.
+        Err(Refused::TooLarge) => {
+            let _ = stream.send_headers(431, |_| {}, true);
+            return Err(Ended::Broken);
+        }
+        // A head no request may have (two hosts, a bad length).
+        Err(Refused::Malformed) => {
+            stream.send_reset(Reason::ProtocolError);
+            return Err(Ended::Broken);
+        }
+    };
+    let io = StreamIo::new(stream, head.method.clone(), framing, held);
     let mut conn = ClientConn::new(
         io,
         parts.peer.clone(),

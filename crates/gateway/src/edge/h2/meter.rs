@@ -1,5 +1,5 @@
-//! Watches the frames a client sends, before the h2 crate decodes them,
-//! for the floods h2 answers only in part: PING and SETTINGS (each must be
+//! Watches the frames a client sends, before the connection decodes them,
+//! for floods of frames that are each valid: PING and SETTINGS (each must be
 //! acknowledged: a flood turns our CPU into its echo), RST_STREAM (rapid
 //! reset, CVE-2023-44487: each reset stream may have started a request to
 //! a shop), empty DATA, PRIORITY, and header blocks split into endless

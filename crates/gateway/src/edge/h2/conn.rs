@@ -1,0 +1,633 @@
+//! The connection's side of HTTP/2 (RFC 9113): the client's frames read
+//! and checked, its header blocks decoded into requests, SETTINGS, PING
+//! and windows answered, and the frames the streams queued written.
+//!
+//! What a client gets wrong is answered as the RFC says: a stream error
+//! resets the stream, a connection error ends the connection with GOAWAY
+//! and its reason. What a client may ask of the server is bounded: open
+//! streams (`max_concurrent_streams`, more are refused), the header block
+//! and its decoded list (`max_header_list_bytes`), what it may send
+//! unread (the windows), and what may wait to be written to it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::config::Http2File;
+use super::frame::{self, Head, Reason, DEFAULT_MAX_FRAME, HEAD_LEN, MAX_WINDOW};
+use super::hpack::{Decoded, Decoder};
+use super::request::{Refused, RequestFields};
+use super::shared::{shift_window, Shared, Slot, StreamRef};
+
+/// A header list this many times past the limit is an attack (an HPACK
+/// bomb), not a large request: the connection is closed.
+const BOMB_FACTOR: usize = 16;
+
+/// Frames owed to the client past which it is not read from until it
+/// takes them.
+const READ_PAUSE: usize = 1024 * 1024;
+
+/// What bounds a connection, from `[http2]` when it was accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rules {
+    pub(crate) max_concurrent_streams: u32,
+    pub(crate) max_header_list: usize,
+    pub(crate) stream_window: u32,
+    pub(crate) connection_window: u32,
+    pub(crate) send_buffer: usize,
+}
+
+impl Rules {
+    pub(crate) fn of(file: &Http2File) -> Rules {
+        Rules {
+            max_concurrent_streams: file.max_concurrent_streams,
+            max_header_list: file.max_header_list_bytes as usize,
+            stream_window: file.stream_window_bytes.min(MAX_WINDOW as u32),
+            // Never below the protocol's initial window, which cannot shrink.
+            connection_window: file
+                .connection_window_bytes
+                .clamp(frame::DEFAULT_WINDOW, MAX_WINDOW as u32),
+            send_buffer: file.send_buffer_bytes as usize,
+        }
+    }
+}
+
+/// A new stream, for the request path.
+pub(crate) struct Accepted {
+    pub(crate) stream: StreamRef,
+    pub(crate) request: Result<RequestFields, Refused>,
+    pub(crate) has_body: bool,
+    /// What of its answer the stream may hold (`send_buffer_bytes`).
+    pub(crate) held: usize,
+}
+
+/// How the connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The client closed it, or it failed.
+    Closed,
+    /// A connection error: the reason GOAWAY carries, and whether it was
+    /// a flood of the kind the meter does not see.
+    Error(Reason, bool),
+}
+
+/// A header block coming in HEADERS and CONTINUATION frames.
+struct OpenBlock {
+    stream: u32,
+    end_stream: bool,
+    trailers: bool,
+    block: BytesMut,
+}
+
+pub(crate) struct Conn<S> {
+    io: S,
+    read: BytesMut,
+    writing: Bytes,
+    decoder: Decoder,
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    rules: Rules,
+    open_block: Option<OpenBlock>,
+    /// The highest stream id the client opened.
+    pub(crate) last_stream: u32,
+    settings_seen: bool,
+    /// No new stream is taken (GOAWAY sent, or the client's received).
+    pub(crate) refusing: bool,
+    /// The client closed its side.
+    read_closed: bool,
+    accepted: std::collections::VecDeque<Accepted>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// After the client's preface (read already, with whatever followed
+    /// it in `read`): this server's SETTINGS and connection window.
+    pub(crate) fn new(io: S, read: BytesMut, rules: Rules) -> Conn<S> {
+        let mut shared = Shared::new(rules.stream_window, rules.connection_window);
+        frame::put_settings(
+            &mut shared.out,
+            &[
+                (
+                    frame::SETTINGS_MAX_CONCURRENT_STREAMS,
+                    rules.max_concurrent_streams,
+                ),
+                (frame::SETTINGS_INITIAL_WINDOW_SIZE, rules.stream_window),
+                (
+                    frame::SETTINGS_MAX_HEADER_LIST_SIZE,
+                    rules.max_header_list as u32,
+                ),
+                (frame::SETTINGS_ENABLE_PUSH, 0),
+            ],
+        );
+        if rules.connection_window > frame::DEFAULT_WINDOW {
+            let more = rules.connection_window - frame::DEFAULT_WINDOW;
+            frame::put_window_update(&mut shared.out, 0, more);
+        }
+        Conn {
+            io,
+            read,
+            writing: Bytes::new(),
+            decoder: Decoder::new(),
+            shared: Arc::new(Mutex::new(shared)),
+            rules,
+            open_block: None,
+            last_stream: 0,
+            settings_seen: false,
+            refusing: false,
+            read_closed: false,
+            accepted: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads and answers what the client sent, writes what is queued; a
+    /// new stream when one came, or how the connection ended.
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Ended>> {
+        loop {
+            if let Some(accepted) = self.accepted.pop_front() {
+                return Poll::Ready(Ok(accepted));
+            }
+            // What was read and not yet handled first (the preface's
+            // leftovers, or frames after a stream was handed over).
+            if let Err(ended) = self.handle_frames() {
+                return Poll::Ready(Err(ended));
+            }
+            if !self.accepted.is_empty() {
+                continue;
+            }
+            if let Poll::Ready(Err(_)) = self.poll_write_out(cx) {
+                return Poll::Ready(Err(Ended::Closed));
+            }
+            if self.read_closed {
+                return Poll::Pending;
+            }
+            // A client that sends and does not read is not read from
+            // while what it is owed piles up: every frame it sends may
+            // owe it one back.
+            if self.lock().out.len() >= READ_PAUSE && self.writing.is_empty() {
+                return Poll::Pending;
+            }
+            if self.read.capacity() - self.read.len() < HEAD_LEN + DEFAULT_MAX_FRAME {
+                self.read.reserve(HEAD_LEN + DEFAULT_MAX_FRAME);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_closed = true;
+                    return Poll::Ready(Err(Ended::Closed));
+                }
+                Poll::Ready(Ok(_)) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Closed)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Writes what is queued, and flushes it through TLS. Ready once all
+    /// of it is written.
+    pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            if self.writing.is_empty() {
+                let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+                if shared.out.is_empty() {
+                    shared.wake_out_waiting();
+                    drop(shared);
+                    return Pin::new(&mut self.io).poll_flush(cx);
+                }
+                self.writing = shared.out.split().freeze();
+                shared.wake_out_waiting();
+            }
+            match Pin::new(&mut self.io).poll_write(cx, &self.writing) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.writing.advance(n),
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Queues GOAWAY. `NO_ERROR` lets the streams open finish; any other
+    /// reason ends them.
+    pub(crate) fn go_away(&mut self, reason: Reason) {
+        self.refusing = true;
+        let mut shared = self.lock();
+        frame::put_goaway(&mut shared.out, self.last_stream, reason);
+        if reason != Reason::NoError {
+            shared.close_all();
+        }
+    }
+
+    /// Closes the connection: written out, then TLS's close.
+    pub(crate) async fn close(&mut self) {
+        let _ = std::future::poll_fn(|cx| self.poll_write_out(cx)).await;
+        let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
+        self.lock().close_all();
+    }
+
+    /// Handles every whole frame read.
+    fn handle_frames(&mut self) -> Result<(), Ended> {
+        while self.read.len() >= HEAD_LEN {
+            let head = Head::parse(&self.read[..HEAD_LEN]);
+            if head.len > DEFAULT_MAX_FRAME {
+                return Err(Ended::Error(Reason::FrameSizeError, false));
+            }
+            if self.read.len() < HEAD_LEN + head.len {
+                return Ok(());
+            }
+            let mut payload = self.read.split_to(HEAD_LEN + head.len);
+            payload.advance(HEAD_LEN);
+            self.frame(head, payload)?;
+            if !self.accepted.is_empty() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, head: Head, payload: BytesMut) -> Result<(), Ended> {
+        let protocol = Err(Ended::Error(Reason::ProtocolError, false));
+        if !self.settings_seen && head.kind != frame::SETTINGS {
+            // The preface's SETTINGS comes first (RFC 9113 section 3.4).
+            return protocol;
+        }
+        if let Some(open) = &self.open_block {
+            if head.kind != frame::CONTINUATION || head.stream != open.stream {
+                return protocol;
+            }
+        }
+        match head.kind {
+            frame::DATA => self.data(head, payload),
+            frame::HEADERS => self.headers(head, payload),
+            frame::CONTINUATION => self.continuation(head, payload),
+            frame::PRIORITY => {
+                if head.stream == 0 {
+                    return protocol;
+                }
+                if head.len != 5 {
+                    self.reset(head.stream, Reason::FrameSizeError);
+                }
+                Ok(())
+            }
+            frame::RST_STREAM => self.rst_stream(head, &payload),
+            frame::SETTINGS => self.settings(head, &payload),
+            frame::PUSH_PROMISE => protocol,
+            frame::PING => {
+                if head.stream != 0 {
+                    return protocol;
+                }
+                if head.len != 8 {
+                    return Err(Ended::Error(Reason::FrameSizeError, false));
+                }
+                if !head.has(frame::ACK) {
+                    frame::put_ping_ack(&mut self.lock().out, &payload);
+                }
+                Ok(())
+            }
+            frame::GOAWAY => {
+                if head.stream != 0 {
+                    return protocol;
+                }
+                // The client takes no new stream from here: those open
+                // finish.
+                self.refusing = true;
+                Ok(())
+            }
+            frame::WINDOW_UPDATE => self.window_update(head, &payload),
+            // Unknown kinds are ignored (RFC 9113 section 4.1).
+            _ => Ok(()),
+        }
+    }
+
+    fn reset(&mut self, stream: u32, reason: Reason) {
+        let mut shared = self.lock();
+        frame::put_reset(&mut shared.out, stream, reason);
+        if let Some(slot) = shared.slots.get_mut(&stream) {
+            slot.local_done = true;
+            slot.reset_sent = true;
+            slot.reset = true;
+            slot.wake_all();
+        }
+    }
+
+    /// The payload without its padding (`PADDED`), and the padding's size.
+    fn unpad(head: Head, payload: &mut BytesMut) -> Result<usize, Ended> {
+        if !head.has(frame::PADDED) {
+            return Ok(0);
+        }
+        let Some(&pad) = payload.first() else {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        };
+        let pad = usize::from(pad);
+        if pad >= payload.len() {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        payload.advance(1);
+        payload.truncate(payload.len() - pad);
+        Ok(pad + 1)
+    }
+
+    fn data(&mut self, head: Head, mut payload: BytesMut) -> Result<(), Ended> {
+        if head.stream == 0 {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        if head.stream > self.last_stream {
+            // An idle stream.
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        let flow = head.len as u32;
+        let padding = Self::unpad(head, &mut payload)? as u32;
+        let mut guard = self.lock();
+        let shared = &mut *guard;
+        shared.conn_recv_window -= i64::from(flow);
+        if shared.conn_recv_window < 0 {
+            return Err(Ended::Error(Reason::FlowControlError, false));
+        }
+        let Some(slot) = shared.slots.get_mut(&head.stream) else {
+            // A stream closed, most often by this side's END_STREAM or
+            // RST_STREAM while the client was still sending: ignored, as
+            // RFC 9113 section 5.4.2 allows, its bytes given back to the
+            // connection's window at once.
+            shared.release_connection(flow);
+            return Ok(());
+        };
+        if slot.body_end && !slot.reset {
+            // DATA after the client ended the stream.
+            drop(guard);
+            self.reset(head.stream, Reason::StreamClosed);
+            self.lock().release_connection(flow);
+            return Ok(());
+        }
+        if slot.reset {
+            shared.release_connection(flow);
+            return Ok(());
+        }
+        slot.recv_window -= i64::from(flow);
+        if slot.recv_window < 0 {
+            drop(guard);
+            self.reset(head.stream, Reason::FlowControlError);
+            self.lock().release_connection(flow);
+            return Ok(());
+        }
+        slot.received += payload.len() as u64;
+        let end = head.has(frame::END_STREAM);
+        let wrong_length = match slot.declared {
+            Some(declared) => slot.received > declared || (end && slot.received != declared),
+            None => false,
+        };
+        if wrong_length {
+            drop(guard);
+            self.reset(head.stream, Reason::ProtocolError);
+            self.lock().release_connection(flow);
+            return Ok(());
+        }
+        if !payload.is_empty() {
+            slot.body.push_back(payload.freeze());
+        }
+        slot.body_end = end;
+        slot.wake_body();
+        if padding > 0 {
+            shared.release_connection(padding);
+        }
+        Ok(())
+    }
+
+    fn headers(&mut self, head: Head, mut payload: BytesMut) -> Result<(), Ended> {
+        let protocol = Err(Ended::Error(Reason::ProtocolError, false));
+        if head.stream == 0 || head.stream.is_multiple_of(2) {
+            return protocol;
+        }
+        Self::unpad(head, &mut payload)?;
+        if head.has(frame::PRIORITY_FLAG) {
+            if payload.len() < 5 {
+                return protocol;
+            }
+            payload.advance(5);
+        }
+        let trailers = head.stream <= self.last_stream;
+        if trailers {
+            let open = self
+                .lock()
+                .slots
+                .get(&head.stream)
+                .is_some_and(|slot| !slot.body_end);
+            if !open {
+                return Err(Ended::Error(Reason::StreamClosed, false));
+            }
+            // Trailers end the stream (RFC 9113 section 8.1).
+            if !head.has(frame::END_STREAM) {
+                return protocol;
+            }
+        } else {
+            self.last_stream = head.stream;
+        }
+        let open = OpenBlock {
+            stream: head.stream,
+            end_stream: head.has(frame::END_STREAM),
+            trailers,
+            block: payload,
+        };
+        if head.has(frame::END_HEADERS) {
+            self.block(open)
+        } else {
+            self.open_block = Some(open);
+            Ok(())
+        }
+    }
+
+    fn continuation(&mut self, head: Head, payload: BytesMut) -> Result<(), Ended> {
+        let Some(mut open) = self.open_block.take() else {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        };
+        // A block far past what its list may decode to is not a request.
+        if open.block.len() + payload.len() > 2 * self.rules.max_header_list.max(DEFAULT_MAX_FRAME)
+        {
+            return Err(Ended::Error(Reason::EnhanceYourCalm, true));
+        }
+        open.block.extend_from_slice(&payload);
+        if head.has(frame::END_HEADERS) {
+            self.block(open)
+        } else {
+            self.open_block = Some(open);
+            Ok(())
+        }
+    }
+
+    /// A whole header block: a new stream's request, or a stream's
+    /// trailers (decoded for the table's sake, and dropped: the request
+    /// path speaks HTTP/1.1 to the backends, which has no use for them).
+    fn block(&mut self, open: OpenBlock) -> Result<(), Ended> {
+        let limit = self.rules.max_header_list;
+        let mut fields = RequestFields::new(open.block.len());
+        let decoded = self
+            .decoder
+            .decode(&open.block, limit, |name, value| {
+                if !open.trailers {
+                    fields.add(name, value)
+                }
+            })
+            .map_err(|_| Ended::Error(Reason::CompressionError, false))?;
+        if let Decoded::TooLarge(size) = decoded {
+            if size > BOMB_FACTOR * limit {
+                return Err(Ended::Error(Reason::EnhanceYourCalm, true));
+            }
+        }
+        if open.trailers {
+            let mut shared = self.lock();
+            if let Some(slot) = shared.slots.get_mut(&open.stream) {
+                slot.body_end = true;
+                slot.wake_body();
+            }
+            return Ok(());
+        }
+        let request = match decoded {
+            Decoded::Whole => fields.finish(open.end_stream),
+            Decoded::TooLarge(_) => Err(Refused::TooLarge),
+        };
+        let mut shared = self.lock();
+        let refuse =
+            self.refusing || shared.slots.len() >= self.rules.max_concurrent_streams as usize;
+        if refuse {
+            frame::put_reset(&mut shared.out, open.stream, Reason::RefusedStream);
+            return Ok(());
+        }
+        if let Err(Refused::Malformed) = request {
+            frame::put_reset(&mut shared.out, open.stream, Reason::ProtocolError);
+            return Ok(());
+        }
+        let mut slot = Slot::new(
+            shared.initial_send_window,
+            self.rules.stream_window,
+            open.end_stream,
+        );
+        if let Ok(request) = &request {
+            slot.declared = request.declared_length;
+        }
+        shared.slots.insert(open.stream, slot);
+        drop(shared);
+        self.accepted.push_back(Accepted {
+            stream: StreamRef {
+                id: open.stream,
+                shared: Arc::clone(&self.shared),
+            },
+            request,
+            has_body: !open.end_stream,
+            held: self.rules.send_buffer,
+        });
+        Ok(())
+    }
+
+    fn rst_stream(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
+        if head.stream == 0 || head.stream > self.last_stream {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        if payload.len() != 4 {
+            return Err(Ended::Error(Reason::FrameSizeError, false));
+        }
+        let mut shared = self.lock();
+        if let Some(slot) = shared.slots.get_mut(&head.stream) {
+            slot.reset = true;
+            slot.local_done = true;
+            slot.wake_all();
+        }
+        Ok(())
+    }
+
+    fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
+        if head.stream != 0 {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        if head.has(frame::ACK) {
+            if !payload.is_empty() {
+                return Err(Ended::Error(Reason::FrameSizeError, false));
+            }
+            return Ok(());
+        }
+        if !payload.len().is_multiple_of(6) {
+            return Err(Ended::Error(Reason::FrameSizeError, false));
+        }
+        self.settings_seen = true;
+        let mut shared = self.lock();
+        for setting in payload.chunks(6) {
+            let id = u16::from_be_bytes([setting[0], setting[1]]);
+            let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
+            match id {
+                frame::SETTINGS_ENABLE_PUSH if value > 1 => {
+                    return Err(Ended::Error(Reason::ProtocolError, false));
+                }
+                frame::SETTINGS_INITIAL_WINDOW_SIZE => {
+                    if i64::from(value) > MAX_WINDOW {
+                        return Err(Ended::Error(Reason::FlowControlError, false));
+                    }
+                    let by = i64::from(value) - shared.initial_send_window;
+                    shared.initial_send_window = i64::from(value);
+                    for slot in shared.slots.values_mut() {
+                        if !shift_window(&mut slot.send_window, by) {
+                            return Err(Ended::Error(Reason::FlowControlError, false));
+                        }
+                    }
+                    if by > 0 {
+                        shared.wake_senders();
+                    }
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => {
+                    if !(16_384..=16_777_215).contains(&value) {
+                        return Err(Ended::Error(Reason::ProtocolError, false));
+                    }
+                    shared.max_frame = value as usize;
+                }
+                // The table size only bounds our encoder's table, which it
+                // does not use; the rest do not apply to a server's side.
+                frame::SETTINGS_HEADER_TABLE_SIZE
+                | frame::SETTINGS_MAX_CONCURRENT_STREAMS
+                | frame::SETTINGS_MAX_HEADER_LIST_SIZE => {}
+                _ => {}
+            }
+        }
+        frame::put_settings_ack(&mut shared.out);
+        Ok(())
+    }
+
+    fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
+        if payload.len() != 4 {
+            return Err(Ended::Error(Reason::FrameSizeError, false));
+        }
+        let increment = i64::from(
+            u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff,
+        );
+        if head.stream == 0 {
+            if increment == 0 {
+                return Err(Ended::Error(Reason::ProtocolError, false));
+            }
+            let mut shared = self.lock();
+            shared.send_window += increment;
+            if shared.send_window > MAX_WINDOW {
+                return Err(Ended::Error(Reason::FlowControlError, false));
+            }
+            shared.wake_senders();
+            return Ok(());
+        }
+        if head.stream > self.last_stream {
+            return Err(Ended::Error(Reason::ProtocolError, false));
+        }
+        if increment == 0 {
+            self.reset(head.stream, Reason::ProtocolError);
+            return Ok(());
+        }
+        let mut shared = self.lock();
+        let Some(slot) = shared.slots.get_mut(&head.stream) else {
+            return Ok(());
+        };
+        slot.send_window += increment;
+        if slot.send_window > MAX_WINDOW {
+            drop(shared);
+            self.reset(head.stream, Reason::FlowControlError);
+            return Ok(());
+        }
+        slot.wake_send();
+        Ok(())
+    }
+}
