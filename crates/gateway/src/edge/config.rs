@@ -142,10 +142,13 @@ impl Default for Http2File {
 
 impl Http2File {
     /// The most a connection can hold buffered: what the client may send
-    /// unread, and what is held for it unsent.
+    /// unread, what is held for it unsent (twice `send_buffer_bytes` a
+    /// stream), and the frames owed to it before it is no longer read
+    /// from (1 MiB).
     pub fn buffered_bound(&self) -> u64 {
         u64::from(self.connection_window_bytes)
-            + u64::from(self.max_concurrent_streams) * u64::from(self.send_buffer_bytes)
+            + 2 * u64::from(self.max_concurrent_streams) * u64::from(self.send_buffer_bytes)
+            + 1024 * 1024
     }
 }
 

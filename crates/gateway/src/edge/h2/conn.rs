@@ -169,7 +169,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // A client that sends and does not read is not read from
             // while what it is owed piles up: every frame it sends may
             // owe it one back.
-            if self.lock().out.len() >= READ_PAUSE && self.writing.is_empty() {
+            if self.lock().out.len() + self.writing.len() >= READ_PAUSE {
                 return Poll::Pending;
             }
             if self.read.capacity() - self.read.len() < HEAD_LEN + DEFAULT_MAX_FRAME {
