@@ -48,17 +48,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
-    for tool, package in (("nginx", "nginx"), ("haproxy", "haproxy"), ("h2load", "nghttp2-client")):
-        if shutil.which(tool) is None:
-            subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
     procs = g.Procs()
     tmp = tempfile.mkdtemp(prefix="flashguard-h2cpu-")
     try:
-        cert, key, both = tls.certificate(tmp)
-        backend = g.nginx_backend(procs, tmp, "backend")
-        config = os.path.join(tmp, "one-thread.toml")
-        with open(config, "w") as f:
-            f.write("workers = 1\n" + tls.UNLIMITED)
+        cert, key, both, backend, config = tls.one_thread_harness(procs, tmp, "workers = 1\n" + tls.UNLIMITED)
         proxies = []
         for n, binary in enumerate(args.binaries):
             proc, port = tls.flashguard(procs, tmp, backend, cert, key, extra=["--config", config], binary=binary)

@@ -63,17 +63,10 @@ def main():
                     help="copy callgrind's dumps here, for callgrind_annotate")
     ap.add_argument("binaries", nargs="+")
     args = ap.parse_args()
-    for tool, package in (("nginx", "nginx"), ("haproxy", "haproxy"), ("h2load", "nghttp2-client")):
-        if shutil.which(tool) is None:
-            subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
     procs = g.Procs()
     tmp = tempfile.mkdtemp(prefix="flashguard-h2i-")
     try:
-        cert, key, both = tls.certificate(tmp)
-        backend = g.nginx_backend(procs, tmp, "backend")
-        config = os.path.join(tmp, "one-thread.toml")
-        with open(config, "w") as f:
-            f.write(ONE_THREAD)
+        cert, key, both, backend, config = tls.one_thread_harness(procs, tmp, ONE_THREAD)
         runs = []
         for n, binary in enumerate(args.binaries):
             port, admin = g.free_port(), g.free_port()

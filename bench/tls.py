@@ -103,6 +103,23 @@ def flashguard(procs, tmp, backend, cert, key, extra=(), binary=None):
     return proc, port
 
 
+def one_thread_harness(procs, tmp, config_text):
+    """What the one-thread HTTP/2 counts share (bench/h2_instructions.py,
+    bench/h2_cpu.py): nginx, haproxy and h2load installed when missing, a
+    certificate, an nginx backend, and a gateway config of `config_text`.
+    Returns the certificate, key, both in one file, the backend's port
+    and the config's path."""
+    for tool, package in (("nginx", "nginx"), ("haproxy", "haproxy"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
+    cert, key, both = certificate(tmp)
+    backend = g.nginx_backend(procs, tmp, "backend")
+    config = os.path.join(tmp, "one-thread.toml")
+    with open(config, "w") as f:
+        f.write(config_text)
+    return cert, key, both, backend, config
+
+
 # HAProxy terminating TLS: its bind options and globals.
 HAPROXY_TLS_GLOBAL = "  ssl-default-bind-options ssl-min-ver TLSv1.2\n"
 
