@@ -80,6 +80,21 @@ impl Slot {
         }
     }
 
+    /// Gives `bytes` read (or padding, never read) back to the client's
+    /// window on this stream, in updates of half a window at least, while
+    /// the client may still send on it.
+    pub(crate) fn grant(&mut self, id: u32, bytes: u32, window: u32, out: &mut BytesMut) {
+        if self.body_end {
+            return;
+        }
+        self.unacked += bytes;
+        if self.unacked >= window / 2 {
+            self.recv_window += i64::from(self.unacked);
+            frame::put_window_update(out, id, self.unacked);
+            self.unacked = 0;
+        }
+    }
+
     pub(crate) fn wake_all(&mut self) {
         for waker in [
             &mut self.body_waker,
@@ -319,14 +334,7 @@ impl StreamRef {
         };
         if let Some(piece) = slot.body.pop_front() {
             let len = piece.len() as u32;
-            if !slot.body_end {
-                slot.unacked += len;
-                if slot.unacked >= stream_window / 2 {
-                    slot.recv_window += i64::from(slot.unacked);
-                    frame::put_window_update(&mut shared.out, self.id, slot.unacked);
-                    slot.unacked = 0;
-                }
-            }
+            slot.grant(self.id, len, stream_window, &mut shared.out);
             shared.release_connection(len);
             return Poll::Ready(Some(Ok(piece)));
         }
