@@ -399,3 +399,45 @@ async fn an_answer_waits_for_the_clients_window_and_goes_on_when_it_opens() {
         .sum::<usize>();
     assert_eq!(got, support::gateway::BIG);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_gateway_says_goaway_refuses_new_streams_and_finishes_the_open_ones() {
+    let ca = TestCa::new();
+    let (mut gateway, addr) = echo_gateway(&ca).await;
+    let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
+    h2.send(&get(1, "/slow")).await;
+    h2.settle().await;
+    gateway.part.signal("TERM");
+    let frames = h2.until(|f| f.kind == GOAWAY).await;
+    let goaway = frames.iter().find(|f| f.kind == GOAWAY).expect("a GOAWAY");
+    assert_eq!(goaway.code(), 0, "NO_ERROR: {frames:?}");
+    let last = u32::from_be_bytes(goaway.payload[..4].try_into().unwrap());
+    assert_eq!(last, 1, "the last stream taken");
+    // A stream opened after it is refused, and may be retried elsewhere.
+    h2.send(&get(3, "/echo")).await;
+    let frames = h2
+        .until(|f| f.stream == 1 && f.flags & END_STREAM != 0)
+        .await;
+    let refused = frames
+        .iter()
+        .find(|f| f.kind == RST_STREAM && f.stream == 3);
+    assert_eq!(refused.map(Frame::code), Some(REFUSED_STREAM), "{frames:?}");
+    // The slow one was answered whole, then the connection closes and the
+    // gateway exits cleanly.
+    let head = frames.iter().find(|f| f.kind == HEADERS && f.stream == 1);
+    assert_eq!(head.map(|f| f.payload[0]), Some(0x88), "200: {frames:?}");
+    let waited = std::time::Instant::now();
+    assert!(h2.next().await.is_none(), "no frame after the answer");
+    assert!(
+        waited.elapsed() < std::time::Duration::from_secs(5),
+        "the connection is closed, not left open"
+    );
+    let exit = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        gateway.part.child.wait(),
+    )
+    .await
+    .expect("the gateway exits after draining")
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
