@@ -11,8 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::frame::Reason;
-use super::frame::{self, DEFAULT_WINDOW, MAX_WINDOW};
+use super::frame::{self, Reason, DEFAULT_WINDOW, MAX_WINDOW};
 use super::hpack;
 
 /// Frames waiting to be written past which a stream's answer waits for
@@ -27,8 +26,12 @@ impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
         self.0
     }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u32 stream ids are hashed")
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u32` is used (the keys are `u32`); this is its
+        // general form.
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
     }
     fn write_u32(&mut self, id: u32) {
         self.0 = u64::from(id).wrapping_mul(0x9e37_79b9_7f4a_7c15);
