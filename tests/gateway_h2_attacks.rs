@@ -384,3 +384,67 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_sends_and_never_reads_is_no_longer_read_from() {
+    let ca = TestCa::new();
+    let backend = echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    // Two streams a connection: two endless answers take them, and hold
+    // no more of the shop than that.
+    let (gateway, _dir) = support::tls::gateway_with_config(
+        &leaf,
+        "[http2]\nmax_concurrent_streams = 2\n",
+        &["--backend", &format!("echo={backend}")],
+    )
+    .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let pid = gateway.part.pid();
+    let good = ca.client(true);
+    let echo = format!("{}/echo", gateway.url);
+    assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);
+    let rss_before = support::rss_kib(pid);
+    let mut tls = connect(ca.rustls_client(&[b"h2"]), &addr, "shop.test")
+        .await
+        .unwrap();
+    // Each of the million streams after the two is refused, and every
+    // refusal is a frame owed to a client that reads nothing: 13 MB of
+    // them, were they not bounded.
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(SETTINGS, 0, 0, &[]));
+    let endless = request_block(false, "/endless");
+    for n in 0..2u32 {
+        bytes.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * n + 1,
+            &endless,
+        ));
+    }
+    // `GET https /`, from the static table.
+    for n in 2..1_000_002u32 {
+        bytes.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            2 * n + 1,
+            &[0x82, 0x87, 0x84],
+        ));
+    }
+    let sent = bytes.len();
+    let writing = tokio::spawn(async move {
+        let written = tls.write_all(&bytes).await;
+        (written.is_ok(), tls)
+    });
+    // The gateway stops reading once 1 MiB is owed: the client's 12 MB
+    // never all go, however long it waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !writing.is_finished(),
+        "all {sent} bytes were read from a client that reads nothing"
+    );
+    let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
+    assert!(grown_mib < 16, "the gateway grew by {grown_mib} MiB");
+    // Other customers are served meanwhile.
+    assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);
+    writing.abort();
+}
