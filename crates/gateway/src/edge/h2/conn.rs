@@ -70,9 +70,9 @@ pub(crate) struct Accepted {
 pub(crate) enum Ended {
     /// The client closed it, or it failed.
     Closed,
-    /// A connection error: the reason GOAWAY carries, and whether it was
-    /// a flood of the kind the meter does not see.
-    Error(Reason, bool),
+    /// A connection error: the reason GOAWAY carries. `ENHANCE_YOUR_CALM`
+    /// is only ever a flood of the kind the meter does not see.
+    Error(Reason),
 }
 
 /// A header block coming in HEADERS and CONTINUATION frames.
@@ -88,17 +88,17 @@ pub(crate) struct Conn<S> {
     read: BytesMut,
     writing: Bytes,
     decoder: Decoder,
-    pub(crate) shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<Shared>>,
     rules: Rules,
     open_block: Option<OpenBlock>,
     /// The highest stream id the client opened.
-    pub(crate) last_stream: u32,
+    last_stream: u32,
     settings_seen: bool,
     /// No new stream is taken (GOAWAY sent, or the client's received).
-    pub(crate) refusing: bool,
-    /// The client closed its side.
-    read_closed: bool,
-    accepted: std::collections::VecDeque<Accepted>,
+    refusing: bool,
+    /// A stream decoded and not yet handed over: frames are handled no
+    /// further until it is.
+    accepted: Option<Accepted>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -136,8 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             last_stream: 0,
             settings_seen: false,
             refusing: false,
-            read_closed: false,
-            accepted: Default::default(),
+            accepted: None,
         }
     }
 
@@ -149,39 +148,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// new stream when one came, or how the connection ended.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Accepted, Ended>> {
         loop {
-            if let Some(accepted) = self.accepted.pop_front() {
-                return Poll::Ready(Ok(accepted));
-            }
             // What was read and not yet handled first (the preface's
             // leftovers, or frames after a stream was handed over).
             if let Err(ended) = self.handle_frames() {
                 return Poll::Ready(Err(ended));
             }
-            if !self.accepted.is_empty() {
-                continue;
+            if let Some(accepted) = self.accepted.take() {
+                return Poll::Ready(Ok(accepted));
             }
-            if let Poll::Ready(Err(_)) = self.poll_write_out(cx) {
-                return Poll::Ready(Err(Ended::Closed));
-            }
-            if self.read_closed {
-                return Poll::Pending;
-            }
-            // A client that sends and does not read is not read from
-            // while what it is owed piles up: every frame it sends may
-            // owe it one back.
-            if self.lock().out.len() + self.writing.len() >= READ_PAUSE {
-                return Poll::Pending;
+            match self.poll_write_out(cx) {
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Closed)),
+                Poll::Ready(Ok(())) => {}
+                // A client that sends and does not read is not read from
+                // while what it is owed piles up: every frame it sends may
+                // owe it one back.
+                Poll::Pending => {
+                    if self.lock().out.len() + self.writing.len() >= READ_PAUSE {
+                        return Poll::Pending;
+                    }
+                }
             }
             if self.read.capacity() - self.read.len() < HEAD_LEN + DEFAULT_MAX_FRAME {
                 self.read.reserve(HEAD_LEN + DEFAULT_MAX_FRAME);
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read) {
-                Poll::Ready(Ok(0)) => {
-                    self.read_closed = true;
-                    return Poll::Ready(Err(Ended::Closed));
-                }
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Closed)),
                 Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Closed)),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -233,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         while self.read.len() >= HEAD_LEN {
             let head = Head::parse(&self.read[..HEAD_LEN]);
             if head.len > DEFAULT_MAX_FRAME {
-                return Err(Ended::Error(Reason::FrameSizeError, false));
+                return Err(Ended::Error(Reason::FrameSizeError));
             }
             if self.read.len() < HEAD_LEN + head.len {
                 return Ok(());
@@ -241,7 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let mut payload = self.read.split_to(HEAD_LEN + head.len);
             payload.advance(HEAD_LEN);
             self.frame(head, payload)?;
-            if !self.accepted.is_empty() {
+            if self.accepted.is_some() {
                 return Ok(());
             }
         }
@@ -249,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     fn frame(&mut self, head: Head, payload: BytesMut) -> Result<(), Ended> {
-        let protocol = Err(Ended::Error(Reason::ProtocolError, false));
+        let protocol = Err(Ended::Error(Reason::ProtocolError));
         if !self.settings_seen && head.kind != frame::SETTINGS {
             // The preface's SETTINGS comes first (RFC 9113 section 3.4).
             return protocol;
@@ -268,7 +260,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return protocol;
                 }
                 if head.len != 5 {
-                    self.reset(head.stream, Reason::FrameSizeError);
+                    self.lock().reset(head.stream, Reason::FrameSizeError);
                 }
                 Ok(())
             }
@@ -280,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     return protocol;
                 }
                 if head.len != 8 {
-                    return Err(Ended::Error(Reason::FrameSizeError, false));
+                    return Err(Ended::Error(Reason::FrameSizeError));
                 }
                 if !head.has(frame::ACK) {
                     frame::put_ping_ack(&mut self.lock().out, &payload);
@@ -302,28 +294,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    fn reset(&mut self, stream: u32, reason: Reason) {
-        let mut shared = self.lock();
-        frame::put_reset(&mut shared.out, stream, reason);
-        if let Some(slot) = shared.slots.get_mut(&stream) {
-            slot.local_done = true;
-            slot.reset_sent = true;
-            slot.reset = true;
-            slot.wake_all();
-        }
-    }
-
     /// The payload without its padding (`PADDED`), and the padding's size.
     fn unpad(head: Head, payload: &mut BytesMut) -> Result<usize, Ended> {
         if !head.has(frame::PADDED) {
             return Ok(0);
         }
         let Some(&pad) = payload.first() else {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         };
         let pad = usize::from(pad);
         if pad >= payload.len() {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         payload.advance(1);
         payload.truncate(payload.len() - pad);
@@ -332,11 +313,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn data(&mut self, head: Head, mut payload: BytesMut) -> Result<(), Ended> {
         if head.stream == 0 {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         if head.stream > self.last_stream {
             // An idle stream.
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         let flow = head.len as u32;
         let padding = Self::unpad(head, &mut payload)? as u32;
@@ -344,7 +325,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let shared = &mut *guard;
         shared.conn_recv_window -= i64::from(flow);
         if shared.conn_recv_window < 0 {
-            return Err(Ended::Error(Reason::FlowControlError, false));
+            return Err(Ended::Error(Reason::FlowControlError));
         }
         let Some(slot) = shared.slots.get_mut(&head.stream) else {
             // A stream closed, most often by this side's END_STREAM or
@@ -354,34 +335,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             shared.release_connection(flow);
             return Ok(());
         };
-        if slot.body_end && !slot.reset {
-            // DATA after the client ended the stream.
-            drop(guard);
-            self.reset(head.stream, Reason::StreamClosed);
-            self.lock().release_connection(flow);
-            return Ok(());
-        }
         if slot.reset {
             shared.release_connection(flow);
             return Ok(());
         }
-        slot.recv_window -= i64::from(flow);
-        if slot.recv_window < 0 {
-            drop(guard);
-            self.reset(head.stream, Reason::FlowControlError);
-            self.lock().release_connection(flow);
-            return Ok(());
-        }
-        slot.received += payload.len() as u64;
         let end = head.has(frame::END_STREAM);
-        let wrong_length = match slot.declared {
-            Some(declared) => slot.received > declared || (end && slot.received != declared),
-            None => false,
+        let stream_error = if slot.body_end {
+            // DATA after the client ended the stream.
+            Some(Reason::StreamClosed)
+        } else {
+            slot.recv_window -= i64::from(flow);
+            slot.received += payload.len() as u64;
+            let wrong_length = slot.declared.is_some_and(|declared| {
+                slot.received > declared || (end && slot.received != declared)
+            });
+            if slot.recv_window < 0 {
+                Some(Reason::FlowControlError)
+            } else if wrong_length {
+                Some(Reason::ProtocolError)
+            } else {
+                None
+            }
         };
-        if wrong_length {
-            drop(guard);
-            self.reset(head.stream, Reason::ProtocolError);
-            self.lock().release_connection(flow);
+        if let Some(reason) = stream_error {
+            shared.reset(head.stream, reason);
+            shared.release_connection(flow);
             return Ok(());
         }
         if !payload.is_empty() {
@@ -405,7 +383,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     fn headers(&mut self, head: Head, mut payload: BytesMut) -> Result<(), Ended> {
-        let protocol = Err(Ended::Error(Reason::ProtocolError, false));
+        let protocol = Err(Ended::Error(Reason::ProtocolError));
         if head.stream == 0 || head.stream.is_multiple_of(2) {
             return protocol;
         }
@@ -424,7 +402,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .get(&head.stream)
                 .is_some_and(|slot| !slot.body_end);
             if !open {
-                return Err(Ended::Error(Reason::StreamClosed, false));
+                return Err(Ended::Error(Reason::StreamClosed));
             }
             // Trailers end the stream (RFC 9113 section 8.1).
             if !head.has(frame::END_STREAM) {
@@ -439,6 +417,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             trailers,
             block: payload,
         };
+        self.block_piece(head, open)
+    }
+
+    /// A header block's frame handled: the whole block decoded once its
+    /// last frame came, or kept open for CONTINUATION.
+    fn block_piece(&mut self, head: Head, open: OpenBlock) -> Result<(), Ended> {
         if head.has(frame::END_HEADERS) {
             self.block(open)
         } else {
@@ -449,20 +433,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn continuation(&mut self, head: Head, payload: BytesMut) -> Result<(), Ended> {
         let Some(mut open) = self.open_block.take() else {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         };
         // A block far past what its list may decode to is not a request.
         if open.block.len() + payload.len() > 2 * self.rules.max_header_list.max(DEFAULT_MAX_FRAME)
         {
-            return Err(Ended::Error(Reason::EnhanceYourCalm, true));
+            return Err(Ended::Error(Reason::EnhanceYourCalm));
         }
         open.block.extend_from_slice(&payload);
-        if head.has(frame::END_HEADERS) {
-            self.block(open)
-        } else {
-            self.open_block = Some(open);
-            Ok(())
-        }
+        self.block_piece(head, open)
     }
 
     /// A whole header block: a new stream's request, or a stream's
@@ -478,10 +457,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     fields.add(name, value)
                 }
             })
-            .map_err(|_| Ended::Error(Reason::CompressionError, false))?;
+            .map_err(|_| Ended::Error(Reason::CompressionError))?;
         if let Decoded::TooLarge(size) = decoded {
             if size > BOMB_FACTOR * limit {
-                return Err(Ended::Error(Reason::EnhanceYourCalm, true));
+                return Err(Ended::Error(Reason::EnhanceYourCalm));
             }
         }
         if open.trailers {
@@ -517,7 +496,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         shared.slots.insert(open.stream, slot);
         drop(shared);
-        self.accepted.push_back(Accepted {
+        self.accepted = Some(Accepted {
             stream: StreamRef {
                 id: open.stream,
                 shared: Arc::clone(&self.shared),
@@ -531,10 +510,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn rst_stream(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
         if head.stream == 0 || head.stream > self.last_stream {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         if payload.len() != 4 {
-            return Err(Ended::Error(Reason::FrameSizeError, false));
+            return Err(Ended::Error(Reason::FrameSizeError));
         }
         let mut shared = self.lock();
         if let Some(slot) = shared.slots.get_mut(&head.stream) {
@@ -547,16 +526,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
         if head.stream != 0 {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         if head.has(frame::ACK) {
             if !payload.is_empty() {
-                return Err(Ended::Error(Reason::FrameSizeError, false));
+                return Err(Ended::Error(Reason::FrameSizeError));
             }
             return Ok(());
         }
         if !payload.len().is_multiple_of(6) {
-            return Err(Ended::Error(Reason::FrameSizeError, false));
+            return Err(Ended::Error(Reason::FrameSizeError));
         }
         self.settings_seen = true;
         let mut shared = self.lock();
@@ -565,17 +544,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let value = u32::from_be_bytes([setting[2], setting[3], setting[4], setting[5]]);
             match id {
                 frame::SETTINGS_ENABLE_PUSH if value > 1 => {
-                    return Err(Ended::Error(Reason::ProtocolError, false));
+                    return Err(Ended::Error(Reason::ProtocolError));
                 }
                 frame::SETTINGS_INITIAL_WINDOW_SIZE => {
                     if i64::from(value) > MAX_WINDOW {
-                        return Err(Ended::Error(Reason::FlowControlError, false));
+                        return Err(Ended::Error(Reason::FlowControlError));
                     }
                     let by = i64::from(value) - shared.initial_send_window;
                     shared.initial_send_window = i64::from(value);
                     for slot in shared.slots.values_mut() {
                         if !shift_window(&mut slot.send_window, by) {
-                            return Err(Ended::Error(Reason::FlowControlError, false));
+                            return Err(Ended::Error(Reason::FlowControlError));
                         }
                     }
                     if by > 0 {
@@ -584,7 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 frame::SETTINGS_MAX_FRAME_SIZE => {
                     if !(16_384..=16_777_215).contains(&value) {
-                        return Err(Ended::Error(Reason::ProtocolError, false));
+                        return Err(Ended::Error(Reason::ProtocolError));
                     }
                     shared.max_frame = value as usize;
                 }
@@ -602,28 +581,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), Ended> {
         if payload.len() != 4 {
-            return Err(Ended::Error(Reason::FrameSizeError, false));
+            return Err(Ended::Error(Reason::FrameSizeError));
         }
         let increment = i64::from(
             u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff,
         );
         if head.stream == 0 {
             if increment == 0 {
-                return Err(Ended::Error(Reason::ProtocolError, false));
+                return Err(Ended::Error(Reason::ProtocolError));
             }
             let mut shared = self.lock();
             shared.send_window += increment;
             if shared.send_window > MAX_WINDOW {
-                return Err(Ended::Error(Reason::FlowControlError, false));
+                return Err(Ended::Error(Reason::FlowControlError));
             }
             shared.wake_senders();
             return Ok(());
         }
         if head.stream > self.last_stream {
-            return Err(Ended::Error(Reason::ProtocolError, false));
+            return Err(Ended::Error(Reason::ProtocolError));
         }
         if increment == 0 {
-            self.reset(head.stream, Reason::ProtocolError);
+            self.lock().reset(head.stream, Reason::ProtocolError);
             return Ok(());
         }
         let mut shared = self.lock();
@@ -632,8 +611,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         slot.send_window += increment;
         if slot.send_window > MAX_WINDOW {
-            drop(shared);
-            self.reset(head.stream, Reason::FlowControlError);
+            shared.reset(head.stream, Reason::FlowControlError);
             return Ok(());
         }
         slot.wake_send();

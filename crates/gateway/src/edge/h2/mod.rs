@@ -133,8 +133,8 @@ pub(crate) async fn serve<S>(
                     None
                 }
                 Err(conn::Ended::Closed) => break,
-                Err(conn::Ended::Error(reason, flood)) => {
-                    if flood {
+                Err(conn::Ended::Error(reason)) => {
+                    if reason == Reason::EnhanceYourCalm {
                         metrics.flood("h2_limit");
                     }
                     tracing::debug!(peer = %parts.peer.addr, ?reason, "HTTP/2 connection error");

@@ -200,6 +200,18 @@ impl Shared {
         }
     }
 
+    /// Resets a stream for an error of the client's (RST_STREAM): its
+    /// request path learns it as it would a reset of the client's own.
+    pub(crate) fn reset(&mut self, stream: u32, reason: Reason) {
+        frame::put_reset(&mut self.out, stream, reason);
+        if let Some(slot) = self.slots.get_mut(&stream) {
+            slot.local_done = true;
+            slot.reset_sent = true;
+            slot.reset = true;
+            slot.wake_all();
+        }
+    }
+
     /// Body bytes a stream will not read (it ended, or was reset): given
     /// back to the connection's window at once.
     pub(crate) fn release_connection(&mut self, bytes: u32) {
