@@ -476,8 +476,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Decoded::TooLarge(_) => Err(Refused::TooLarge),
         };
         let mut shared = self.lock();
-        let refuse =
-            self.refusing || shared.slots.len() >= self.rules.max_concurrent_streams as usize;
+        let most = self.rules.max_concurrent_streams as usize;
+        let refuse = self.refusing || shared.open_streams(most) >= most;
         if refuse {
             frame::put_reset(&mut shared.out, open.stream, Reason::RefusedStream);
             return Ok(());

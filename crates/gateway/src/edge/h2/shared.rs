@@ -98,6 +98,13 @@ impl Slot {
         }
     }
 
+    /// Closed as the protocol sees it (RFC 9113 section 5.1): this side is
+    /// done, and so is the client, by END_STREAM or a reset. The slot may
+    /// live on a little, until its request path lets it go.
+    fn closed(&self) -> bool {
+        self.local_done && (self.body_end || self.reset)
+    }
+
     pub(crate) fn wake_all(&mut self) {
         for waker in [
             &mut self.body_waker,
@@ -183,6 +190,18 @@ impl Shared {
                 slot.wake_send();
             }
         }
+    }
+
+    /// The streams open, as `SETTINGS_MAX_CONCURRENT_STREAMS` counts them,
+    /// when there may be `most` or more: a stream the client has seen end
+    /// no longer counts, though its slot lives until its request path
+    /// lets it go. Otherwise the client, told the stream ended, may open
+    /// the next one a moment before the slot goes, and have it refused.
+    pub(crate) fn open_streams(&self, most: usize) -> usize {
+        if self.slots.len() < most {
+            return self.slots.len();
+        }
+        self.slots.values().filter(|slot| !slot.closed()).count()
     }
 
     /// Streams whose answer waits for the window, after it grew.
@@ -395,4 +414,27 @@ impl Drop for StreamRef {
 pub(crate) fn shift_window(window: &mut i64, by: i64) -> bool {
     *window += by;
     *window <= MAX_WINDOW
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_ended_on_both_sides_no_longer_counts_as_open() {
+        let mut shared = Shared::new(65_535, 65_535);
+        for id in [1, 3, 5] {
+            shared.slots.insert(id, Slot::new(65_535, 65_535, true));
+        }
+        assert_eq!(shared.open_streams(3), 3);
+        // Stream 1 answered, its request ended: closed, its slot alive.
+        shared.slots.get_mut(&1).unwrap().local_done = true;
+        // Stream 7 answered, its request body still coming: open.
+        let mut half_closed = Slot::new(65_535, 65_535, false);
+        half_closed.local_done = true;
+        shared.slots.insert(7, half_closed);
+        assert_eq!(shared.open_streams(3), 3, "3, 5 and 7");
+        // Below the mark the slots are counted as they are.
+        assert_eq!(shared.open_streams(10), 4);
+    }
 }
