@@ -268,6 +268,30 @@ async fn stream_errors_reset_only_their_stream_and_never_reach_the_backend() {
     assert_eq!(reset.map(Frame::code), Some(PROTOCOL_ERROR), "{frames:?}");
     h2.send(&get(21, "/echo")).await;
     assert_eq!(answer(&mut h2, 21).await.0, "200");
+
+    // Only the client's own resets are counted as received: 15 and 19
+    // were reset by the gateway, 23 by the client.
+    h2.send(
+        &[
+            get(23, "/slow"),
+            frame(RST_STREAM, 0, 23, &CANCEL.to_be_bytes()),
+        ]
+        .concat(),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = gateway.metrics().await;
+        let received = support::gateway::metric_sum(&metrics, "gateway_h2_resets_received", &[]);
+        let in_flight =
+            support::gateway::metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]);
+        if received >= 1.0 && in_flight == 0.0 || std::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let received = support::gateway::metric_sum(&metrics, "gateway_h2_resets_received", &[]);
+    assert_eq!(received, 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,7 +143,7 @@ impl EdgeMetrics {
         );
         registry.register(
             "gateway_h2_resets_received",
-            "HTTP/2 streams the client reset (RST_STREAM) before their answer was complete",
+            "HTTP/2 streams the client reset (RST_STREAM) before their answer was complete; those the gateway reset first are not counted",
             self.h2_resets_received.clone(),
         );
         registry.register(

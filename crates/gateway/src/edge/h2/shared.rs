@@ -53,7 +53,8 @@ pub(crate) struct Slot {
     /// `content-length`, when the request gave one, and what came so far.
     pub(crate) declared: Option<u64>,
     pub(crate) received: u64,
-    /// The client reset it.
+    /// Reset, by the client or by this side for the client's error: its
+    /// request path stops. Which of the two is `reset_by_client`.
     pub(crate) reset: bool,
     /// This side sent END_STREAM or RST_STREAM: nothing more goes out.
     pub(crate) local_done: bool,
@@ -103,6 +104,12 @@ impl Slot {
     /// live on a little, until its request path lets it go.
     fn closed(&self) -> bool {
         self.local_done && (self.body_end || self.reset)
+    }
+
+    /// The client reset it, not this side first: what
+    /// `gateway_h2_resets_received_total` counts.
+    fn reset_by_client(&self) -> bool {
+        self.reset && !self.reset_sent
     }
 
     pub(crate) fn wake_all(&mut self) {
@@ -247,7 +254,9 @@ impl Shared {
             return Err(Gone { reset: false });
         }
         match self.slots.get_mut(&id) {
-            Some(slot) if slot.reset => Err(Gone { reset: true }),
+            Some(slot) if slot.reset => Err(Gone {
+                reset: slot.reset_by_client(),
+            }),
             Some(slot) if !slot.local_done => Ok(slot),
             _ => Err(Gone { reset: false }),
         }
@@ -330,8 +339,8 @@ impl StreamRef {
         Poll::Pending
     }
 
-    /// Ready once the client reset the stream (true) or the connection
-    /// is gone (false).
+    /// Ready once the stream is reset (true if by the client) or the
+    /// connection is gone (false).
     pub(crate) fn poll_reset(&self, cx: &mut Context<'_>) -> Poll<bool> {
         let mut shared = self.lock();
         if shared.gone {
@@ -342,7 +351,7 @@ impl StreamRef {
                 slot.reset_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
-            Some(_) => Poll::Ready(true),
+            Some(slot) => Poll::Ready(slot.reset_by_client()),
             None => Poll::Ready(false),
         }
     }
@@ -373,7 +382,9 @@ impl StreamRef {
             return Poll::Ready(Some(Ok(piece)));
         }
         if slot.reset {
-            return Poll::Ready(Some(Err(Gone { reset: true })));
+            return Poll::Ready(Some(Err(Gone {
+                reset: slot.reset_by_client(),
+            })));
         }
         if slot.body_end {
             return Poll::Ready(None);
