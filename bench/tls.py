@@ -290,7 +290,7 @@ def main():
         if g.BASELINE_BIN:
             # An earlier build, side by side in the same run.
             started["flashguard-baseline"] = flashguard(procs, tmp, backend, cert, key, binary=g.BASELINE_BIN)
-            pairs = PAIRS + (("flashguard", "flashguard-baseline"),)
+            pairs = pairs + (("flashguard", "flashguard-baseline"),)
         ports, pids = {}, {}
         for name, (proc, port) in started.items():
             group = groups.group(name, args.cores)

@@ -22,7 +22,9 @@ use crate::traffic::History;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: String,
+    /// Every reason is one of a fixed set: no allocation per count, which
+    /// matters when a surge sheds thousands a second.
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +54,9 @@ pub(crate) struct GatewayMetrics {
     shed: Family<ReasonLabels, Counter>,
     cut: Family<ReasonLabels, Counter>,
     queue_waits: Family<ResultLabels, Histogram>,
+    /// `queue_waits` of each `QueueOutcome`, looked up once: a surge
+    /// queues most requests, and the lookup hashed its label on each.
+    queue_wait_of: [Histogram; 3],
     client_connections: Family<ThreadLabels, Gauge>,
     /// Connections closed at once: their client held its share.
     pub(crate) per_client_refused: Counter,
@@ -73,6 +78,16 @@ pub(crate) enum QueueOutcome {
     Abandoned,
 }
 
+impl QueueOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            QueueOutcome::Granted => "granted",
+            QueueOutcome::TimedOut => "timed_out",
+            QueueOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
 impl GatewayMetrics {
     pub(crate) fn new(
         backends: Arc<Backends>,
@@ -80,6 +95,22 @@ impl GatewayMetrics {
         traffic: Arc<Mutex<History>>,
     ) -> Self {
         let mut registry = Registry::default();
+        // 1 ms to about 16 s.
+        let queue_waits: Family<ResultLabels, Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 15)));
+        // In the enum's order, which `queued` indexes by.
+        let queue_wait_of = [
+            QueueOutcome::Granted,
+            QueueOutcome::TimedOut,
+            QueueOutcome::Abandoned,
+        ]
+        .map(|outcome| {
+            queue_waits
+                .get_or_create(&ResultLabels {
+                    result: outcome.as_str(),
+                })
+                .clone()
+        });
         let metrics = GatewayMetrics {
             // 0.25 ms to about 8 s.
             answers: Arc::new(Answers::new(exponential_buckets(0.00025, 2.0, 16))),
@@ -88,10 +119,8 @@ impl GatewayMetrics {
             ejections: Family::default(),
             shed: Family::default(),
             cut: Family::default(),
-            // 1 ms to about 16 s.
-            queue_waits: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.001, 2.0, 15))
-            }),
+            queue_waits,
+            queue_wait_of,
             client_connections: Family::default(),
             per_client_refused: Counter::default(),
             ready: Gauge::default(),
@@ -179,12 +208,8 @@ impl GatewayMetrics {
         self.answers.in_flight(change);
     }
 
-    pub(crate) fn retried(&self, reason: &str) {
-        self.retries
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+    pub(crate) fn retried(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub(crate) fn budget_exhausted(&self) {
@@ -201,22 +226,11 @@ impl GatewayMetrics {
 
     /// A request waited `waited` in the queue, and how that ended.
     pub(crate) fn queued(&self, waited: Duration, outcome: QueueOutcome) {
-        let result = match outcome {
-            QueueOutcome::Granted => "granted",
-            QueueOutcome::TimedOut => "timed_out",
-            QueueOutcome::Abandoned => "abandoned",
-        };
-        self.queue_waits
-            .get_or_create(&ResultLabels { result })
-            .observe(waited.as_secs_f64());
+        self.queue_wait_of[outcome as usize].observe(waited.as_secs_f64());
     }
 
-    pub(crate) fn shed(&self, reason: &str) {
-        self.shed
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+    pub(crate) fn shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// An answer was cut off: `stalled` stopped its bytes moving.
@@ -228,7 +242,7 @@ impl GatewayMetrics {
     fn cuts(&self, stalled: Stall) -> Counter {
         self.cut
             .get_or_create(&ReasonLabels {
-                reason: stalled.as_str().to_string(),
+                reason: stalled.as_str(),
             })
             .clone()
     }

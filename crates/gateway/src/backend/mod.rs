@@ -233,13 +233,21 @@ impl Backend {
         let inner = self.inner();
         let weight = Self::weight_of(&inner, now, slow_start);
         let inflight = self.inflight.load(Ordering::Relaxed);
-        let queue = (inflight + 1) as f64;
+        let has_room = inflight < u64::from(self.limit.load(Ordering::Relaxed));
+        // A full backend is never compared by load, and the estimate's
+        // decay (an exp) is most of a look: when every backend is full,
+        // as through a surge, each request looks twice before it queues.
+        let load = if has_room {
+            (inner.ewma.estimate_ms(now) + 0.01) * (inflight + 1) as f64 / weight
+        } else {
+            f64::MAX
+        };
         Sample {
             untried: true,
             state: Self::state_of(&inner, now),
             healthy: !inner.draining && inner.health.is_up(),
-            has_room: inflight < u64::from(self.limit.load(Ordering::Relaxed)),
-            load: (inner.ewma.estimate_ms(now) + 0.01) * queue / weight,
+            has_room,
+            load,
             weight,
         }
     }
