@@ -42,6 +42,21 @@ struct Waiter {
 pub(crate) enum Refused {
     /// `max_waiting` requests wait already.
     Full,
+    /// No backend could serve it, full or not: waiting would not help.
+    NoBackend,
+}
+
+/// What a last look for room found.
+pub(crate) enum Look {
+    Room(Arc<Backend>),
+    Full,
+    NoBackend,
+}
+
+/// What entering the queue gave: a place, or room found at the last look.
+pub(crate) enum Entered {
+    Waiting(Place),
+    Room(Arc<Backend>),
 }
 
 /// A place in the queue; its grant comes on `granted`.
@@ -92,32 +107,37 @@ impl WaitQueue {
         self.refusals.load(Ordering::Relaxed)
     }
 
-    /// Takes a place at the back, unless `try_room` finds a free slot first
+    /// Takes a place at the back, unless `look` finds a free slot first
     /// (looked for after counting this request as waiting, see the module
-    /// doc). `Ok(Err(backend))`: room was found, no place taken.
+    /// doc) or finds that no backend can serve it.
     pub(crate) fn enter(
         &self,
         excluded: Vec<usize>,
         max_waiting: usize,
-        try_room: impl FnOnce() -> Option<Arc<Backend>>,
-    ) -> Result<Result<Place, Arc<Backend>>, Refused> {
+        look: impl FnOnce() -> Look,
+    ) -> Result<Entered, Refused> {
         let mut entries = self.entries();
-        if entries.len() >= max_waiting {
-            return Err(Refused::Full);
-        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        if let Some(backend) = try_room() {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            return Ok(Err(backend));
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (grant, granted) = oneshot::channel();
-        entries.push_back(Waiter {
-            id,
-            excluded,
-            grant,
-        });
-        Ok(Ok(Place { id, granted }))
+        let refused = match look() {
+            Look::Room(backend) => {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Ok(Entered::Room(backend));
+            }
+            Look::NoBackend => Refused::NoBackend,
+            Look::Full if entries.len() >= max_waiting => Refused::Full,
+            Look::Full => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let (grant, granted) = oneshot::channel();
+                entries.push_back(Waiter {
+                    id,
+                    excluded,
+                    grant,
+                });
+                return Ok(Entered::Waiting(Place { id, granted }));
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        Err(refused)
     }
 
     /// Gives up a place (the wait ran out). `false` if it was already
@@ -196,8 +216,8 @@ mod tests {
         let mut places = Vec::new();
         // The first waiter already tried `a`; the second may go anywhere.
         for excluded in [vec![address(&a)], vec![]] {
-            match queue.enter(excluded, 10, || None) {
-                Ok(Ok(place)) => places.push(place),
+            match queue.enter(excluded, 10, || Look::Full) {
+                Ok(Entered::Waiting(place)) => places.push(place),
                 _ => panic!("a place"),
             }
         }
@@ -218,11 +238,20 @@ mod tests {
         let queue = Arc::new(WaitQueue::default());
         let a = backend("a", 1, &queue);
         assert!(a.try_start());
-        let place = match queue.enter(vec![], 1, || None) {
-            Ok(Ok(place)) => place,
+        let place = match queue.enter(vec![], 1, || Look::Full) {
+            Ok(Entered::Waiting(place)) => place,
             _ => panic!("a place"),
         };
-        assert_eq!(queue.enter(vec![], 1, || None).err(), Some(Refused::Full));
+        assert_eq!(
+            queue.enter(vec![], 1, || Look::Full).err(),
+            Some(Refused::Full)
+        );
+        assert_eq!(
+            queue.enter(vec![], 1, || Look::NoBackend).err(),
+            Some(Refused::NoBackend),
+            "no backend: refused as such, full queue or not"
+        );
+        assert_eq!(queue.waiting(), 1);
         assert!(queue.leave(&place));
         assert_eq!(queue.waiting(), 0);
         // Nobody waits: the slot is simply free again.
@@ -234,8 +263,26 @@ mod tests {
     fn room_found_at_the_last_look_takes_no_place() {
         let queue = Arc::new(WaitQueue::default());
         let a = backend("a", 1, &queue);
-        let found = queue.enter(vec![], 10, || a.try_start().then(|| Arc::clone(&a)));
-        assert!(matches!(found, Ok(Err(_))));
+        let found = queue.enter(vec![], 10, || {
+            if a.try_start() {
+                Look::Room(Arc::clone(&a))
+            } else {
+                Look::Full
+            }
+        });
+        assert!(matches!(found, Ok(Entered::Room(_))));
         assert_eq!(queue.waiting(), 0);
+        // Even with the queue full, room found at the last look is taken.
+        let b = backend("b", 1, &queue);
+        let full = Arc::new(WaitQueue::default());
+        let _place = full.enter(vec![], 1, || Look::Full);
+        let found = full.enter(vec![], 1, || {
+            if b.try_start() {
+                Look::Room(Arc::clone(&b))
+            } else {
+                Look::Full
+            }
+        });
+        assert!(matches!(found, Ok(Entered::Room(_))));
     }
 }

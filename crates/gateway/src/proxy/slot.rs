@@ -17,7 +17,7 @@ use crate::backend::Backend;
 use crate::balance::Pick;
 use crate::http1::Stream;
 use crate::metrics::QueueOutcome;
-use crate::queue::{self, Refused};
+use crate::queue::{self, Entered, Look, Refused};
 
 /// Attempts to take a free slot before waiting: another thread may take
 /// the one a pick saw free.
@@ -80,24 +80,33 @@ pub(super) async fn acquire<C: Stream>(
         }
         Pick::Full
     };
-    match take() {
-        Pick::Backend(at) => {
-            return Ok(Slot::Listed {
-                backends: Arc::clone(list),
-                at,
-            })
+    // While requests wait, a newcomer goes behind them without a look of
+    // its own: a slot freed now is theirs (its finisher hands it over),
+    // and the look, at every backend under its lock, would find none.
+    // The last look inside `enter` still finds room any waiter may not
+    // take (a backend they all tried) and tells when none can serve.
+    if route.queue.waiting() == 0 {
+        match take() {
+            Pick::Backend(at) => {
+                return Ok(Slot::Listed {
+                    backends: Arc::clone(list),
+                    at,
+                })
+            }
+            Pick::Nothing => return Err(TryError::no_backend()),
+            Pick::Full => {}
         }
-        Pick::Nothing => return Err(TryError::no_backend()),
-        Pick::Full => {}
     }
     let excluded = tried.iter().map(|&at| queue::address(&list[at])).collect();
     let last_look = || match take() {
-        Pick::Backend(at) => Some(Arc::clone(&list[at])),
-        Pick::Full | Pick::Nothing => None,
+        Pick::Backend(at) => Look::Room(Arc::clone(&list[at])),
+        Pick::Full => Look::Full,
+        Pick::Nothing => Look::NoBackend,
     };
     let place = match route.queue.enter(excluded, s.queue_max_waiting, last_look) {
-        Ok(Ok(place)) => place,
-        Ok(Err(backend)) => return Ok(Slot::Granted(backend)),
+        Ok(Entered::Waiting(place)) => place,
+        Ok(Entered::Room(backend)) => return Ok(Slot::Granted(backend)),
+        Err(Refused::NoBackend) => return Err(TryError::no_backend()),
         Err(Refused::Full) => {
             route.queue.count_refusal();
             route.metrics.shed("queue_full");
