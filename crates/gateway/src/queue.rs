@@ -259,30 +259,27 @@ mod tests {
         assert!(a.try_start());
     }
 
+    /// A last look at one backend: its slot if it has room.
+    fn look_at(backend: &Arc<Backend>) -> Look {
+        if backend.try_start() {
+            Look::Room(Arc::clone(backend))
+        } else {
+            Look::Full
+        }
+    }
+
     #[test]
     fn room_found_at_the_last_look_takes_no_place() {
         let queue = Arc::new(WaitQueue::default());
         let a = backend("a", 1, &queue);
-        let found = queue.enter(vec![], 10, || {
-            if a.try_start() {
-                Look::Room(Arc::clone(&a))
-            } else {
-                Look::Full
-            }
-        });
+        let found = queue.enter(vec![], 10, || look_at(&a));
         assert!(matches!(found, Ok(Entered::Room(_))));
         assert_eq!(queue.waiting(), 0);
         // Even with the queue full, room found at the last look is taken.
         let b = backend("b", 1, &queue);
         let full = Arc::new(WaitQueue::default());
         let _place = full.enter(vec![], 1, || Look::Full);
-        let found = full.enter(vec![], 1, || {
-            if b.try_start() {
-                Look::Room(Arc::clone(&b))
-            } else {
-                Look::Full
-            }
-        });
+        let found = full.enter(vec![], 1, || look_at(&b));
         assert!(matches!(found, Ok(Entered::Room(_))));
     }
 }
