@@ -568,10 +568,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     shared.max_frame = value as usize;
                 }
                 // The table size only bounds our encoder's table, which it
-                // does not use; the rest do not apply to a server's side.
-                frame::SETTINGS_HEADER_TABLE_SIZE
-                | frame::SETTINGS_MAX_CONCURRENT_STREAMS
-                | frame::SETTINGS_MAX_HEADER_LIST_SIZE => {}
+                // does not use; the other settings do not apply to a
+                // server's side, and unknown ones are ignored.
                 _ => {}
             }
         }

@@ -19,20 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The client connection preface (RFC 9113 section 3.4).
-const PREFACE_LEN: usize = 24;
-const FRAME_HEAD: usize = 9;
-
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const PRIORITY: u8 = 0x2;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
+use super::frame::{
+    Head, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, HEAD_LEN, PING, PREFACE,
+    PRIORITY, RST_STREAM, SETTINGS,
+};
 
 /// The CONTINUATION frames one header block may have. A 64 KiB header
 /// list fits in four 16 KiB frames; browsers send one.
@@ -147,7 +137,7 @@ impl FloodAlarm {
 #[derive(Debug)]
 struct Frames {
     preface_left: usize,
-    head: [u8; FRAME_HEAD],
+    head: [u8; HEAD_LEN],
     head_len: usize,
     payload_left: usize,
     /// CONTINUATION frames so far in the open header block, if one is open.
@@ -158,8 +148,8 @@ struct Frames {
 impl Frames {
     fn new() -> Frames {
         Frames {
-            preface_left: PREFACE_LEN,
-            head: [0; FRAME_HEAD],
+            preface_left: PREFACE.len(),
+            head: [0; HEAD_LEN],
             head_len: 0,
             payload_left: 0,
             block: None,
@@ -179,18 +169,15 @@ impl Frames {
                 self.payload_left -= n;
                 bytes = &bytes[n..];
             } else {
-                let n = (FRAME_HEAD - self.head_len).min(bytes.len());
+                let n = (HEAD_LEN - self.head_len).min(bytes.len());
                 self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
                 self.head_len += n;
                 bytes = &bytes[n..];
-                if self.head_len == FRAME_HEAD {
+                if self.head_len == HEAD_LEN {
                     self.head_len = 0;
-                    let head = self.head;
-                    let length = (usize::from(head[0]) << 16)
-                        | (usize::from(head[1]) << 8)
-                        | usize::from(head[2]);
-                    self.payload_left = length;
-                    if let Some(flood) = self.frame(head[3], head[4], length) {
+                    let head = Head::parse(&self.head);
+                    self.payload_left = head.len;
+                    if let Some(flood) = self.frame(head.kind, head.flags, head.len) {
                         return Some(flood);
                     }
                 }
@@ -300,8 +287,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
     fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
