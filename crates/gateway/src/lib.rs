@@ -25,6 +25,7 @@ mod published;
 mod queue;
 pub mod room;
 mod server;
+mod stall;
 pub mod status;
 mod traffic;
 

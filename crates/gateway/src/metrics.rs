@@ -58,6 +58,8 @@ pub(crate) struct GatewayMetrics {
     /// queues most requests, and the lookup hashed its label on each.
     queue_wait_of: [Histogram; 3],
     client_connections: Family<ThreadLabels, Gauge>,
+    /// Times a serving thread did not run for `stall::STALL` or more.
+    pub(crate) serving_stalls: Counter,
     /// Connections closed at once: their client held its share.
     pub(crate) per_client_refused: Counter,
     ready: Gauge,
@@ -122,6 +124,7 @@ impl GatewayMetrics {
             queue_waits,
             queue_wait_of,
             client_connections: Family::default(),
+            serving_stalls: Counter::default(),
             per_client_refused: Counter::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
@@ -168,6 +171,11 @@ impl GatewayMetrics {
             "gateway_client_connections",
             "Client connections open, by the serving thread that serves them",
             metrics.client_connections.clone(),
+        );
+        registry.register(
+            "gateway_serving_stalls",
+            "Times a serving thread did not run for 5 ms or more (its CPU quota spent, or its core given to another process); answers awaited across one do not move the adaptive limits",
+            metrics.serving_stalls.clone(),
         );
         registry.register(
             "gateway_client_connections_refused",

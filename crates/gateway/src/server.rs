@@ -366,6 +366,10 @@ impl Worker {
             handshakes: Arc::new(HandshakeTurns::new(Arc::clone(&self.handshake_line))),
             traffic: self.gateway.traffic_window(),
         };
+        // Ends with this thread's runtime.
+        tokio::spawn(crate::stall::watch(
+            self.gateway.metrics.serving_stalls.clone(),
+        ));
         let mut open = tokio::task::JoinSet::new();
         loop {
             // A connection handed over was counted for this thread by the

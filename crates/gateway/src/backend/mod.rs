@@ -30,6 +30,10 @@ use health::Hysteresis;
 pub(crate) enum Lesson {
     /// It answered, after `rtt`, with a status that is not a 5xx.
     Answered { rtt: Duration },
+    /// It answered with a status that is not a 5xx, but the gateway
+    /// itself stalled while it waited (`crate::stall`): the time it took
+    /// says nothing of the backend.
+    AnsweredThroughStall,
     /// It answered `503`: full, shedding on purpose, alive.
     Shed,
     /// A connection could not be made in time, but it keeps answering on
@@ -50,6 +54,20 @@ impl Lesson {
             503 => Lesson::Shed,
             500..=599 => Lesson::FailedAfterSend,
             _ => Lesson::Answered { rtt },
+        }
+    }
+
+    /// What an answer with `status`, awaited from `sent` to `answered`
+    /// on this serving thread, shows.
+    pub(crate) fn of_timed_answer(
+        status: http::StatusCode,
+        (sent, answered): (Instant, Instant),
+    ) -> Lesson {
+        match Lesson::of_answer(status, answered.saturating_duration_since(sent)) {
+            Lesson::Answered { .. } if crate::stall::spanned(sent, answered) => {
+                Lesson::AnsweredThroughStall
+            }
+            lesson => lesson,
         }
     }
 }
@@ -373,6 +391,10 @@ impl Backend {
                 self.limit.store(limit, Ordering::Relaxed);
                 return learned;
             }
+            Lesson::AnsweredThroughStall => {
+                inner.ejection.record_success();
+                return learned;
+            }
             // A shop sheds load with 503 on purpose: make it look slow so
             // traffic moves elsewhere, and give it fewer requests at once,
             // but never eject it for that.
@@ -524,21 +546,75 @@ mod tests {
         assert_eq!(backend.weight(Instant::now(), window), 1.0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn errors_make_a_fast_failing_backend_look_slow() {
-        let (good, bad) = (backend(false), backend(false));
-        let rules = EjectionRules {
+    /// Rules under which no test here gets a backend ejected.
+    fn never_ejecting() -> EjectionRules {
+        EjectionRules {
             after_connect_failures: 100,
             after_5xx: 100,
             base: Duration::from_secs(1),
             max: Duration::from_secs(30),
             penalty: Duration::from_secs(5),
-        };
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_make_a_fast_failing_backend_look_slow() {
+        let (good, bad) = (backend(false), backend(false));
+        let rules = never_ejecting();
         let now = Instant::now();
         let answered = Lesson::of_answer(http::StatusCode::OK, Duration::from_millis(20));
         good.learn(answered, (&rules, &LIMITS), now);
         bad.learn(Lesson::FailedAfterSend, (&rules, &LIMITS), now);
         assert!(bad.load(now, Duration::ZERO) > 100.0 * good.load(now, Duration::ZERO));
+    }
+
+    /// Answers awaited while the gateway's own thread was frozen (its CPU
+    /// quota spent) are late for the gateway's sake, not the shop's: they
+    /// leave the limit where it was, where the same delays seen as the
+    /// shop's own cut it.
+    #[test]
+    fn answers_awaited_across_the_gateways_own_stall_leave_the_limit_alone() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tokio::spawn(crate::stall::watch(Default::default()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let rules = never_ejecting();
+            let (through_stall, slow) = (backend(false), backend(false));
+            // Every slot in use, so the limiter listens and learns no new
+            // usual latency (it learns that while the backend has room).
+            let fill = |backend: &Backend| while backend.try_start() {};
+            let usual = Lesson::Answered {
+                rtt: Duration::from_millis(1),
+            };
+            for backend in [&through_stall, &slow] {
+                fill(backend);
+                backend.learn(usual, (&rules, &LIMITS), Instant::now());
+                fill(backend);
+            }
+            let before = through_stall.limit();
+            let sent = Instant::now();
+            std::thread::sleep(Duration::from_millis(30));
+            let lesson = Lesson::of_timed_answer(http::StatusCode::OK, (sent, Instant::now()));
+            assert_eq!(lesson, Lesson::AnsweredThroughStall);
+            let late = Lesson::Answered {
+                rtt: Duration::from_millis(30),
+            };
+            for _ in 0..30 {
+                through_stall.learn(lesson, (&rules, &LIMITS), Instant::now());
+                slow.learn(late, (&rules, &LIMITS), Instant::now());
+            }
+            assert_eq!(through_stall.limit(), before);
+            assert!(slow.limit() < 16, "{}", slow.limit());
+            // A 503 is a shed whatever the gateway went through.
+            let shed = Lesson::of_timed_answer(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                (sent, Instant::now()),
+            );
+            assert_eq!(shed, Lesson::Shed);
+        });
     }
 
     #[tokio::test(start_paused = true)]

@@ -214,8 +214,7 @@ pub(super) async fn forward<S: Stream>(
                 };
             }
             Ok(answer) => {
-                let rtt = sample.1.saturating_duration_since(sample.0);
-                route.teach(backend, Lesson::of_answer(answer.head.status, rtt));
+                route.teach(backend, Lesson::of_timed_answer(answer.head.status, sample));
                 Last::Answer(slot, answer)
             }
             Err(happened) => {

@@ -337,9 +337,8 @@ impl Proxy {
                     },
                 )
                 .await;
-                if let Some((sent, answered)) = sample {
-                    let rtt = answered.saturating_duration_since(sent);
-                    route.teach(backend, Lesson::of_answer(answered_with, rtt));
+                if let Some(sample) = sample {
+                    route.teach(backend, Lesson::of_timed_answer(answered_with, sample));
                 }
                 (whole.map(|whole| whole && !close), Some(slot))
             }
