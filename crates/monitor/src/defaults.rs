@@ -145,6 +145,22 @@ for_s = 0
 labels = { severity = "warning" }
 annotations = { summary = "{{ $value }} answers cut at {{ $labels.target }} within a minute ({{ $labels.reason }})" }
 
+# The gateway frozen again and again: its serving threads did not run for
+# 5 ms or more, over once a second (its CPU quota spent, or its cores given
+# to other processes). Customers wait through every stall; it needs more
+# CPU than it gets. One stall is counted per thread, and a gateway in no
+# such trouble counts next to none.
+[[rule]]
+name = "GatewayCpuStarved"
+metric = "gateway_serving_stalls_total"
+aggregation = "increase"
+window_s = 60
+op = ">"
+threshold = 60
+for_s = 0
+labels = { severity = "warning" }
+annotations = { summary = "{{ $labels.target }} stalled {{ $value }} times within a minute: it needs more CPU than its quota gives" }
+
 # A certificate the gateway serves expires within 14 days: renew it (the
 # gateway picks the new files up by itself).
 [[rule]]

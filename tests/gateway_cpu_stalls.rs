@@ -1,0 +1,108 @@
+//! The gateway frozen, as a spent CPU quota freezes it: each serving
+//! thread counts the stall (`gateway_serving_stalls_total`, read by the
+//! adaptive limit so that answers awaited across a stall do not cut a
+//! backend's limit), and the monitor's default rule says the gateway is
+//! short of CPU. A real gateway process, frozen with SIGSTOP and let go
+//! with SIGCONT, as the kernel's throttling does to a process past its
+//! quota.
+
+mod support;
+
+use std::time::Duration;
+
+use support::gateway::{echo_backend, metric_sum, Gateway};
+
+/// Serving threads the gateway runs here.
+const WORKERS: usize = 2;
+
+async fn stalls(gateway: &Gateway) -> f64 {
+    metric_sum(
+        &gateway.metrics().await,
+        "gateway_serving_stalls_total",
+        &[],
+    )
+}
+
+/// Freezes `pid` for `frozen`, `times` times, running `between` after each.
+async fn freeze(pid: u32, times: usize, frozen: Duration, between: Duration) {
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid}");
+    };
+    for _ in 0..times {
+        signal("STOP");
+        tokio::time::sleep(frozen).await;
+        signal("CONT");
+        tokio::time::sleep(between).await;
+    }
+}
+
+/// A gateway with `WORKERS` serving threads in front of one backend, its
+/// config in a directory kept for as long as it runs.
+async fn gateway() -> (Gateway, tempfile::TempDir) {
+    let backend = echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, format!("workers = {WORKERS}\n")).unwrap();
+    let gateway = Gateway::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--backend",
+        &format!("s1={backend}"),
+    ])
+    .await;
+    (gateway, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_serving_thread_counts_each_time_the_gateway_is_frozen() {
+    let (gateway, _dir) = gateway().await;
+    let pid = gateway.part.child.id().expect("the gateway runs");
+    let before = stalls(&gateway).await;
+    let times = 10;
+    freeze(
+        pid,
+        times,
+        Duration::from_millis(50),
+        Duration::from_millis(50),
+    )
+    .await;
+    let counted = stalls(&gateway).await - before;
+    // Each thread's tick comes 45 ms or more late after each freeze; a
+    // busy machine may add stalls of its own, never take one away.
+    assert!(
+        counted >= (times * WORKERS) as f64,
+        "{counted} stalls counted for {times} freezes of {WORKERS} threads"
+    );
+    // And the gateway serves as before.
+    let answer = reqwest::get(format!("{}/echo", gateway.url)).await.unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_frozen_every_moment_raises_the_default_alert() {
+    let (gateway, dir) = gateway().await;
+    let (_monitor, url) = support::monitor_with_default_rules(&gateway.admin_url, dir.path()).await;
+    // The monitor has seen the count (exported from the start, at 0 or
+    // a few), so the freezes below are an increase it can see.
+    support::poll_json(
+        &format!("{url}/api/query?metric=gateway_serving_stalls_total"),
+        Duration::from_secs(30),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    )
+    .await;
+    let pid = gateway.part.child.id().expect("the gateway runs");
+    // 40 freezes of two threads: 80 stalls, past the rule's 60 a minute.
+    freeze(
+        pid,
+        40,
+        Duration::from_millis(40),
+        Duration::from_millis(40),
+    )
+    .await;
+    let alert = support::firing_alert(&url, "GatewayCpuStarved").await;
+    assert_eq!(alert["labels"]["alertname"], "GatewayCpuStarved", "{alert}");
+}
