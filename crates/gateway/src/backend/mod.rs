@@ -580,6 +580,7 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             tokio::spawn(crate::stall::watch(Default::default()));
+            let _awaiting = crate::stall::awaiting();
             tokio::time::sleep(Duration::from_millis(20)).await;
             let rules = never_ejecting();
             let (through_stall, slow) = (backend(false), backend(false));

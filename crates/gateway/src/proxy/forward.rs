@@ -194,7 +194,11 @@ pub(super) async fn forward<S: Stream>(
         };
         let sent = Instant::now();
         let deadline = sent + s.upstream_timeout;
-        let result = send(route, backend, outgoing, (&mut conn.alarm, deadline)).await;
+        let result = {
+            // The thread watches for its own stalls while it awaits.
+            let _awaiting = crate::stall::awaiting();
+            send(route, backend, outgoing, (&mut conn.alarm, deadline)).await
+        };
         let sample = (sent, Instant::now());
         let failed = match result {
             Ok(answer) if !answer.head.relayable_to(request.http11) => {
