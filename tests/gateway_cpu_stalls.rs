@@ -1,8 +1,7 @@
 //! The gateway frozen, as a spent CPU quota freezes it: each serving
-//! thread awaiting answers counts the stall (`gateway_serving_stalls_total`, read by the
-//! adaptive limit so that answers awaited across a stall do not cut a
-//! backend's limit), and the monitor's default rule says the gateway is
-//! short of CPU. A real gateway process, frozen with SIGSTOP and let go
+//! thread awaiting answers counts the stall (`gateway_serving_stalls_total`;
+//! answers awaited across a stall do not cut a backend's adaptive limit),
+//! and the monitor's default rule says the gateway is short of CPU. A real gateway process, frozen with SIGSTOP and let go
 //! with SIGCONT, as the kernel's throttling does to a process past its
 //! quota.
 

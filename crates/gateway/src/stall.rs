@@ -109,7 +109,7 @@ pub(crate) async fn watch(stalls: Counter) {
             late(&stalls, woken, now);
         }
         LAST_TICK.with(|last| last.set(Some(now)));
-        let mut ticks = tokio::time::interval_at(Instant::now() + TICK, TICK);
+        let mut ticks = tokio::time::interval_at(now + TICK, TICK);
         // After a stall the next tick is a whole `TICK` later, not a burst
         // of the ones missed.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
