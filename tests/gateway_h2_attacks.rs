@@ -360,10 +360,37 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
         grown_mib < 16,
         "the gateway grew by {grown_mib} MiB for a client reading nothing"
     );
-    // Its streams hold the backend's slots while it does not read (as
-    // slow HTTP/1.1 readers do: answers are not buffered whole), up to
-    // `client_send_ms` (gateway_stalls.rs); once it goes, they are freed
-    // and others are served.
+    // The streams sent on hold the backend's slots while it does not read
+    // (as slow HTTP/1.1 readers do: answers are not buffered whole), up
+    // to `client_send_ms` (gateway_stalls.rs). Only `max_streams_forwarded`
+    // (16) are sent on; the other 84 wait in the connection. So the
+    // backend, whose limit starts at 32, keeps room for everyone else:
+    // with all 100 sent on, 32 would hold every slot and the rest would
+    // fill the queue, and another customer would wait there until
+    // `timeout_ms` and get a 503.
+    let metrics = gateway.metrics().await;
+    let held = metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]);
+    let deferred = metric_sum(&metrics, "gateway_h2_streams_deferred_total", &[]);
+    assert!(
+        held <= 16.0,
+        "one connection holds {held} of the backend's slots"
+    );
+    assert!(
+        deferred >= 84.0,
+        "{deferred} streams waited in the connection"
+    );
+    let another = ca.client(true);
+    assert_eq!(
+        another
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "another customer is served while the connection holds its streams"
+    );
+    // Once it goes, its slots are freed too.
     drop(tls);
     let client = ca.client(true);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

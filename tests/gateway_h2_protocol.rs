@@ -465,3 +465,55 @@ async fn a_stopping_gateway_says_goaway_refuses_new_streams_and_finishes_the_ope
     .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_max_streams_forwarded_wait_in_their_connection_in_order() {
+    let ca = TestCa::new();
+    let backend = echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let (gateway, _dir) = support::tls::gateway_with_config(
+        &leaf,
+        "[http2]\nmax_streams_forwarded = 4\n",
+        &["--backend", &format!("echo={backend}")],
+    )
+    .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
+    // Ten requests of 600 ms each on one connection (streams 1 to 19), and
+    // the last reset by the client while it waits.
+    let mut bytes: Vec<u8> = (0..10u32).flat_map(|n| get(2 * n + 1, "/slow")).collect();
+    bytes.extend(frame(RST_STREAM, 0, 19, &CANCEL.to_be_bytes()));
+    h2.send(&bytes).await;
+    let mut ended = Vec::new();
+    let frames = h2
+        .until(|f| {
+            if f.kind == DATA && f.flags & END_STREAM != 0 {
+                ended.push(f.stream);
+            }
+            ended.len() == 9 || f.kind == GOAWAY
+        })
+        .await;
+    // Four at a time, in the order they were opened: each four end before
+    // the next four go to the backend, 600 ms apart.
+    let mut waves: Vec<Vec<u32>> = ended.chunks(4).map(<[u32]>::to_vec).collect();
+    for wave in &mut waves {
+        wave.sort_unstable();
+    }
+    assert_eq!(
+        waves,
+        vec![vec![1, 3, 5, 7], vec![9, 11, 13, 15], vec![17]],
+        "{frames:?}"
+    );
+    assert!(
+        !frames.iter().any(|f| f.stream == 19 && f.kind == HEADERS),
+        "the stream reset while it waited is never answered"
+    );
+    let metrics = gateway.metrics().await;
+    let deferred = support::gateway::metric_sum(&metrics, "gateway_h2_streams_deferred_total", &[]);
+    let received = support::gateway::metric_sum(&metrics, "gateway_h2_resets_received", &[]);
+    assert_eq!(deferred, 6.0, "{metrics}");
+    assert_eq!(received, 1.0, "the client's reset counted once: {metrics}");
+    // The connection goes on.
+    h2.send(&get(21, "/echo")).await;
+    assert_eq!(answer(&mut h2, 21).await.0, "200");
+}

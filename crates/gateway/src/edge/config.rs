@@ -125,6 +125,13 @@ pub struct Http2File {
     pub connection_window_bytes: u32,
     /// Answer bytes held per stream for a slow client. Default 16384.
     pub send_buffer_bytes: u32,
+    /// Streams of one connection sent on to the shops at once, holding or
+    /// waiting for a shop's slot; its other open streams wait in the
+    /// connection, in order. A stream holds its slot until the client has
+    /// taken its answer, so without this one connection that opens many
+    /// streams and reads nothing would hold `max_concurrent_streams` of
+    /// the shops' slots for `client_send_ms`. Default 16.
+    pub max_streams_forwarded: u32,
 }
 
 impl Default for Http2File {
@@ -136,6 +143,7 @@ impl Default for Http2File {
             stream_window_bytes: 65_535,
             connection_window_bytes: 1024 * 1024,
             send_buffer_bytes: 16 * 1024,
+            max_streams_forwarded: 16,
         }
     }
 }
@@ -258,6 +266,7 @@ impl Http2File {
             ));
         }
         at_least(self.send_buffer_bytes, 1024, "http2.send_buffer_bytes")?;
+        at_least(self.max_streams_forwarded, 1, "http2.max_streams_forwarded")?;
         Ok(*self)
     }
 }

@@ -96,6 +96,7 @@ pub(crate) struct EdgeMetrics {
     expiry: Family<NameLabels, Gauge>,
     pub(crate) h2_connections: Gauge,
     pub(crate) h2_streams: Counter,
+    pub(crate) h2_streams_deferred: Counter,
     pub(crate) h2_resets_received: Counter,
     h2_goaways: Family<ReasonLabels, Counter>,
     h2_floods: Family<KindLabels, Counter>,
@@ -140,6 +141,11 @@ impl EdgeMetrics {
             "gateway_h2_streams",
             "HTTP/2 streams (requests) accepted",
             self.h2_streams.clone(),
+        );
+        registry.register(
+            "gateway_h2_streams_deferred",
+            "HTTP/2 streams that waited in their connection for one of its max_streams_forwarded places",
+            self.h2_streams_deferred.clone(),
         );
         registry.register(
             "gateway_h2_resets_received",

@@ -30,6 +30,7 @@ mod request;
 mod shared;
 mod stream;
 
+use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ use tokio::time::Instant;
 use super::config::Http2File;
 use super::metrics::EdgeMetrics;
 use bridge::StreamParts;
-use conn::{Conn, Rules};
+use conn::{Accepted, Conn, Rules};
 use frame::Reason;
 use meter::{FloodAlarm, Metered};
 
@@ -108,6 +109,13 @@ pub(crate) async fn serve<S>(
     // in instructions (the task's allocation and the copies of its future
     // in and out), and a stream's answer is written by this task anyway.
     let mut streams = Streams::new();
+    // Past `max_streams_forwarded`, a connection's streams wait here, not
+    // at the shops: a stream holds a shop's slot until the client has
+    // taken its answer, and a client that opens a hundred streams and
+    // reads nothing would otherwise hold a hundred slots (CVE-2016-1546,
+    // Apache's mod_http2, was this starvation).
+    let forwarded_at_once = rules.max_streams_forwarded as usize;
+    let mut deferred = Deferred::new(rules.max_concurrent_streams as usize, Arc::clone(&metrics));
     // Whether a stream came since the idle timer last fired: the
     // connection is closed once it has been idle for one to two
     // `client_idle_ms`.
@@ -119,17 +127,19 @@ pub(crate) async fn serve<S>(
             // Streams first, all that are ready, so that the frames they
             // queue go out in one write after them.
             biased;
-            () = poll_fn(|cx| run_ready(&mut streams, cx, closing)) => break,
+            () = poll_fn(|cx| run_ready(&mut streams, &mut deferred, cx, closing, |accepted| {
+                forward(accepted, &parts, &metrics)
+            })) => break,
             next = poll_fn(|cx| conn.poll_next(cx)) => match next {
                 Ok(accepted) => {
                     metrics.h2_streams.inc();
                     came = true;
-                    let (parts, metrics) = (Arc::clone(&parts), Arc::clone(&metrics));
-                    streams.push(Box::pin(async move {
-                        if let Err(bridge::Ended::Reset) = bridge::serve(accepted, &parts).await {
-                            metrics.h2_resets_received.inc();
-                        }
-                    }));
+                    if streams.len() < forwarded_at_once {
+                        streams.push(forward(accepted, &parts, &metrics));
+                    } else {
+                        metrics.h2_streams_deferred.inc();
+                        deferred.defer(accepted);
+                    }
                     None
                 }
                 Err(conn::Ended::Closed) => break,
@@ -170,8 +180,10 @@ pub(crate) async fn serve<S>(
             cut.as_mut().reset(Instant::now() + CLOSING_GRACE);
         }
     }
-    // Whatever is queued (the GOAWAY, the last answers) goes out, bounded
-    // by the grace a closing connection has.
+    // Streams never forwarded are reset (CANCEL) as they go, and whatever
+    // is queued (the GOAWAY, those resets, the last answers) goes out,
+    // bounded by the grace a closing connection has.
+    drop(deferred);
     let _ = tokio::time::timeout(CLOSING_GRACE, conn.close()).await;
     metrics.h2_connections.dec();
     // Not tied to the connection's life: a stream's request path runs to
@@ -182,14 +194,99 @@ pub(crate) async fn serve<S>(
     }
 }
 
+/// One stream through the request path, as a future of its connection.
+fn forward(
+    accepted: Accepted,
+    parts: &Arc<StreamParts>,
+    metrics: &Arc<EdgeMetrics>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    let (parts, metrics) = (Arc::clone(parts), Arc::clone(metrics));
+    Box::pin(async move {
+        if let Err(bridge::Ended::Reset) = bridge::serve(accepted, &parts).await {
+            metrics.h2_resets_received.inc();
+        }
+    })
+}
+
+/// Whether a waiting stream is still to be served: not reset, its
+/// connection not gone. A client's reset is counted here, as `bridge` would
+/// have counted it.
+fn still_wanted(stream: &shared::StreamRef, metrics: &EdgeMetrics) -> bool {
+    match stream.gone() {
+        None => true,
+        Some(gone) => {
+            if gone.reset {
+                metrics.h2_resets_received.inc();
+            }
+            false
+        }
+    }
+}
+
+/// A connection's streams waiting for one of its `max_streams_forwarded`
+/// places, oldest first. One the client resets while it waits is never
+/// sent on.
+struct Deferred {
+    waiting: VecDeque<Accepted>,
+    /// Past this many, those the client reset are let go at once: a reset
+    /// stream no longer counts as open, so a client resetting its waiting
+    /// streams and opening more could otherwise grow this without bound.
+    most: usize,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl Deferred {
+    fn new(most: usize, metrics: Arc<EdgeMetrics>) -> Deferred {
+        Deferred {
+            waiting: VecDeque::new(),
+            most,
+            metrics,
+        }
+    }
+
+    fn defer(&mut self, accepted: Accepted) {
+        if self.waiting.len() >= self.most {
+            let metrics = &self.metrics;
+            self.waiting
+                .retain(|waiting| still_wanted(&waiting.stream, metrics));
+        }
+        self.waiting.push_back(accepted);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The oldest not reset.
+    fn next(&mut self) -> Option<Accepted> {
+        while let Some(accepted) = self.waiting.pop_front() {
+            if still_wanted(&accepted.stream, &self.metrics) {
+                return Some(accepted);
+            }
+        }
+        None
+    }
+}
+
 /// The streams of one connection in progress.
 type Streams = FuturesUnordered<Pin<Box<dyn Future<Output = ()> + Send>>>;
 
-/// Polls every stream that was woken, until none is ready; done only once
-/// the connection is closing and its last stream has ended.
-fn run_ready(streams: &mut Streams, cx: &mut Context<'_>, closing: bool) -> Poll<()> {
-    while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {}
-    if closing && streams.is_empty() {
+/// Polls every stream that was woken, until none is ready, forwarding a
+/// deferred stream in the place of each that ends; done only once the
+/// connection is closing and its last stream has ended.
+fn run_ready(
+    streams: &mut Streams,
+    deferred: &mut Deferred,
+    cx: &mut Context<'_>,
+    closing: bool,
+    forward: impl Fn(Accepted) -> Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Poll<()> {
+    while let Poll::Ready(Some(())) = streams.poll_next_unpin(cx) {
+        if let Some(next) = deferred.next() {
+            streams.push(forward(next));
+        }
+    }
+    if closing && streams.is_empty() && deferred.is_empty() {
         Poll::Ready(())
     } else {
         Poll::Pending
