@@ -3,7 +3,7 @@
 this build against an earlier one, side by side in one run.
 
 usage: FLASHGUARD_BASELINE_BIN=OLD bench/h2_slow_readers.py [--runs 3] [--seconds 6]
-                                                           [--attackers 1] [--fixed-limit N]
+                                                           [--attackers 1] [--fixed-limit N] [--cap 16]
 
 Each build's gateway terminates TLS (ECDSA P-256) in front of one nginx
 backend with the gateway's default limits (a backend's limit starts at 32
@@ -14,6 +14,9 @@ h2load plays the customers (16 connections x 10 streams, SECONDS) on the
 small JSON answer. Prints the customers' answers a second, how many were
 503s, and what the gateway says it held: the backend's in-flight requests
 and the streams that waited in their connection.
+
+This build runs with `[http2] max_streams_forwarded = CAP` (16; the
+setting is off by default), the earlier one as it was.
 
 --fixed-limit N gives the backend a fixed limit of N (`adaptive = false`)
 instead of the adaptive one, so what the slow readers hold is all that
@@ -115,6 +118,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--attackers", type=int, default=1)
     ap.add_argument("--fixed-limit", type=int, help="a fixed backend limit instead of the adaptive one")
+    ap.add_argument("--cap", type=int, default=16, help="this build's [http2] max_streams_forwarded")
     args = ap.parse_args()
     for tool, package in (("nginx", "nginx"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
@@ -128,17 +132,21 @@ def main():
     try:
         cert, key, _ = tls.certificate(tmp)
         backend_port = backend(procs, tmp)
-        extra = ()
-        if args.fixed_limit:
-            path = os.path.join(tmp, "fixed.toml")
+        configs = {}
+        for name in builds:
+            # The cap is off by default; an earlier build does not know it.
+            text = f"[http2]\nmax_streams_forwarded = {args.cap}\n" if name == "this build" else ""
+            if args.fixed_limit:
+                text += f"[concurrency]\nadaptive = false\ninitial = {args.fixed_limit}\nmax = {args.fixed_limit}\n"
+            path = os.path.join(tmp, f"{name.replace(' ', '-')}.toml")
             with open(path, "w") as f:
-                f.write(f"[concurrency]\nadaptive = false\ninitial = {args.fixed_limit}\nmax = {args.fixed_limit}\n")
-            extra = ("--config", path)
+                f.write(text)
+            configs[name] = ("--config", path)
         for run in range(args.runs):
             for name, binary in builds.items():
                 # A gateway of its own each run: slots held by the last
                 # run's readers would count against this one.
-                proc, port, admin = gateway(procs, tmp, backend_port, cert, key, binary, extra)
+                proc, port, admin = gateway(procs, tmp, backend_port, cert, key, binary, configs[name])
                 clean_rps, _ = customers(port, 2)
                 readers = [slow_reader(port) for _ in range(args.attackers)]
                 time.sleep(1)  # their streams reach the backend

@@ -323,7 +323,16 @@ async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
     let ca = TestCa::new();
-    let (gateway, addr, pid) = echo_gateway(&ca).await;
+    let backend = echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let (gateway, _dir) = support::tls::gateway_with_config(
+        &leaf,
+        "[http2]\nmax_streams_forwarded = 16\n",
+        &["--backend", &format!("echo={backend}")],
+    )
+    .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let pid = gateway.part.pid();
     let rss_before = support::rss_kib(pid);
     // 100 streams each ask for 3 MiB (300 MiB in all); the client never
     // reads nor opens its window beyond the first 64 KiB.
@@ -363,8 +372,9 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
     // The streams sent on hold the backend's slots while it does not read
     // (as slow HTTP/1.1 readers do: answers are not buffered whole), up
     // to `client_send_ms` (gateway_stalls.rs). Only `max_streams_forwarded`
-    // (16) are sent on; the other 84 wait in the connection. So the
-    // backend, whose limit starts at 32, keeps room for everyone else:
+    // (16 here; off by default) are sent on; the other 84 wait in the
+    // connection. So the backend, whose limit starts at 32, keeps room
+    // for everyone else:
     // with all 100 sent on, 32 would hold every slot and the rest would
     // fill the queue, and another customer would wait there until
     // `timeout_ms` and get a 503.

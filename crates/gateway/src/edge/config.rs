@@ -129,8 +129,12 @@ pub struct Http2File {
     /// waiting for a shop's slot; its other open streams wait in the
     /// connection, in order. A stream holds its slot until the client has
     /// taken its answer, so without this one connection that opens many
-    /// streams and reads nothing would hold `max_concurrent_streams` of
-    /// the shops' slots for `client_send_ms`. Default 16.
+    /// streams and reads nothing holds `max_concurrent_streams` of the
+    /// shops' slots for `client_send_ms`. Default 0: off. Off by default
+    /// because a proxy or CDN in front multiplexes many customers on one
+    /// connection, and those past the cap would wait in it rather than be
+    /// answered 503 at the queue's timeout; for customers connecting
+    /// directly, 16 is more than a browser sends at once.
     pub max_streams_forwarded: u32,
 }
 
@@ -143,7 +147,7 @@ impl Default for Http2File {
             stream_window_bytes: 65_535,
             connection_window_bytes: 1024 * 1024,
             send_buffer_bytes: 16 * 1024,
-            max_streams_forwarded: 16,
+            max_streams_forwarded: 0,
         }
     }
 }
@@ -266,7 +270,6 @@ impl Http2File {
             ));
         }
         at_least(self.send_buffer_bytes, 1024, "http2.send_buffer_bytes")?;
-        at_least(self.max_streams_forwarded, 1, "http2.max_streams_forwarded")?;
         Ok(*self)
     }
 }

@@ -109,12 +109,15 @@ pub(crate) async fn serve<S>(
     // in instructions (the task's allocation and the copies of its future
     // in and out), and a stream's answer is written by this task anyway.
     let mut streams = Streams::new();
-    // Past `max_streams_forwarded`, a connection's streams wait here, not
+    // Past `max_streams_forwarded` (when set), a connection's streams wait here, not
     // at the shops: a stream holds a shop's slot until the client has
     // taken its answer, and a client that opens a hundred streams and
     // reads nothing would otherwise hold a hundred slots (CVE-2016-1546,
     // Apache's mod_http2, was this starvation).
-    let forwarded_at_once = rules.max_streams_forwarded as usize;
+    let forwarded_at_once = match rules.max_streams_forwarded {
+        0 => usize::MAX,
+        most => most as usize,
+    };
     let mut deferred = Deferred::new(rules.max_concurrent_streams as usize, Arc::clone(&metrics));
     // Whether a stream came since the idle timer last fired: the
     // connection is closed once it has been idle for one to two
