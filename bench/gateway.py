@@ -21,7 +21,7 @@ side (median and range of the per-run ratios).
 Installs haproxy, nginx and wrk with apt-get when missing. Everything runs on
 127.0.0.1 and stops by itself. Writes bench/gateway-results.json.
 """
-import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, uuid
+import argparse, http.client, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time, urllib.request, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # FLASHGUARD_BIN compares another build (A/B); otherwise this tree is built.
@@ -35,6 +35,18 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def scrape(admin):
+    """The text of a gateway's /metrics, from its admin port."""
+    return urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
+
+
+def metric(text, name):
+    """The first sample of `name` in `text`, whatever its labels; None if
+    there is none."""
+    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.M)
+    return float(found.group(1)) if found else None
 
 
 def wait_port(port, timeout=20):

@@ -25,7 +25,7 @@ stands between the customers and the backend.
 Everything runs on 127.0.0.1 and stops by itself. Installs nginx and
 nghttp2-client when missing.
 """
-import argparse, os, re, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, os, re, shutil, socket, ssl, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402
@@ -89,10 +89,11 @@ def slow_reader(port, streams=100):
 
 
 def metrics(admin):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-    total = lambda family: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                               if line.startswith(family) and not line.startswith("#"))
-    return total("gateway_backend_in_flight_requests"), total("gateway_h2_streams_deferred_total")
+    """The backend's requests in flight (one backend), and the streams
+    that waited in their connection."""
+    text = g.scrape(admin)
+    return (g.metric(text, "gateway_backend_in_flight_requests") or 0,
+            g.metric(text, "gateway_h2_streams_deferred_total") or 0)
 
 
 def customers(port, seconds):

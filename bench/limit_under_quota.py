@@ -19,7 +19,7 @@ stalls the gateway counted (`gateway_serving_stalls_total`, 0 for a
 build without it). Then the medians. Everything runs on 127.0.0.1 and
 stops by itself; installs nginx and nghttp2-client when missing.
 """
-import argparse, os, re, shutil, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402
@@ -29,26 +29,17 @@ from scaleout import Groups  # noqa: E402
 MAX_LIMIT = 64  # the default [concurrency] max
 
 
-def metric(text, name):
-    found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.M)
-    return float(found.group(1)) if found else None
-
-
-def scrape(admin):
-    return urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5).read().decode()
-
-
 def measure(port, admin, seconds, tmp):
     """h2load for `seconds`; the limit's samples while requests were in
     flight, and the stalls counted meanwhile."""
     samples, done = [], threading.Event()
-    stalls_before = metric(scrape(admin), "gateway_serving_stalls_total") or 0
+    stalls_before = g.metric(g.scrape(admin), "gateway_serving_stalls_total") or 0
 
     def sample():
         while not done.is_set():
-            text = scrape(admin)
-            if (metric(text, "gateway_backend_in_flight_requests") or 0) > 0:
-                samples.append(metric(text, "gateway_backend_concurrency_limit"))
+            text = g.scrape(admin)
+            if (g.metric(text, "gateway_backend_in_flight_requests") or 0) > 0:
+                samples.append(g.metric(text, "gateway_backend_concurrency_limit"))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample)
@@ -58,7 +49,7 @@ def measure(port, admin, seconds, tmp):
     finally:
         done.set()
         sampler.join()
-    stalls = (metric(scrape(admin), "gateway_serving_stalls_total") or 0) - stalls_before
+    stalls = (g.metric(g.scrape(admin), "gateway_serving_stalls_total") or 0) - stalls_before
     return {"rps": row["rps"], "samples": len(samples),
             "below_max": sum(s < MAX_LIMIT for s in samples) / max(len(samples), 1),
             "below_half": sum(s < MAX_LIMIT / 2 for s in samples) / max(len(samples), 1),

@@ -88,6 +88,22 @@ async fn echo_gateway(ca: &TestCa) -> (support::gateway::Gateway, String, u32) {
     (gateway, addr, pid)
 }
 
+/// The same with `toml` as its config; the config's folder lives as long
+/// as the gateway.
+async fn echo_gateway_with(
+    ca: &TestCa,
+    toml: &str,
+) -> (support::gateway::Gateway, tempfile::TempDir, String, u32) {
+    let backend = echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let (gateway, dir) =
+        support::tls::gateway_with_config(&leaf, toml, &["--backend", &format!("echo={backend}")])
+            .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let pid = gateway.part.pid();
+    (gateway, dir, addr, pid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_known_http2_attack_is_bounded_counted_and_answered_with_goaway() {
     let ca = TestCa::new();
@@ -323,16 +339,8 @@ async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
     let ca = TestCa::new();
-    let backend = echo_backend().await;
-    let leaf = ca.leaf("shop", &["shop.test"]);
-    let (gateway, _dir) = support::tls::gateway_with_config(
-        &leaf,
-        "[http2]\nmax_streams_forwarded = 16\n",
-        &["--backend", &format!("echo={backend}")],
-    )
-    .await;
-    let addr = gateway.url.trim_start_matches("https://").to_string();
-    let pid = gateway.part.pid();
+    let (gateway, _dir, addr, pid) =
+        echo_gateway_with(&ca, "[http2]\nmax_streams_forwarded = 16\n").await;
     let rss_before = support::rss_kib(pid);
     // 100 streams each ask for 3 MiB (300 MiB in all); the client never
     // reads nor opens its window beyond the first 64 KiB.
@@ -425,18 +433,10 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_sends_and_never_reads_is_no_longer_read_from() {
     let ca = TestCa::new();
-    let backend = echo_backend().await;
-    let leaf = ca.leaf("shop", &["shop.test"]);
     // Two streams a connection: two endless answers take them, and hold
     // no more of the shop than that.
-    let (gateway, _dir) = support::tls::gateway_with_config(
-        &leaf,
-        "[http2]\nmax_concurrent_streams = 2\n",
-        &["--backend", &format!("echo={backend}")],
-    )
-    .await;
-    let addr = gateway.url.trim_start_matches("https://").to_string();
-    let pid = gateway.part.pid();
+    let (gateway, _dir, addr, pid) =
+        echo_gateway_with(&ca, "[http2]\nmax_concurrent_streams = 2\n").await;
     let good = ca.client(true);
     let echo = format!("{}/echo", gateway.url);
     assert_eq!(good.get(&echo).send().await.unwrap().status(), 200);

@@ -275,18 +275,10 @@ impl StreamRef {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether it was reset, by either side, or its connection is gone;
-    /// if so, `reset` says whether the client reset it.
+    /// Why nothing more can be sent on it, if so: it was reset (`reset`
+    /// says whether by the client), or its connection is gone.
     pub(crate) fn gone(&self) -> Option<Gone> {
-        let shared = self.lock();
-        match shared.slots.get(&self.id) {
-            _ if shared.gone => Some(Gone { reset: false }),
-            None => Some(Gone { reset: false }),
-            Some(slot) if slot.reset => Some(Gone {
-                reset: slot.reset_by_client(),
-            }),
-            Some(_) => None,
-        }
+        self.lock().slot(self.id).err()
     }
 
     /// Sends the answer's head: `:status`, then what `fields` writes with
