@@ -3,20 +3,22 @@
 this build against an earlier one, side by side in one run.
 
 usage: FLASHGUARD_BASELINE_BIN=OLD bench/h2_slow_readers.py [--runs 3] [--seconds 6]
-                                                           [--attackers 1] [--fixed-limit N] [--cap 16]
+                                                           [--attackers 1] [--fixed-limit N] [--cap N]
 
 Each build's gateway terminates TLS (ECDSA P-256) in front of one nginx
 backend with the gateway's default limits (a backend's limit starts at 32
 and the queue waits 5 s). ATTACKERS connections each open 100 streams for
 a 1 MiB answer and read nothing: their window stops the answers, so every
-stream sent on holds its backend slot until `client_send_ms` (30 s). Then
-h2load plays the customers (16 connections x 10 streams, SECONDS) on the
-small JSON answer. Prints the customers' answers a second, how many were
-503s, and what the gateway says it held: the backend's in-flight requests
-and the streams that waited in their connection.
+stream sent on holds a connection to the backend until `client_send_ms`
+(30 s), and in builds before `[concurrency] max_waiting_on_clients` its
+slot too. Then h2load plays the customers (16 connections x 10 streams,
+SECONDS) on the small JSON answer. Prints the customers' answers a
+second, how many were 503s, and what the gateway says it held: the
+backend's in-flight requests (its slots), the answers waiting on their
+clients, and the streams that waited in their connection.
 
-This build runs with `[http2] max_streams_forwarded = CAP` (16; the
-setting is off by default), the earlier one as it was.
+--cap N runs this build with `[http2] max_streams_forwarded = N` (off by
+default, as in the earlier build, which runs as it was).
 
 --fixed-limit N gives the backend a fixed limit of N (`adaptive = false`)
 instead of the adaptive one, so what the slow readers hold is all that
@@ -89,10 +91,12 @@ def slow_reader(port, streams=100):
 
 
 def metrics(admin):
-    """The backend's requests in flight (one backend), and the streams
-    that waited in their connection."""
+    """The backend's requests in flight (one backend), its answers
+    waiting on their clients, and the streams that waited in their
+    connection."""
     text = g.scrape(admin)
     return (g.metric(text, "gateway_backend_in_flight_requests") or 0,
+            g.metric(text, "gateway_backend_answers_waiting_on_clients") or 0,
             g.metric(text, "gateway_h2_streams_deferred_total") or 0)
 
 
@@ -119,7 +123,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--attackers", type=int, default=1)
     ap.add_argument("--fixed-limit", type=int, help="a fixed backend limit instead of the adaptive one")
-    ap.add_argument("--cap", type=int, default=16, help="this build's [http2] max_streams_forwarded")
+    ap.add_argument("--cap", type=int, default=0, help="this build's [http2] max_streams_forwarded")
     args = ap.parse_args()
     for tool, package in (("nginx", "nginx"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
@@ -135,8 +139,8 @@ def main():
         backend_port = backend(procs, tmp)
         configs = {}
         for name in builds:
-            # The cap is off by default; an earlier build does not know it.
-            text = f"[http2]\nmax_streams_forwarded = {args.cap}\n" if name == "this build" else ""
+            # The cap is off by default.
+            text = f"[http2]\nmax_streams_forwarded = {args.cap}\n" if name == "this build" and args.cap else ""
             if args.fixed_limit:
                 text += f"[concurrency]\nadaptive = false\ninitial = {args.fixed_limit}\nmax = {args.fixed_limit}\n"
             path = os.path.join(tmp, f"{name.replace(' ', '-')}.toml")
@@ -151,20 +155,25 @@ def main():
                 clean_rps, _ = customers(port, 2)
                 readers = [slow_reader(port) for _ in range(args.attackers)]
                 time.sleep(1)  # their streams reach the backend
-                held, deferred = metrics(admin)
+                held, waiting, deferred = metrics(admin)
                 rps, fives = customers(port, args.seconds)
                 for reader in readers:
                     reader.close()
                 procs.stop(proc)
-                results[name].append((rps, fives, held, deferred, clean_rps))
+                results[name].append((rps, fives, held, deferred, clean_rps, waiting))
                 print(f"run {run + 1} {name}: customers {rps:.0f}/s ({fives} 503s), alone {clean_rps:.0f}/s; "
-                      f"slots held {held:.0f}, streams deferred {deferred:.0f}", flush=True)
+                      f"slots held {held:.0f}, answers waiting on clients {waiting:.0f}, "
+                      f"streams deferred {deferred:.0f}", flush=True)
         limit = f"a fixed limit of {args.fixed_limit}" if args.fixed_limit else "the adaptive limit"
         print(f"\nmedians of {args.runs} runs, {args.attackers} slow-reading connection(s) of 100 streams each, {limit}")
         for name, rows in results.items():
             med = lambda i: statistics.median(r[i] for r in rows)
             print(f"  {name:11} customers {med(0):.0f}/s (range {min(r[0] for r in rows):.0f}..{max(r[0] for r in rows):.0f}), "
-                  f"503s {med(1):.0f}, alone {med(4):.0f}/s, slots held {med(2):.0f}, deferred {med(3):.0f}")
+                  f"503s {med(1):.0f}, alone {med(4):.0f}/s, slots held {med(2):.0f}, "
+                  f"waiting on clients {med(5):.0f}, deferred {med(3):.0f}")
+        if len(results) == 2:
+            ratios = [a[0] / b[0] if b[0] else float("inf") for a, b in zip(*results.values())]
+            print("  ratio run by run: " + ", ".join(f"{r:.2f}" for r in ratios))
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

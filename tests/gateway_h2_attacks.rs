@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::gateway::{echo_backend, metric_sum};
+use support::gateway::{echo_backend, metric_sum, wait_for_slots};
 use support::h2::{
     frame, hpack_int, request_block, CONTINUATION, DATA, END_HEADERS, END_STREAM,
     ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
@@ -336,39 +336,55 @@ async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
     assert!(grown_mib < 64, "the gateway grew by {grown_mib} MiB");
 }
 
+/// Opens `streams` streams on one connection, each asking for 3 MiB,
+/// from a client that never reads nor opens its window beyond the first
+/// 64 KiB; returns the connection, to be held, once every stream has
+/// started.
+async fn ask_much_read_nothing(
+    ca: &TestCa,
+    gateway: &support::gateway::Gateway,
+    addr: &str,
+    streams: u32,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = connect(ca.rustls_client(&[b"h2"]), addr, "shop.test")
+        .await
+        .unwrap();
+    let big = request_block(false, "/big");
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(SETTINGS, 0, 0, &[]));
+    for n in 0..streams {
+        bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * n + 1, &big));
+    }
+    tls.write_all(&bytes).await.unwrap();
+    tls.flush().await.unwrap();
+    wait_for_metric(gateway, "gateway_h2_streams_total", f64::from(streams)).await;
+    tls
+}
+
+/// Waits until the sum of `family` is at least `least`.
+async fn wait_for_metric(gateway: &support::gateway::Gateway, family: &str, least: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = metric_sum(&gateway.metrics().await, family, &[]);
+        if seen >= least {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{family} reached {seen}, not {least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
     let ca = TestCa::new();
     let (gateway, _dir, addr, pid) =
         echo_gateway_with(&ca, "[http2]\nmax_streams_forwarded = 16\n").await;
     let rss_before = support::rss_kib(pid);
-    // 100 streams each ask for 3 MiB (300 MiB in all); the client never
-    // reads nor opens its window beyond the first 64 KiB.
-    let mut tls = connect(ca.rustls_client(&[b"h2"]), &addr, "shop.test")
-        .await
-        .unwrap();
-    let big = request_block(false, "/big");
-    let mut bytes = PREFACE.to_vec();
-    bytes.extend(frame(SETTINGS, 0, 0, &[]));
-    for n in 0..100u32 {
-        bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * n + 1, &big));
-    }
-    tls.write_all(&bytes).await.unwrap();
-    tls.flush().await.unwrap();
-    // Every stream has started (its request reached the backend) and is
-    // held back by the client's window.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let streams = metric_sum(&gateway.metrics().await, "gateway_h2_streams_total", &[]);
-        if streams >= 100.0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{streams} streams started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // 100 streams each ask for 3 MiB (300 MiB in all).
+    let tls = ask_much_read_nothing(&ca, &gateway, &addr, 100).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let grown_mib = support::rss_kib(pid).saturating_sub(rss_before) / 1024;
     println!("RSS grew {grown_mib} MiB with 100 streams held by the client's window");
@@ -377,21 +393,19 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
         grown_mib < 16,
         "the gateway grew by {grown_mib} MiB for a client reading nothing"
     );
-    // The streams sent on hold the backend's slots while it does not read
-    // (as slow HTTP/1.1 readers do: answers are not buffered whole), up
-    // to `client_send_ms` (gateway_stalls.rs). Only `max_streams_forwarded`
+    // The streams sent on hold a connection to the backend each while the
+    // client does not read (answers are not buffered whole), up to
+    // `client_send_ms` (gateway_stalls.rs). Only `max_streams_forwarded`
     // (16 here; off by default) are sent on; the other 84 wait in the
-    // connection. So the backend, whose limit starts at 32, keeps room
-    // for everyone else:
-    // with all 100 sent on, 32 would hold every slot and the rest would
-    // fill the queue, and another customer would wait there until
-    // `timeout_ms` and get a 503.
+    // connection: with all 100 sent on, they would hold 100 of the
+    // backend's connections.
     let metrics = gateway.metrics().await;
-    let held = metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]);
+    let held = metric_sum(&metrics, "gateway_backend_in_flight_requests", &[])
+        + metric_sum(&metrics, "gateway_backend_answers_waiting_on_clients", &[]);
     let deferred = metric_sum(&metrics, "gateway_h2_streams_deferred_total", &[]);
     assert!(
         held <= 16.0,
-        "one connection holds {held} of the backend's slots"
+        "one connection holds {held} of the backend's connections"
     );
     assert!(
         deferred >= 84.0,
@@ -428,6 +442,64 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_a_client_keeps_waiting_hold_no_slot_of_the_shop() {
+    let ca = TestCa::new();
+    // Defaults: every stream is sent on, and the shop's limit is adaptive
+    // from 32. Were the 100 answers to hold their slots, 32 would hold
+    // all of them until `client_send_ms` (30 s), and another customer
+    // would wait in the queue for its 503; and with no answer coming, an
+    // adaptive limit that fell below them would stay there.
+    let (gateway, _dir, addr, _pid) = echo_gateway_with(&ca, "").await;
+    let tls = ask_much_read_nothing(&ca, &gateway, &addr, 100).await;
+    wait_for_metric(
+        &gateway,
+        "gateway_backend_answers_waiting_on_clients",
+        100.0,
+    )
+    .await;
+    let in_flight = metric_sum(
+        &gateway.metrics().await,
+        "gateway_backend_in_flight_requests",
+        &[],
+    );
+    assert_eq!(in_flight, 0.0, "answers waiting on the client hold slots");
+    let another = ca.client(true);
+    for _ in 0..20 {
+        let answer = another
+            .get(format!("{}/echo", gateway.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "another customer is served");
+    }
+    // Once the client goes, nothing waits on it.
+    drop(tls);
+    wait_for_slots(&gateway, 0.0, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_waiting_on_clients_are_bounded_per_shop() {
+    let ca = TestCa::new();
+    // Each keeps a connection to the shop: past 40, one keeps its slot,
+    // as every answer did before, so slow clients cannot open connections
+    // to the shop without bound.
+    let toml =
+        "[concurrency]\nadaptive = false\ninitial = 8\nmax = 8\nmax_waiting_on_clients = 40\n";
+    let (gateway, _dir, addr, _pid) = echo_gateway_with(&ca, toml).await;
+    let _held = ask_much_read_nothing(&ca, &gateway, &addr, 100).await;
+    wait_for_metric(&gateway, "gateway_backend_answers_waiting_on_clients", 40.0).await;
+    // The slots the last of the 40 gave back are taken again and held;
+    // the other 52 streams wait in the queue, and nothing moves until
+    // `client_send_ms`.
+    wait_for_metric(&gateway, "gateway_backend_in_flight_requests", 8.0).await;
+    let metrics = gateway.metrics().await;
+    let waiting = metric_sum(&metrics, "gateway_backend_answers_waiting_on_clients", &[]);
+    let in_flight = metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]);
+    assert_eq!(waiting, 40.0, "answers waiting on clients past the bound");
+    assert_eq!(in_flight, 8.0, "the rest hold the shop's 8 slots");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use support::gateway::{echo_backend, metric_sum, Gateway};
+use support::gateway::{echo_backend, metric_sum, wait_for_slots, Gateway};
 use support::tls::{CertFiles, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -71,6 +71,16 @@ async fn wait_for_cut(gateway: &Gateway, reason: &str) {
     }
 }
 
+/// A client that asks for an answer that never ends and reads none of it.
+async fn endless_reader(addr: &str) -> tokio::net::TcpStream {
+    let mut reader = tokio::net::TcpStream::connect(addr).await.unwrap();
+    reader
+        .write_all(b"GET /endless HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    reader
+}
+
 async fn echo_status(gateway: &Gateway) -> u16 {
     echo_status_with(&support::client(), gateway).await
 }
@@ -92,11 +102,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_slot_freed() {
     let addr = gateway.url.trim_start_matches("http://").to_string();
     // An answer that never ends, to a client that reads none of it: the
     // socket's buffers fill, whatever their size, and the gateway waits.
-    let mut reader = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    reader
-        .write_all(b"GET /endless HTTP/1.1\r\nHost: shop\r\n\r\n")
-        .await
-        .unwrap();
+    let mut reader = endless_reader(&addr).await;
     wait_for_cut(&gateway, "client_stalled").await;
     // The one slot is free again.
     assert_eq!(echo_status(&gateway).await, 200);
@@ -116,6 +122,26 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_slot_freed() {
         closed.is_ok(),
         "the stalled client's connection stayed open"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_gives_its_slot_back_long_before_it_is_cut() {
+    // One slot, and a client may take nothing of its answer for 60 s.
+    let config = CONFIG.replace("client_send_ms = 500", "client_send_ms = 60000");
+    let (gateway, _dir) = gateway_with(&config, None).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+    let reader = endless_reader(&addr).await;
+    // Once its socket is full, the answer waits on the client, not the
+    // shop: it keeps its connection to the shop but gives back the slot.
+    wait_for_slots(&gateway, 1.0, 0.0).await;
+    // The one slot serves others while the reader is still connected and
+    // its answer not cut.
+    for _ in 0..5 {
+        assert_eq!(echo_status(&gateway).await, 200);
+    }
+    let cut = metric_sum(&gateway.metrics().await, "gateway_answers_cut_total", &[]);
+    assert_eq!(cut, 0.0, "the reader's answer was cut");
+    drop(reader);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,6 +188,29 @@ pub fn metric_sum(text: &str, family: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Waits until the backends' answers waiting on their clients and their
+/// slots held (`gateway_backend_answers_waiting_on_clients`,
+/// `gateway_backend_in_flight_requests`) are `waiting` and `in_flight`.
+pub async fn wait_for_slots(gateway: &Gateway, waiting: f64, in_flight: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = gateway.metrics().await;
+        let seen = (
+            metric_sum(&metrics, "gateway_backend_answers_waiting_on_clients", &[]),
+            metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]),
+        );
+        if seen == (waiting, in_flight) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "(answers waiting on clients, slots held) = {seen:?}, not {:?}",
+            (waiting, in_flight)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One client request's outcome.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -266,6 +266,7 @@ mod tests {
         initial: 32,
         min: 4,
         max: 256,
+        max_waiting_on_clients: 256,
     };
 
     fn add(backends: &Backends, name: &str, pool: Pool) -> Arc<Backend> {

@@ -348,6 +348,12 @@ pub struct ConcurrencyFile {
     /// at once each carried 5.5–6k orders/s, 256 each only 3.5k (bigger
     /// batches hold the database's lock longer), BENCHMARKS.md.
     pub max: u32,
+    /// Answers per backend that may wait on their clients without holding
+    /// a slot (`Backend::wait_on_client`): each keeps a connection to the
+    /// backend and up to 64 KiB of the answer, so this bounds them. Past
+    /// it, an answer waiting on its client keeps its slot. 0: every answer
+    /// keeps its slot until it is relayed whole. Default 256.
+    pub max_waiting_on_clients: u32,
 }
 
 impl Default for ConcurrencyFile {
@@ -357,6 +363,7 @@ impl Default for ConcurrencyFile {
             initial: 32,
             min: 4,
             max: 64,
+            max_waiting_on_clients: 256,
         }
     }
 }
@@ -431,6 +438,7 @@ pub struct LimitRules {
     pub initial: u32,
     pub min: u32,
     pub max: u32,
+    pub max_waiting_on_clients: u32,
 }
 
 /// A backend as configured.
@@ -778,6 +786,7 @@ impl ConfigFile {
                     initial: c.initial,
                     min: c.min,
                     max: c.max,
+                    max_waiting_on_clients: c.max_waiting_on_clients,
                 },
                 queue_max_waiting: q.max_waiting,
                 queue_timeout: ms(q.timeout_ms),

@@ -288,7 +288,9 @@ impl Gateway {
         let name = name.to_string();
         tokio::spawn(async move {
             let until = Instant::now() + deadline;
-            while backend.inflight() > 0 && Instant::now() < until {
+            // Answers waiting on their clients still use its connections.
+            let busy = || backend.inflight() + backend.waiting_on_clients() > 0;
+            while busy() && Instant::now() < until {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             // Only if it is still the same backend (not re-added meanwhile).

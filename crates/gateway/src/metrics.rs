@@ -306,6 +306,16 @@ impl Collector for BackendCollector {
             ConstGauge::new(view.inflight as i64)
                 .encode(inflight.encode_family(&[("backend", view.name.as_str())])?)?;
         }
+        let mut waiting = encoder.encode_descriptor(
+            "gateway_backend_answers_waiting_on_clients",
+            "Answers from each backend that wait on their clients, holding a connection but no slot",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for view in &views {
+            ConstGauge::new(view.waiting_on_clients as i64)
+                .encode(waiting.encode_family(&[("backend", view.name.as_str())])?)?;
+        }
         let mut latency = encoder.encode_descriptor(
             "gateway_backend_latency_ewma_seconds",
             "Each backend's peak-EWMA latency estimate",

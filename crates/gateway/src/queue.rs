@@ -204,6 +204,7 @@ mod tests {
             initial: limit,
             min: 1,
             max: limit,
+            max_waiting_on_clients: 256,
         };
         Backend::new(spec, &settings, false, Arc::clone(queue))
     }
@@ -231,6 +232,28 @@ mod tests {
         let mut first = places.pop().unwrap();
         assert_eq!(first.granted.try_recv().unwrap().name(), "b");
         assert_eq!(queue.waiting(), 0);
+    }
+
+    #[test]
+    fn an_answer_waiting_on_its_client_hands_its_slot_on_up_to_the_bound() {
+        let queue = Arc::new(WaitQueue::default());
+        let a = backend("a", 1, &queue);
+        assert!(a.try_start());
+        let mut place = match queue.enter(vec![], 10, || Look::Full) {
+            Ok(Entered::Waiting(place)) => place,
+            _ => panic!("a place"),
+        };
+        // The answer now waits on its client: the waiter gets the slot.
+        assert!(a.wait_on_client(1));
+        assert_eq!(place.granted.try_recv().unwrap().name(), "a");
+        assert_eq!((a.inflight(), a.waiting_on_clients()), (1, 1));
+        // The bound (1) is reached: the next keeps its slot.
+        assert!(!a.wait_on_client(1));
+        assert_eq!((a.inflight(), a.waiting_on_clients()), (1, 1));
+        // The first answer is done; its slot was given back already.
+        a.client_done();
+        assert_eq!((a.inflight(), a.waiting_on_clients()), (1, 0));
+        assert!(!a.try_start(), "the limit of 1 still holds");
     }
 
     #[test]

@@ -132,7 +132,7 @@ labels = { severity = "warning" }
 annotations = { summary = "{{ $value }} wrong admin tokens at {{ $labels.target }} within a minute" }
 
 # Answers cut off mid-way: clients that take none of their answer for
-# timeouts.client_send_ms (slow readers holding the shops' slots, or an
+# timeouts.client_send_ms (slow readers holding connections to the shops, or an
 # attack made of them), or a shop silent mid-body for timeouts.upstream_ms.
 [[rule]]
 name = "AnswersCut"

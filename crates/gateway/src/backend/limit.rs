@@ -137,6 +137,7 @@ mod tests {
         initial: 32,
         min: 4,
         max: 256,
+        max_waiting_on_clients: 256,
     };
 
     /// Feeds `n` answers of `ms` with the backend kept full.

@@ -110,6 +110,8 @@ pub(crate) struct BackendView {
     pub(crate) pool: Pool,
     pub(crate) state: State,
     pub(crate) inflight: u64,
+    /// Its answers that wait on their clients (`Backend::wait_on_client`).
+    pub(crate) waiting_on_clients: u64,
     /// Its concurrency limit now.
     pub(crate) limit: u32,
     pub(crate) ewma_ms: f64,
@@ -165,7 +167,12 @@ pub(crate) struct Backend {
     pub(crate) label: Arc<str>,
     pub(crate) authority: http::uri::Authority,
     inner: Mutex<Inner>,
+    /// Requests it is working on: sent, their answer not yet waiting on
+    /// the client (`wait_on_client`).
     inflight: AtomicU64,
+    /// Answers of its that wait on their clients: they keep a connection
+    /// to it, but not one of its slots.
+    waiting_on_clients: AtomicU64,
     /// The concurrency limit: `inflight` never passes it.
     limit: AtomicU32,
     /// When a byte last came from it on any connection, in ms since
@@ -206,6 +213,7 @@ impl Backend {
                 limiter: Limiter::new(&settings.limit),
             }),
             inflight: AtomicU64::new(0),
+            waiting_on_clients: AtomicU64::new(0),
             limit: AtomicU32::new(settings.limit.initial),
             heard_ms: AtomicU64::new(0),
             born: now,
@@ -319,6 +327,37 @@ impl Backend {
         self.offer_room();
     }
 
+    /// The answer to a request on one of its slots now waits on the
+    /// client, not on it: the slot is given back (a waiting request gets
+    /// it), while the answer keeps its connection. At most `most` answers
+    /// wait so at once; past that, one keeps its slot. Returns whether
+    /// the slot was given back.
+    ///
+    /// Why: a slot stands for work the backend does, and the limiter
+    /// learns from its latency to the answer's head. An answer the client
+    /// takes slowly (a large page on a slow phone, or an HTTP/2 client
+    /// that opens no window) costs the backend nothing more, yet held its
+    /// slot for up to `client_send_ms`; enough of them held every slot,
+    /// and with no answers coming the adaptive limit, once it fell below
+    /// them, never rose again (BENCHMARKS.md, eleventh session).
+    pub(crate) fn wait_on_client(&self, most: u32) -> bool {
+        let set_aside = self
+            .waiting_on_clients
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| {
+                (n < u64::from(most)).then_some(n + 1)
+            })
+            .is_ok();
+        if set_aside {
+            self.finish();
+        }
+        set_aside
+    }
+
+    /// An answer that waited on its client is done.
+    pub(crate) fn client_done(&self) {
+        self.waiting_on_clients.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Gives back a slot without looking for waiters (the queue does that
     /// itself, under its lock).
     pub(crate) fn finish_quietly(&self) {
@@ -353,6 +392,10 @@ impl Backend {
 
     pub(crate) fn inflight(&self) -> u64 {
         self.inflight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn waiting_on_clients(&self) -> u64 {
+        self.waiting_on_clients.load(Ordering::Relaxed)
     }
 
     /// Takes in what one try showed of this backend — its latency, a
@@ -468,6 +511,7 @@ impl Backend {
             pool: self.spec.pool,
             state: self.state(now),
             inflight: self.inflight(),
+            waiting_on_clients: self.waiting_on_clients(),
             limit: self.limit(),
             ewma_ms: (self.inner().ewma.estimate_ms(now) * 1000.0).round() / 1000.0,
             requests: self.requests.load(Ordering::Relaxed),
@@ -486,6 +530,7 @@ mod tests {
         initial: 32,
         min: 4,
         max: 256,
+        max_waiting_on_clients: 256,
     };
 
     fn backend(fresh: bool) -> Arc<Backend> {

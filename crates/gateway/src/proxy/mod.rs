@@ -334,6 +334,7 @@ impl Proxy {
                         client: live.settings.client_send_timeout,
                         backend: live.settings.upstream_timeout,
                         metrics: &self.metrics,
+                        slot: Some((&slot, live.settings.limit.max_waiting_on_clients)),
                     },
                 )
                 .await;

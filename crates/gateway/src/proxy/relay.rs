@@ -4,18 +4,22 @@
 //!
 //! Neither side may stall it for long: a client that takes none of its
 //! answer for `client_send_ms`, or a backend that sends none of its body
-//! for `upstream_ms`, has the answer cut off, so the backend's slot the
-//! request holds is freed. Otherwise a client that stops reading (or a
-//! shop that hangs mid-body) holds a slot for as long as its connection
-//! lives, and enough of them hold all the slots.
+//! for `upstream_ms`, has the answer cut off, so the backend's connection
+//! it holds is freed. Otherwise a client that stops reading (or a shop
+//! that hangs mid-body) holds it for as long as its connection lives.
+//! The answer's slot under the backend's limit goes back sooner: once the
+//! client, not the backend, keeps the answer waiting (`Slot::
+//! wait_on_client`), for the backend is done with it.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use http::uri::Authority;
 
+use super::slot::Slot;
 use super::upstream::{Answer, UpstreamPool};
 use super::Alarm;
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
@@ -49,27 +53,40 @@ pub(crate) struct Pace<'a> {
     pub(crate) client: Duration,
     pub(crate) backend: Duration,
     pub(crate) metrics: &'a GatewayMetrics,
+    /// The slot the answer holds, given back while the client keeps the
+    /// answer waiting (at most this many per backend, `[concurrency]
+    /// max_waiting_on_clients`); `None` once it is given back for good.
+    pub(crate) slot: Option<(&'a Slot, u32)>,
 }
 
 impl Pace<'_> {
     /// `io`'s result, or a `TimedOut` error (counted) if `who` keeps it
-    /// from finishing for its limit. Biased, and the deadline taken in an
-    /// async block: `io` done at its first poll (most writes and reads)
-    /// never reads the clock nor touches the timer.
+    /// from finishing for its limit. `io` done at its first poll (most
+    /// writes and reads) never reads the clock nor touches the timer.
+    /// One the client keeps waiting gives back the answer's slot first.
     pub(crate) async fn within<T>(
         &mut self,
         who: Stall,
         io: impl Future<Output = io::Result<T>>,
     ) -> io::Result<T> {
+        let mut io = std::pin::pin!(io);
+        if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(io.as_mut().poll(cx))).await {
+            return done;
+        }
         let limit = match who {
-            Stall::Client => self.client,
+            Stall::Client => {
+                if let Some((slot, most)) = self.slot {
+                    slot.wait_on_client(most);
+                }
+                self.client
+            }
             Stall::Backend => self.backend,
         };
         let alarm = &mut *self.alarm;
         tokio::select! {
             biased;
             done = io => return done,
-            () = async { alarm.until(tokio::time::Instant::now() + limit).await } => {}
+            () = alarm.until(tokio::time::Instant::now() + limit) => {}
         }
         self.metrics.cut(who);
         Err(io::Error::new(

@@ -1,10 +1,12 @@
 //! A try's place on a backend: one of the backend's slots under its
 //! concurrency limit, taken before the request is written and given back
-//! once the answer has been relayed to the client. When the backends that
+//! once the answer has been relayed to the client, or once it waits on
+//! the client rather than on the backend. When the backends that
 //! should serve are all at their limit, the request waits for a slot in
 //! the gateway's queue (`crate::queue`), bounded in time.
 
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -23,8 +25,16 @@ use crate::queue::{self, Entered, Look, Refused};
 /// the one a pick saw free.
 const TAKES: usize = 4;
 
-/// A slot held on a backend; given back when dropped.
-pub(crate) enum Slot {
+/// A slot held on a backend; given back when dropped, or earlier, once
+/// the answer waits on the client (`wait_on_client`).
+pub(crate) struct Slot {
+    on: On,
+    /// Given back already: the answer waits on its client.
+    waits_on_client: AtomicBool,
+}
+
+/// Where a slot is held.
+enum On {
     /// On a backend of the serving thread's own list: the common case,
     /// which touches no reference count another thread shares.
     Listed {
@@ -36,26 +46,46 @@ pub(crate) enum Slot {
 }
 
 impl Slot {
+    fn new(on: On) -> Slot {
+        Slot {
+            on,
+            waits_on_client: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn backend(&self) -> &Backend {
-        match self {
-            Slot::Listed { backends, at } => &backends[*at],
-            Slot::Granted(backend) => backend,
+        match &self.on {
+            On::Listed { backends, at } => &backends[*at],
+            On::Granted(backend) => backend,
         }
     }
 
     /// The backend's place in `list`, if it is there (a granted one may
     /// come from a newer list).
     pub(crate) fn place_in(&self, list: &[Arc<Backend>]) -> Option<usize> {
-        match self {
-            Slot::Listed { at, .. } => Some(*at),
-            Slot::Granted(backend) => list.iter().position(|b| Arc::ptr_eq(b, backend)),
+        match &self.on {
+            On::Listed { at, .. } => Some(*at),
+            On::Granted(backend) => list.iter().position(|b| Arc::ptr_eq(b, backend)),
+        }
+    }
+
+    /// The answer waits on the client: the slot goes back to the backend
+    /// if fewer than `most` of its answers wait so
+    /// (`Backend::wait_on_client`). Only the request's own task calls it.
+    pub(crate) fn wait_on_client(&self, most: u32) {
+        if !self.waits_on_client.load(Ordering::Relaxed) && self.backend().wait_on_client(most) {
+            self.waits_on_client.store(true, Ordering::Relaxed);
         }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.backend().finish();
+        if *self.waits_on_client.get_mut() {
+            self.backend().client_done();
+        } else {
+            self.backend().finish();
+        }
     }
 }
 
@@ -88,10 +118,10 @@ pub(super) async fn acquire<C: Stream>(
     if route.queue.waiting() == 0 {
         match take() {
             Pick::Backend(at) => {
-                return Ok(Slot::Listed {
+                return Ok(Slot::new(On::Listed {
                     backends: Arc::clone(list),
                     at,
-                })
+                }))
             }
             Pick::Nothing => return Err(TryError::no_backend()),
             Pick::Full => {}
@@ -105,7 +135,7 @@ pub(super) async fn acquire<C: Stream>(
     };
     let place = match route.queue.enter(excluded, s.queue_max_waiting, last_look) {
         Ok(Entered::Waiting(place)) => place,
-        Ok(Entered::Room(backend)) => return Ok(Slot::Granted(backend)),
+        Ok(Entered::Room(backend)) => return Ok(Slot::new(On::Granted(backend))),
         Err(Refused::NoBackend) => return Err(TryError::no_backend()),
         Err(Refused::Full) => {
             route.queue.count_refusal();
@@ -146,7 +176,7 @@ pub(super) async fn acquire<C: Stream>(
     };
     route.metrics.queued(waited.elapsed(), outcome);
     match granted {
-        Some(backend) => Ok(Slot::Granted(backend)),
+        Some(backend) => Ok(Slot::new(On::Granted(backend))),
         None if abandoned => Err(TryError::client(
             Refusal::ClientGone,
             "the client reset the request while it waited for a shop".to_string(),

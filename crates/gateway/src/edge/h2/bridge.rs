@@ -126,6 +126,8 @@ pub(crate) async fn serve(accepted: Accepted, parts: &StreamParts) -> Result<(),
         client: live.settings.client_send_timeout,
         backend: live.settings.upstream_timeout,
         metrics: &parts.proxy.metrics,
+        // The request path gave it back.
+        slot: None,
     };
     let flushed = poll_fn(|cx| std::pin::Pin::new(&mut *io).poll_flush(cx));
     let _ = pace.within(Stall::Client, flushed).await;
