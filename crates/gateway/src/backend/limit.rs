@@ -29,6 +29,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// How fast a new estimate replaces the limit.
 const SMOOTHING: f64 = 0.2;
 /// Answers the long average spans.
@@ -46,6 +48,18 @@ const TOLERANCE: f64 = 2.0;
 const SLACK_MS: f64 = 1.0;
 /// What a drop (shed, timeout, failure) leaves of the limit.
 const BACKOFF: f64 = 0.9;
+/// Latency shrinks the limit at most once in this long; a drop still
+/// shrinks it at once. A gateway held off the CPU (a quota's throttling:
+/// 50 ms of every 100 at half a core) reads the answers that came
+/// meanwhile one after another, late, each seemingly slow; answers whose
+/// wait spanned the freeze teach nothing (`crate::stall`), but those
+/// sent just after it wait behind the backlog. Shrinking once for each
+/// took a healthy backend's limit from 64 to 10 or 12 within a run, and
+/// with it a fifth of the gateway's throughput
+/// (`bench/limit_under_quota.py`). A backend that really queues keeps
+/// the short average high window after window, and the limit shrinks in
+/// each: halved in under a second, and at once by its 503s.
+const SHRINK_EVERY: Duration = Duration::from_millis(100);
 
 pub(crate) use crate::config::LimitRules;
 
@@ -55,6 +69,8 @@ pub(super) struct Limiter {
     long_ms: Option<f64>,
     short_ms: Option<f64>,
     samples: u64,
+    /// When latency last shrank the limit.
+    shrunk_at: Option<Instant>,
 }
 
 impl Limiter {
@@ -64,6 +80,7 @@ impl Limiter {
             long_ms: None,
             short_ms: None,
             samples: 0,
+            shrunk_at: None,
         }
     }
 
@@ -71,8 +88,14 @@ impl Limiter {
         self.estimate as u32
     }
 
-    /// An answer after `rtt`, with `in_flight` requests on the backend.
-    pub(super) fn answered(&mut self, rtt: Duration, in_flight: u64, rules: &LimitRules) -> u32 {
+    /// An answer after `rtt`, with `in_flight` requests on the backend,
+    /// read `now`.
+    pub(super) fn answered(
+        &mut self,
+        (rtt, now): (Duration, Instant),
+        in_flight: u64,
+        rules: &LimitRules,
+    ) -> u32 {
         if !rules.adaptive {
             return self.fixed(rules);
         }
@@ -102,6 +125,15 @@ impl Limiter {
         }
         let gradient = ((TOLERANCE * long + SLACK_MS) / short.max(0.001)).clamp(0.5, 1.0);
         let target = self.estimate * gradient + self.estimate.sqrt();
+        if target < self.estimate {
+            if self
+                .shrunk_at
+                .is_some_and(|at| now.saturating_duration_since(at) < SHRINK_EVERY)
+            {
+                return self.limit();
+            }
+            self.shrunk_at = Some(now);
+        }
         self.settle(target, rules)
     }
 
@@ -140,66 +172,99 @@ mod tests {
         max_waiting_on_clients: 256,
     };
 
-    /// Feeds `n` answers of `ms` with the backend kept full.
-    fn feed(limiter: &mut Limiter, n: usize, ms: u64) -> u32 {
-        let mut limit = limiter.limit();
-        for _ in 0..n {
-            limit = limiter.answered(Duration::from_millis(ms), u64::from(limit), &RULES);
-        }
-        limit
+    /// A backend kept full, answering after a latency: as many answers
+    /// as its limit in each latency (Little's law), on the test's clock.
+    struct Full {
+        limiter: Limiter,
+        now: Instant,
     }
 
-    /// Feeds `n` answers of `us` microseconds with the backend kept full.
-    fn feed_us(limiter: &mut Limiter, n: usize, us: u64) -> u32 {
-        let mut limit = limiter.limit();
-        for _ in 0..n {
-            limit = limiter.answered(Duration::from_micros(us), u64::from(limit), &RULES);
+    impl Full {
+        fn new() -> Full {
+            Full {
+                limiter: Limiter::new(&RULES),
+                now: Instant::now(),
+            }
         }
-        limit
+
+        /// Answers after `rtt` for `lasting`; the limit at the end.
+        fn answer(&mut self, rtt: Duration, lasting: Duration) -> u32 {
+            let end = self.now + lasting;
+            let mut limit = self.limiter.limit();
+            while self.now < end {
+                limit = self
+                    .limiter
+                    .answered((rtt, self.now), u64::from(limit), &RULES);
+                self.now += rtt / limit.max(1);
+            }
+            limit
+        }
     }
+
+    const MS: Duration = Duration::from_millis(1);
+    const US: Duration = Duration::from_micros(1);
 
     #[test]
     fn a_steady_backend_earns_a_higher_limit_up_to_the_maximum() {
-        let mut limiter = Limiter::new(&RULES);
-        let after_some = feed(&mut limiter, 20, 5);
+        let mut full = Full::new();
+        let after_some = full.answer(5 * MS, 50 * MS);
         assert!(after_some > 32, "{after_some}");
-        assert_eq!(feed(&mut limiter, 2_000, 5), 256, "bounded by max");
+        assert_eq!(full.answer(5 * MS, 10_000 * MS), 256, "bounded by max");
     }
 
     #[test]
     fn a_latency_step_shrinks_it_and_a_return_to_normal_lets_it_grow() {
-        let mut limiter = Limiter::new(&RULES);
-        let usual = feed(&mut limiter, 300, 5);
-        // Ten times the usual latency: queueing in the backend.
-        let slowed = feed(&mut limiter, 60, 50);
+        let mut full = Full::new();
+        let usual = full.answer(5 * MS, 1_000 * MS);
+        // Ten times the usual latency: queueing in the backend. The limit
+        // shrinks once a window (`SHRINK_EVERY`), halved within a second.
+        let slowed = full.answer(50 * MS, 1_000 * MS);
         assert!(slowed < usual / 2, "{usual} -> {slowed}");
         // Within the tolerance (2×) it does not shrink.
-        let mut within = Limiter::new(&RULES);
-        feed(&mut within, 300, 5);
-        let before = within.limit();
-        assert!(feed(&mut within, 30, 9) >= before);
+        let mut within = Full::new();
+        let before = within.answer(5 * MS, 1_000 * MS);
+        assert!(within.answer(9 * MS, 1_000 * MS) >= before);
         // Back to normal: it grows again.
-        let recovered = feed(&mut limiter, 300, 5);
+        let recovered = full.answer(5 * MS, 1_000 * MS);
         assert!(recovered > slowed, "{slowed} -> {recovered}");
     }
 
     #[test]
     fn a_fast_backend_measured_through_a_busy_gateway_keeps_its_limit() {
-        let mut limiter = Limiter::new(&RULES);
+        let mut full = Full::new();
         // 0.1 ms while the gateway is idle, 0.6 ms while it is busy.
-        let usual = feed_us(&mut limiter, 300, 100);
-        assert!(feed_us(&mut limiter, 300, 600) >= usual);
+        let usual = full.answer(100 * US, 100 * MS);
+        assert!(full.answer(600 * US, 300 * MS) >= usual);
         // Real queueing in it still shrinks the limit.
-        assert!(feed_us(&mut limiter, 100, 5_000) < usual / 2);
+        assert!(full.answer(5 * MS, 2_000 * MS) < usual / 2);
+    }
+
+    #[test]
+    fn answers_read_late_after_a_freeze_shrink_it_once() {
+        let mut full = Full::new();
+        let usual = full.answer(200 * US, 200 * MS);
+        // The gateway was frozen; sent just after, 100 answers are read
+        // one after another behind the backlog, 5 ms late each, within 2
+        // ms. Shrinking for each took it from 256 to the floor of 4.
+        for _ in 0..100 {
+            full.limiter
+                .answered((5 * MS, full.now), u64::from(usual), &RULES);
+            full.now += 20 * US;
+        }
+        let after = full.limiter.limit();
+        assert!(after >= usual * 9 / 10, "{usual} -> {after}");
+        // And the backend's usual answers bring it back.
+        assert_eq!(full.answer(200 * US, 100 * MS), usual);
     }
 
     #[test]
     fn an_idle_backend_keeps_its_limit() {
-        let mut limiter = Limiter::new(&RULES);
+        let mut full = Full::new();
         for _ in 0..1_000 {
-            limiter.answered(Duration::from_millis(5), 1, &RULES);
+            full.limiter.answered((5 * MS, full.now), 1, &RULES);
+            full.now += 5 * MS;
         }
-        assert_eq!(limiter.limit(), 32);
+        assert_eq!(full.limiter.limit(), 32);
     }
 
     #[test]
@@ -219,7 +284,8 @@ mod tests {
             ..RULES
         };
         let mut limiter = Limiter::new(&fixed);
-        assert_eq!(limiter.answered(Duration::from_millis(1), 32, &fixed), 32);
+        let answer = (Duration::from_millis(1), Instant::now());
+        assert_eq!(limiter.answered(answer, 32, &fixed), 32);
         assert_eq!(limiter.dropped(&fixed), 32);
     }
 }
