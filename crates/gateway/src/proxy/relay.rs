@@ -55,7 +55,8 @@ pub(crate) struct Pace<'a> {
     pub(crate) metrics: &'a GatewayMetrics,
     /// The slot the answer holds, given back while the client keeps the
     /// answer waiting (at most this many per backend, `[concurrency]
-    /// max_waiting_on_clients`); `None` once it is given back for good.
+    /// max_waiting_on_clients`); `None` where none is held (an HTTP/2
+    /// stream's last flush, after the request path ended).
     pub(crate) slot: Option<(&'a Slot, u32)>,
 }
 
