@@ -17,8 +17,9 @@ second, how many were 503s, and what the gateway says it held: the
 backend's in-flight requests (its slots), the answers waiting on their
 clients, and the streams that waited in their connection.
 
---cap N runs this build with `[http2] max_streams_forwarded = N` (off by
-default, as in the earlier build, which runs as it was).
+--cap N runs this build with `[http2] max_streams_forwarded = N` (16 by
+default since the eleventh session; 0 turns it off); the earlier build
+runs as it was.
 
 --fixed-limit N gives the backend a fixed limit of N (`adaptive = false`)
 instead of the adaptive one, so what the slow readers hold is all that
@@ -123,7 +124,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=6)
     ap.add_argument("--attackers", type=int, default=1)
     ap.add_argument("--fixed-limit", type=int, help="a fixed backend limit instead of the adaptive one")
-    ap.add_argument("--cap", type=int, default=0, help="this build's [http2] max_streams_forwarded")
+    ap.add_argument("--cap", type=int, help="this build's [http2] max_streams_forwarded (default: its own default)")
     args = ap.parse_args()
     for tool, package in (("nginx", "nginx"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
@@ -139,8 +140,8 @@ def main():
         backend_port = backend(procs, tmp)
         configs = {}
         for name in builds:
-            # The cap is off by default.
-            text = f"[http2]\nmax_streams_forwarded = {args.cap}\n" if name == "this build" and args.cap else ""
+            text = (f"[http2]\nmax_streams_forwarded = {args.cap}\n"
+                    if name == "this build" and args.cap is not None else "")
             if args.fixed_limit:
                 text += f"[concurrency]\nadaptive = false\ninitial = {args.fixed_limit}\nmax = {args.fixed_limit}\n"
             path = os.path.join(tmp, f"{name.replace(' ', '-')}.toml")

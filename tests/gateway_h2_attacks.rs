@@ -396,9 +396,9 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
     // The streams sent on hold a connection to the backend each while the
     // client does not read (answers are not buffered whole), up to
     // `client_send_ms` (gateway_stalls.rs). Only `max_streams_forwarded`
-    // (16 here; off by default) are sent on; the other 84 wait in the
-    // connection: with all 100 sent on, they would hold 100 of the
-    // backend's connections.
+    // (16, its default, set here all the same) are sent on; the other 84
+    // wait in the connection: with all 100 sent on, they would hold 100
+    // of the backend's connections.
     let metrics = gateway.metrics().await;
     let held = metric_sum(&metrics, "gateway_backend_in_flight_requests", &[])
         + metric_sum(&metrics, "gateway_backend_answers_waiting_on_clients", &[]);
@@ -447,12 +447,14 @@ async fn a_client_that_asks_for_much_and_reads_nothing_holds_little() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_a_client_keeps_waiting_hold_no_slot_of_the_shop() {
     let ca = TestCa::new();
-    // Defaults: every stream is sent on, and the shop's limit is adaptive
-    // from 32. Were the 100 answers to hold their slots, 32 would hold
-    // all of them until `client_send_ms` (30 s), and another customer
-    // would wait in the queue for its 503; and with no answer coming, an
-    // adaptive limit that fell below them would stay there.
-    let (gateway, _dir, addr, _pid) = echo_gateway_with(&ca, "").await;
+    // Every stream sent on (no `max_streams_forwarded`), and the shop's
+    // limit adaptive from 32, its default. Were the 100 answers to hold
+    // their slots, 32 would hold all of them until `client_send_ms` (30
+    // s), and another customer would wait in the queue for its 503; and
+    // with no answer coming, an adaptive limit that fell below them would
+    // stay there.
+    let (gateway, _dir, addr, _pid) =
+        echo_gateway_with(&ca, "[http2]\nmax_streams_forwarded = 0\n").await;
     let tls = ask_much_read_nothing(&ca, &gateway, &addr, 100).await;
     wait_for_metric(
         &gateway,
@@ -487,7 +489,7 @@ async fn answers_waiting_on_clients_are_bounded_per_shop() {
     // as every answer did before, so slow clients cannot open connections
     // to the shop without bound.
     let toml =
-        "[concurrency]\nadaptive = false\ninitial = 8\nmax = 8\nmax_waiting_on_clients = 40\n";
+        "[http2]\nmax_streams_forwarded = 0\n\n[concurrency]\nadaptive = false\ninitial = 8\nmax = 8\nmax_waiting_on_clients = 40\n";
     let (gateway, _dir, addr, _pid) = echo_gateway_with(&ca, toml).await;
     let _held = ask_much_read_nothing(&ca, &gateway, &addr, 100).await;
     wait_for_metric(&gateway, "gateway_backend_answers_waiting_on_clients", 40.0).await;

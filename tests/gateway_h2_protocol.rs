@@ -517,3 +517,38 @@ async fn streams_past_max_streams_forwarded_wait_in_their_connection_in_order() 
     h2.send(&get(21, "/echo")).await;
     assert_eq!(answer(&mut h2, 21).await.0, "200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_waits_in_its_connection_past_the_queues_timeout_gets_its_503() {
+    let ca = TestCa::new();
+    let backend = echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    // One stream at the shop at a time; a request waits 100 ms at most.
+    let (gateway, _dir) = support::tls::gateway_with_config(
+        &leaf,
+        "[http2]\nmax_streams_forwarded = 1\n\n[queue]\ntimeout_ms = 100\n",
+        &["--backend", &format!("echo={backend}")],
+    )
+    .await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
+    // Stream 1 takes 600 ms at the shop; stream 3 waits behind it in the
+    // connection, and is answered at the queue's timeout, not after it.
+    let bytes: Vec<u8> = [get(1, "/slow"), get(3, "/slow")].concat();
+    h2.send(&bytes).await;
+    let (status, body) = answer(&mut h2, 3).await;
+    assert_eq!(status, "503");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("queue_timeout"), "{body}");
+    assert_eq!(answer(&mut h2, 1).await.0, "200", "the first was served");
+    let metrics = gateway.metrics().await;
+    let timed_out =
+        support::gateway::metric_sum(&metrics, "gateway_h2_streams_deferred_timed_out_total", &[]);
+    let shed = support::gateway::metric_sum(
+        &metrics,
+        "gateway_shed_total",
+        &["reason=\"queue_timeout\""],
+    );
+    assert_eq!(timed_out, 1.0, "{metrics}");
+    assert_eq!(shed, 1.0, "counted as the queue's own: {metrics}");
+}

@@ -125,16 +125,16 @@ pub struct Http2File {
     pub connection_window_bytes: u32,
     /// Answer bytes held per stream for a slow client. Default 16384.
     pub send_buffer_bytes: u32,
-    /// Streams of one connection sent on to the shops at once, holding or
-    /// waiting for a shop's slot; its other open streams wait in the
-    /// connection, in order. A stream holds its slot until the client has
-    /// taken its answer, so without this one connection that opens many
-    /// streams and reads nothing holds `max_concurrent_streams` of the
-    /// shops' slots for `client_send_ms`. Default 0: off. Off by default
-    /// because a proxy or CDN in front multiplexes many customers on one
-    /// connection, and those past the cap would wait in it rather than be
-    /// answered 503 at the queue's timeout; for customers connecting
-    /// directly, 16 is more than a browser sends at once.
+    /// Streams of one connection sent on to the shops at once; its other
+    /// open streams wait in the connection, in order, and one that waits
+    /// as long as a request may wait in the queue (`[queue] timeout_ms`)
+    /// gets the queue's 503. An answer keeps its connection to its shop
+    /// until the client has taken it, so without this one connection that
+    /// opens many streams and reads nothing holds `max_concurrent_streams`
+    /// of them for `client_send_ms`, and with them the shops' room for
+    /// answers that wait on clients (`[concurrency]
+    /// max_waiting_on_clients`). Default 16, more than a browser sends at
+    /// once; 0 turns it off.
     pub max_streams_forwarded: u32,
 }
 
@@ -147,7 +147,7 @@ impl Default for Http2File {
             stream_window_bytes: 65_535,
             connection_window_bytes: 1024 * 1024,
             send_buffer_bytes: 16 * 1024,
-            max_streams_forwarded: 0,
+            max_streams_forwarded: 16,
         }
     }
 }

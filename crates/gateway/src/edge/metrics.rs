@@ -97,6 +97,7 @@ pub(crate) struct EdgeMetrics {
     pub(crate) h2_connections: Gauge,
     pub(crate) h2_streams: Counter,
     pub(crate) h2_streams_deferred: Counter,
+    pub(crate) h2_streams_deferred_timed_out: Counter,
     pub(crate) h2_resets_received: Counter,
     h2_goaways: Family<ReasonLabels, Counter>,
     h2_floods: Family<KindLabels, Counter>,
@@ -146,6 +147,11 @@ impl EdgeMetrics {
             "gateway_h2_streams_deferred",
             "HTTP/2 streams that waited in their connection for one of its max_streams_forwarded places",
             self.h2_streams_deferred.clone(),
+        );
+        registry.register(
+            "gateway_h2_streams_deferred_timed_out",
+            "HTTP/2 streams that waited in their connection as long as a request may wait in the queue, answered 503 queue_timeout",
+            self.h2_streams_deferred_timed_out.clone(),
         );
         registry.register(
             "gateway_h2_resets_received",

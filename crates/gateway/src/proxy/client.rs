@@ -50,6 +50,10 @@ pub(crate) struct ClientConn<S> {
     /// Header lines added to every answer on this connection (HSTS over
     /// TLS); empty on plain HTTP.
     pub(crate) added: bytes::Bytes,
+    /// The answer decided before the request path: an HTTP/2 stream that
+    /// waited in its connection (`max_streams_forwarded`) for as long as
+    /// a request may wait in the queue gets the queue's 503.
+    pub(crate) refused: Option<super::answer::Refusal>,
 }
 
 impl<S: Stream> ClientConn<S> {
@@ -69,6 +73,7 @@ impl<S: Stream> ClientConn<S> {
             upstream_head: BytesMut::new(),
             stopping,
             added,
+            refused: None,
         }
     }
 

@@ -250,9 +250,10 @@ impl Proxy {
                 &joined
             }
         };
-        let admitted = match room_answer {
-            Some(answer) => Err(answer),
-            None => Ok(self.admit(&live, client_ip)),
+        let admitted = match (room_answer, conn.refused.take()) {
+            (Some(answer), _) => Err(answer),
+            (None, Some(refused)) => Ok(Err(refused)),
+            (None, None) => Ok(self.admit(&live, client_ip)),
         };
         let forwarded = match admitted {
             Err(answer) => Forwarded {
@@ -268,10 +269,12 @@ impl Proxy {
             }
             Ok(Err(refusal)) => {
                 self.metrics.shed(refusal.code());
-                let detail = if refusal == Refusal::RateLimited {
-                    "this client sends more requests than it may; slow down"
-                } else {
-                    "the gateway has too many requests in flight; retry shortly"
+                let detail = match refusal {
+                    Refusal::RateLimited => "this client sends more requests than it may; slow down",
+                    Refusal::QueueTimeout => {
+                        "this connection's earlier requests kept their places at the shops for as long as a request may wait; retry shortly"
+                    }
+                    _ => "the gateway has too many requests in flight; retry shortly",
                 };
                 Forwarded {
                     reply: Reply::Gateway(refusal, detail.to_string()),

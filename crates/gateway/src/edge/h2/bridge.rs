@@ -13,6 +13,7 @@ use super::conn::Accepted;
 use super::frame::Reason;
 use super::request::Refused;
 use super::stream::StreamIo;
+use crate::proxy::answer::Refusal;
 use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::headers::PeerIp;
 use crate::proxy::relay::{Pace, Stall};
@@ -77,7 +78,12 @@ pub(crate) enum Ended {
 /// keeps its accounting (slots, in-flight counts) only by running to its
 /// end. A reset or a closed connection makes its writes fail, and it ends
 /// there, as it does when an HTTP/1.1 client hangs up.
-pub(crate) async fn serve(accepted: Accepted, parts: &StreamParts) -> Result<(), Ended> {
+/// `refused`: the answer is decided already (`ClientConn::refused`).
+pub(crate) async fn serve(
+    accepted: Accepted,
+    parts: &StreamParts,
+    refused: Option<Refusal>,
+) -> Result<(), Ended> {
     let Accepted {
         stream,
         request,
@@ -110,6 +116,7 @@ pub(crate) async fn serve(accepted: Accepted, parts: &StreamParts) -> Result<(),
         parts.added.clone(),
     );
     conn.alarm = parts.alarms.take();
+    conn.refused = refused;
     // A stream's connection serves one request: room for the backend's
     // request head is made once, not grown field by field.
     conn.scratch.reserve(STREAM_ROOM);

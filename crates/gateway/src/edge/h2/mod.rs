@@ -49,6 +49,8 @@ use conn::{Accepted, Conn, Rules};
 use frame::Reason;
 use meter::{FloodAlarm, Metered};
 
+use crate::proxy::answer::Refusal;
+
 /// How long a connection told GOAWAY has to take it before it is cut.
 const CLOSING_GRACE: Duration = Duration::from_secs(5);
 
@@ -119,6 +121,11 @@ pub(crate) async fn serve<S>(
         most => most as usize,
     };
     let mut deferred = Deferred::new(rules.max_concurrent_streams as usize, Arc::clone(&metrics));
+    // As long as a stream may wait in the connection; a reload applies it
+    // to new connections, as it does the cap.
+    let queue_timeout = parts.proxy.live().settings.queue_timeout;
+    let waited_out = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(waited_out);
     // Whether a stream came since the idle timer last fired: the
     // connection is closed once it has been idle for one to two
     // `client_idle_ms`.
@@ -131,17 +138,18 @@ pub(crate) async fn serve<S>(
             // queue go out in one write after them.
             biased;
             () = poll_fn(|cx| run_ready(&mut streams, &mut deferred, cx, closing, |accepted| {
-                forward(accepted, &parts, &metrics)
+                forward(accepted, &parts, &metrics, None)
             })) => break,
             next = poll_fn(|cx| conn.poll_next(cx)) => match next {
                 Ok(accepted) => {
                     metrics.h2_streams.inc();
                     came = true;
                     if streams.len() < forwarded_at_once {
-                        streams.push(forward(accepted, &parts, &metrics));
+                        streams.push(forward(accepted, &parts, &metrics, None));
                     } else {
                         metrics.h2_streams_deferred.inc();
-                        deferred.defer(accepted);
+                        deferred.defer(accepted, Instant::now());
+                        waited_out.as_mut().reset(deferred.oldest_since() + queue_timeout);
                     }
                     None
                 }
@@ -170,6 +178,23 @@ pub(crate) async fn serve<S>(
                 }
             }
             () = &mut cut, if closing => break,
+            // Streams that waited in the connection as long as a request
+            // may wait in the queue get the queue's 503, through the
+            // request path (counted, logged): without it a customer past
+            // the cap waited for as long as the streams ahead of it held
+            // their places, where one in the queue is answered at its
+            // timeout (`tests/gateway_h2_overload.rs`).
+            () = &mut waited_out, if !deferred.is_empty() => {
+                let waited_from = Instant::now().checked_sub(queue_timeout);
+                while let Some(accepted) = waited_from.and_then(|from| deferred.waited_since(from)) {
+                    metrics.h2_streams_deferred_timed_out.inc();
+                    streams.push(forward(accepted, &parts, &metrics, Some(Refusal::QueueTimeout)));
+                }
+                if !deferred.is_empty() {
+                    waited_out.as_mut().reset(deferred.oldest_since() + queue_timeout);
+                }
+                None
+            }
         };
         if let Some(reason) = close {
             metrics.goaway(reason);
@@ -198,14 +223,17 @@ pub(crate) async fn serve<S>(
 }
 
 /// One stream through the request path, as a future of its connection.
+/// `refused`: its answer is decided already (a 503 for one that waited
+/// in its connection too long).
 fn forward(
     accepted: Accepted,
     parts: &Arc<StreamParts>,
     metrics: &Arc<EdgeMetrics>,
+    refused: Option<Refusal>,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     let (parts, metrics) = (Arc::clone(parts), Arc::clone(metrics));
     Box::pin(async move {
-        if let Err(bridge::Ended::Reset) = bridge::serve(accepted, &parts).await {
+        if let Err(bridge::Ended::Reset) = bridge::serve(accepted, &parts, refused).await {
             metrics.h2_resets_received.inc();
         }
     })
@@ -230,7 +258,8 @@ fn still_wanted(stream: &shared::StreamRef, metrics: &EdgeMetrics) -> bool {
 /// places, oldest first. One the client resets while it waits is never
 /// sent on.
 struct Deferred {
-    waiting: VecDeque<Accepted>,
+    /// Each with when it began to wait.
+    waiting: VecDeque<(Accepted, Instant)>,
     /// Past this many, those the client reset are let go at once: a reset
     /// stream no longer counts as open, so a client resetting its waiting
     /// streams and opening more could otherwise grow this without bound.
@@ -247,22 +276,42 @@ impl Deferred {
         }
     }
 
-    fn defer(&mut self, accepted: Accepted) {
+    fn defer(&mut self, accepted: Accepted, now: Instant) {
         if self.waiting.len() >= self.most {
             let metrics = &self.metrics;
             self.waiting
-                .retain(|waiting| still_wanted(&waiting.stream, metrics));
+                .retain(|(waiting, _)| still_wanted(&waiting.stream, metrics));
         }
-        self.waiting.push_back(accepted);
+        self.waiting.push_back((accepted, now));
     }
 
     fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 
+    /// When the oldest began to wait (now, if none waits).
+    fn oldest_since(&self) -> Instant {
+        self.waiting
+            .front()
+            .map_or_else(Instant::now, |(_, since)| *since)
+    }
+
     /// The oldest not reset.
     fn next(&mut self) -> Option<Accepted> {
-        while let Some(accepted) = self.waiting.pop_front() {
+        self.next_since(None)
+    }
+
+    /// The oldest not reset, if it began to wait at or before `before`.
+    fn waited_since(&mut self, before: Instant) -> Option<Accepted> {
+        self.next_since(Some(before))
+    }
+
+    fn next_since(&mut self, before: Option<Instant>) -> Option<Accepted> {
+        while let Some((_, since)) = self.waiting.front() {
+            if before.is_some_and(|before| *since > before) {
+                return None;
+            }
+            let (accepted, _) = self.waiting.pop_front()?;
             if still_wanted(&accepted.stream, &self.metrics) {
                 return Some(accepted);
             }
