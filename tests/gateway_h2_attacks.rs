@@ -10,7 +10,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::gateway::{echo_backend, metric_sum, wait_for_slots};
+use support::gateway::{echo_backend, metric_sum, wait_for_metrics, wait_for_slots};
 use support::h2::{
     frame, hpack_int, request_block, CONTINUATION, DATA, END_HEADERS, END_STREAM,
     ENHANCE_YOUR_CALM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
@@ -94,12 +94,7 @@ async fn echo_gateway_with(
     ca: &TestCa,
     toml: &str,
 ) -> (support::gateway::Gateway, tempfile::TempDir, String, u32) {
-    let backend = echo_backend().await;
-    let leaf = ca.leaf("shop", &["shop.test"]);
-    let (gateway, dir) =
-        support::tls::gateway_with_config(&leaf, toml, &["--backend", &format!("echo={backend}")])
-            .await;
-    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let (gateway, dir, addr) = support::tls::echo_gateway_with(ca, toml).await;
     let pid = gateway.part.pid();
     (gateway, dir, addr, pid)
 }
@@ -363,18 +358,9 @@ async fn ask_much_read_nothing(
 
 /// Waits until the sum of `family` is at least `least`.
 async fn wait_for_metric(gateway: &support::gateway::Gateway, family: &str, least: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen = metric_sum(&gateway.metrics().await, family, &[]);
-        if seen >= least {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{family} reached {seen}, not {least}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("{family} below {least}");
+    let read = |metrics: &str| metric_sum(metrics, family, &[]);
+    wait_for_metrics(gateway, &what, read, |seen| *seen >= least).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -469,15 +469,8 @@ async fn a_stopping_gateway_says_goaway_refuses_new_streams_and_finishes_the_ope
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_past_max_streams_forwarded_wait_in_their_connection_in_order() {
     let ca = TestCa::new();
-    let backend = echo_backend().await;
-    let leaf = ca.leaf("shop", &["shop.test"]);
-    let (gateway, _dir) = support::tls::gateway_with_config(
-        &leaf,
-        "[http2]\nmax_streams_forwarded = 4\n",
-        &["--backend", &format!("echo={backend}")],
-    )
-    .await;
-    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let (gateway, _dir, addr) =
+        support::tls::echo_gateway_with(&ca, "[http2]\nmax_streams_forwarded = 4\n").await;
     let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
     // Ten requests of 600 ms each on one connection (streams 1 to 19), and
     // the last reset by the client while it waits.
@@ -521,16 +514,9 @@ async fn streams_past_max_streams_forwarded_wait_in_their_connection_in_order() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_waits_in_its_connection_past_the_queues_timeout_gets_its_503() {
     let ca = TestCa::new();
-    let backend = echo_backend().await;
-    let leaf = ca.leaf("shop", &["shop.test"]);
     // One stream at the shop at a time; a request waits 100 ms at most.
-    let (gateway, _dir) = support::tls::gateway_with_config(
-        &leaf,
-        "[http2]\nmax_streams_forwarded = 1\n\n[queue]\ntimeout_ms = 100\n",
-        &["--backend", &format!("echo={backend}")],
-    )
-    .await;
-    let addr = gateway.url.trim_start_matches("https://").to_string();
+    let toml = "[http2]\nmax_streams_forwarded = 1\n\n[queue]\ntimeout_ms = 100\n";
+    let (gateway, _dir, addr) = support::tls::echo_gateway_with(&ca, toml).await;
     let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
     // Stream 1 takes 600 ms at the shop; stream 3 waits behind it in the
     // connection, and is answered at the queue's timeout, not after it.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use support::gateway::{echo_backend, metric_sum, wait_for_slots, Gateway};
+use support::gateway::{echo_backend, metric_sum, wait_for_metrics, wait_for_slots, Gateway};
 use support::tls::{CertFiles, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -56,19 +56,9 @@ async fn gateway_with(config: &str, leaf: Option<&CertFiles>) -> (Gateway, tempf
 /// Waits until `gateway_answers_cut` for `reason` is at least 1.
 async fn wait_for_cut(gateway: &Gateway, reason: &str) {
     let label = format!("reason=\"{reason}\"");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let cut = metric_sum(
-            &gateway.metrics().await,
-            "gateway_answers_cut_total",
-            &[&label],
-        );
-        if cut >= 1.0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no answer was cut for {reason}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let read = |metrics: &str| metric_sum(metrics, "gateway_answers_cut_total", &[&label]);
+    let what = format!("no answer was cut for {reason}");
+    wait_for_metrics(gateway, &what, read, |cut| *cut >= 1.0).await;
 }
 
 /// A client that asks for an answer that never ends and reads none of it.

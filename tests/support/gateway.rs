@@ -188,27 +188,38 @@ pub fn metric_sum(text: &str, family: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
+/// Polls the gateway's `/metrics` until what `read` takes from it is
+/// `done`, for at most 20 s; returns it. The panic names `what` and
+/// shows the last reading.
+pub async fn wait_for_metrics<T: std::fmt::Debug>(
+    gateway: &Gateway,
+    what: &str,
+    read: impl Fn(&str) -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = read(&gateway.metrics().await);
+        if done(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the backends' answers waiting on their clients and their
 /// slots held (`gateway_backend_answers_waiting_on_clients`,
 /// `gateway_backend_in_flight_requests`) are `waiting` and `in_flight`.
 pub async fn wait_for_slots(gateway: &Gateway, waiting: f64, in_flight: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let metrics = gateway.metrics().await;
-        let seen = (
-            metric_sum(&metrics, "gateway_backend_answers_waiting_on_clients", &[]),
-            metric_sum(&metrics, "gateway_backend_in_flight_requests", &[]),
-        );
-        if seen == (waiting, in_flight) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "(answers waiting on clients, slots held) = {seen:?}, not {:?}",
-            (waiting, in_flight)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("(answers waiting on clients, slots held) not {waiting}, {in_flight}");
+    let read = |metrics: &str| {
+        (
+            metric_sum(metrics, "gateway_backend_answers_waiting_on_clients", &[]),
+            metric_sum(metrics, "gateway_backend_in_flight_requests", &[]),
+        )
+    };
+    wait_for_metrics(gateway, &what, read, |seen| *seen == (waiting, in_flight)).await;
 }
 
 /// One client request's outcome.

@@ -148,6 +148,21 @@ pub async fn gateway_with_config(
     (gateway(leaf, &all).await, dir)
 }
 
+/// A gateway serving HTTPS for `shop.test` (certified by `ca`) in front
+/// of an echo backend, `toml` as its config (kept while the returned
+/// directory lives); with the address it listens on (HOST:PORT).
+pub async fn echo_gateway_with(
+    ca: &TestCa,
+    toml: &str,
+) -> (super::gateway::Gateway, tempfile::TempDir, String) {
+    let backend = super::gateway::echo_backend().await;
+    let leaf = ca.leaf("shop", &["shop.test"]);
+    let (gateway, dir) =
+        gateway_with_config(&leaf, toml, &["--backend", &format!("echo={backend}")]).await;
+    let addr = gateway.url.trim_start_matches("https://").to_string();
+    (gateway, dir, addr)
+}
+
 /// Connects over TLS to `addr` (HOST:PORT) naming `sni`.
 pub async fn connect(
     config: Arc<rustls::ClientConfig>,

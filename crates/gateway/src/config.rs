@@ -350,7 +350,7 @@ pub struct ConcurrencyFile {
     pub max: u32,
     /// Answers per backend that may wait on their clients without holding
     /// a slot (`Backend::wait_on_client`): each keeps a connection to the
-    /// backend and up to 64 KiB of the answer, so this bounds them. Past
+    /// backend (a file descriptor at both ends), so this bounds them. Past
     /// it, an answer waiting on its client keeps its slot. 0: every answer
     /// keeps its slot until it is relayed whole. Default 256.
     pub max_waiting_on_clients: u32,

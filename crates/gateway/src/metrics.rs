@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -14,7 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::answers::{Answers, AnswersCollector};
-use crate::backend::State;
+use crate::backend::{BackendView, State};
 use crate::balance::Backends;
 use crate::proxy::relay::Stall;
 use crate::queue::WaitQueue;
@@ -296,46 +298,42 @@ impl Collector for BackendCollector {
                     .encode(state.encode_family(&labels)?)?;
             }
         }
-        let mut inflight = encoder.encode_descriptor(
-            "gateway_backend_in_flight_requests",
-            "Requests in flight on each backend",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+        per_backend(
+            &mut encoder,
+            &views,
+            (
+                "gateway_backend_in_flight_requests",
+                "Requests in flight on each backend",
+            ),
+            |view| view.inflight as i64,
         )?;
-        for view in &views {
-            ConstGauge::new(view.inflight as i64)
-                .encode(inflight.encode_family(&[("backend", view.name.as_str())])?)?;
-        }
-        let mut waiting = encoder.encode_descriptor(
-            "gateway_backend_answers_waiting_on_clients",
-            "Answers from each backend that wait on their clients, holding a connection but no slot",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+        per_backend(
+            &mut encoder,
+            &views,
+            (
+                "gateway_backend_answers_waiting_on_clients",
+                "Answers from each backend that wait on their clients, holding a connection but no slot",
+            ),
+            |view| view.waiting_on_clients as i64,
         )?;
-        for view in &views {
-            ConstGauge::new(view.waiting_on_clients as i64)
-                .encode(waiting.encode_family(&[("backend", view.name.as_str())])?)?;
-        }
-        let mut latency = encoder.encode_descriptor(
-            "gateway_backend_latency_ewma_seconds",
-            "Each backend's peak-EWMA latency estimate",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+        per_backend(
+            &mut encoder,
+            &views,
+            (
+                "gateway_backend_latency_ewma_seconds",
+                "Each backend's peak-EWMA latency estimate",
+            ),
+            |view| view.ewma_ms / 1000.0,
         )?;
-        for view in &views {
-            ConstGauge::new(view.ewma_ms / 1000.0)
-                .encode(latency.encode_family(&[("backend", view.name.as_str())])?)?;
-        }
-        let mut limit = encoder.encode_descriptor(
-            "gateway_backend_concurrency_limit",
-            "Each backend's concurrency limit now (adaptive unless configured fixed)",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+        per_backend(
+            &mut encoder,
+            &views,
+            (
+                "gateway_backend_concurrency_limit",
+                "Each backend's concurrency limit now (adaptive unless configured fixed)",
+            ),
+            |view| i64::from(view.limit),
         )?;
-        for view in &views {
-            ConstGauge::new(i64::from(view.limit))
-                .encode(limit.encode_family(&[("backend", view.name.as_str())])?)?;
-        }
         let waiting = encoder.encode_descriptor(
             "gateway_queue_waiting",
             "Requests waiting in the queue for a backend's slot",
@@ -345,6 +343,27 @@ impl Collector for BackendCollector {
         ConstGauge::new(self.queue.waiting() as i64).encode(waiting)?;
         Ok(())
     }
+}
+
+/// A gauge with one sample per backend (label `backend`): `value` of its
+/// view.
+fn per_backend<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    views: &[BackendView],
+    (name, help): (&str, &str),
+    value: impl Fn(&BackendView) -> N,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for view in views {
+        ConstGauge::new(value(view))
+            .encode(family.encode_family(&[("backend", view.name.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// Seconds of traffic the `gateway_traffic_*` gauges summarise: short, so a

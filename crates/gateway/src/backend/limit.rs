@@ -54,8 +54,7 @@ const BACKOFF: f64 = 0.9;
 /// meanwhile one after another, late, each seemingly slow; answers whose
 /// wait spanned the freeze teach nothing (`crate::stall`), but those
 /// sent just after it wait behind the backlog. Shrinking once for each
-/// took a healthy backend's limit from 64 to 10 or 12 within a run, and
-/// with it a fifth of the gateway's throughput
+/// took a healthy backend's limit from 64 down to 4 within a run
 /// (`bench/limit_under_quota.py`). A backend that really queues keeps
 /// the short average high window after window, and the limit shrinks in
 /// each: halved in under a second, and at once by its 503s.

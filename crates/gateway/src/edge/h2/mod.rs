@@ -16,8 +16,10 @@
 //! and its decoded list (`max_header_list_bytes`: past it a 431, sixteen
 //! times past it an HPACK bomb, GOAWAY `ENHANCE_YOUR_CALM`), the receive
 //! windows (what a client may send unread), the send buffer per stream
-//! (what is held for a slow reader), the frames owed to a client that does
-//! not read (it is not read from past 1 MiB), and the meter's budgets for
+//! (what is held for a slow reader), the streams sent on to the shops at
+//! once (`max_streams_forwarded`; the rest wait in the connection, up to
+//! the queue's timeout), the frames owed to a client that does not read
+//! (it is not read from past 1 MiB), and the meter's budgets for
 //! floods of the frames that cost nothing to send: PING, SETTINGS,
 //! RST_STREAM, empty DATA, PRIORITY and CONTINUATION.
 
@@ -111,11 +113,12 @@ pub(crate) async fn serve<S>(
     // in instructions (the task's allocation and the copies of its future
     // in and out), and a stream's answer is written by this task anyway.
     let mut streams = Streams::new();
-    // Past `max_streams_forwarded` (when set), a connection's streams wait here, not
-    // at the shops: a stream holds a shop's slot until the client has
-    // taken its answer, and a client that opens a hundred streams and
-    // reads nothing would otherwise hold a hundred slots (CVE-2016-1546,
-    // Apache's mod_http2, was this starvation).
+    // Past `max_streams_forwarded` (0: no cap), a connection's streams
+    // wait here, not at the shops: an answer keeps its connection to its
+    // shop until the client has taken it, and a client that opens a
+    // hundred streams and reads nothing would otherwise hold a hundred of
+    // them, and with them the shop's room for answers that wait on
+    // clients (CVE-2016-1546, Apache's mod_http2, was this starvation).
     let forwarded_at_once = match rules.max_streams_forwarded {
         0 => usize::MAX,
         most => most as usize,
