@@ -548,3 +548,96 @@ async fn a_reload_changes_how_fast_the_line_moves_and_keeps_every_place() {
     .await;
     assert_eq!(moved["until_restart"], json!(["waiting_room"]), "{moved}");
 }
+
+/// A customer the room let in whose request finds the shop full for as
+/// long as a request may wait is held back by the room — still in, told
+/// to come back — not given the queue's 503; a path the room does not
+/// guard still gets the 503, and the customer who comes back is served
+/// without queueing in the room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
+    use tokio::io::AsyncWriteExt;
+    let backend = support::gateway::echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{}[concurrency]\nadaptive = false\ninitial = 1\nmin = 1\nmax = 1\n\
+             [queue]\ntimeout_ms = 200\n",
+            room_config(
+                "activation = \"always\"\nadmit_per_s = 1000\nadaptive = false\npaths = [\"/slow\"]"
+            )
+        ),
+    )
+    .unwrap();
+    let path = path.display().to_string();
+    let gateway =
+        Gateway::start(&["--config", &path, "--backend", &format!("echo={backend}")]).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+
+    // The shop's one slot, held by a request whose answer never ends.
+    let mut holder = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    holder
+        .write_all(b"GET /stall HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    support::gateway::wait_for_slots(&gateway, 0.0, 1.0).await;
+
+    // A customer on a guarded path: let in (a ticket that says so), then
+    // held back by the room when the queue's wait runs out.
+    let held = visit(&gateway.url, "/slow", "10.7.0.1", None).await;
+    assert_eq!(held.status, 429, "{:?}", held.body);
+    assert_eq!(held.body["status"], "waiting", "{:?}", held.body);
+    assert_eq!(held.body["held_back"], true, "{:?}", held.body);
+    let ticket = held.ticket.expect("a first visit gets its ticket");
+    let read = Ticket::read(&ticket).unwrap();
+    assert!(read.admitted_ms > 0, "the ticket says the customer is in");
+    // A browser gets the room's page, which comes back by itself.
+    let page = client()
+        .get(format!("{}/slow", gateway.url))
+        .header("x-forwarded-for", "10.7.0.2")
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["retry-after"], "1");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"id="held-back""#), "{html}");
+    assert!(html.contains(r#"http-equiv="refresh""#), "{html}");
+    // Not guarded: the queue's own 503.
+    let unguarded = client()
+        .get(format!("{}/echo", gateway.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unguarded.status(), 503);
+    assert!(unguarded.text().await.unwrap().contains("queue_timeout"));
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_room_held_back_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "gateway_shed_total",
+            &["reason=\"queue_timeout\""]
+        ),
+        3.0,
+        "the queue shed all three: {metrics}"
+    );
+
+    // The slot comes back; the customer comes back with their ticket and
+    // is served at once, not put in line again.
+    drop(holder);
+    support::gateway::wait_for_slots(&gateway, 0.0, 0.0).await;
+    let served = visit(&gateway.url, "/slow", "10.7.0.1", Some(&ticket)).await;
+    assert_eq!(served.status, 200, "{:?}", served.body);
+    let metrics = gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_room_held_back_total", &[]),
+        2.0
+    );
+}

@@ -40,7 +40,15 @@ fn ten_times_capacity_is_served_fairly_and_the_baseline_is_not() {
     ] {
         assert_eq!(ours["invariants"][invariant], 0, "{invariant}: {ours}");
     }
-    assert_eq!(ours["requests"]["errors"], 0, "{}", ours["requests"]);
+    // Zero errors: a customer let in who finds every shop full for as long
+    // as a request may wait (a shop is killed mid-surge) is held back by
+    // the room, told to come back, not given the queue's 503. The failure
+    // shows the seconds around it, which is where its cause is read.
+    assert_eq!(
+        ours["requests"]["errors"], 0,
+        "{}\ntimeline: {}\nparts: {}",
+        ours["requests"], ours["timeline"], ours["parts"]
+    );
     // Ten times capacity came: most customers were held in line, and the
     // room answered them instead of the shops.
     let room = &ours["waiting_room"];
@@ -117,21 +125,16 @@ fn with_the_autoscaler_shops_are_added_during_the_surge_and_every_invariant_hold
     );
     let ours = report(&dir.path().join("report.json"));
     assert_eq!(ours["passed"], true, "{ours}");
-    // Not zero errors here (BENCHMARKS.md: a hot item's orders wait for
-    // their one owner shop while the room admits for every shop, and the
-    // gateway's queue sometimes times some out): at most 1 % of requests,
-    // and every one a deliberate 503 queue_timeout with Retry-After —
-    // never a dropped connection or a client timeout.
+    // Zero errors here too. A hot item's orders wait for their one owner
+    // shop while the room admits for every shop, and the gateway's queue
+    // sometimes ran out of time for some (BENCHMARKS.md: up to 574 `503
+    // queue_timeout`s a run); those customers, already let in, are now
+    // held back by the room and come back.
     let requests = &ours["requests"];
-    let errors = requests["errors"].as_u64().unwrap();
-    assert!(
-        errors * 100 <= requests["total"].as_u64().unwrap(),
-        "{requests}"
-    );
-    let by_kind = requests["errors_by_kind"].as_object().unwrap();
-    assert!(
-        by_kind.keys().all(|kind| kind == "503 queue_timeout"),
-        "{requests}"
+    assert_eq!(
+        requests["errors"], 0,
+        "{requests}\ntimeline: {}",
+        ours["timeline"]
     );
     for invariant in [
         "oversold_units",

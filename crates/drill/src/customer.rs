@@ -80,6 +80,9 @@ enum Heard {
     Through,
     /// A waiting room holds the customer: come back after this.
     Wait(Duration),
+    /// A waiting room that let the customer in holds this request back
+    /// (every shop full): come back after this, still in.
+    HeldBack(Duration),
     /// The sale sold out (the room's word or the shop's).
     SoldOut,
     /// The sale's window closed while the customer waited (the room's
@@ -108,9 +111,14 @@ fn hear(
     let says = |what: &[u8]| answer.body.windows(what.len()).any(|w| w == what);
     let heard = match answer.status {
         200..=299 => Heard::Through,
-        429 if says(br#""status":"waiting""#) => Heard::Wait(Duration::from_secs(
-            answer.retry_after_s.unwrap_or(1).max(1),
-        )),
+        429 if says(br#""status":"waiting""#) => {
+            let after = Duration::from_secs(answer.retry_after_s.unwrap_or(1).max(1));
+            if says(br#""held_back":true"#) {
+                Heard::HeldBack(after)
+            } else {
+                Heard::Wait(after)
+            }
+        }
         409 if says(b"sold_out") => Heard::SoldOut,
         409 if says(br#""status":"sale_ended""#) => Heard::SaleEnded,
         409 | 429 | 404 | 422 => Heard::Refused,
@@ -213,6 +221,7 @@ impl Shopper {
             visit.ticket = ticket.or(visit.ticket.take());
             match heard {
                 Heard::Wait(after) => return self.wait(visit, sent_at, after),
+                Heard::HeldBack(after) => return self.held_back(visit, sent_at, after),
                 Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
                 Heard::SaleEnded => return self.end(visit, sent_at, Ending::SaleEnded),
                 Heard::Through => self.recorder.request(sent_at, Answer::Success),
@@ -253,6 +262,7 @@ impl Shopper {
                 return self.end(visit, sent_at, Ending::Ordered);
             }
             Heard::Wait(after) => return self.wait(visit, sent_at, after),
+            Heard::HeldBack(after) => return self.held_back(visit, sent_at, after),
             Heard::SoldOut => return self.end(visit, sent_at, Ending::SoldOut),
             Heard::SaleEnded => return self.end(visit, sent_at, Ending::SaleEnded),
             Heard::Refused => return self.end(visit, sent_at, Ending::Refused),
@@ -278,6 +288,19 @@ impl Shopper {
             let patience = self.scenario_customer.waiting_patience_s;
             visit.deadline = Instant::now() + Duration::from_secs_f64(patience);
         }
+        let next = Instant::now() + after;
+        if next >= visit.deadline {
+            return self.end(visit, sent_at, Ending::GaveUpWaiting);
+        }
+        Next::RetryAt(next)
+    }
+
+    /// The room let the customer in but held this request back: they come
+    /// back when told, with the patience they have (they are not in line
+    /// again), and the page they were shown is an answer.
+    fn held_back(&self, visit: &mut Visit, sent_at: Instant, after: Duration) -> Next {
+        self.recorder.request(sent_at, Answer::Waiting);
+        self.recorder.lock().room.held_back += 1;
         let next = Instant::now() + after;
         if next >= visit.deadline {
             return self.end(visit, sent_at, Ending::GaveUpWaiting);

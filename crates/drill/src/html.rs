@@ -170,6 +170,7 @@ fn waiting_room(room: &crate::room::WaitingRoomReport) -> Markup {
             @if room.told_sale_ended > 0 {
                 tr { th { "told the sale had ended while waiting" } td { (room.told_sale_ended) } } }
             tr { th { "gave up while waiting" } td { (room.gave_up_waiting) } }
+            tr { th { "requests of customers in held back (every shop full)" } td #held-back { (room.held_back) } }
         }
     }
 }

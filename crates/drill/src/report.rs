@@ -164,7 +164,7 @@ impl Report {
         format!(
             "\n  waiting room: {} customers waited (median {:.1} s, p90 {:.1} s, longest {:.1} s), \
              wait ÷ first estimate p50 {:.2} p90 {:.2}, {} told sold out, {} told the sale ended, \
-             {} gave up waiting",
+             {} gave up waiting, {} requests of customers in held back",
             w.customers_waited,
             w.wait_s.p50,
             w.wait_s.p90,
@@ -174,6 +174,7 @@ impl Report {
             w.told_sold_out,
             w.told_sale_ended,
             w.gave_up_waiting,
+            w.held_back,
         )
     }
 }

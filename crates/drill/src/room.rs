@@ -45,6 +45,9 @@ pub(crate) struct RoomBooks {
     pub(crate) unanswered: u64,
     /// Orders accepted while the customer's ticket said they were in line.
     pub(crate) bypassed_orders: u64,
+    /// Requests of customers already let in that the room held back (every
+    /// shop stayed full): answered, and the customer came back.
+    pub(crate) held_back: u64,
 }
 
 impl RoomBooks {
@@ -70,6 +73,7 @@ impl RoomBooks {
         self.told_sale_ended += other.told_sale_ended;
         self.unanswered += other.unanswered;
         self.bypassed_orders += other.bypassed_orders;
+        self.held_back += other.held_back;
     }
 }
 
@@ -127,6 +131,10 @@ pub struct WaitingRoomReport {
     pub told_sold_out: u64,
     /// Those told the sale's window had closed.
     pub told_sale_ended: u64,
+    /// Requests of customers already let in that the room held back, every
+    /// shop full for as long as a request may wait ("come back", still in)
+    /// — the gateway's queue's 503 is what they would have got without it.
+    pub held_back: u64,
     /// From arrival to turn, for customers let in after waiting.
     pub wait_s: Spread,
     /// Actual wait ÷ the first estimate shown.
@@ -170,6 +178,7 @@ impl RoomBooks {
             gave_up_waiting: self.gave_up_waiting,
             told_sold_out: self.told_sold_out,
             told_sale_ended: self.told_sale_ended,
+            held_back: self.held_back,
             wait_s: Spread::of(waited.iter().map(seconds).collect()),
             eta_ratio: Spread::of(
                 waited

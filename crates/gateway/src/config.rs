@@ -302,7 +302,9 @@ pub struct LimitsFile {
     pub max_concurrent_requests: usize,
     /// Client connections; more wait in the kernel's accept queue. Default 10000.
     pub max_connections: usize,
-    /// `Retry-After` on the gateway's own 503 answers, in s. Default 1.
+    /// `Retry-After` on the gateway's own 503 answers, and on the waiting
+    /// room's for a customer let in whom the queue would have refused, in
+    /// s. Default 1.
     pub retry_after_secs: u64,
     /// Requests per second one client address may send, answered 429
     /// beyond; 0 (the default) turns the limit off. A flash crowd shares

@@ -156,7 +156,7 @@ impl GatewayMetrics {
         );
         registry.register(
             "gateway_shed",
-            "Requests answered 503 by the gateway itself, by reason",
+            "Requests the gateway answered by itself, by reason: 503, or for a customer the waiting room let in, the room's come-back answer (gateway_room_held_back)",
             metrics.shed.clone(),
         );
         // Both series exist from the start, at 0: a burst of cuts between

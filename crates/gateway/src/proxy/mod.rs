@@ -229,13 +229,16 @@ impl Proxy {
                 .as_deref()
                 .map(|r| room::step(r, &request, client_ip)),
         };
+        // A guarded path the room let through: the room, not the queue,
+        // answers its customer if the shops stay full (`room::hold_back`).
+        let guarded = matches!(step, Some(room::Step::Pass(_)));
         let (hand_back, room_answer) = match step {
             Some(room::Step::Pass(Some(ticket))) => {
                 let room = self.room.as_deref().expect("a room decided");
                 (Some(room::hand_back(room, &ticket)), None)
             }
             Some(room::Step::Answer(answer)) => (None, Some(answer)),
-            Some(room::Step::Pass(None)) | None => (None, None),
+            Some(room::Step::Pass(None) | room::Step::Unguarded) | None => (None, None),
         };
         // The room's cookie and the edge's headers (HSTS) go on the answer;
         // joined only when both are there.
@@ -282,6 +285,18 @@ impl Proxy {
                     body_read: request.framing == Framing::Empty,
                 }
             }
+        };
+        let forwarded = match self.room.as_deref() {
+            Some(room) if guarded => Forwarded {
+                reply: room::hold_back(
+                    room,
+                    forwarded.reply,
+                    &request,
+                    live.settings.retry_after_secs,
+                ),
+                ..forwarded
+            },
+            _ => forwarded,
         };
         // The answer goes out first; the counting after, off the path the
         // client (and the next hop) waits on.

@@ -9,8 +9,10 @@ use std::net::IpAddr;
 use bytes::BytesMut;
 use http::StatusCode;
 
+use super::answer::Refusal;
 use super::body::RequestBody;
 use super::client::ClientConn;
+use super::forward::Reply;
 use super::Live;
 use crate::http1::request::RequestHead;
 use crate::http1::{Framing, Known, Stream};
@@ -19,8 +21,11 @@ use crate::room::{self, Gate, Room};
 
 /// What the room says of a request.
 pub(super) enum Step {
-    /// On to the backends, handing this ticket back with the answer.
+    /// A guarded path: the customer's turn has come. On to the backends,
+    /// handing this ticket back with the answer.
     Pass(Option<String>),
+    /// A path the room does not guard: on to the backends.
+    Unguarded,
     /// The room answers by itself.
     Answer(Answer),
 }
@@ -51,12 +56,38 @@ pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
                 media: None,
             });
         }
-        _ if !room.rules.guards(path) => return Step::Pass(None),
+        _ if !room.rules.guards(path) => return Step::Unguarded,
         _ => {}
     }
     match room.gate(presented, client) {
         Gate::Pass(ticket) => Step::Pass(ticket),
         held => Step::Answer(page::answer(held, shape).expect("not a pass")),
+    }
+}
+
+/// A customer the room let in whose request found every shop full for as
+/// long as a request may wait (or the queue full) is held back by the
+/// room — its page, or 429 `waiting`, to come back in `retry_after_s`,
+/// still let in — rather than given the queue's 503: the room exists so
+/// that customers wait in line instead of retrying into errors, and one
+/// already in keeps their turn (their ticket is not touched, so they pass
+/// straight through when they return). Coming back is as safe as the
+/// gateway's own retries: the request reached no shop, or only one whose
+/// failure the gateway itself retries past (an idempotent request, or an
+/// order with its `Idempotency-Key`). Other replies, and every reply while
+/// the room is off, go out as they are.
+pub(super) fn hold_back(
+    room: &Room,
+    reply: Reply,
+    request: &RequestHead,
+    retry_after_s: u64,
+) -> Reply {
+    match reply {
+        Reply::Gateway(Refusal::QueueTimeout | Refusal::QueueFull, _) if room.is_on() => {
+            let shape = Shape::of(request.path(), request.head.get(Known::Accept));
+            Reply::Room(room.held_back(shape, retry_after_s))
+        }
+        reply => reply,
     }
 }
 

@@ -23,6 +23,7 @@ pub(crate) struct RoomMetrics {
     pub(crate) active: Gauge,
     pub(crate) admit_rate: Gauge<f64, AtomicU64>,
     pub(crate) admitted: Counter,
+    pub(crate) held_back: Counter,
     pub(crate) issued: Counter,
     pub(crate) refused: Family<ReasonLabels, Counter>,
     pub(crate) wait: Histogram,
@@ -42,6 +43,7 @@ impl Default for RoomMetrics {
             active: Gauge::default(),
             admit_rate: Gauge::default(),
             admitted: Counter::default(),
+            held_back: Counter::default(),
             issued: Counter::default(),
             refused: Family::default(),
             // 0.1 s to about 2 h.
@@ -87,6 +89,11 @@ impl RoomMetrics {
             "gateway_room_admitted",
             "Customers whose turn came and who came back for it",
             self.admitted.clone(),
+        );
+        registry.register(
+            "gateway_room_held_back",
+            "Requests of customers let in that found every shop full for as long as a request may wait, answered with the room's come-back answer instead of the queue's 503",
+            self.held_back.clone(),
         );
         registry.register(
             "gateway_room_tickets_issued",

@@ -483,6 +483,14 @@ impl Room {
         Gate::Wait(waiting)
     }
 
+    /// The answer for a customer the room let in whose request found the
+    /// shops full for as long as it may wait (`proxy::room::hold_back`):
+    /// come back in `retry_after_s`, still let in.
+    pub(crate) fn held_back(&self, shape: page::Shape, retry_after_s: u64) -> page::Answer {
+        self.metrics.held_back.inc();
+        page::held_back_answer(self.sale(), shape, retry_after_s.max(1))
+    }
+
     /// What a holder of `presented` may read of their place without
     /// taking a step in line (`GET /waiting-room`).
     pub(crate) fn peek(&self, presented: Option<&str>, client: IpAddr) -> Option<Waiting> {

@@ -176,6 +176,49 @@ pub(crate) fn waiting_answer(waiting: Waiting, shape: Shape) -> Answer {
     }
 }
 
+/// For a customer already let in whose request found every shop full for
+/// as long as a request may wait: the same shapes and status codes as a
+/// place in line (a page that refreshes itself, or 429 `waiting` with
+/// `Retry-After`), saying they are in and need not queue again. No
+/// ticket: the one they hold already lets them through.
+pub(crate) fn held_back_answer(sale: Sale, shape: Shape, retry_after_s: u64) -> Answer {
+    let (status, body) = match shape {
+        Shape::Html => (StatusCode::OK, held_back_page(sale, retry_after_s)),
+        Shape::Json => (
+            StatusCode::TOO_MANY_REQUESTS,
+            serde_json::json!({
+                "status": "waiting",
+                "held_back": true,
+                "detail": "you are in, but every shop was busy for as long as a request may wait; come back after Retry-After",
+                "retry_after_s": retry_after_s,
+                "sale": sale,
+            })
+            .to_string(),
+        ),
+    };
+    Answer {
+        status,
+        shape,
+        body,
+        ticket: None,
+        retry_after_s: Some(retry_after_s),
+        media: None,
+    }
+}
+
+fn held_back_page(sale: Sale, refresh: u64) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{refresh}\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Almost there</title><style>{STYLE}</style></head>\
+         <body><h1 id=\"held-back\">You are in — one moment</h1>{sale}\
+         <p>Your turn has come, but the shop is busy with the customers just ahead of you. \
+         This page tries again in {refresh} s; you keep your turn and do not queue again.</p></body></html>",
+        sale = sale_line(sale),
+    )
+}
+
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.6rem}.big{font-size:3rem;font-weight:700;margin:.2rem 0}.muted{color:#666;font-size:.9rem}";
 
