@@ -41,6 +41,38 @@ impl Failure {
     }
 }
 
+/// How an HTTP/1.1 exchange broke.
+#[derive(Debug)]
+enum Broke {
+    /// The connection was closed under the request before any answer
+    /// began: an early end, a reset or a broken pipe.
+    Closed,
+    /// Anything else, or the answer began and did not end.
+    Failed,
+}
+
+/// Whether `err`, before the answer's head, is the connection closing:
+/// hyper's early end of message, or a reset or broken pipe underneath.
+fn closed_under_it(err: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    if err.is_canceled() || err.is_incomplete_message() {
+        return true;
+    }
+    let mut source = err.source();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// An answer, its body read to the end.
 pub(crate) struct Answer {
     pub(crate) status: u16,
@@ -137,10 +169,15 @@ impl Client {
             }
             match self.round_trip(sender, outgoing).await {
                 Ok(answer) => return Ok(answer),
-                // A kept-alive connection the server had already closed:
-                // the request never reached it; send it on a new one.
-                Err(err) if err.is_canceled() || err.is_incomplete_message() => {}
-                Err(_) => return Err(Failure::Network),
+                // A kept-alive connection the server closed as the request
+                // went out (its idle timeout): no answer began, so send it
+                // on a new connection, as browsers do (Chromium resends on
+                // a reused connection that fails before the answer's
+                // head; the drill's orders carry an Idempotency-Key, so a
+                // resend cannot order twice). The server's close crossing
+                // the request shows as a reset, not only as an early end.
+                Err(Broke::Closed) => {}
+                Err(Broke::Failed) => return Err(Failure::Network),
             }
         }
         match self.connect().await? {
@@ -252,10 +289,16 @@ impl Client {
         &self,
         mut sender: Sender,
         outgoing: &Outgoing<'_>,
-    ) -> Result<Answer, hyper::Error> {
+    ) -> Result<Answer, Broke> {
         let request = self.request(outgoing, outgoing.path.clone(), Some(&self.host));
-        let response = sender.send_request(request).await?;
-        let answer = answer_of(response).await?;
+        let response = sender.send_request(request).await.map_err(|err| {
+            if closed_under_it(&err) {
+                Broke::Closed
+            } else {
+                Broke::Failed
+            }
+        })?;
+        let answer = answer_of(response).await.map_err(|_| Broke::Failed)?;
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -296,4 +339,85 @@ where
         let _ = connection.await;
     });
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Reads one request head (the tests send no body).
+    async fn read_head(stream: &mut TcpStream) {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "a whole head");
+            head.push(byte[0]);
+        }
+    }
+
+    async fn get(client: &Client) -> Result<Answer, Failure> {
+        let path = Uri::from_static("/");
+        let outgoing = Outgoing {
+            method: Method::GET,
+            path: &path,
+            json: None,
+            headers: &[],
+        };
+        client.send(&outgoing, Duration::from_secs(5)).await
+    }
+
+    /// A server that answers the first request on its first connection,
+    /// then resets that connection when the next request comes on it (its
+    /// idle close crossing the request), and answers on a new one.
+    #[tokio::test]
+    async fn a_kept_alive_connection_reset_under_a_request_is_retried_on_a_new_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_head(&mut first).await;
+            first
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfirst")
+                .await
+                .unwrap();
+            read_head(&mut first).await;
+            // SO_LINGER 0: the close is a reset, as a close with the
+            // request unread is.
+            first.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(first);
+            let (mut second, _) = listener.accept().await.unwrap();
+            read_head(&mut second).await;
+            second
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecond")
+                .await
+                .unwrap();
+            second
+        });
+        let client = Client::new(&format!("http://{addr}"), None).unwrap();
+        let first = get(&client).await;
+        assert_eq!(first.map(|a| a.body).ok(), Some(Bytes::from("first")));
+        let second = get(&client).await;
+        assert_eq!(second.map(|a| a.body).ok(), Some(Bytes::from("second")));
+        drop(server.await.unwrap());
+    }
+
+    /// An answer that begins and breaks off is a failure, not retried.
+    #[tokio::test]
+    async fn an_answer_broken_off_is_a_network_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_head(&mut stream).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart")
+                .await
+                .unwrap();
+        });
+        let client = Client::new(&format!("http://{addr}"), None).unwrap();
+        let answer = get(&client).await;
+        assert_eq!(answer.err(), Some(Failure::Network));
+    }
 }
