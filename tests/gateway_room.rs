@@ -641,3 +641,65 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
         2.0
     );
 }
+
+/// Customers whose turns came while they were away all come back at once:
+/// they go in at the rate, a second's worth at most, and the rest are told
+/// to come back in a second, keeping their turn, instead of all reaching
+/// the shop together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_whose_turns_came_together_go_in_at_the_rate() {
+    let sold = sale(100, 5.0, "").await;
+    let url = &sold.gateway.url;
+    let mut line = Vec::new();
+    for n in 0..20 {
+        let ip = format!("10.8.{n}.1");
+        let first = visit(url, "/api/orders/none", &ip, None).await;
+        if first.status == 429 {
+            line.push((ip, first.ticket.expect("a place comes with a ticket")));
+        }
+    }
+    assert!(line.len() >= 15, "{} of 20 waited", line.len());
+    // Every turn comes (5 a second) while nobody comes back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let room: Value = sold.gateway.admin_json("/admin/room").await;
+        if room["waiting"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the line never emptied: {room}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // All of them at once.
+    let visits = line
+        .iter()
+        .map(|(ip, ticket)| visit(url, "/api/orders/none", ip, Some(ticket)));
+    let first_try = futures::future::join_all(visits).await;
+    let through = first_try.iter().filter(|v| v.status == 404).count();
+    let told = first_try.iter().filter(|v| v.status == 429).count();
+    assert_eq!(through + told, line.len(), "{first_try:?}");
+    assert!(
+        (1..=6).contains(&through),
+        "{through} of {} went in at once at 5 a second",
+        line.len()
+    );
+    let metrics = sold.gateway.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "gateway_room_door_busy_total", &[]),
+        told as f64
+    );
+    // Each comes back when told and goes in, none sent to the back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (visit_now, (ip, ticket)) in first_try.into_iter().zip(&line) {
+        let mut status = visit_now.status;
+        let mut ticket = visit_now.ticket.unwrap_or_else(|| ticket.clone());
+        while status == 429 {
+            assert!(Instant::now() < deadline, "{ip} never went in");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let again = visit(url, "/api/orders/none", ip, Some(&ticket)).await;
+            status = again.status;
+            ticket = again.ticket.unwrap_or(ticket);
+        }
+        assert_eq!(status, 404, "{ip}");
+    }
+    let _ = &sold.shop;
+}

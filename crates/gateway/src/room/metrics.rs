@@ -24,6 +24,7 @@ pub(crate) struct RoomMetrics {
     pub(crate) admit_rate: Gauge<f64, AtomicU64>,
     pub(crate) admitted: Counter,
     pub(crate) held_back: Counter,
+    pub(crate) door_busy: Counter,
     pub(crate) issued: Counter,
     pub(crate) refused: Family<ReasonLabels, Counter>,
     pub(crate) wait: Histogram,
@@ -44,6 +45,7 @@ impl Default for RoomMetrics {
             admit_rate: Gauge::default(),
             admitted: Counter::default(),
             held_back: Counter::default(),
+            door_busy: Counter::default(),
             issued: Counter::default(),
             refused: Family::default(),
             // 0.1 s to about 2 h.
@@ -94,6 +96,11 @@ impl RoomMetrics {
             "gateway_room_held_back",
             "Requests of customers let in that found every shop full for as long as a request may wait, answered with the room's come-back answer instead of the queue's 503",
             self.held_back.clone(),
+        );
+        registry.register(
+            "gateway_room_door_busy",
+            "Visits of customers whose turn had come, told to come back in a second because more came back at once than the rate lets in",
+            self.door_busy.clone(),
         );
         registry.register(
             "gateway_room_tickets_issued",
