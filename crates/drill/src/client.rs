@@ -385,7 +385,7 @@ mod tests {
             read_head(&mut first).await;
             // SO_LINGER 0: the close is a reset, as a close with the
             // request unread is.
-            first.set_linger(Some(Duration::ZERO)).unwrap();
+            first.set_zero_linger().unwrap();
             drop(first);
             let (mut second, _) = listener.accept().await.unwrap();
             read_head(&mut second).await;
