@@ -189,7 +189,7 @@ pub(crate) fn held_back_answer(sale: Sale, shape: Shape, retry_after_s: u64) -> 
             serde_json::json!({
                 "status": "waiting",
                 "held_back": true,
-                "detail": "you are in, but every shop was busy for as long as a request may wait; come back after Retry-After",
+                "detail": "you are in, but every shop stayed busy for as long as a request may wait here; come back after Retry-After",
                 "retry_after_s": retry_after_s,
                 "sale": sale,
             })
