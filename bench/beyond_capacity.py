@@ -9,7 +9,8 @@ usage: bench/beyond_capacity.py [--runs 3] [--scale 1.0] [--autoscale]
 Prints, for each run and as medians with their range: the measured
 capacity, the surge, availability, errors, orders acknowledged, customers
 who gave up, the waiting room's figures (customers waited, wait p50/p90/
-max, ETA ratio p50/p90), the served customers' p99, and the invariants.
+max, ETA ratio p50/p90, requests of customers let in held back), the
+served customers' p99, and the invariants.
 Writes bench/beyond-capacity-results.json.
 
 With --autoscale: `rehearse --scenario beyond-capacity --autoscale` (two
@@ -42,6 +43,9 @@ def figures(report):
         "eta_ratio_p50": room["eta_ratio"]["p50"],
         "eta_ratio_p90": room["eta_ratio"]["p90"],
         "served_p99_ms": report["served_latency_ms"]["p99"],
+        # Requests of customers let in that the room held back (every shop
+        # full); absent from reports of builds before it.
+        "held_back": room.get("held_back", 0),
         "oversold": report["invariants"]["oversold_units"],
         "lost": report["invariants"]["lost_orders"],
         "fairness_overtakes": report["invariants"]["fairness_overtakes"],
