@@ -21,12 +21,17 @@ fn room_config(room: &str) -> String {
 }
 
 async fn room_gateway(shop: &Shop, room: &str) -> (Gateway, tempfile::TempDir) {
+    gateway_with(&room_config(room), &format!("shop={}", shop.addr())).await
+}
+
+/// A gateway with `config` as its gateway.toml, in front of `backend`
+/// (NAME=ADDR).
+async fn gateway_with(config: &str, backend: &str) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, room_config(room)).unwrap();
+    std::fs::write(&path, config).unwrap();
     let path = path.display().to_string();
-    let backend = format!("shop={}", shop.addr());
-    let gateway = Gateway::start(&["--config", &path, "--backend", &backend]).await;
+    let gateway = Gateway::start(&["--config", &path, "--backend", backend]).await;
     (gateway, dir)
 }
 
@@ -558,22 +563,14 @@ async fn a_reload_changes_how_fast_the_line_moves_and_keeps_every_place() {
 async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
     use tokio::io::AsyncWriteExt;
     let backend = support::gateway::echo_backend().await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[concurrency]\nadaptive = false\ninitial = 1\nmin = 1\nmax = 1\n\
-             [queue]\ntimeout_ms = 200\n",
-            room_config(
-                "activation = \"always\"\nadmit_per_s = 1000\nadaptive = false\npaths = [\"/slow\"]"
-            )
-        ),
-    )
-    .unwrap();
-    let path = path.display().to_string();
-    let gateway =
-        Gateway::start(&["--config", &path, "--backend", &format!("echo={backend}")]).await;
+    let config = format!(
+        "{}[concurrency]\nadaptive = false\ninitial = 1\nmin = 1\nmax = 1\n\
+         [queue]\ntimeout_ms = 200\n",
+        room_config(
+            "activation = \"always\"\nadmit_per_s = 1000\nadaptive = false\npaths = [\"/slow\"]"
+        )
+    );
+    let (gateway, _dir) = gateway_with(&config, &format!("echo={backend}")).await;
     let addr = gateway.url.trim_start_matches("http://").to_string();
 
     // The shop's one slot, held by a request whose answer never ends.

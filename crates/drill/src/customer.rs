@@ -282,25 +282,26 @@ impl Shopper {
     /// A waiting room said to come back after `after`: the customer does,
     /// with their ticket, while their patience for waiting lasts.
     fn wait(&self, visit: &mut Visit, sent_at: Instant, after: Duration) -> Next {
-        self.recorder.request(sent_at, Answer::Waiting);
         if !visit.waited {
             visit.waited = true;
             let patience = self.scenario_customer.waiting_patience_s;
             visit.deadline = Instant::now() + Duration::from_secs_f64(patience);
         }
-        let next = Instant::now() + after;
-        if next >= visit.deadline {
-            return self.end(visit, sent_at, Ending::GaveUpWaiting);
-        }
-        Next::RetryAt(next)
+        self.come_back(visit, sent_at, after)
     }
 
     /// The room let the customer in but held this request back: they come
     /// back when told, with the patience they have (they are not in line
     /// again), and the page they were shown is an answer.
     fn held_back(&self, visit: &mut Visit, sent_at: Instant, after: Duration) -> Next {
-        self.recorder.request(sent_at, Answer::Waiting);
         self.recorder.lock().room.held_back += 1;
+        self.come_back(visit, sent_at, after)
+    }
+
+    /// The room answered: the customer comes back after `after`, unless
+    /// their patience runs out first.
+    fn come_back(&self, visit: &mut Visit, sent_at: Instant, after: Duration) -> Next {
+        self.recorder.request(sent_at, Answer::Waiting);
         let next = Instant::now() + after;
         if next >= visit.deadline {
             return self.end(visit, sent_at, Ending::GaveUpWaiting);

@@ -149,7 +149,7 @@ struct Inner {
 /// at once at most. A turn comes when the frontier passes, but the
 /// customer comes in when they come back, up to the advised interval
 /// later: those told the same interval come back together (measured: 1,308
-/// in one second against a rate of 222, after which the shops' queue ran
+/// in one second against a rate of 178, after which the shops' queue ran
 /// out its time for hundreds). The door spreads them out: one who finds
 /// it busy keeps their turn and is told to come back in a second, without
 /// taking a slot at a shop or a place in the gateway's queue meanwhile.
