@@ -9,7 +9,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
 };
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -19,7 +19,7 @@ use crate::answers::{Answers, AnswersCollector};
 use crate::backend::{BackendView, State};
 use crate::balance::Backends;
 use crate::proxy::relay::Stall;
-use crate::queue::WaitQueue;
+use crate::queue::{HandedTo, WaitQueue};
 use crate::traffic::History;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -341,6 +341,16 @@ impl Collector for BackendCollector {
             prometheus_client::metrics::MetricType::Gauge,
         )?;
         ConstGauge::new(self.queue.waiting() as i64).encode(waiting)?;
+        let mut handed = encoder.encode_descriptor(
+            "gateway_queue_handovers",
+            "Slots handed to waiting requests, by whether the waiter was on the thread that freed the slot",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for to in HandedTo::ALL {
+            ConstCounter::new(self.queue.handed(to))
+                .encode(handed.encode_family(&[("to", to.as_str())])?)?;
+        }
         Ok(())
     }
 }

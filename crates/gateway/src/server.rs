@@ -335,6 +335,7 @@ impl Worker {
         listener: std::net::TcpListener,
         inbox: mpsc::UnboundedReceiver<Handoff>,
     ) {
+        crate::queue::serving_thread(me);
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

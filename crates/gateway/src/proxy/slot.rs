@@ -133,7 +133,10 @@ pub(super) async fn acquire<C: Stream>(
         Pick::Full => Look::Full,
         Pick::Nothing => Look::NoBackend,
     };
-    let place = match route.queue.enter(excluded, s.queue_max_waiting, last_look) {
+    let place = match route
+        .queue
+        .enter((excluded, Instant::now()), s.queue_max_waiting, last_look)
+    {
         Ok(Entered::Waiting(place)) => place,
         Ok(Entered::Room(backend)) => return Ok(Slot::new(On::Granted(backend))),
         Err(Refused::NoBackend) => return Err(TryError::no_backend()),
@@ -149,7 +152,7 @@ pub(super) async fn acquire<C: Stream>(
             ));
         }
     };
-    let waited = Instant::now();
+    let waited = place.since;
     let mut place = place;
     // A client that gives up while it waits (a reset HTTP/2 stream) leaves
     // the line: its place would otherwise take a slot for nobody.
