@@ -31,8 +31,11 @@ runs once more with `maxconn 64` on its server (`haproxy-maxconn`), and
 flashguard once more with a backend limit no test reaches
 (`flashguard-unlimited`). The ratios printed: flashguard against HAProxy
 and nginx as they come, flashguard-unlimited against HAProxy, flashguard
-against haproxy-maxconn. --one-thread adds flashguard (`flashguard-1w`,
-and `flashguard-1w-unlimited`) and HAProxy (`haproxy-1t`) with one serving
+against haproxy-maxconn. flashguard's default follows its CPU quota (at
+half a core one serving thread takes connections), so `flashguard-2w`
+(`workers = 2`) is flashguard thread for thread with HAProxy's and
+nginx's two. --one-thread adds flashguard (`flashguard-1w`, and
+`flashguard-1w-unlimited`) and HAProxy (`haproxy-1t`) with one serving
 thread each, and their ratios.
 
 Every test prints each proxy's CPU use against its quota
@@ -82,12 +85,16 @@ def certificate(tmp):
 QUEUED_AT = 64
 UNLIMITED = "[concurrency]\nadaptive = false\ninitial = 1024\nmax = 1024\n"
 PAIRS = (("flashguard", "haproxy"), ("flashguard", "nginx"),
-         ("flashguard-unlimited", "haproxy"), ("flashguard", "haproxy-maxconn"))
-# --one-thread: one serving thread each. flashguard picks one by itself
-# when it starts inside a cgroup of half a core (its default `workers` is
-# what the quota allows, std's available_parallelism); here it is moved
-# into its group after it started, so it picked two, as the others are
-# configured to run.
+         ("flashguard-unlimited", "haproxy"), ("flashguard", "haproxy-maxconn"),
+         ("flashguard-2w", "haproxy"))
+# Each proxy is moved into its group after it started. flashguard's
+# default (`workers = 0`) starts a serving thread per CPU and lets as many
+# take new connections as its quota allows, followed while it runs: at
+# half a core, one (since the twelfth session; before, it kept the two it
+# picked at start). `flashguard-2w` (`workers = 2`) keeps two accepting,
+# as HAProxy (`nbthread 2`) and nginx (2 workers) run: thread for thread.
+TWO_THREADS = "workers = 2\n"
+# --one-thread: one serving thread each, flashguard configured so.
 ONE_THREAD = "workers = 1\n"
 ONE_THREAD_PAIRS = (("flashguard-1w", "haproxy"), ("flashguard-1w", "haproxy-1t"),
                     ("flashguard-1w-unlimited", "haproxy-1t"), ("flashguard-1w", "haproxy-maxconn"),
@@ -273,11 +280,15 @@ def main():
         unlimited = os.path.join(tmp, "unlimited.toml")
         with open(unlimited, "w") as f:
             f.write(UNLIMITED)
+        two_threads = os.path.join(tmp, "two-threads.toml")
+        with open(two_threads, "w") as f:
+            f.write(TWO_THREADS)
         started = {"flashguard": flashguard(procs, tmp, backend, cert, key),
                    "haproxy": haproxy(procs, tmp, backend, both),
                    "nginx": nginx(procs, tmp, backend, cert, key),
                    "flashguard-unlimited": flashguard(procs, tmp, backend, cert, key, ["--config", unlimited]),
-                   "haproxy-maxconn": haproxy(procs, tmp, backend, both, f" maxconn {QUEUED_AT}")}
+                   "haproxy-maxconn": haproxy(procs, tmp, backend, both, f" maxconn {QUEUED_AT}"),
+                   "flashguard-2w": flashguard(procs, tmp, backend, cert, key, ["--config", two_threads])}
         pairs = PAIRS
         if args.one_thread:
             for name, text in (("flashguard-1w", ONE_THREAD), ("flashguard-1w-unlimited", ONE_THREAD + UNLIMITED)):

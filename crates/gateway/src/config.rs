@@ -33,7 +33,10 @@ pub struct ConfigFile {
     /// so one can restart without refusing connections. Default on.
     pub reuse_port: bool,
     /// Threads serving customers, each with its own connections to the
-    /// backends. 0 (the default) means one per CPU.
+    /// backends. 0 (the default): one per CPU the process may run on, of
+    /// which as many as its CPU quota allows take new connections,
+    /// followed while it runs (`crate::threads`); a number: that many,
+    /// all taking connections.
     pub workers: usize,
     /// Peers whose `X-Forwarded-For` is believed (a CDN, another proxy, the
     /// drill): for their requests the client is the last address in that
@@ -496,6 +499,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub reuse_port: bool,
     pub workers: usize,
+    /// `workers` was left at 0: the threads that accept follow the CPU
+    /// quota.
+    pub follow_cpu_quota: bool,
     pub settings: Settings,
     pub budget_percent: u32,
     pub budget_min_per_s: u32,
@@ -752,9 +758,10 @@ impl ConfigFile {
             admin_token: self.admin_token.filter(|token| !token.trim().is_empty()),
             reuse_port: self.reuse_port,
             workers: match self.workers {
-                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                0 => crate::threads::cpus_to_run_on(),
                 n => n,
             },
+            follow_cpu_quota: self.workers == 0,
             settings: Settings {
                 policy: b.policy,
                 ewma_decay: ms(b.ewma_decay_ms),

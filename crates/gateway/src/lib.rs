@@ -27,6 +27,7 @@ pub mod room;
 mod server;
 mod stall;
 pub mod status;
+mod threads;
 mod traffic;
 
 pub use config::{BackendFile, BackendSpec, Config, ConfigError, ConfigFile, Flags, Pool};

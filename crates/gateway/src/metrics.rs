@@ -62,6 +62,8 @@ pub(crate) struct GatewayMetrics {
     client_connections: Family<ThreadLabels, Gauge>,
     /// Times a serving thread did not run for `stall::STALL` or more.
     pub(crate) serving_stalls: Counter,
+    /// Serving threads that take new connections (`crate::threads`).
+    pub(crate) serving_threads_accepting: Gauge,
     /// Connections closed at once: their client held its share.
     pub(crate) per_client_refused: Counter,
     ready: Gauge,
@@ -127,6 +129,7 @@ impl GatewayMetrics {
             queue_wait_of,
             client_connections: Family::default(),
             serving_stalls: Counter::default(),
+            serving_threads_accepting: Gauge::default(),
             per_client_refused: Counter::default(),
             ready: Gauge::default(),
             gateway_label: Arc::from("gateway"),
@@ -178,6 +181,11 @@ impl GatewayMetrics {
             "gateway_serving_stalls",
             "Times a serving thread did not run for 5 ms or more (its CPU quota spent, or its core given to another process); answers awaited across one do not move the adaptive limits",
             metrics.serving_stalls.clone(),
+        );
+        registry.register(
+            "gateway_serving_threads_accepting",
+            "Serving threads that take new connections: with workers = 0, as many as the CPU quota allows, followed while the gateway runs",
+            metrics.serving_threads_accepting.clone(),
         );
         registry.register(
             "gateway_client_connections_refused",

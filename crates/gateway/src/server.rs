@@ -20,6 +20,7 @@ use crate::edge::{ConnectionRules, Edge};
 use crate::gateway::Gateway;
 use crate::per_client::{Counted, ShareHeld};
 use crate::proxy::{ThreadParts, UpstreamPool};
+use crate::threads::Accepting;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -213,8 +214,15 @@ pub async fn run(
     let (inboxes, mut handed_over): (Vec<_>, Vec<_>) = (0..config.workers)
         .map(|_| mpsc::unbounded_channel())
         .unzip();
+    let accepting_gauge = gateway.metrics.serving_threads_accepting.clone();
+    let accepting = if config.follow_cpu_quota {
+        Accepting::following_quota(config.workers, accepting_gauge)
+    } else {
+        Accepting::all(config.workers, &accepting_gauge)
+    };
     let worker = Worker {
         gateway: Arc::clone(&gateway),
+        accepting,
         spread: Arc::new(Spread {
             open: (0..config.workers)
                 .map(|n| gateway.metrics.client_connections(n))
@@ -288,14 +296,14 @@ struct Spread {
 }
 
 impl Spread {
-    /// The thread that should serve the next connection, counted as
-    /// serving it from now on.
-    fn choose(&self, accepting: usize) -> usize {
+    /// The thread that should serve the next connection, of the first
+    /// `active`, counted as serving it from now on.
+    fn choose(&self, accepting: usize, active: usize) -> usize {
         let load = |n: usize| self.open[n].get();
-        let least = (0..self.open.len())
+        let least = (0..active.min(self.open.len()))
             .min_by_key(|&n| load(n))
             .unwrap_or(accepting);
-        let chosen = if load(least) < load(accepting) {
+        let chosen = if accepting >= active || load(least) < load(accepting) {
             least
         } else {
             accepting
@@ -313,6 +321,8 @@ impl Spread {
 #[derive(Clone)]
 struct Worker {
     gateway: Arc<Gateway>,
+    /// Which threads take new connections now.
+    accepting: Accepting,
     spread: Arc<Spread>,
     /// Client hellos waiting for a handshake turn, on every thread.
     handshake_line: Arc<HandshakeLine>,
@@ -372,6 +382,7 @@ impl Worker {
             self.gateway.metrics.serving_stalls.clone(),
         ));
         let mut open = tokio::task::JoinSet::new();
+        let mut accepting = self.accepting.clone();
         loop {
             // A connection handed over was counted for this thread by the
             // one that accepted it.
@@ -387,13 +398,14 @@ impl Worker {
                     },
                     None => break,
                 },
-                // Not while the TLS handshakes' line is full.
+                // Not while this thread is beyond the CPU quota's share,
+                // nor while the TLS handshakes' line is full.
                 accepted = async {
                     self.handshake_line.room().await;
-                    self.accept(&listener).await
+                    self.accept(&listener, (&mut accepting, me)).await
                 } => match accepted {
                     Some((stream, peer, permit)) => {
-                        let chosen = self.spread.choose(me);
+                        let chosen = self.spread.choose(me, accepting.now());
                         if chosen != me {
                             self.hand_over(chosen, stream, peer, permit);
                             continue;
@@ -484,9 +496,14 @@ impl Worker {
     async fn accept(
         &self,
         listener: &TcpListener,
+        (accepting, me): (&mut Accepting, usize),
     ) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
         let mut stopping = self.accepting_stopped.clone();
         loop {
+            tokio::select! {
+                () = accepting.until_accepting(me) => {}
+                _ = stopping.wait_for(|stop| *stop) => return None,
+            }
             let permit = tokio::select! {
                 permit = self.gateway.connections.admit() => permit?,
                 _ = stopping.wait_for(|stop| *stop) => return None,

@@ -23,7 +23,7 @@ enum Version {
 
 /// Why no quota could be set.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum QuotaError {
+pub enum QuotaError {
     #[error("no cpu controller is available (neither a cgroup v2 mount offering cpu nor a cgroup v1 cpu mount)")]
     NoController,
     #[error("{path}: {source}")]
@@ -42,7 +42,7 @@ fn write(path: &Path, text: &str) -> Result<(), QuotaError> {
 
 /// The stack's own group, with a child per part.
 #[derive(Debug)]
-pub(crate) struct CpuQuotas {
+pub struct CpuQuotas {
     version: Version,
     root: PathBuf,
     /// Cores each part may use.
@@ -82,7 +82,7 @@ fn find_controller(mountinfo: &str) -> Option<(Version, PathBuf)> {
 impl CpuQuotas {
     /// A group for this stack whose parts get `cores` each. Groups left
     /// by a stack that was SIGKILLed (its pid is gone) are removed first.
-    pub(crate) fn create(cores: f64) -> Result<CpuQuotas, QuotaError> {
+    pub fn create(cores: f64) -> Result<CpuQuotas, QuotaError> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let (version, mount) = find_controller(&mountinfo).ok_or(QuotaError::NoController)?;
         remove_orphans(&mount);
@@ -105,27 +105,42 @@ impl CpuQuotas {
     }
 
     /// The group for `part`, made with its quota if new.
-    pub(crate) fn group(&self, part: &str) -> Result<PathBuf, QuotaError> {
+    pub fn group(&self, part: &str) -> Result<PathBuf, QuotaError> {
         let group = self.root.join(part);
         if !group.exists() {
             std::fs::create_dir(&group).map_err(|source| QuotaError::Io {
                 path: group.clone(),
                 source,
             })?;
-            let quota = ((self.cores * PERIOD_US as f64) as u64).max(1_000);
-            match self.version {
-                Version::V1 => {
-                    write(&group.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
-                    write(&group.join("cpu.cfs_quota_us"), &quota.to_string())?;
-                }
-                Version::V2 => write(&group.join("cpu.max"), &format!("{quota} {PERIOD_US}"))?,
-            }
+            self.set_quota(&group, Some(self.cores))?;
         }
         Ok(group)
     }
 
+    /// Takes `part`'s quota away, its processes still in its group (as a
+    /// container's CPU limit is lifted while it runs).
+    pub fn lift(&self, part: &str) -> Result<(), QuotaError> {
+        self.set_quota(&self.root.join(part), None)
+    }
+
+    /// `cores` of CPU for `group`; `None`: no limit.
+    fn set_quota(&self, group: &Path, cores: Option<f64>) -> Result<(), QuotaError> {
+        let quota = cores.map(|cores| ((cores * PERIOD_US as f64) as u64).max(1_000));
+        match self.version {
+            Version::V1 => {
+                write(&group.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                let quota = quota.map_or_else(|| "-1".to_string(), |q| q.to_string());
+                write(&group.join("cpu.cfs_quota_us"), &quota)
+            }
+            Version::V2 => {
+                let quota = quota.map_or_else(|| "max".to_string(), |q| q.to_string());
+                write(&group.join("cpu.max"), &format!("{quota} {PERIOD_US}"))
+            }
+        }
+    }
+
     /// Removes every group made (their processes must have ended).
-    pub(crate) fn remove(&self) {
+    pub fn remove(&self) {
         remove_tree(&self.root);
     }
 }
@@ -166,7 +181,7 @@ fn remove_orphans(mount: &Path) {
 }
 
 /// Puts process `pid` in `group`.
-pub(crate) fn place(group: &Path, pid: u32) -> Result<(), QuotaError> {
+pub fn place(group: &Path, pid: u32) -> Result<(), QuotaError> {
     write(&group.join("cgroup.procs"), &pid.to_string())
 }
 

@@ -11,7 +11,7 @@ mod autoscale;
 mod calibrate;
 mod config;
 mod control;
-mod cpu_quota;
+pub mod cpu_quota;
 mod logs;
 mod part;
 mod plan;
