@@ -222,14 +222,14 @@ pub async fn run(
     };
     let worker = Worker {
         gateway: Arc::clone(&gateway),
-        accepting,
+        accepting: accepting.clone(),
         spread: Arc::new(Spread {
             open: (0..config.workers)
                 .map(|n| gateway.metrics.client_connections(n))
                 .collect(),
             inboxes,
         }),
-        handshake_line: Arc::new(HandshakeLine::new(config.workers, &gateway.metrics.edge)),
+        handshake_line: Arc::new(HandshakeLine::new(accepting.clone(), &gateway.metrics.edge)),
         accepting_stopped,
         stopping,
         stop_flag: Arc::clone(&stop_flag),

@@ -118,6 +118,12 @@ impl Accepting {
         Accepting { active }
     }
 
+    /// Following whatever `active` says: for tests elsewhere.
+    #[cfg(test)]
+    pub(crate) fn following(active: watch::Receiver<usize>) -> Accepting {
+        Accepting { active }
+    }
+
     /// Threads accepting now: numbers `0..n`.
     pub(crate) fn now(&self) -> usize {
         *self.active.borrow()

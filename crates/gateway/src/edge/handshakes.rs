@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
 use super::metrics::EdgeMetrics;
+use crate::threads::Accepting;
 
 /// One serving thread's TLS handshakes, one costly step at a time, each
 /// followed by a turn for every connection of the thread that is ready to
@@ -58,12 +59,14 @@ impl HandshakeTurns {
 /// and beyond it their SYNs are dropped and retried by the client, as
 /// under HAProxy's `maxsslrate`. Accepted, each would cost an accept, a
 /// read and a close on the CPU the served need. Counted across threads:
-/// a thread hands connections to the others.
+/// a thread hands connections to the others. The bound is per thread that
+/// accepts (`crate::threads`): under a CPU quota fewer threads take the
+/// handshakes, and the line is as long in time as before.
 #[derive(Debug)]
 pub(crate) struct HandshakeLine {
     waiting: AtomicUsize,
     room: Notify,
-    most: usize,
+    accepting: Accepting,
     shown: Gauge,
     pauses: Counter,
 }
@@ -74,7 +77,8 @@ struct InLine<'a>(&'a HandshakeLine);
 impl Drop for InLine<'_> {
     fn drop(&mut self) {
         self.0.shown.dec();
-        if self.0.waiting.fetch_sub(1, Ordering::Relaxed) == self.0.most {
+        // Was full, or above a bound just lowered: room may come now.
+        if self.0.waiting.fetch_sub(1, Ordering::Relaxed) >= self.0.most() {
             self.0.room.notify_waiters();
         }
     }
@@ -85,11 +89,11 @@ impl Drop for InLine<'_> {
 const LINE_PER_THREAD: usize = 64;
 
 impl HandshakeLine {
-    pub(crate) fn new(threads: usize, metrics: &EdgeMetrics) -> HandshakeLine {
+    pub(crate) fn new(accepting: Accepting, metrics: &EdgeMetrics) -> HandshakeLine {
         HandshakeLine {
             waiting: AtomicUsize::new(0),
             room: Notify::new(),
-            most: LINE_PER_THREAD * threads.max(1),
+            accepting,
             shown: metrics.hellos_waiting.clone(),
             pauses: metrics.accept_pauses.clone(),
         }
@@ -101,12 +105,17 @@ impl HandshakeLine {
         InLine(self)
     }
 
+    /// Hellos that may wait now.
+    fn most(&self) -> usize {
+        LINE_PER_THREAD * self.accepting.now().max(1)
+    }
+
     /// Returns once fewer than `most` hellos wait for a turn.
     pub(crate) async fn room(&self) {
         let mut paused = false;
         loop {
             let freed = self.room.notified();
-            if self.waiting.load(Ordering::Relaxed) < self.most {
+            if self.waiting.load(Ordering::Relaxed) < self.most() {
                 return;
             }
             if !paused {
@@ -126,7 +135,7 @@ mod tests {
     #[tokio::test]
     async fn the_gateway_stops_accepting_while_the_line_is_full_and_not_after() {
         let metrics = EdgeMetrics::default();
-        let line = HandshakeLine::new(1, &metrics);
+        let line = HandshakeLine::new(Accepting::all(1, &Gauge::default()), &metrics);
         let mut places: Vec<_> = (0..LINE_PER_THREAD).map(|_| line.join()).collect();
         assert!(line.room().now_or_never().is_none(), "full: no room");
         let room = line.room();
@@ -140,5 +149,23 @@ mod tests {
         assert!(line.room().now_or_never().is_none(), "full again");
         assert_eq!(metrics.hellos_waiting.get(), LINE_PER_THREAD as i64);
         assert_eq!(metrics.accept_pauses.get(), 3, "once per wait for room");
+    }
+
+    #[tokio::test]
+    async fn the_line_is_as_long_as_the_threads_that_accept_allow() {
+        let metrics = EdgeMetrics::default();
+        let (threads, accepting) = tokio::sync::watch::channel(2);
+        let line = HandshakeLine::new(Accepting::following(accepting), &metrics);
+        let mut places: Vec<_> = (0..LINE_PER_THREAD + 1).map(|_| line.join()).collect();
+        assert!(line.room().now_or_never().is_some(), "two threads' line");
+        // The quota now allows one thread: the line is full past its one
+        // thread's share, and has room once below it.
+        threads.send_replace(1);
+        assert!(line.room().now_or_never().is_none(), "one thread's line");
+        let room = line.room();
+        tokio::pin!(room);
+        assert!((&mut room).now_or_never().is_none());
+        places.truncate(LINE_PER_THREAD - 1);
+        assert!(room.now_or_never().is_some(), "room again");
     }
 }
