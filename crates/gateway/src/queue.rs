@@ -79,10 +79,14 @@ struct Waiter {
 #[derive(Default)]
 struct Lines {
     lines: Vec<VecDeque<Waiter>>,
-    len: usize,
 }
 
 impl Lines {
+    /// Waiters in every line: a sum over one line per serving thread.
+    fn len(&self) -> usize {
+        self.lines.iter().map(VecDeque::len).sum()
+    }
+
     fn line(&mut self, line: usize) -> &mut VecDeque<Waiter> {
         if self.lines.len() <= line {
             self.lines.resize_with(line + 1, VecDeque::new);
@@ -216,7 +220,7 @@ impl WaitQueue {
                 return Ok(Entered::Room(backend));
             }
             Look::NoBackend => Refused::NoBackend,
-            Look::Full if entries.len >= max_waiting => Refused::Full,
+            Look::Full if entries.len() >= max_waiting => Refused::Full,
             Look::Full => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 let (grant, granted) = oneshot::channel();
@@ -227,7 +231,6 @@ impl WaitQueue {
                     excluded,
                     grant,
                 });
-                entries.len += 1;
                 return Ok(Entered::Waiting(Place {
                     id,
                     line,
@@ -248,7 +251,6 @@ impl WaitQueue {
         match line.iter().position(|w| w.id == place.id) {
             Some(at) => {
                 line.remove(at);
-                entries.len -= 1;
                 self.waiting.fetch_sub(1, Ordering::SeqCst);
                 true
             }
@@ -292,9 +294,11 @@ impl WaitQueue {
                 }
             }
             let Some(oldest) = oldest else { return };
-            let chosen = match local {
-                Some(local) if local.since <= oldest.since + NEAR_TURN => local,
-                _ => oldest,
+            let (chosen, to) = match local {
+                Some(local) if local.since <= oldest.since + NEAR_TURN => {
+                    (local, HandedTo::SameThread)
+                }
+                _ => (oldest, HandedTo::OtherThread),
             };
             if !backend.try_start() {
                 return;
@@ -303,13 +307,7 @@ impl WaitQueue {
                 backend.finish_quietly();
                 return;
             };
-            entries.len -= 1;
             self.waiting.fetch_sub(1, Ordering::SeqCst);
-            let to = if chosen.line == mine && mine != 0 {
-                HandedTo::SameThread
-            } else {
-                HandedTo::OtherThread
-            };
             self.handed[to as usize].fetch_add(1, Ordering::Relaxed);
             if let Err(unwanted) = waiter.grant.send(Arc::clone(backend)) {
                 // Its wait ran out a moment ago: the slot goes on.

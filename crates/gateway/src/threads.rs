@@ -17,7 +17,6 @@
 //! until they close; the others are dealt the new ones. A raise wakes
 //! them again. With `workers` set, every thread it names accepts, always.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -92,7 +91,6 @@ impl Accepting {
         let first = active_of(started, quota_allows());
         gauge.set(first as i64);
         let (sender, active) = watch::channel(first);
-        let sender = Arc::new(sender);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(RECHECK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
