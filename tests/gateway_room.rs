@@ -567,7 +567,7 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
         "{}[concurrency]\nadaptive = false\ninitial = 1\nmin = 1\nmax = 1\n\
          [queue]\ntimeout_ms = 200\n",
         room_config(
-            "activation = \"always\"\nadmit_per_s = 1000\nadaptive = false\npaths = [\"/slow\"]"
+            "activation = \"always\"\nadmit_per_s = 1000\nadaptive = false\npaths = [\"/slow\", \"/echo\"]"
         )
     );
     let (gateway, _dir) = gateway_with(&config, &format!("echo={backend}")).await;
@@ -603,9 +603,36 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"id="held-back""#), "{html}");
     assert!(html.contains(r#"http-equiv="refresh""#), "{html}");
+    // A browser's form is kept on a page that does not refresh (a refresh
+    // is a GET, and the form would be lost): its fields, to post again.
+    const FORM: &str = "idempotency_key=k-held-1&customer=ann%40example.com&quantity=2";
+    let posted = client()
+        .post(format!("{}/echo", gateway.url))
+        .header("x-forwarded-for", "10.7.0.1")
+        .header("flashguard-ticket", &ticket)
+        .header("accept", "text/html")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(FORM)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+    let html = posted.text().await.unwrap();
+    assert!(html.contains(r#"id="held-back""#), "{html}");
+    assert!(!html.contains(r#"http-equiv="refresh""#), "{html}");
+    let fields = form_fields(&html, "/echo");
+    assert_eq!(
+        fields,
+        [
+            ("idempotency_key", "k-held-1"),
+            ("customer", "ann@example.com"),
+            ("quantity", "2"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
     // Not guarded: the queue's own 503.
     let unguarded = client()
-        .get(format!("{}/echo", gateway.url))
+        .get(format!("{}/stream", gateway.url))
         .send()
         .await
         .unwrap();
@@ -614,7 +641,7 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
     let metrics = gateway.metrics().await;
     assert_eq!(
         metric_sum(&metrics, "gateway_room_held_back_total", &[]),
-        2.0
+        3.0
     );
     assert_eq!(
         metric_sum(
@@ -622,8 +649,8 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
             "gateway_shed_total",
             &["reason=\"queue_timeout\""]
         ),
-        3.0,
-        "the queue shed all three: {metrics}"
+        4.0,
+        "the queue shed all four: {metrics}"
     );
 
     // The slot comes back; the customer comes back with their ticket and
@@ -632,11 +659,55 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
     support::gateway::wait_for_slots(&gateway, 0.0, 0.0).await;
     let served = visit(&gateway.url, "/slow", "10.7.0.1", Some(&ticket)).await;
     assert_eq!(served.status, 200, "{:?}", served.body);
+    // The page's form, sent as the browser sends it: the same form
+    // reaches the shop.
+    let resent = client()
+        .post(format!("{}/echo", gateway.url))
+        .header("x-forwarded-for", "10.7.0.1")
+        .header("flashguard-ticket", &ticket)
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), 200);
+    let echoed: Value = resent.json().await.unwrap();
+    assert_eq!(echoed["body_len"], FORM.len(), "{echoed}");
+    assert_eq!(
+        echoed["headers"]["content-type"], "application/x-www-form-urlencoded",
+        "{echoed}"
+    );
     let metrics = gateway.metrics().await;
     assert_eq!(
         metric_sum(&metrics, "gateway_room_held_back_total", &[]),
-        2.0
+        3.0
     );
+}
+
+/// The hidden fields of the room page's form that posts to `action`, in
+/// order, unescaped.
+fn form_fields(html: &str, action: &str) -> Vec<(String, String)> {
+    let form = html
+        .split(&format!(r#"<form method="post" action="{action}">"#))
+        .nth(1)
+        .and_then(|rest| rest.split("</form>").next())
+        .unwrap_or_else(|| panic!("no form to {action}: {html}"));
+    let attribute = |input: &str, name: &str| {
+        let value = input
+            .split(&format!(r#"{name}=""#))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no {name} in {input}"));
+        value
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    form.split("<input ")
+        .skip(1)
+        .map(|input| (attribute(input, "name"), attribute(input, "value")))
+        .collect()
 }
 
 /// Customers whose turns came while they were away all come back at once:
@@ -698,5 +769,84 @@ async fn customers_whose_turns_came_together_go_in_at_the_rate() {
         }
         assert_eq!(status, 404, "{ip}");
     }
+    let _ = &sold.shop;
+}
+
+/// A browser that posts the storefront's order form while its customer is
+/// in line gets the line's page with the same form on it, not a page that
+/// refreshes itself (a refresh is a GET of `/products/SKU/buy`, which the
+/// shop does not serve, and the order would be lost). Sent from that page
+/// the customer keeps their place until their turn comes; then the order
+/// is placed, and sent once more, it is the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
+    let sold = sale(100, 2.0, "").await;
+    let gateway = &sold.gateway;
+    // Customers ahead, each from their own network.
+    for n in 0..8 {
+        let ahead = visit(
+            &gateway.url,
+            "/api/orders/none",
+            &format!("10.{n}.0.1"),
+            None,
+        )
+        .await;
+        assert!(ahead.ticket.is_some(), "{ahead:?}");
+    }
+    const FORM: &str = "idempotency_key=k-line-1&customer=bea%40example.com&quantity=1";
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let buy = format!("{}/products/hot-1/buy", gateway.url);
+    let send = |ticket: Option<&str>, body: String| {
+        let mut request = browser
+            .post(&buy)
+            .header("x-forwarded-for", "10.20.0.1")
+            .header("accept", "text/html")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(ticket) = ticket {
+            request = request.header("flashguard-ticket", ticket);
+        }
+        request.send()
+    };
+    let posted = send(None, FORM.to_string()).await.unwrap();
+    assert_eq!(posted.status(), 200);
+    let mut ticket = posted.headers()["flashguard-ticket"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let html = posted.text().await.unwrap();
+    assert!(html.contains("You are in line"), "{html}");
+    assert!(!html.contains(r#"http-equiv="refresh""#), "{html}");
+    let fields = form_fields(&html, "/products/hot-1/buy");
+    let resent: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    assert_eq!(resent, FORM);
+
+    // The button, pressed every 300 ms: the line's page again until the
+    // turn comes, then the shop's answer to the order.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let placed = loop {
+        let response = send(Some(&ticket), resent.clone()).await.unwrap();
+        if let Some(fresh) = response.headers().get("flashguard-ticket") {
+            ticket = fresh.to_str().unwrap().to_string();
+        }
+        if response.status() == 303 {
+            break response.headers()["location"].to_str().unwrap().to_string();
+        }
+        assert_eq!(response.status(), 200);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("You are in line"), "{html}");
+        assert!(Instant::now() < deadline, "not let in within 20 s");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(placed.starts_with("/orders/"), "{placed}");
+    let again = send(Some(&ticket), resent).await.unwrap();
+    assert_eq!(again.status(), 303);
+    assert_eq!(again.headers()["location"], placed.as_str(), "one order");
     let _ = &sold.shop;
 }

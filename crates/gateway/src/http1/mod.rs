@@ -115,6 +115,8 @@ pub(crate) enum Known {
     /// The waiting room's: what carries a place in line.
     Cookie,
     Accept,
+    /// Read by the waiting room: a browser's form it may offer to send again.
+    ContentType,
     Ticket,
     /// The status page's word for the shops (`Flashguard-Status`): set by
     /// the gateway only, never passed on from a client.
@@ -139,7 +141,7 @@ impl Known {
             ],
             7 => &[(b"upgrade", HopByHop), (b"trailer", HopByHop)],
             10 => &[(b"connection", Connection), (b"keep-alive", HopByHop)],
-            12 => &[(b"x-request-id", RequestId)],
+            12 => &[(b"x-request-id", RequestId), (b"content-type", ContentType)],
             14 => &[(b"content-length", ContentLength)],
             15 => &[
                 (b"x-forwarded-for", ForwardedFor),
@@ -369,6 +371,7 @@ mod tests {
             ("connection", Known::Connection),
             ("Keep-Alive", Known::HopByHop),
             ("X-Request-Id", Known::RequestId),
+            ("Content-Type", Known::ContentType),
             ("content-length", Known::ContentLength),
             ("x-forwarded-for", Known::ForwardedFor),
             ("Idempotency-Key", Known::IdempotencyKey),
@@ -391,7 +394,7 @@ mod tests {
             "cookies",
             "accepts",
             "acceptx",
-            "content-type",
+            "content-typo",
             "x-request-ix",
             "content-lengths",
             "x-forwarded-fox",

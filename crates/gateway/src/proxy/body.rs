@@ -97,6 +97,14 @@ impl RequestBody {
         }
     }
 
+    /// The whole body, kept, when it was read before the first try.
+    pub(crate) fn into_buffered(self) -> Option<Bytes> {
+        match self {
+            RequestBody::Buffered { bytes, .. } => Some(bytes),
+            RequestBody::Streaming { .. } => None,
+        }
+    }
+
     pub(crate) fn is_buffered(&self) -> bool {
         matches!(self, RequestBody::Buffered { .. })
     }

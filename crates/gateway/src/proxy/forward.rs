@@ -73,6 +73,9 @@ pub(super) struct Forwarded {
     /// Whether the request's body was read to its end, so the connection
     /// can carry another request.
     pub(super) body_read: bool,
+    /// The body, read whole, of a request the queue turned away: what the
+    /// waiting room offers a browser to send again (`room::hold_back`).
+    pub(super) kept_body: Option<Bytes>,
 }
 
 impl Forwarded {
@@ -95,6 +98,7 @@ impl Forwarded {
                     reply,
                     tries,
                     body_read,
+                    kept_body: None,
                 };
             }
             Some(Last::Failed(error)) => error,
@@ -112,6 +116,7 @@ impl Forwarded {
             reply: Reply::Gateway(error.refusal, error.detail),
             tries,
             body_read,
+            kept_body: None,
         }
     }
 }
@@ -161,7 +166,13 @@ pub(super) async fn forward<S: Stream>(
             // No backend left: the last failure stands.
             Err(error) if error.refusal == Refusal::NoBackend => break,
             // The queue is full or the wait ran out: a deliberate answer.
-            Err(error) => return Forwarded::refused(error, tries, body.is_buffered()),
+            Err(error) => {
+                let read = body.is_buffered();
+                return Forwarded {
+                    kept_body: body.into_buffered(),
+                    ..Forwarded::refused(error, tries, read)
+                };
+            }
         };
         if last.as_ref().is_some_and(|last| !route.may_retry(last)) {
             break;
@@ -215,6 +226,7 @@ pub(super) async fn forward<S: Stream>(
                     },
                     tries,
                     body_read: true,
+                    kept_body: None,
                 };
             }
             Ok(answer) => {

@@ -237,7 +237,7 @@ impl Proxy {
                 let room = self.room.as_deref().expect("a room decided");
                 (Some(room::hand_back(room, &ticket)), None)
             }
-            Some(room::Step::Answer(answer)) => (None, Some(answer)),
+            Some(answer @ (room::Step::Answer(_) | room::Step::Held(..))) => (None, Some(answer)),
             Some(room::Step::Pass(None) | room::Step::Unguarded) | None => (None, None),
         };
         // The room's cookie and the edge's headers (HSTS) go on the answer;
@@ -259,11 +259,24 @@ impl Proxy {
             (None, None) => Ok(self.admit(&live, client_ip)),
         };
         let forwarded = match admitted {
-            Err(answer) => Forwarded {
-                reply: Reply::Room(answer),
-                tries: 0,
-                body_read: room::discard_body(conn, &request, &live).await,
-            },
+            Err(step) => {
+                let (body_read, body) = room::read_body(conn, &request, &live).await;
+                let answer = match step {
+                    room::Step::Held(gate, shape) => {
+                        room::held_answer(gate, shape, &request, body.as_deref())
+                    }
+                    room::Step::Answer(answer) => answer,
+                    room::Step::Pass(_) | room::Step::Unguarded => {
+                        unreachable!("only the room's answers are kept")
+                    }
+                };
+                Forwarded {
+                    reply: Reply::Room(answer),
+                    tries: 0,
+                    body_read,
+                    kept_body: None,
+                }
+            }
             Ok(Ok(_admitted)) => {
                 self.metrics.in_flight(1);
                 let forwarded = forward::forward(&route, conn, &request, &request_id).await;
@@ -283,6 +296,7 @@ impl Proxy {
                     reply: Reply::Gateway(refusal, detail.to_string()),
                     tries: 0,
                     body_read: request.framing == Framing::Empty,
+                    kept_body: None,
                 }
             }
         };
@@ -291,7 +305,7 @@ impl Proxy {
                 reply: room::hold_back(
                     room,
                     forwarded.reply,
-                    &request,
+                    (&request, forwarded.kept_body.as_deref()),
                     live.settings.retry_after_secs,
                 ),
                 ..forwarded

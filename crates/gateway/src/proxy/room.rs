@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
 use super::answer::Refusal;
@@ -16,6 +16,7 @@ use super::forward::Reply;
 use super::Live;
 use crate::http1::request::RequestHead;
 use crate::http1::{Framing, Known, Stream};
+use crate::room::again::Again;
 use crate::room::page::{self, Answer, Shape};
 use crate::room::{self, Gate, Room};
 
@@ -28,6 +29,10 @@ pub(super) enum Step {
     Unguarded,
     /// The room answers by itself.
     Answer(Answer),
+    /// The room holds the customer back (`gate` said not to pass): its
+    /// answer is made once the request's body is read (`held_answer`),
+    /// since a browser's form goes on the page to be sent again.
+    Held(Gate, Shape),
 }
 
 pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
@@ -61,7 +66,7 @@ pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
     }
     match room.gate(presented, client) {
         Gate::Pass(ticket) => Step::Pass(ticket),
-        held => Step::Answer(page::answer(held, shape).expect("not a pass")),
+        held => Step::Held(held, shape),
     }
 }
 
@@ -75,20 +80,41 @@ pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
 /// gateway's own retries: the request reached no shop, or only one whose
 /// failure the gateway itself retries past (an idempotent request, or an
 /// order with its `Idempotency-Key`). Other replies, and every reply while
-/// the room is off, go out as they are.
+/// the room is off, go out as they are. `body`: the request's, when it was
+/// read whole (a browser's form goes on the page, `Again`).
 pub(super) fn hold_back(
     room: &Room,
     reply: Reply,
-    request: &RequestHead,
+    (request, body): (&RequestHead, Option<&[u8]>),
     retry_after_s: u64,
 ) -> Reply {
     match reply {
         Reply::Gateway(Refusal::QueueTimeout | Refusal::QueueFull, _) if room.is_on() => {
             let shape = Shape::of(request.path(), request.head.get(Known::Accept));
-            Reply::Room(room.held_back(shape, retry_after_s))
+            Reply::Room(room.held_back(shape, retry_after_s, &again(request, body)))
         }
         reply => reply,
     }
+}
+
+/// The answer for a customer the room holds back (`Step::Held`), once
+/// their request's body is read: `body` when it was read whole.
+pub(super) fn held_answer(
+    gate: Gate,
+    shape: Shape,
+    request: &RequestHead,
+    body: Option<&[u8]>,
+) -> Answer {
+    page::answer(gate, shape, &again(request, body)).expect("not a pass")
+}
+
+fn again(request: &RequestHead, body: Option<&[u8]>) -> Again {
+    Again::of(
+        &request.method,
+        request.target(),
+        request.head.get(Known::ContentType),
+        body,
+    )
 }
 
 /// The header lines that hand `ticket` back, for the answer of a request
@@ -99,22 +125,23 @@ pub(super) fn hand_back(room: &Room, ticket: &str) -> BytesMut {
     lines
 }
 
-/// Reads and drops the body of a request the room answers, so the
-/// connection can carry the next one; false when it cannot (a body too
-/// large to buffer, or one the client waits for `100 Continue` to send).
-pub(super) async fn discard_body<S: Stream>(
+/// Reads the body of a request the room answers, so the connection can
+/// carry the next one: whether it could (not a body too large to buffer,
+/// nor one the client waits for `100 Continue` to send), and the body when
+/// it was read whole.
+pub(super) async fn read_body<S: Stream>(
     conn: &mut ClientConn<S>,
     request: &RequestHead,
     live: &Live,
-) -> bool {
+) -> (bool, Option<Bytes>) {
     if request.framing == Framing::Empty {
-        return true;
+        return (true, None);
     }
     if request.expects_continue {
-        return false;
+        return (false, None);
     }
     match RequestBody::read(&mut conn.wire, request, &live.settings, &mut conn.alarm).await {
-        Ok(body) => body.is_buffered(),
-        Err(_) => false,
+        Ok(body) => (body.is_buffered(), body.into_buffered()),
+        Err(_) => (false, None),
     }
 }

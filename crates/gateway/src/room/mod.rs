@@ -21,6 +21,7 @@
 //! own line a waiting ticket it had not counted (`Ticket::line`).
 
 mod adapt;
+pub(crate) mod again;
 pub mod config;
 mod issuance;
 pub(crate) mod line;
@@ -523,9 +524,14 @@ impl Room {
     /// The answer for a customer the room let in whose request found the
     /// shops full for as long as it may wait (`proxy::room::hold_back`):
     /// come back in `retry_after_s`, still let in.
-    pub(crate) fn held_back(&self, shape: page::Shape, retry_after_s: u64) -> page::Answer {
+    pub(crate) fn held_back(
+        &self,
+        shape: page::Shape,
+        retry_after_s: u64,
+        again: &again::Again,
+    ) -> page::Answer {
         self.metrics.held_back.inc();
-        page::held_back_answer(self.sale(), shape, retry_after_s.max(1))
+        page::held_back_answer(self.sale(), shape, retry_after_s.max(1), again)
     }
 
     /// What a holder of `presented` may read of their place without

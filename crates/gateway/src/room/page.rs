@@ -17,6 +17,7 @@
 use bytes::{BufMut, BytesMut};
 use http::StatusCode;
 
+use super::again::Again;
 use super::{Gate, Sale, Waiting, COOKIE};
 use crate::http1::{put_field, put_number, put_status_line};
 
@@ -103,11 +104,12 @@ impl Answer {
     }
 }
 
-/// The answer for a request the room holds back (`gate` said not to pass).
-pub(crate) fn answer(gate: Gate, shape: Shape) -> Option<Answer> {
+/// The answer for a request the room holds back (`gate` said not to pass);
+/// a page brings its customer back as `again` says.
+pub(crate) fn answer(gate: Gate, shape: Shape, again: &Again) -> Option<Answer> {
     Some(match gate {
         Gate::Pass(_) => return None,
-        Gate::Wait(waiting) => waiting_answer(waiting, shape),
+        Gate::Wait(waiting) => waiting_answer(waiting, shape, again),
         Gate::Over { ticket, sale } => Answer {
             status: match shape {
                 Shape::Html => StatusCode::OK,
@@ -150,9 +152,9 @@ pub(crate) fn answer(gate: Gate, shape: Shape) -> Option<Answer> {
 }
 
 /// A place in line: the page, or JSON.
-pub(crate) fn waiting_answer(waiting: Waiting, shape: Shape) -> Answer {
+pub(crate) fn waiting_answer(waiting: Waiting, shape: Shape, again: &Again) -> Answer {
     let (status, body) = match shape {
-        Shape::Html => (StatusCode::OK, waiting_page(&waiting)),
+        Shape::Html => (StatusCode::OK, waiting_page(&waiting, again)),
         Shape::Json => (
             StatusCode::TOO_MANY_REQUESTS,
             serde_json::json!({
@@ -178,12 +180,17 @@ pub(crate) fn waiting_answer(waiting: Waiting, shape: Shape) -> Answer {
 
 /// For a customer already let in whose request found every shop full for
 /// as long as a request may wait: the same shapes and status codes as a
-/// place in line (a page that refreshes itself, or 429 `waiting` with
-/// `Retry-After`), saying they are in and need not queue again. No
-/// ticket: the one they hold already lets them through.
-pub(crate) fn held_back_answer(sale: Sale, shape: Shape, retry_after_s: u64) -> Answer {
+/// place in line (a page that brings them back as `again` says, or 429
+/// `waiting` with `Retry-After`), saying they are in and need not queue
+/// again. No ticket: the one they hold already lets them through.
+pub(crate) fn held_back_answer(
+    sale: Sale,
+    shape: Shape,
+    retry_after_s: u64,
+    again: &Again,
+) -> Answer {
     let (status, body) = match shape {
-        Shape::Html => (StatusCode::OK, held_back_page(sale, retry_after_s)),
+        Shape::Html => (StatusCode::OK, held_back_page(sale, retry_after_s, again)),
         Shape::Json => (
             StatusCode::TOO_MANY_REQUESTS,
             serde_json::json!({
@@ -206,16 +213,17 @@ pub(crate) fn held_back_answer(sale: Sale, shape: Shape, retry_after_s: u64) -> 
     }
 }
 
-fn held_back_page(sale: Sale, refresh: u64) -> String {
+fn held_back_page(sale: Sale, refresh: u64, again: &Again) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"{refresh}\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{tag}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Almost there</title><style>{STYLE}</style></head>\
          <body><h1 id=\"held-back\">You are in — one moment</h1>{sale}\
          <p>Your turn has come, but the shop is busy with the customers just ahead of you. \
-         This page tries again in {refresh} s; you keep your turn and do not queue again.</p></body></html>",
+         You keep your turn and do not queue again.</p>{back}</body></html>",
+        tag = again.refresh_tag(refresh),
         sale = sale_line(sale),
+        back = again.markup(refresh, &format!("This page tries again in {refresh} s.")),
     )
 }
 
@@ -240,7 +248,7 @@ fn sale_line(sale: Sale) -> &'static str {
     }
 }
 
-fn waiting_page(waiting: &Waiting) -> String {
+fn waiting_page(waiting: &Waiting, again: &Again) -> String {
     let standing = match (waiting.position, waiting.draw_at_ms) {
         (Some(position), _) => format!(
             "<p>Your place in line</p><p class=\"big\" id=\"position\">{position}</p>\
@@ -254,19 +262,24 @@ fn waiting_page(waiting: &Waiting) -> String {
             duration(waiting.eta_s)
         ),
     };
+    let refresh = waiting.retry_after_s;
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"{refresh}\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{tag}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>You are in line</title><style>{STYLE}</style></head>\
-         <body><h1>You are in line</h1>{standing}{sale}\
-         <p>This page refreshes itself every {refresh} s and lets you in when your turn comes. \
-         Keep it open; if you leave, your place is kept for a few minutes. \
-         Refreshing does not lose or improve your place.</p>\
+         <body><h1>You are in line</h1>{standing}{sale}{back}\
          <p class=\"muted\">Customers are let in in the order they arrived, \
          as fast as the shop can serve them.</p></body></html>",
-        refresh = waiting.retry_after_s,
+        tag = again.refresh_tag(refresh),
         sale = sale_line(waiting.sale),
+        back = again.markup(
+            refresh,
+            &format!(
+                "This page refreshes itself every {refresh} s and lets you in when your turn comes. \
+                 Keep it open; if you leave, your place is kept for a few minutes. \
+                 Refreshing does not lose or improve your place."
+            )
+        ),
     )
 }
 
@@ -295,7 +308,7 @@ fn sold_out_page() -> String {
 /// `GET /waiting-room`: one's own place, without a step in line.
 pub(crate) fn status_page(waiting: Option<&Waiting>, on: bool) -> String {
     match waiting {
-        Some(waiting) => waiting_page(waiting),
+        Some(waiting) => waiting_page(waiting, &Again::Refresh),
         None => format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <title>Waiting room</title><style>{STYLE}</style></head><body><h1>Waiting room</h1>\
