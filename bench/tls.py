@@ -9,7 +9,8 @@ Each proxy terminates TLS with the same ECDSA P-256 certificate (made here
 with openssl) in front of one nginx backend answering a fixed JSON body,
 and runs in a cgroup of its own capped at --cores. In each run, every
 test measures the proxies one after another for half of --seconds, then
-again in the reverse order for the other half; a proxy's figure for the
+again in the reverse order for the other half (the hello flood, for all
+of --seconds each way); a proxy's figure for the
 run is the mean of its two halves (its p99 the mean of the two p99s, its
 errors their sum, its peak RSS the higher). Measured one way only, each
 proxy ran at its own place in the run every time (HAProxy always just
@@ -345,7 +346,9 @@ def main():
             "handshakes_resumed": lambda n, p: handshakes(p, half, True),
             "https_keepalive": lambda n, p: wrk_https(p, half),
             "http2": lambda n, p: h2load(p, half, tmp),
-            "hello_flood": lambda n, p: hello_flood(p, pids[n], half, args.flood_rate),
+            # A steady flood needs its time: each half floods as long as a
+            # run did before both ways (a 3 s flood is mostly its start).
+            "hello_flood": lambda n, p: hello_flood(p, pids[n], args.seconds, args.flood_rate),
         }
         if args.only:
             tests = {args.only: tests[args.only]}
@@ -377,7 +380,8 @@ def main():
                 summary[test][name] = row
                 print(f"  {name:20} " + "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
             for ours, other in pairs:
-                per_run = [f[key_of] / o[key_of] for f, o in zip(by_proxy[ours], by_proxy[other])]
+                per_run = [f[key_of] / o[key_of] if o[key_of] else float("inf")
+                           for f, o in zip(by_proxy[ours], by_proxy[other])]
                 summary[test][f"{ours}/{other}"] = {"median": statistics.median(per_run),
                                                     "min": min(per_run), "max": max(per_run)}
                 print(f"  {ours} / {other}: median {statistics.median(per_run):.2f}x "
