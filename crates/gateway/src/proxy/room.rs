@@ -112,7 +112,7 @@ fn again(request: &RequestHead, body: Option<&[u8]>) -> Again {
     Again::of(
         &request.method,
         request.target(),
-        request.head.get(Known::ContentType),
+        request.head.get_named(b"content-type"),
         body,
     )
 }
