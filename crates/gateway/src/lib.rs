@@ -16,6 +16,7 @@ pub mod config;
 mod discovery;
 pub mod edge;
 mod gateway;
+mod html;
 mod http1;
 mod metrics;
 mod per_client;

@@ -7,7 +7,7 @@
 //! Why: each serving thread is a runtime of its own, and under a quota
 //! every one of them runs in turns of the quota's period. At half a core
 //! one thread served 1.18 times the HTTP/2 requests two did, for the
-//! same CPU (BENCHMARKS.md, issue 16); HAProxy showed the same (1.22×).
+//! same CPU (BENCHMARKS.md, issue 16); HAProxy showed the same (1.21×).
 //! A gateway that picked its threads when it started, before its quota
 //! was set or after it was raised, kept the wrong number for its life.
 //!

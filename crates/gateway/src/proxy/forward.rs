@@ -167,9 +167,10 @@ pub(super) async fn forward<S: Stream>(
             Err(error) if error.refusal == Refusal::NoBackend => break,
             // The queue is full or the wait ran out: a deliberate answer.
             Err(error) => {
-                let read = body.is_buffered();
+                let kept_body = body.into_buffered();
+                let read = kept_body.is_some();
                 return Forwarded {
-                    kept_body: body.into_buffered(),
+                    kept_body,
                     ..Forwarded::refused(error, tries, read)
                 };
             }

@@ -46,6 +46,7 @@ pub(crate) use alarm::Alarm;
 use answer::Refusal;
 use client::ClientConn;
 use forward::{Forwarded, Reply, Route};
+use room::RoomAnswer;
 pub(crate) use upstream::UpstreamPool;
 
 /// Requests per client address, when `limits.per_client_rps` is set.
@@ -221,9 +222,11 @@ impl Proxy {
         let step = match self.status_answer(request.path()) {
             _ if back_office_closed => {
                 self.metrics.shed("admin_not_allowed");
-                Some(room::Step::Answer(back_office::not_found()))
+                Some(room::Step::Answer(RoomAnswer::Ready(
+                    back_office::not_found(),
+                )))
             }
-            Some(answer) => Some(room::Step::Answer(answer)),
+            Some(answer) => Some(room::Step::Answer(RoomAnswer::Ready(answer))),
             None => self
                 .room
                 .as_deref()
@@ -237,7 +240,7 @@ impl Proxy {
                 let room = self.room.as_deref().expect("a room decided");
                 (Some(room::hand_back(room, &ticket)), None)
             }
-            Some(answer @ (room::Step::Answer(_) | room::Step::Held(..))) => (None, Some(answer)),
+            Some(room::Step::Answer(answer)) => (None, Some(answer)),
             Some(room::Step::Pass(None) | room::Step::Unguarded) | None => (None, None),
         };
         // The room's cookie and the edge's headers (HSTS) go on the answer;
@@ -259,19 +262,10 @@ impl Proxy {
             (None, None) => Ok(self.admit(&live, client_ip)),
         };
         let forwarded = match admitted {
-            Err(step) => {
+            Err(answer) => {
                 let (body_read, body) = room::read_body(conn, &request, &live).await;
-                let answer = match step {
-                    room::Step::Held(gate, shape) => {
-                        room::held_answer(gate, shape, &request, body.as_deref())
-                    }
-                    room::Step::Answer(answer) => answer,
-                    room::Step::Pass(_) | room::Step::Unguarded => {
-                        unreachable!("only the room's answers are kept")
-                    }
-                };
                 Forwarded {
-                    reply: Reply::Room(answer),
+                    reply: Reply::Room(answer.made(&request, body.as_deref())),
                     tries: 0,
                     body_read,
                     kept_body: None,

@@ -28,11 +28,29 @@ pub(super) enum Step {
     /// A path the room does not guard: on to the backends.
     Unguarded,
     /// The room answers by itself.
-    Answer(Answer),
-    /// The room holds the customer back (`gate` said not to pass): its
-    /// answer is made once the request's body is read (`held_answer`),
-    /// since a browser's form goes on the page to be sent again.
+    Answer(RoomAnswer),
+}
+
+/// What the room answers by itself.
+pub(super) enum RoomAnswer {
+    /// Made already.
+    Ready(Answer),
+    /// The customer is held back (`gate` said not to pass): the answer is
+    /// made once the request's body is read (`made`), since a browser's
+    /// form goes on the page to be sent again.
     Held(Gate, Shape),
+}
+
+impl RoomAnswer {
+    /// The answer, for `request` with `body` when it was read whole.
+    pub(super) fn made(self, request: &RequestHead, body: Option<&[u8]>) -> Answer {
+        match self {
+            RoomAnswer::Ready(answer) => answer,
+            RoomAnswer::Held(gate, shape) => {
+                page::answer(gate, shape, &again(request, body)).expect("not a pass")
+            }
+        }
+    }
 }
 
 pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
@@ -52,21 +70,21 @@ pub(super) fn step(room: &Room, request: &RequestHead, client: IpAddr) -> Step {
             } else {
                 (Shape::Html, page::status_page(yours.as_ref(), room.is_on()))
             };
-            return Step::Answer(Answer {
+            return Step::Answer(RoomAnswer::Ready(Answer {
                 status: StatusCode::OK,
                 shape,
                 body,
                 ticket: None,
                 retry_after_s: None,
                 media: None,
-            });
+            }));
         }
         _ if !room.rules.guards(path) => return Step::Unguarded,
         _ => {}
     }
     match room.gate(presented, client) {
         Gate::Pass(ticket) => Step::Pass(ticket),
-        held => Step::Held(held, shape),
+        held => Step::Answer(RoomAnswer::Held(held, shape)),
     }
 }
 
@@ -95,17 +113,6 @@ pub(super) fn hold_back(
         }
         reply => reply,
     }
-}
-
-/// The answer for a customer the room holds back (`Step::Held`), once
-/// their request's body is read: `body` when it was read whole.
-pub(super) fn held_answer(
-    gate: Gate,
-    shape: Shape,
-    request: &RequestHead,
-    body: Option<&[u8]>,
-) -> Answer {
-    page::answer(gate, shape, &again(request, body)).expect("not a pass")
 }
 
 fn again(request: &RequestHead, body: Option<&[u8]>) -> Again {

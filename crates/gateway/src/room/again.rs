@@ -15,6 +15,8 @@
 
 use http::Method;
 
+use crate::html::escape;
+
 /// Forms larger than this are not offered again: the page would carry
 /// every byte of them, and a browser's form is a few hundred bytes.
 const MOST_FORM_BYTES: usize = 16 * 1024;
@@ -105,22 +107,6 @@ impl Again {
             ),
         }
     }
-}
-
-/// Text made safe inside an element or a quoted attribute.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

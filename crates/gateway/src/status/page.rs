@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 use flashguard_telemetry::rfc3339;
 
+use crate::html::escape;
+
 use super::{Component, ComponentState, PublicIncident, StatusBoard, UpdateStatus};
 
 /// The page's overall indicator, from its worst component (Statuspage's
@@ -27,13 +29,6 @@ fn update_words(status: UpdateStatus) -> &'static str {
         UpdateStatus::Monitoring => "Monitoring",
         UpdateStatus::Resolved => "Resolved",
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// Open incidents first (newest first), then the resolved ones.

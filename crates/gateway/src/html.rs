@@ -1,0 +1,18 @@
+//! Text put into the gateway's own pages (the waiting room's, the status
+//! page and its feed).
+
+/// Text made safe inside an element or a quoted attribute, of HTML or XML.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
