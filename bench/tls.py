@@ -3,29 +3,37 @@
 nginx, measured side by side in one run, each proxy under the same CPU
 quota so the clients have the rest of the machine.
 
-usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5] [--only TEST] [--one-thread]
+usage: bench/tls.py [--runs 3] [--seconds 6] [--cores 0.5] [--slices 2]
+                    [--only TEST] [--proxies NAME,...] [--one-thread]
 
 Each proxy terminates TLS with the same ECDSA P-256 certificate (made here
 with openssl) in front of one nginx backend answering a fixed JSON body,
 and runs in a cgroup of its own capped at --cores. In each run, every
-test measures the proxies one after another for half of --seconds, then
-again in the reverse order for the other half (the hello flood, for all
-of --seconds each way); a proxy's figure for the
-run is the mean of its two halves (its p99 the mean of the two p99s, its
-errors their sum, its peak RSS the higher). Measured one way only, each
-proxy ran at its own place in the run every time (HAProxy always just
-after flashguard), and whatever the machine did over the run (its load
-moves while a run goes on: HAProxy alone moved from 20,900 to 34,800
-requests a second within one set) fell on one side of a pair more than
-the other; both ways round, a drift that runs steadily through the run
-falls equally on both, and no proxy always follows the same one. The
+test cuts --seconds into --slices slices (2 by default) and measures the
+proxies one after another for a slice each, in order, then in the
+reverse order, by turns (the hello flood floods for all of --seconds,
+once each way); a proxy's figure for the run is the mean of its slices
+(its p99 the mean of their p99s, its errors their sum, its peak RSS the
+highest). Measured one way only, each proxy ran at its own place in the
+run every time (HAProxy always just after flashguard), and whatever the
+machine did over the run (its load moves while a run goes on: HAProxy
+alone moved from 20,900 to 34,800 requests a second within one set) fell
+on one side of a pair more than the other; both ways round, a drift that
+runs steadily through the run falls equally on both, and no proxy always
+follows the same one. More slices pair each proxy's seconds more closely
+with the others': this machine's speed moves from one second to the next
+(adjacent 2 s windows of the same two proxies differ by up to 40 %), and
+ten slices of 2 s average that out where two of 10 s leave it to chance.
+--proxies measures only the proxies named (and the ratios among them).
+The
 tests:
 
 1. New TLS handshakes per second: `openssl s_time -new` (full handshakes,
    TLS 1.3) and `-reuse` (resumed sessions), three clients at once.
 2. Requests per second and p99 over TLS keep-alive connections: wrk over
    https (HTTP/1.1), 64 connections.
-3. HTTP/2: h2load, 16 connections x 10 streams; p99 computed from its
+3. HTTP/2: h2load, 16 connections x 10 streams, measured after a warm-up
+   of 300 ms (its connecting left out); p99 computed from its
    per-request log. Against HAProxy's and nginx's HTTP/2.
 4. A flood of TLS client hellos beyond capacity (`hello_flood`): the
    keep-alive test alone, then again while examples/hello_flood offers
@@ -218,7 +226,10 @@ def wrk_https(port, seconds, connections=64):
 
 def h2load(port, seconds, tmp):
     log = os.path.join(tmp, f"h2load-{port}.log")
-    out = subprocess.run(["h2load", "-D", str(seconds), "-c", "16", "-m", "10", "-t", "2", "--log-file", log,
+    # Connecting (16 TLS handshakes) is left out of the measured time:
+    # with short slices it would be a share of it, and a proxy's
+    # handshakes are not what this test measures.
+    out = subprocess.run(["h2load", "-D", f"{seconds:g}", "--warm-up-time", "300ms", "-c", "16", "-m", "10", "-t", "2", "--log-file", log,
                           f"https://127.0.0.1:{port}/"], check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     status = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
@@ -266,16 +277,17 @@ def hello_flood(port, pids, seconds, rate):
             "hellos_offered_per_s": counts["offered"], "rss_peak_mb": peak[0]}
 
 
-def both_ways(first, second):
-    """A proxy's row for a run from its two halves (see the module doc)."""
+def of_slices(slices):
+    """A proxy's row for a run from its slices (see the module doc)."""
     row = {}
-    for key, value in first.items():
+    for key, value in slices[0].items():
+        values = [s[key] for s in slices]
         if key == "errors":
-            row[key] = value + second[key]
+            row[key] = sum(values)
         elif key == "rss_peak_mb":
-            row[key] = max(value, second[key])
+            row[key] = max(values)
         elif isinstance(value, (int, float)):
-            row[key] = (value + second[key]) / 2
+            row[key] = sum(values) / len(values)
         else:
             row[key] = value
     return row
@@ -289,9 +301,14 @@ def main():
     parser.add_argument("--flood-rate", type=int, default=20_000)
     parser.add_argument("--one-thread", action="store_true",
                         help="add flashguard and HAProxy with one serving thread each")
+    parser.add_argument("--slices", type=int, default=2,
+                        help="slices each test's --seconds is cut into, in order then in reverse order by turns")
+    parser.add_argument("--proxies", help="measure only these (comma-separated names; default all)")
     parser.add_argument("--only", help="one test: handshakes_full, handshakes_resumed, https_keepalive, http2 "
                                        "or hello_flood")
     args = parser.parse_args()
+    if args.slices < 2 or args.slices % 2:
+        sys.exit("--slices must be even and at least 2: as many slices in each order")
     for tool, package in (("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if shutil.which(tool) is None:
             subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
@@ -328,6 +345,14 @@ def main():
             # An earlier build, side by side in the same run.
             started["flashguard-baseline"] = flashguard(procs, tmp, backend, cert, key, binary=g.BASELINE_BIN)
             pairs = pairs + (("flashguard", "flashguard-baseline"),)
+        if args.proxies:
+            wanted = args.proxies.split(",")
+            unknown = [name for name in wanted if name not in started]
+            if unknown:
+                sys.exit(f"--proxies: no proxy named {', '.join(unknown)}; known: {', '.join(started)}")
+            for name in [name for name in started if name not in wanted]:
+                procs.stop(started.pop(name)[0])
+            pairs = tuple(pair for pair in pairs if pair[0] in started and pair[1] in started)
         ports, pids = {}, {}
         for name, (proc, port) in started.items():
             group = groups.group(name, args.cores)
@@ -340,11 +365,11 @@ def main():
             ports[name] = port
         for port in ports.values():  # warm up
             wrk_https(port, 1)
-        half = max(1, args.seconds // 2)
+        half = args.seconds / args.slices
         tests = {
-            "handshakes_full": lambda n, p: handshakes(p, half, False),
-            "handshakes_resumed": lambda n, p: handshakes(p, half, True),
-            "https_keepalive": lambda n, p: wrk_https(p, half),
+            "handshakes_full": lambda n, p: handshakes(p, max(1, round(half)), False),
+            "handshakes_resumed": lambda n, p: handshakes(p, max(1, round(half)), True),
+            "https_keepalive": lambda n, p: wrk_https(p, max(1, round(half))),
             "http2": lambda n, p: h2load(p, half, tmp),
             # A steady flood needs its time: each half floods as long as a
             # run did before both ways (a 3 s flood is mostly its start).
@@ -355,15 +380,18 @@ def main():
         results = {test: {name: [] for name in ports} for test in tests}
         for run in range(args.runs):
             for test, measure in tests.items():
-                halves = {name: [] for name in ports}
-                for order in (list(ports), list(reversed(ports))):
+                slices = {name: [] for name in ports}
+                # The flood floods for all of --seconds, once each way.
+                turns = 2 if test == "hello_flood" else args.slices
+                for turn in range(turns):
+                    order = list(ports) if turn % 2 == 0 else list(reversed(ports))
                     for name in order:
                         before, started = cpu_seconds(pids[name]), time.time()
                         row = measure(name, ports[name])
                         row["proxy_cpu_of_quota"] = (cpu_seconds(pids[name]) - before) / (time.time() - started) / args.cores
-                        halves[name].append(row)
+                        slices[name].append(row)
                 for name in ports:
-                    results[test][name].append(both_ways(*halves[name]))
+                    results[test][name].append(of_slices(slices[name]))
                 key_of = KEY_OF.get(test, "rps")
                 print(f"run {run + 1} {test}: " + "  ".join(
                     f"{n} " + (f"{results[test][n][-1][key_of]:.2f} kept" if key_of == "kept"
