@@ -88,6 +88,14 @@ async fn http2_customers_at_ten_times_capacity_get_the_shop_at_capacity_and_a_cl
     let pid = gateway.part.pid();
     let rss_before = support::rss_kib(pid);
 
+    // One client per connection: reqwest multiplexes a client's requests
+    // on one HTTP/2 connection.
+    let url = format!("{}/work", gateway.url);
+    let mut connections = Vec::new();
+    for _ in 0..CONNECTIONS {
+        connections.push(ca.connected_client(&url).await);
+    }
+
     // The first two seconds are the gateway learning the shop's limit;
     // the four after are counted.
     let started = Instant::now();
@@ -95,15 +103,10 @@ async fn http2_customers_at_ten_times_capacity_get_the_shop_at_capacity_and_a_cl
         started + Duration::from_secs(2),
         started + Duration::from_secs(6),
     );
-    let mut customers = Vec::new();
+    let mut customers: Vec<_> = connections.into_iter().map(|c| (c, Vec::new())).collect();
     for n in 0..CUSTOMERS {
-        // One client per connection: reqwest multiplexes a client's
-        // requests on one HTTP/2 connection.
-        if n % (CUSTOMERS / CONNECTIONS) == 0 {
-            customers.push((ca.client(true), Vec::new()));
-        }
-        let (client, tasks) = customers.last_mut().unwrap();
-        let (client, url) = (client.clone(), format!("{}/work", gateway.url));
+        let (client, tasks) = &mut customers[n % CONNECTIONS];
+        let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             while Instant::now() < stop_at {

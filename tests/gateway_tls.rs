@@ -595,7 +595,10 @@ async fn a_shop_killed_under_http2_load_costs_no_request() {
     .await;
     // Twelve customers multiplexed on one HTTP/2 connection: reads and
     // orders with idempotency keys.
-    let load = support::gateway::Load::start_with(ca.client(true), &gateway.url, "hot", 12);
+    let client = ca
+        .connected_client(&format!("{}/api/products/hot", gateway.url))
+        .await;
+    let load = support::gateway::Load::start_with(client, &gateway.url, "hot", 12);
     tokio::time::sleep(Duration::from_millis(800)).await;
     shops[0].signal("KILL");
     tokio::time::sleep(Duration::from_millis(2_000)).await;
