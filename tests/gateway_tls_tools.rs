@@ -143,10 +143,7 @@ async fn chromium_loads_the_storefront_over_http2_trusting_the_test_ca() {
         )
         .output()
         .expect("node runs");
-    let said = String::from_utf8_lossy(&output.stdout);
-    let seen: Value = serde_json::from_str(said.lines().last().unwrap_or("{}"))
-        .unwrap_or_else(|_| panic!("{said} {}", String::from_utf8_lossy(&output.stderr)));
-    assert!(output.status.success(), "{seen}");
+    let seen = support::last_json_line(&output);
     assert_eq!(seen["status"], 200, "{seen}");
     assert_eq!(seen["protocol"], "h2", "{seen}");
     assert!(!seen["title"].as_str().unwrap_or("").is_empty(), "{seen}");

@@ -69,18 +69,7 @@ async fn the_dashboard_charts_live_data_and_shows_a_killed_shop_down() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let seen: Value = serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!(
-            "the check printed no result: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    assert!(
-        output.status.success(),
-        "the dashboard check failed: {seen}"
-    );
+    let seen = support::last_json_line(&output);
     assert_eq!(seen["consoleErrors"], serde_json::json!([]), "{seen}");
     let charts = seen["charts"].as_object().expect("charts were counted");
     assert_eq!(charts.len(), 5, "{seen}");

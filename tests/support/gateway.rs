@@ -125,6 +125,18 @@ impl Gateway {
     }
 
     /// `GET` an admin path, with the token, as JSON.
+    /// A gateway with `toml` as its config file (kept while the returned
+    /// directory lives), and `args`.
+    pub async fn start_with_config(toml: &str, args: &[&str]) -> (Gateway, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("gateway.toml");
+        std::fs::write(&config, toml).unwrap();
+        let config = config.display().to_string();
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        (Gateway::start(&all).await, dir)
+    }
+
     pub async fn admin_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         client()
             .get(format!("{}{path}", self.admin_url))

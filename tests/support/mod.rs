@@ -369,6 +369,22 @@ pub fn rehearse(args: &[&str], dir: &std::path::Path) -> String {
     stdout
 }
 
+/// What a script printed as its last line, as JSON (the Node checks end
+/// with their findings there); panics with all it printed if that is not
+/// JSON or the script failed.
+pub fn last_json_line(output: &std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let seen: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "the check printed no result: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(output.status.success(), "{seen}");
+    seen
+}
+
 /// The document Debian's Chromium (headless) made of `url` once loaded.
 pub fn chromium_dom(url: &str) -> String {
     let output = std::process::Command::new("chromium")

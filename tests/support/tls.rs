@@ -137,15 +137,22 @@ impl TestCa {
     }
 }
 
+/// `args` after the flags that serve HTTPS with `leaf`.
+fn with_certificate(leaf: &CertFiles, args: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        "--tls-cert".to_string(),
+        leaf.cert.display().to_string(),
+        "--tls-key".to_string(),
+        leaf.key.display().to_string(),
+    ];
+    all.extend(args.iter().map(|arg| arg.to_string()));
+    all
+}
+
 /// A gateway serving HTTPS with `leaf`, and `args`.
 pub async fn gateway(leaf: &CertFiles, args: &[&str]) -> super::gateway::Gateway {
-    let (cert, key) = (
-        leaf.cert.display().to_string(),
-        leaf.key.display().to_string(),
-    );
-    let mut all = vec!["--tls-cert", &cert, "--tls-key", &key];
-    all.extend_from_slice(args);
-    super::gateway::Gateway::start(&all).await
+    let all = with_certificate(leaf, args);
+    super::gateway::Gateway::start(&all.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
 
 /// A gateway serving HTTPS with `leaf`, `toml` as its config file (kept
@@ -155,13 +162,12 @@ pub async fn gateway_with_config(
     toml: &str,
     args: &[&str],
 ) -> (super::gateway::Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, toml).unwrap();
-    let config = config.display().to_string();
-    let mut all = vec!["--config", config.as_str()];
-    all.extend_from_slice(args);
-    (gateway(leaf, &all).await, dir)
+    let all = with_certificate(leaf, args);
+    super::gateway::Gateway::start_with_config(
+        toml,
+        &all.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await
 }
 
 /// A gateway serving HTTPS for `shop.test` (certified by `ca`) in front

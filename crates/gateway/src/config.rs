@@ -270,7 +270,9 @@ pub struct TimeoutsFile {
     /// byte (a slowloris client is cut off). Default 10000.
     pub client_header_ms: u64,
     /// A keep-alive client connection with no request for this long is
-    /// closed. Default 5000.
+    /// closed. Default 5000. Answers over HTTP/1.1 tell clients a whole
+    /// second less (`keep-alive: timeout=4` by default; nothing under
+    /// 2000), so that those that read it stop reusing the connection first.
     pub client_idle_ms: u64,
     /// On SIGTERM, in-flight requests get this long to finish. Default 10000.
     pub shutdown_grace_ms: u64,

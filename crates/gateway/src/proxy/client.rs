@@ -10,13 +10,23 @@
 //! already on its way, and that request is answered with `Connection:
 //! close`. Only then is it closed. Closing it at once would fail the
 //! request a client sent a moment before it saw the close.
+//!
+//! The idle close races a client's reuse all the same: a request sent as
+//! the gateway closes the connection is lost, and a client that cannot
+//! tell whether it was read may not send it again (a POST). So every
+//! answer on HTTP/1.1 says how long the connection stays idle
+//! (`keep-alive: timeout=N`, a second under `client_idle_ms`), and the
+//! clients that read it stop reusing it before that: Node's http agent a
+//! second before N, its fetch (undici) two. Untold, Node's default agent
+//! keeps an idle connection 5 s, the gateway's own default: the two
+//! closed it at the same moment.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -24,7 +34,7 @@ use super::answer::Refusal;
 use super::headers::PeerIp;
 use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
-use crate::http1::{give_back_room, HeadError, Stream, Wire, CLIENT_ROOM};
+use crate::http1::{give_back_room, put_field, HeadError, Stream, Wire, CLIENT_ROOM};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientLimits {
@@ -49,7 +59,7 @@ pub(crate) struct ClientConn<S> {
     stopping: Arc<AtomicBool>,
     /// Header lines added to every answer on this connection (HSTS over
     /// TLS); empty on plain HTTP.
-    pub(crate) added: bytes::Bytes,
+    pub(crate) added: Bytes,
     /// The answer decided before the request path: an HTTP/2 stream that
     /// waited in its connection (`max_streams_forwarded`) for as long as
     /// a request may wait in the queue gets the queue's 503.
@@ -62,7 +72,7 @@ impl<S: Stream> ClientConn<S> {
         stream: S,
         peer: PeerIp,
         stopping: Arc<AtomicBool>,
-        added: bytes::Bytes,
+        added: Bytes,
     ) -> ClientConn<S> {
         ClientConn {
             wire: Wire::new(stream, CLIENT_ROOM),
@@ -100,7 +110,7 @@ pub(crate) async fn serve<S: Stream>(
     thread: ThreadParts,
     limits: ClientLimits,
     (stopping, stop_flag): (watch::Receiver<bool>, Arc<AtomicBool>),
-    added: bytes::Bytes,
+    added: Bytes,
 ) {
     // Made once per connection: a fresh wait on every request would join
     // and leave the stop signal's waiter list each time.
@@ -111,6 +121,7 @@ pub(crate) async fn serve<S: Stream>(
         }),
         since: None,
     };
+    let added = with_idle_timeout(added, limits.idle);
     let mut conn = ClientConn::new(stream, PeerIp::of(peer), stop_flag, added);
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).
@@ -143,6 +154,31 @@ pub(crate) async fn serve<S: Stream>(
             }
         }
     }
+}
+
+/// The idle timeout an HTTP/1.1 client is told of: whole seconds, one
+/// under `idle` rounded down, so that a client whose clock starts when it
+/// has read the answer (after the gateway's has) still stops first. None
+/// under two seconds: a client told 0 would not reuse the connection at
+/// all (Node's agent), and one told 1 would be at the edge.
+fn advertised_idle_secs(idle: Duration) -> Option<u64> {
+    let secs = idle.as_secs();
+    (secs >= 2).then(|| secs - 1)
+}
+
+/// `added` (the edge's header lines) with the `keep-alive` line after
+/// them; made once per connection. Not for HTTP/2, where `Keep-Alive` is
+/// a malformed answer (RFC 9113, 8.2.2) and the idle close is a GOAWAY.
+fn with_idle_timeout(added: Bytes, idle: Duration) -> Bytes {
+    let Some(secs) = advertised_idle_secs(idle) else {
+        return added;
+    };
+    let mut lines = BytesMut::with_capacity(added.len() + 32);
+    lines.put_slice(&added);
+    let mut value = b"timeout=".to_vec();
+    value.extend_from_slice(itoa::Buffer::new().format(secs).as_bytes());
+    put_field(&mut lines, b"keep-alive", &value);
+    lines.freeze()
 }
 
 /// The gateway's stop signal as a connection sees it.
@@ -187,5 +223,34 @@ async fn next_request<S: Stream>(
             () = alarm.until(deadline) => return Ok(None),
             () = stop.signal.as_mut(), if watching => stop.since = Some(Instant::now()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_told_a_whole_second_under_the_idle_timeout() {
+        let told = |ms| advertised_idle_secs(Duration::from_millis(ms));
+        assert_eq!(told(5_000), Some(4), "the default");
+        assert_eq!(told(2_999), Some(1));
+        assert_eq!(told(2_000), Some(1));
+        assert_eq!(told(1_999), None, "too short to tell");
+        assert_eq!(told(3_600_000), Some(3_599));
+    }
+
+    #[test]
+    fn the_line_follows_the_edges_own_and_is_left_out_under_two_seconds() {
+        let hsts = Bytes::from_static(b"strict-transport-security: max-age=63072000\r\n");
+        let with = with_idle_timeout(hsts.clone(), Duration::from_millis(5_000));
+        assert_eq!(
+            &with[..],
+            &b"strict-transport-security: max-age=63072000\r\nkeep-alive: timeout=4\r\n"[..]
+        );
+        let plain = with_idle_timeout(Bytes::new(), Duration::from_millis(60_000));
+        assert_eq!(&plain[..], b"keep-alive: timeout=59\r\n");
+        let short = with_idle_timeout(hsts.clone(), Duration::from_millis(1_500));
+        assert_eq!(short, hsts);
     }
 }
