@@ -687,9 +687,9 @@ async fn a_customer_let_in_who_finds_the_shops_full_is_held_back_not_failed() {
 /// order, unescaped.
 fn form_fields(html: &str, action: &str) -> Vec<(String, String)> {
     let form = html
-        .split(&format!(r#"<form method="post" action="{action}">"#))
+        .split(&format!(r#"<form method="post" action="{action}""#))
         .nth(1)
-        .and_then(|rest| rest.split("</form>").next())
+        .and_then(|rest| rest.split_once('>')?.1.split("</form>").next())
         .unwrap_or_else(|| panic!("no form to {action}: {html}"));
     let attribute = |input: &str, name: &str| {
         let value = input
@@ -778,12 +778,9 @@ async fn customers_whose_turns_came_together_go_in_at_the_rate() {
 /// shop does not serve, and the order would be lost). Sent from that page
 /// the customer keeps their place until their turn comes; then the order
 /// is placed, and sent once more, it is the same order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
-    let sold = sale(100, 2.0, "").await;
-    let gateway = &sold.gateway;
-    // Customers ahead, each from their own network.
-    for n in 0..8 {
+/// `count` customers take a place in line, each from their own network.
+async fn customers_ahead(gateway: &Gateway, count: usize) {
+    for n in 0..count {
         let ahead = visit(
             &gateway.url,
             "/api/orders/none",
@@ -793,6 +790,13 @@ async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
         .await;
         assert!(ahead.ticket.is_some(), "{ahead:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
+    let sold = sale(100, 2.0, "").await;
+    let gateway = &sold.gateway;
+    customers_ahead(gateway, 8).await;
     const FORM: &str = "idempotency_key=k-line-1&customer=bea%40example.com&quantity=1";
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -849,4 +853,44 @@ async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
     assert_eq!(again.status(), 303);
     assert_eq!(again.headers()["location"], placed.as_str(), "one order");
     let _ = &sold.shop;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_that_ordered_from_the_line_reaches_its_order_without_pressing_again() {
+    let sold = sale(100, 2.0, "").await;
+    let gateway = &sold.gateway;
+    customers_ahead(gateway, 8).await;
+    // Chromium posts "Buy now" from behind eight customers, then is left
+    // alone: only the room's own page can bring it to the shop.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/dashboard/line_order.mjs"
+    );
+    let buy = format!("{}/products/hot-1/buy", gateway.url);
+    let output = tokio::process::Command::new("node")
+        .args([
+            script,
+            &buy,
+            "idempotency_key=k-browser-1&customer=cy%40example.com&quantity=1",
+            "10.30.0.1",
+        ])
+        .output()
+        .await
+        .expect("node runs");
+    let seen = support::last_json_line(&output);
+    assert!(
+        seen["roomPages"].as_u64() >= Some(1),
+        "it waited in line: {seen}"
+    );
+    assert!(
+        seen["url"].as_str().unwrap_or("").contains("/orders/"),
+        "{seen}"
+    );
+    assert_eq!(seen["consoleErrors"], json!([]), "{seen}");
+    let orders: Vec<Value> = support::export(&sold.shop.url)
+        .await
+        .into_iter()
+        .filter(|order| order["customer"] == "cy@example.com")
+        .collect();
+    assert_eq!(orders.len(), 1, "one order, placed once: {orders:?}");
 }

@@ -16,3 +16,10 @@ pub(crate) fn escape(text: &str) -> String {
     }
     out
 }
+
+/// For a page's head: no icon to fetch. A browser asks for /favicon.ico on
+/// every page it shows, and for the gateway's pages (the room's, shown
+/// again every few seconds to everyone in line; the status page, every
+/// 30 s) that request would go through to the shops they are there to
+/// spare, and be a 404 in the customer's console.
+pub(crate) const NO_ICON: &str = "<link rel=\"icon\" href=\"data:,\">";

@@ -12,6 +12,12 @@
 //! storefront's own busy page does the same, and its idempotency key makes
 //! a second press safe); for anything else (a body streamed on, or not a
 //! form), words that say to go back and send it again.
+//!
+//! The kept form is sent again by itself when the wait is over, as the
+//! refresh does for a GET: a few words of script submit it then, unless
+//! the customer pressed the button first. Without script the button is
+//! still there. A form sent again too early gets the same page back, with
+//! a new wait, as a refresh does.
 
 use http::Method;
 
@@ -84,10 +90,10 @@ impl Again {
             Again::Refresh => format!("<p>{refreshing}</p>"),
             Again::Resend { action, fields } => {
                 let mut form = format!(
-                    "<p id=\"send-again\">What you sent has not reached the shop. It is kept here: \
-                     press the button in {seconds} s to send it again. \
-                     Pressing it does not lose your place.</p>\
-                     <form method=\"post\" action=\"{}\">",
+                    "<p id=\"send-again\">What you sent has not reached the shop. It is kept \
+                     here and sent again by itself in {seconds} s (or press the button then). \
+                     Sending it again does not lose your place.</p>\
+                     <form method=\"post\" action=\"{}\" id=\"again\">",
                     escape(action)
                 );
                 for (name, value) in fields {
@@ -98,6 +104,16 @@ impl Again {
                     ));
                 }
                 form.push_str("<button type=\"submit\">Send again</button></form>");
+                // Once, whichever comes first: the timer, or a press (which
+                // stops the timer). The button is disabled once the form
+                // goes, so that it is not sent twice from this page.
+                form.push_str(&format!(
+                    "<script>(function(){{var f=document.getElementById(\"again\"),\
+                     b=f.querySelector(\"button\"),t=setTimeout(function(){{b.disabled=true;\
+                     f.submit()}},{});f.addEventListener(\"submit\",function(){{clearTimeout(t);\
+                     setTimeout(function(){{b.disabled=true}})}})}})()</script>",
+                    seconds.max(1) * 1000
+                ));
                 form
             }
             Again::GoBack => format!(
@@ -138,10 +154,14 @@ mod tests {
         );
         let page = post.markup(3, "refreshing");
         assert!(
-            page.contains(r#"<form method="post" action="/products/a/buy">"#),
+            page.contains(r#"<form method="post" action="/products/a/buy" id="again">"#),
             "{page}"
         );
         assert!(page.contains(r#"name="quantity" value="2""#), "{page}");
+        // Sent again by itself when the wait is over, and never sooner
+        // than a second.
+        assert!(page.contains("f.submit()},3000)"), "{page}");
+        assert!(post.markup(0, "").contains("f.submit()},1000)"));
     }
 
     #[test]
@@ -149,7 +169,12 @@ mod tests {
         let body = b"customer=%22%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E&q%27=x";
         let post = Again::of(&Method::POST, "/buy?a=1&b=\"", FORM, Some(body));
         let page = post.markup(1, "");
-        assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert_eq!(
+            page.matches("<script>").count(),
+            1,
+            "only the page's own: {page}"
+        );
         assert!(page.contains("value=\"&quot;&gt;&lt;script&gt;"), "{page}");
         assert!(page.contains("name=\"q&#39;\""), "{page}");
         assert!(page.contains("action=\"/buy?a=1&amp;b=&quot;\""), "{page}");

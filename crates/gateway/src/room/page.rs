@@ -19,6 +19,7 @@ use http::StatusCode;
 
 use super::again::Again;
 use super::{Gate, Sale, Waiting, COOKIE};
+use crate::html::NO_ICON;
 use crate::http1::{put_field, put_number, put_status_line};
 
 /// How the answer is shaped.
@@ -215,7 +216,7 @@ pub(crate) fn held_back_answer(
 
 fn held_back_page(sale: Sale, refresh: u64, again: &Again) -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{tag}\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}{tag}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Almost there</title><style>{STYLE}</style></head>\
          <body><h1 id=\"held-back\">You are in — one moment</h1>{sale}\
@@ -264,7 +265,7 @@ fn waiting_page(waiting: &Waiting, again: &Again) -> String {
     };
     let refresh = waiting.retry_after_s;
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{tag}\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}{tag}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>You are in line</title><style>{STYLE}</style></head>\
          <body><h1>You are in line</h1>{standing}{sale}{back}\
@@ -285,7 +286,7 @@ fn waiting_page(waiting: &Waiting, again: &Again) -> String {
 
 fn sale_ended_page() -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>The sale has ended</title><style>{STYLE}</style></head>\
          <body><h1 id=\"sale-ended\">The sale has ended</h1>\
@@ -296,7 +297,7 @@ fn sale_ended_page() -> String {
 
 fn sold_out_page() -> String {
     format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Sold out</title><style>{STYLE}</style></head>\
          <body><h1 id=\"sold-out\">Sold out</h1>\
@@ -310,7 +311,7 @@ pub(crate) fn status_page(waiting: Option<&Waiting>, on: bool) -> String {
     match waiting {
         Some(waiting) => waiting_page(waiting, &Again::Refresh),
         None => format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}\
              <title>Waiting room</title><style>{STYLE}</style></head><body><h1>Waiting room</h1>\
              <p>{}</p></body></html>",
             if on {

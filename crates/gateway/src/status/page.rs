@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use flashguard_telemetry::rfc3339;
 
-use crate::html::escape;
+use crate::html::{escape, NO_ICON};
 
 use super::{Component, ComponentState, PublicIncident, StatusBoard, UpdateStatus};
 
@@ -48,7 +48,7 @@ pub(crate) fn html(board: &StatusBoard, components: &[Component], now_ms: i64) -
     let (published, _) = board.published();
     let (level, words) = indicator(components);
     let mut out = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">{NO_ICON}\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta http-equiv=\"refresh\" content=\"30\">\
          <title>{title} status</title>\
