@@ -871,7 +871,9 @@ async fn a_browser_that_ordered_from_the_line_reaches_its_order_without_pressing
         .args([
             script,
             &buy,
-            "idempotency_key=k-browser-1&customer=cy%40example.com&quantity=1",
+            // `submit` as a store's named button sends it: a field that
+            // would stand in for the form's own `submit` method.
+            "idempotency_key=k-browser-1&customer=cy%40example.com&quantity=1&submit=Buy",
             "10.30.0.1",
         ])
         .output()

@@ -106,12 +106,17 @@ impl Again {
                 form.push_str("<button type=\"submit\">Send again</button></form>");
                 // Once, whichever comes first: the timer, or a press (which
                 // stops the timer). The button is disabled once the form
-                // goes, so that it is not sent twice from this page.
+                // goes, so that it is not sent twice from this page. The
+                // form's methods are called from the prototype: the fields
+                // are the store's, and one named `submit` (a named button's)
+                // would stand in for `f.submit` on the form itself.
                 form.push_str(&format!(
-                    "<script>(function(){{var f=document.getElementById(\"again\"),\
-                     b=f.querySelector(\"button\"),t=setTimeout(function(){{b.disabled=true;\
-                     f.submit()}},{});f.addEventListener(\"submit\",function(){{clearTimeout(t);\
-                     setTimeout(function(){{b.disabled=true}})}})}})()</script>",
+                    "<script>(function(){{var F=HTMLFormElement.prototype,\
+                     f=document.getElementById(\"again\"),\
+                     b=Element.prototype.querySelector.call(f,\"button\"),\
+                     t=setTimeout(function(){{b.disabled=true;F.submit.call(f)}},{});\
+                     EventTarget.prototype.addEventListener.call(f,\"submit\",function(){{\
+                     clearTimeout(t);setTimeout(function(){{b.disabled=true}})}})}})()</script>",
                     seconds.max(1) * 1000
                 ));
                 form
@@ -160,8 +165,8 @@ mod tests {
         assert!(page.contains(r#"name="quantity" value="2""#), "{page}");
         // Sent again by itself when the wait is over, and never sooner
         // than a second.
-        assert!(page.contains("f.submit()},3000)"), "{page}");
-        assert!(post.markup(0, "").contains("f.submit()},1000)"));
+        assert!(page.contains("F.submit.call(f)},3000)"), "{page}");
+        assert!(post.markup(0, "").contains("F.submit.call(f)},1000)"));
     }
 
     #[test]
