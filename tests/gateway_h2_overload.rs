@@ -91,9 +91,9 @@ async fn http2_customers_at_ten_times_capacity_get_the_shop_at_capacity_and_a_cl
     // One client per connection: reqwest multiplexes a client's requests
     // on one HTTP/2 connection.
     let url = format!("{}/work", gateway.url);
-    let mut connections = Vec::new();
+    let mut customers = Vec::new();
     for _ in 0..CONNECTIONS {
-        connections.push(ca.connected_client(&url).await);
+        customers.push((ca.connected_client(&url).await, Vec::new()));
     }
 
     // The first two seconds are the gateway learning the shop's limit;
@@ -103,7 +103,6 @@ async fn http2_customers_at_ten_times_capacity_get_the_shop_at_capacity_and_a_cl
         started + Duration::from_secs(2),
         started + Duration::from_secs(6),
     );
-    let mut customers: Vec<_> = connections.into_iter().map(|c| (c, Vec::new())).collect();
     for n in 0..CUSTOMERS {
         let (client, tasks) = &mut customers[n % CONNECTIONS];
         let (client, url) = (client.clone(), url.clone());

@@ -50,8 +50,8 @@ async fn http11_answers_tell_the_idle_timeout_and_http2_answers_do_not() {
 }
 
 /// Node's http agent as Node 20 makes its default one (keep-alive, idle
-/// sockets kept 5 s): two GETs, the milliseconds given apart; prints each answer's
-/// status, `keep-alive` header and the client port it came on.
+/// sockets kept 5 s): two GETs, the milliseconds given apart; prints each
+/// answer's status, `keep-alive` header and the client port it came on.
 const TWO_GETS: &str = r#"
 const http = require('http');
 const [url, wait] = [process.argv[1], Number(process.argv[2])];

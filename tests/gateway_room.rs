@@ -27,12 +27,7 @@ async fn room_gateway(shop: &Shop, room: &str) -> (Gateway, tempfile::TempDir) {
 /// A gateway with `config` as its gateway.toml, in front of `backend`
 /// (NAME=ADDR).
 async fn gateway_with(config: &str, backend: &str) -> (Gateway, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, config).unwrap();
-    let path = path.display().to_string();
-    let gateway = Gateway::start(&["--config", &path, "--backend", backend]).await;
-    (gateway, dir)
+    Gateway::start_with_config(config, &["--backend", backend]).await
 }
 
 /// What the room said to one visit of an API client.
@@ -772,12 +767,6 @@ async fn customers_whose_turns_came_together_go_in_at_the_rate() {
     let _ = &sold.shop;
 }
 
-/// A browser that posts the storefront's order form while its customer is
-/// in line gets the line's page with the same form on it, not a page that
-/// refreshes itself (a refresh is a GET of `/products/SKU/buy`, which the
-/// shop does not serve, and the order would be lost). Sent from that page
-/// the customer keeps their place until their turn comes; then the order
-/// is placed, and sent once more, it is the same order.
 /// `count` customers take a place in line, each from their own network.
 async fn customers_ahead(gateway: &Gateway, count: usize) {
     for n in 0..count {
@@ -792,6 +781,12 @@ async fn customers_ahead(gateway: &Gateway, count: usize) {
     }
 }
 
+/// A browser that posts the storefront's order form while its customer is
+/// in line gets the line's page with the same form on it, not a page that
+/// refreshes itself (a refresh is a GET of `/products/SKU/buy`, which the
+/// shop does not serve, and the order would be lost). Sent from that page
+/// the customer keeps their place until their turn comes; then the order
+/// is placed, and sent once more, it is the same order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_sent_while_in_line_is_kept_to_send_again_and_placed_once() {
     let sold = sale(100, 2.0, "").await;

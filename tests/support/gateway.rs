@@ -124,7 +124,6 @@ impl Gateway {
         }
     }
 
-    /// `GET` an admin path, with the token, as JSON.
     /// A gateway with `toml` as its config file (kept while the returned
     /// directory lives), and `args`.
     pub async fn start_with_config(toml: &str, args: &[&str]) -> (Gateway, tempfile::TempDir) {
@@ -137,6 +136,7 @@ impl Gateway {
         (Gateway::start(&all).await, dir)
     }
 
+    /// `GET` an admin path, with the token, as JSON.
     pub async fn admin_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         client()
             .get(format!("{}{path}", self.admin_url))
