@@ -192,6 +192,10 @@ async fn a_hung_backend_is_routed_around_within_the_upstream_timeout() {
         slowest < Duration::from_millis(1800),
         "a request took {slowest:?}"
     );
+    // Once it is down, no request is sent to it: one that were would wait
+    // out the whole upstream timeout before its retry. The bound is that
+    // timeout, not a tighter margin: on a busy CI machine an order at the
+    // healthy shop alone once took 523 ms.
     let late = outcomes
         .iter()
         .filter(|o| o.at > stopped + detected + Duration::from_millis(100))
@@ -199,7 +203,7 @@ async fn a_hung_backend_is_routed_around_within_the_upstream_timeout() {
         .max()
         .unwrap();
     assert!(
-        late < Duration::from_millis(500),
+        late < Duration::from_millis(1000),
         "still waiting on the hung backend: {late:?}"
     );
 }
