@@ -187,9 +187,10 @@ async fn a_hung_backend_is_routed_around_within_the_upstream_timeout() {
     let errors: Vec<_> = outcomes.iter().filter(|o| o.is_error()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     let slowest = outcomes.iter().map(|o| o.took).max().unwrap();
-    // One try waits out the 1 s upstream timeout, the retry is quick.
+    // One try waits out the 1 s upstream timeout, the retry is quick: no
+    // request waits it out twice.
     assert!(
-        slowest < Duration::from_millis(1800),
+        slowest < Duration::from_millis(2000),
         "a request took {slowest:?}"
     );
     // Once it is down, no request is sent to it: one that were would wait
