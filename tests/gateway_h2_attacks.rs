@@ -315,11 +315,7 @@ async fn clients_that_stall_in_the_handshake_are_cut_and_others_are_served() {
     }
     let mut closed = 0;
     for mut tcp in stalled {
-        let mut buf = [0u8; 16];
-        if matches!(
-            tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await,
-            Ok(Ok(0) | Err(_))
-        ) {
+        if support::closed_by_peer(&mut tcp, Duration::from_secs(5)).await {
             closed += 1;
         }
     }

@@ -100,3 +100,73 @@ async fn nodes_http_agent_stops_reusing_an_idle_connection_before_the_gateway_cl
         "Node closed the idle connection itself and opened another: {seen}"
     );
 }
+
+/// Sends `request` on `stream` and reads its answer's head and body (the
+/// answer has a length); the head in lower case.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut read = Vec::new();
+    let mut buf = [0; 4096];
+    async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut [u8]) -> usize {
+        tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap()
+    }
+    let head_end = loop {
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = read_more(stream, &mut buf).await;
+        assert!(n > 0, "closed before the answer's head");
+        read.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("an answer with a length");
+    while read.len() < head_end + length {
+        let n = read_more(stream, &mut buf).await;
+        assert!(n > 0, "closed inside the answer's body");
+        read.extend_from_slice(&buf[..n]);
+    }
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_that_asks_to_keep_the_connection_is_told_it_is_kept() {
+    let backend = echo_backend().await;
+    let gateway = Gateway::start(&["--backend", &format!("echo={backend}")]).await;
+    let addr = gateway.url.trim_start_matches("http://").to_string();
+
+    // HTTP/1.0 assumes the connection closes unless told otherwise (`ab
+    // -k` and some old probes ask this way): told, and kept.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let asking = "GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    for _ in 0..3 {
+        let head = exchange(&mut kept, asking).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\nconnection: keep-alive\r\n"), "{head}");
+        assert!(head.contains("\r\nkeep-alive: timeout=4\r\n"), "{head}");
+    }
+
+    // Not asked, or asked to close: said to close, closed, and not told
+    // an idle timeout that no longer means anything.
+    for request in [
+        "GET /echo HTTP/1.0\r\n\r\n",
+        "GET /echo HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut once = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = exchange(&mut once, request).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(!head.contains("keep-alive"), "{head}");
+        assert!(
+            support::closed_by_peer(&mut once, std::time::Duration::from_secs(10)).await,
+            "{request:?} left open"
+        );
+    }
+}

@@ -2,8 +2,10 @@
 //! real gateway process is put under a quota of half a core in a real
 //! cgroup, and the quota is then lifted, as a container's CPU limit is
 //! changed in place. With `workers` left at 0, only the quota's share of
-//! the threads takes new connections; a thread beyond it keeps serving
-//! the connections it has.
+//! the threads takes new connections, and a thread beyond it asks the
+//! connections it has to move, each as it can without failing a request:
+//! HTTP/1.1 with `Connection: close` on its next answer, HTTP/2 with
+//! GOAWAY `NO_ERROR`.
 
 mod support;
 
@@ -36,8 +38,9 @@ async fn connect(url: &str) -> TcpStream {
     stream
 }
 
-/// One request on `stream`; panics unless it is answered 200.
-async fn ask(stream: &mut TcpStream) {
+/// One request on `stream`; panics unless it is answered 200. Whether the
+/// answer closes the connection.
+async fn ask(stream: &mut TcpStream) -> bool {
     stream
         .write_all(b"GET /echo HTTP/1.1\r\nHost: shop\r\n\r\n")
         .await
@@ -47,8 +50,20 @@ async fn ask(stream: &mut TcpStream) {
         .await
         .expect("an answer within 10 s")
         .unwrap();
-    let head = String::from_utf8_lossy(&head[..read]);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let head = String::from_utf8_lossy(&head[..read]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    head.contains("\r\nconnection: close\r\n")
+}
+
+/// Returns once no connection is open beyond thread 0 (within 20 s).
+async fn until_none_beyond_thread_0(gateway: &Gateway) {
+    wait_for_metrics(
+        gateway,
+        "no connection left beyond thread 0",
+        |m| on_first_and_others(m).1,
+        |n| *n == 0.0,
+    )
+    .await;
 }
 
 /// Connections open on thread 0, and on every other thread together.
@@ -74,7 +89,7 @@ async fn the_threads_taking_connections_follow_a_quota_set_and_lifted_while_it_r
     }
     // Two connections, on two threads (each new one goes to a thread with
     // the fewest): at least one is not on thread 0.
-    let mut kept = vec![connect(&gateway.url).await, connect(&gateway.url).await];
+    let kept = vec![connect(&gateway.url).await, connect(&gateway.url).await];
     let (first, others) = on_first_and_others(&gateway.metrics().await);
     assert!(first <= 1.0 && others >= 1.0, "{first} {others}");
 
@@ -87,17 +102,45 @@ async fn the_threads_taking_connections_follow_a_quota_set_and_lifted_while_it_r
         |n| *n == 1.0,
     )
     .await;
-    // New connections all go to thread 0; the others still serve theirs.
+    // The connections beyond thread 0 are answered once more, told to
+    // close, and closed; thread 0's stay. A thread asks its connections
+    // to move a moment after it stops accepting: asked until it has.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut stayed, mut moved) = (kept, 0.0);
+    while moved < others {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {others} connections beyond the quota's share moved",
+            moved
+        );
+        let mut unmoved = Vec::new();
+        for mut stream in stayed {
+            if ask(&mut stream).await {
+                assert!(
+                    support::closed_by_peer(&mut stream, Duration::from_secs(10)).await,
+                    "said close, kept"
+                );
+                moved += 1.0;
+            } else {
+                unmoved.push(stream);
+            }
+        }
+        stayed = unmoved;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stayed.len() as f64, first);
+    until_none_beyond_thread_0(&gateway).await;
+    // New connections all go to thread 0, and stay.
     for _ in 0..4 {
-        kept.push(connect(&gateway.url).await);
+        stayed.push(connect(&gateway.url).await);
     }
     assert_eq!(
         on_first_and_others(&gateway.metrics().await),
-        (first + 4.0, others),
+        (first + 4.0, 0.0),
         "new connections only on the thread within the quota"
     );
-    for stream in &mut kept {
-        ask(stream).await;
+    for stream in &mut stayed {
+        assert!(!ask(stream).await, "a connection on thread 0 was closed");
     }
 
     quotas.lift("gateway").unwrap();
@@ -105,13 +148,96 @@ async fn the_threads_taking_connections_follow_a_quota_set_and_lifted_while_it_r
         *n == cpus as f64
     })
     .await;
-    // Thread 0 has the most: the next connection goes to another.
-    kept.push(connect(&gateway.url).await);
+    // Thread 0 has the most: the next connection goes to another, and
+    // stays there.
+    let mut another = connect(&gateway.url).await;
     assert_eq!(
         on_first_and_others(&gateway.metrics().await),
-        (first + 4.0, others + 1.0)
+        (first + 4.0, 1.0)
     );
-    drop(kept);
+    assert!(
+        !ask(&mut another).await,
+        "closed on a thread within the share"
+    );
+    drop((stayed, another));
+    drop(gateway);
+    quotas.remove();
+}
+
+#[tokio::test]
+async fn an_http2_connection_beyond_the_share_is_told_goaway_and_finishes_its_stream() {
+    use support::h2::{
+        frame, request_block, RawH2, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
+    };
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        return;
+    }
+    let quotas = CpuQuotas::create(0.5).expect("a cpu controller (run as root)");
+    let ca = support::tls::TestCa::new();
+    // Idle connections kept a minute: the only GOAWAY is the move's.
+    let (gateway, _dir, addr) =
+        support::tls::echo_gateway_with(&ca, "[timeouts]\nclient_idle_ms = 60000\n").await;
+    // Two HTTP/2 connections, on two threads, each with a POST whose body
+    // has not come yet: a stream in progress when its thread goes beyond
+    // the share.
+    let mut customers = Vec::new();
+    for _ in 0..2 {
+        let mut h2 = RawH2::connect(&ca, &addr, &[]).await;
+        h2.settle().await;
+        h2.send(&frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request_block(true, "/echo"),
+        ))
+        .await;
+        customers.push(h2);
+    }
+    let (first, others) = on_first_and_others(&gateway.metrics().await);
+    assert!(first <= 1.0 && others >= 1.0, "{first} {others}");
+    let no_error_goaways =
+        |m: &str| metric_sum(m, "gateway_h2_goaways_total", &["reason=\"no_error\""]);
+    assert_eq!(no_error_goaways(&gateway.metrics().await), 0.0);
+
+    let group = quotas.group("gateway").unwrap();
+    cpu_quota::place(&group, gateway.part.pid()).unwrap();
+    wait_for_metrics(
+        &gateway,
+        "GOAWAY NO_ERROR on each connection beyond thread 0",
+        no_error_goaways,
+        |n| *n == others,
+    )
+    .await;
+    // Every stream finishes, on a connection told to go as on one that
+    // stays; only the first is closed after it.
+    let mut told = 0.0;
+    for h2 in &mut customers {
+        h2.send(&frame(DATA, END_STREAM, 1, b"the body")).await;
+        let frames = h2
+            .until(|f| f.stream == 1 && f.flags & END_STREAM != 0)
+            .await;
+        let answered = frames
+            .last()
+            .is_some_and(|f| f.stream == 1 && f.flags & END_STREAM != 0);
+        assert!(
+            answered,
+            "the stream in progress was not answered: {frames:?}"
+        );
+        let goaway = frames.iter().find(|f| f.kind == GOAWAY);
+        if let Some(goaway) = goaway {
+            assert_eq!(goaway.code(), 0, "NO_ERROR");
+            // The stream in progress is the last the gateway takes.
+            assert_eq!(
+                u32::from_be_bytes(goaway.payload[..4].try_into().unwrap()),
+                1
+            );
+            assert!(h2.next().await.is_none(), "closed once its stream was done");
+            told += 1.0;
+        }
+    }
+    assert_eq!(told, others);
+    until_none_beyond_thread_0(&gateway).await;
+    drop(customers);
     drop(gateway);
     quotas.remove();
 }

@@ -87,6 +87,25 @@ pub async fn wait_for_status(url: &str, status: u16, within: Duration) {
 }
 
 /// A process's resident memory, from /proc.
+/// Whether the other side closes `stream` (or resets it) within `within`,
+/// whatever it sends first.
+pub async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    within: Duration,
+) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut rest = [0; 64];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut rest).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end).await.is_ok()
+}
+
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

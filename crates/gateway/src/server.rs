@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use crate::edge::{ConnectionRules, Edge};
 use crate::gateway::Gateway;
 use crate::per_client::{Counted, ShareHeld};
 use crate::proxy::{ThreadParts, UpstreamPool};
-use crate::threads::Accepting;
+use crate::threads::{Accepting, Closing};
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +151,6 @@ pub async fn run(
     // that stays, through the shared port).
     let (stop_accepting, accepting_stopped) = watch::channel(false);
     let (stop, stopping) = watch::channel(false);
-    let stop_flag = Arc::new(AtomicBool::new(false));
     let (listening, mut listeners_closed) = mpsc::channel::<()>(1);
     if let Some(listener) = listeners.status {
         let app = admin::status_router(Arc::clone(&gateway));
@@ -232,7 +230,6 @@ pub async fn run(
         handshake_line: Arc::new(HandshakeLine::new(accepting.clone(), &gateway.metrics.edge)),
         accepting_stopped,
         stopping,
-        stop_flag: Arc::clone(&stop_flag),
         listening,
         edge,
     };
@@ -255,7 +252,6 @@ pub async fn run(
     let _ = stop_accepting.send(true);
     // Every serving thread has closed its listener once none holds a sender.
     let _ = listeners_closed.recv().await;
-    stop_flag.store(true, Ordering::Relaxed);
     let _ = stop.send(true);
     let deadline = Instant::now() + config.shutdown_grace;
     while gateway.connections.open() > 0 && Instant::now() < deadline {
@@ -330,8 +326,6 @@ struct Worker {
     accepting_stopped: watch::Receiver<bool>,
     /// Turns true when open connections must close (wakes idle ones).
     stopping: watch::Receiver<bool>,
-    /// The same, as a flag each request reads.
-    stop_flag: Arc<AtomicBool>,
     /// Held while this thread's listener is open.
     listening: mpsc::Sender<()>,
     /// TLS and HTTP/2, when configured.
@@ -383,6 +377,7 @@ impl Worker {
         ));
         let mut open = tokio::task::JoinSet::new();
         let mut accepting = self.accepting.clone();
+        let closing = Closing::of_thread(me, accepting.clone(), self.stopping.clone());
         loop {
             // A connection handed over was counted for this thread by the
             // one that accepted it.
@@ -422,7 +417,7 @@ impl Worker {
                 continue;
             };
             let proxy = Arc::clone(&self.gateway.proxy);
-            let stopping = (self.stopping.clone(), Arc::clone(&self.stop_flag));
+            let closing = closing.clone();
             // As the config reads when the connection came.
             let rules = ConnectionRules {
                 limits: *self.gateway.client_limits.get(),
@@ -432,7 +427,7 @@ impl Worker {
             let spread = Arc::clone(&self.spread);
             let edge = self.edge.clone();
             open.spawn(async move {
-                edge.serve(stream, peer, proxy, thread, rules, stopping)
+                edge.serve(stream, peer, proxy, thread, rules, closing)
                     .await;
                 spread.closed(me);
                 drop((permit, counted));

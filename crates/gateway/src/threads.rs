@@ -13,10 +13,21 @@
 //!
 //! With `workers` left at 0 a thread is started for every CPU the process
 //! may run on (its affinity), and only the quota's share of them accept:
-//! a thread beyond it takes no new connection and serves those it has
-//! until they close; the others are dealt the new ones. A raise wakes
-//! them again. With `workers` set, every thread it names accepts, always.
+//! a thread beyond it takes no new connection, and asks the connections
+//! it has to move, each as it can without failing a request (`Closing`):
+//! an HTTP/1.1 one is answered `Connection: close` on its next request, an
+//! HTTP/2 one is told GOAWAY `NO_ERROR` and finishes its streams. Their
+//! clients reconnect, and the others are dealt the new connections. A
+//! raise wakes them again. With `workers` set, every thread it names
+//! accepts, always.
+//!
+//! Why move them: a thread beyond the share that kept its connections
+//! kept running, in turns of the quota's period beside the others, for as
+//! long as its clients stayed: in a sale, for its whole length, as keep-
+//! alive connections that are never idle do not close by themselves.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -131,6 +142,84 @@ impl Accepting {
     /// is, or if nothing follows the quota any more: the gateway stops).
     pub(crate) async fn until_accepting(&mut self, me: usize) {
         let _ = self.active.wait_for(|&n| me < n).await;
+    }
+
+    /// Returns when the share changes; never once nothing follows the
+    /// quota (or nothing ever did: `workers` was set).
+    async fn changed(&mut self) {
+        if self.active.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// When a serving thread's connections are to close: the gateway stops, or
+/// the thread is beyond the CPU quota's share. Each connection closes as
+/// it can without failing a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Closing {
+    /// The gateway stops: idle HTTP/1.1 connections are woken, and closed
+    /// once their grace is over. Not for a thread beyond the share: an
+    /// idle connection closed then could cross a request its client is
+    /// sending; those go at their idle timeout, which clients are told.
+    pub(crate) gateway_stops: watch::Receiver<bool>,
+    /// The gateway stops, or this thread is beyond the share: an HTTP/2
+    /// connection is told GOAWAY `NO_ERROR`.
+    pub(crate) thread_closes: watch::Receiver<bool>,
+    /// `thread_closes` as a flag, read once per request: an HTTP/1.1
+    /// answer says `Connection: close`.
+    after_answer: Arc<AtomicBool>,
+}
+
+impl Closing {
+    /// Thread `me`'s, followed from now on by a task on the caller's
+    /// runtime (the thread's own), which ends with it.
+    pub(crate) fn of_thread(
+        me: usize,
+        mut accepting: Accepting,
+        mut gateway_stops: watch::Receiver<bool>,
+    ) -> Closing {
+        let closes_now = move |stops: bool, accepting: &Accepting| stops || me >= accepting.now();
+        let first = closes_now(*gateway_stops.borrow_and_update(), &accepting);
+        let after_answer = Arc::new(AtomicBool::new(first));
+        let (sender, thread_closes) = watch::channel(first);
+        let closing = Closing {
+            gateway_stops: gateway_stops.clone(),
+            thread_closes,
+            after_answer: Arc::clone(&after_answer),
+        };
+        tokio::spawn(async move {
+            let mut stopped = false;
+            loop {
+                tokio::select! {
+                    changed = gateway_stops.changed(), if !stopped => stopped = changed.is_err(),
+                    () = accepting.changed() => {}
+                }
+                let closes = closes_now(*gateway_stops.borrow_and_update(), &accepting);
+                if closes != *sender.borrow() {
+                    if !*gateway_stops.borrow() {
+                        tracing::info!(
+                            thread = me,
+                            beyond_the_share = closes,
+                            "a serving thread's connections {}",
+                            if closes {
+                                "are asked to move: it is beyond the CPU quota's share"
+                            } else {
+                                "stay: it is within the CPU quota's share again"
+                            }
+                        );
+                    }
+                    after_answer.store(closes, Ordering::Relaxed);
+                    sender.send_replace(closes);
+                }
+            }
+        });
+        closing
+    }
+
+    /// Whether the answer being written is this connection's last.
+    pub(crate) fn after_this_answer(&self) -> bool {
+        self.after_answer.load(Ordering::Relaxed)
     }
 }
 

@@ -18,16 +18,16 @@ pub(crate) mod redirect;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use crate::proxy::client::{self, ClientLimits};
 use crate::proxy::headers::PeerIp;
 use crate::proxy::{Proxy, ThreadParts};
+use crate::threads::Closing;
 use config::Http2File;
 use metrics::EdgeMetrics;
 use tls::Terminator;
@@ -60,10 +60,10 @@ impl Edge {
         proxy: Arc<Proxy>,
         thread: ThreadParts,
         ConnectionRules { limits, http2 }: ConnectionRules,
-        stopping: (watch::Receiver<bool>, Arc<AtomicBool>),
+        closing: Closing,
     ) {
         let Some(tls) = &self.tls else {
-            client::serve(stream, peer, proxy, thread, limits, stopping, Bytes::new()).await;
+            client::serve(stream, peer, proxy, thread, limits, closing, Bytes::new()).await;
             return;
         };
         let Some(accepted) = tls.accept(stream, &thread.handshakes, http2.enabled).await else {
@@ -78,22 +78,13 @@ impl Edge {
                 proxy,
                 thread,
                 limits,
-                stopping,
+                closing,
                 added,
                 alarms: h2::bridge::Alarms::new(http2.max_concurrent_streams),
             });
             h2::serve(accepted.stream, http2, parts, Arc::clone(&self.metrics)).await;
         } else {
-            client::serve(
-                accepted.stream,
-                peer,
-                proxy,
-                thread,
-                limits,
-                stopping,
-                added,
-            )
-            .await;
+            client::serve(accepted.stream, peer, proxy, thread, limits, closing, added).await;
         }
     }
 }

@@ -76,6 +76,37 @@ pub(crate) fn put_number(out: &mut BytesMut, name: &[u8], value: u64) {
     put_field(out, name, itoa::Buffer::new().format(value).as_bytes());
 }
 
+/// What an answer tells its client of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterAnswer {
+    /// Kept open, as an HTTP/1.1 client assumes: nothing to say.
+    KeptOpen,
+    /// Kept open, said to an HTTP/1.0 client, which assumes the opposite
+    /// unless told (RFC 9112 appendix C.2.2; `ab -k` is one).
+    KeptOpenSaid,
+    /// Closed after it: `Connection: close`.
+    Closed,
+}
+
+impl AfterAnswer {
+    pub(crate) fn of(close: bool, client_http11: bool) -> AfterAnswer {
+        match (close, client_http11) {
+            (true, _) => AfterAnswer::Closed,
+            (false, true) => AfterAnswer::KeptOpen,
+            (false, false) => AfterAnswer::KeptOpenSaid,
+        }
+    }
+
+    /// Writes its `Connection` field, if it has one.
+    pub(crate) fn put(self, out: &mut BytesMut) {
+        match self {
+            AfterAnswer::KeptOpen => {}
+            AfterAnswer::KeptOpenSaid => put_field(out, b"connection", b"keep-alive"),
+            AfterAnswer::Closed => put_field(out, b"connection", b"close"),
+        }
+    }
+}
+
 impl From<httparse::Error> for HeadError {
     fn from(err: httparse::Error) -> Self {
         match err {

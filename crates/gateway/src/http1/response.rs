@@ -4,8 +4,8 @@ use bytes::{BufMut, BytesMut};
 use http::{Method, StatusCode};
 
 use super::{
-    declared_framing, head_length, put_field, put_number, put_status_line, ConnectionOptions,
-    Field, Framing, Head, HeadError, Known, MAX_HEADERS,
+    declared_framing, head_length, put_field, put_number, put_status_line, AfterAnswer,
+    ConnectionOptions, Field, Framing, Head, HeadError, Known, MAX_HEADERS,
 };
 
 #[derive(Debug)]
@@ -144,7 +144,7 @@ impl AnswerHead<'_> {
 
 /// Writes the head the client gets: the backend's status and headers
 /// (hop-by-hop ones left out), the request id, and this hop's framing.
-pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, close: bool) {
+pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, after: AfterAnswer) {
     let response = answer.response;
     let head = &response.head;
     put_status_line(out, response.status, &head.bytes[response.reason.clone()]);
@@ -168,8 +168,10 @@ pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, clo
         ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
         ClientFraming::HeadersOnly | ClientFraming::Close => {}
     }
-    if close || answer.framing == ClientFraming::Close {
-        put_field(out, b"connection", b"close");
+    if answer.framing == ClientFraming::Close {
+        AfterAnswer::Closed.put(out);
+    } else {
+        after.put(out);
     }
     out.put_slice(b"\r\n");
 }
@@ -184,6 +186,16 @@ mod tests {
     }
 
     fn client_head(text: &str, method: Method, client_http11: bool) -> String {
+        let after = AfterAnswer::of(false, client_http11);
+        client_head_then(text, method, client_http11, after)
+    }
+
+    fn client_head_then(
+        text: &str,
+        method: Method,
+        client_http11: bool,
+        after: AfterAnswer,
+    ) -> String {
         let response = parse(text, method).unwrap().unwrap();
         let framing = ClientFraming::for_response(&response, client_http11);
         let mut out = BytesMut::new();
@@ -193,8 +205,36 @@ mod tests {
             framing,
             extra: b"",
         };
-        write_client_head(&mut out, &answer, false);
+        write_client_head(&mut out, &answer, after);
         String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_connection_field_says_what_becomes_of_the_connection() {
+        let sized = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+        let says = |http11, close| {
+            let head = client_head_then(sized, Method::GET, http11, AfterAnswer::of(close, http11));
+            head.lines()
+                .filter_map(|line| line.strip_prefix("connection: "))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(says(true, false), "", "HTTP/1.1 assumes it is kept");
+        assert_eq!(
+            says(false, false),
+            "keep-alive",
+            "HTTP/1.0 assumes it closes"
+        );
+        assert_eq!(says(true, true), "close");
+        assert_eq!(says(false, true), "close");
+        // A body of unknown length ends with the connection: never
+        // `keep-alive` then, whatever the caller meant.
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let old = client_head_then(chunked, Method::GET, false, AfterAnswer::KeptOpenSaid);
+        assert!(
+            old.contains("connection: close\r\n") && !old.contains("keep-alive"),
+            "{old}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use bytes::{BufMut, BytesMut};
 use http::StatusCode;
 
-use crate::http1::{put_field, put_number, put_status_line};
+use crate::http1::{put_field, put_number, put_status_line, AfterAnswer};
 
 /// Why the gateway answered by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +76,14 @@ impl Refusal {
     }
 
     /// Writes the whole answer: JSON body, `Retry-After` on 503 and 429,
-    /// `Connection: close` when the connection ends after it.
+    /// `Connection` as `after` says.
     pub(crate) fn write(
         self,
         out: &mut BytesMut,
         detail: &str,
         retry_after_secs: u64,
         request_id: Option<&[u8]>,
-        close: bool,
+        after: AfterAnswer,
         extra: &[u8],
     ) {
         let body = serde_json::json!({ "error": self.code(), "detail": detail }).to_string();
@@ -101,9 +101,7 @@ impl Refusal {
             put_field(out, b"x-request-id", id);
         }
         out.put_slice(extra);
-        if close {
-            put_field(out, b"connection", b"close");
-        }
+        after.put(out);
         out.put_slice(b"\r\n");
         out.put_slice(body.as_bytes());
     }

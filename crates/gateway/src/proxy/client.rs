@@ -22,19 +22,19 @@
 //! closed it at the same moment.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::answer::Refusal;
 use super::headers::PeerIp;
 use super::{Alarm, Proxy, ThreadParts};
 use crate::http1::request::{parse_request, RequestHead};
-use crate::http1::{give_back_room, put_field, HeadError, Stream, Wire, CLIENT_ROOM};
+use crate::http1::{give_back_room, put_field, AfterAnswer, HeadError, Stream, Wire, CLIENT_ROOM};
+use crate::threads::Closing;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientLimits {
@@ -53,13 +53,15 @@ pub(crate) struct ClientConn<S> {
     /// Room to put messages together, reused by every request.
     pub(crate) scratch: BytesMut,
     pub(crate) upstream_head: BytesMut,
-    /// Set when the gateway stops: every answer from then on closes the
-    /// connection. A flag, read once per request, beside the watch that
-    /// wakes idle connections.
-    stopping: Arc<AtomicBool>,
+    /// When the gateway stops, or the connection's thread is beyond the
+    /// CPU quota's share: every answer from then on closes the connection.
+    closing: Closing,
     /// Header lines added to every answer on this connection (HSTS over
     /// TLS); empty on plain HTTP.
     pub(crate) added: Bytes,
+    /// `added`, and the idle timeout an HTTP/1.1 client is told of: for
+    /// the answers after which the connection stays open.
+    pub(crate) added_kept_open: Bytes,
     /// The answer decided before the request path: an HTTP/2 stream that
     /// waited in its connection (`max_streams_forwarded`) for as long as
     /// a request may wait in the queue gets the queue's 503.
@@ -68,12 +70,7 @@ pub(crate) struct ClientConn<S> {
 
 impl<S: Stream> ClientConn<S> {
     /// A connection whose requests are read from, and answered to, `stream`.
-    pub(crate) fn new(
-        stream: S,
-        peer: PeerIp,
-        stopping: Arc<AtomicBool>,
-        added: Bytes,
-    ) -> ClientConn<S> {
+    pub(crate) fn new(stream: S, peer: PeerIp, closing: Closing, added: Bytes) -> ClientConn<S> {
         ClientConn {
             wire: Wire::new(stream, CLIENT_ROOM),
             peer,
@@ -81,16 +78,17 @@ impl<S: Stream> ClientConn<S> {
             // Grown by the first request that needs them.
             scratch: BytesMut::new(),
             upstream_head: BytesMut::new(),
-            stopping,
+            closing,
+            added_kept_open: added.clone(),
             added,
             refused: None,
         }
     }
 
-    /// Whether the gateway is stopping, so this answer must close the
-    /// connection.
-    pub(crate) fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+    /// Whether this answer must close the connection: the gateway stops,
+    /// or the connection is to move to a thread within the CPU quota.
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.after_this_answer()
     }
 
     /// Between requests: what a large one made the buffers grow to goes.
@@ -109,20 +107,21 @@ pub(crate) async fn serve<S: Stream>(
     proxy: Arc<Proxy>,
     thread: ThreadParts,
     limits: ClientLimits,
-    (stopping, stop_flag): (watch::Receiver<bool>, Arc<AtomicBool>),
+    closing: Closing,
     added: Bytes,
 ) {
     // Made once per connection: a fresh wait on every request would join
-    // and leave the stop signal's waiter list each time.
-    let mut stop_watch = stopping.clone();
+    // and leave the stop signal's waiter list each time. Only the
+    // gateway's stop wakes an idle connection (see `Closing`).
+    let mut stop_watch = closing.gateway_stops.clone();
     let mut stop = Stop {
         signal: Box::pin(async move {
             let _ = stop_watch.wait_for(|stop| *stop).await;
         }),
         since: None,
     };
-    let added = with_idle_timeout(added, limits.idle);
-    let mut conn = ClientConn::new(stream, PeerIp::of(peer), stop_flag, added);
+    let mut conn = ClientConn::new(stream, PeerIp::of(peer), closing, added);
+    conn.added_kept_open = with_idle_timeout(conn.added.clone(), limits.idle);
     // The client's own, apart from the backend's: each deadline then only
     // moves forward (see `Alarm`).
     let mut waiting_alarm = Alarm::new();
@@ -138,7 +137,14 @@ pub(crate) async fn serve<S: Stream>(
                     _ => Refusal::BadRequest,
                 };
                 let mut out = BytesMut::new();
-                refusal.write(&mut out, &err.to_string(), 0, None, true, b"");
+                refusal.write(
+                    &mut out,
+                    &err.to_string(),
+                    0,
+                    None,
+                    AfterAnswer::Closed,
+                    b"",
+                );
                 let _ = conn.wire.write_all(&out).await;
                 return;
             }

@@ -36,7 +36,7 @@ use crate::backend::{EjectionRules, Lesson};
 use crate::balance::Backends;
 use crate::config::{Config, Settings};
 use crate::http1::request::RequestHead;
-use crate::http1::{Framing, Stream};
+use crate::http1::{AfterAnswer, Framing, Stream};
 use crate::metrics::GatewayMetrics;
 use crate::permits::ResizablePermits;
 use crate::published::Published;
@@ -243,19 +243,6 @@ impl Proxy {
             Some(room::Step::Answer(answer)) => (None, Some(answer)),
             Some(room::Step::Pass(None) | room::Step::Unguarded) | None => (None, None),
         };
-        // The room's cookie and the edge's headers (HSTS) go on the answer;
-        // joined only when both are there.
-        // (A clone of an empty `Bytes` is free; of HSTS, one count.)
-        let added = conn.added.clone();
-        let joined;
-        let extra: &[u8] = match (hand_back.as_deref(), added.is_empty()) {
-            (None, _) => &added,
-            (Some(cookie), true) => cookie,
-            (Some(cookie), false) => {
-                joined = [cookie, &added[..]].concat();
-                &joined
-            }
-        };
         let admitted = match (room_answer, conn.refused.take()) {
             (Some(answer), _) => Err(answer),
             (None, Some(refused)) => Ok(Err(refused)),
@@ -310,7 +297,26 @@ impl Proxy {
         // client (and the next hop) waits on.
         let elapsed = started.elapsed();
         let status = forwarded.reply.status();
-        let close = !forwarded.body_read || !request.keep_alive() || conn.stopping();
+        let close = !forwarded.body_read || !request.keep_alive() || conn.closing();
+        let after = AfterAnswer::of(close, request.http11);
+        // The room's cookie and the connection's lines (HSTS, and the idle
+        // timeout unless this answer closes it) go on the answer; joined
+        // only when both are there.
+        // (A clone of an empty `Bytes` is free; of the others, one count.)
+        let added = if close {
+            conn.added.clone()
+        } else {
+            conn.added_kept_open.clone()
+        };
+        let joined;
+        let extra: &[u8] = match (hand_back.as_deref(), added.is_empty()) {
+            (None, _) => &added,
+            (Some(cookie), true) => cookie,
+            (Some(cookie), false) => {
+                joined = [cookie, &added[..]].concat();
+                &joined
+            }
+        };
         let (written, answered_by) = match forwarded.reply {
             Reply::Gateway(refusal, detail) => {
                 // Why the gateway answered by itself, for whoever debugs a
@@ -329,7 +335,7 @@ impl Proxy {
                     &detail,
                     live.settings.retry_after_secs,
                     Some(&request_id),
-                    close,
+                    after,
                     extra,
                 );
                 (conn.wire.write_all(out).await.map(|()| !close), None)
@@ -338,7 +344,7 @@ impl Proxy {
                 let out = &mut conn.scratch;
                 out.clear();
                 let keep_s = self.room.as_ref().map_or(0, |room| room.rules.keep_s());
-                answer.write(out, keep_s, &request_id, close, extra);
+                answer.write(out, keep_s, &request_id, after, extra);
                 (conn.wire.write_all(out).await.map(|()| !close), None)
             }
             Reply::Backend {
@@ -352,7 +358,7 @@ impl Proxy {
                     &mut conn.wire,
                     answer,
                     (&request_id, extra),
-                    (request.http11, close),
+                    (request.http11, after),
                     (&thread.upstream, &backend.authority),
                     &mut conn.scratch,
                     relay::Pace {

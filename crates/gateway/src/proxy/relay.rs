@@ -24,7 +24,7 @@ use super::upstream::{Answer, UpstreamPool};
 use super::Alarm;
 use crate::http1::body::{put_chunk, step, State, Step, LAST_CHUNK};
 use crate::http1::response::{write_client_head, AnswerHead, ClientFraming};
-use crate::http1::{Stream, Wire};
+use crate::http1::{AfterAnswer, Stream, Wire};
 use crate::metrics::GatewayMetrics;
 
 /// Written out once this much is gathered.
@@ -109,7 +109,7 @@ pub(crate) async fn relay<C: Stream>(
     client: &mut Wire<C>,
     answer: Answer,
     (request_id, extra): (&[u8], &[u8]),
-    (client_http11, close): (bool, bool),
+    (client_http11, after): (bool, AfterAnswer),
     (pool, authority): (&UpstreamPool, &Authority),
     out: &mut BytesMut,
     mut pace: Pace<'_>,
@@ -125,7 +125,7 @@ pub(crate) async fn relay<C: Stream>(
         extra,
     };
     if !client.stream.take_answer_head(&answer_head)? {
-        write_client_head(out, &answer_head, close);
+        write_client_head(out, &answer_head, after);
     }
     let mut state = State::of(head.framing);
     loop {

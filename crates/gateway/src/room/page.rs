@@ -20,7 +20,7 @@ use http::StatusCode;
 use super::again::Again;
 use super::{Gate, Sale, Waiting, COOKIE};
 use crate::html::NO_ICON;
-use crate::http1::{put_field, put_number, put_status_line};
+use crate::http1::{put_field, put_number, put_status_line, AfterAnswer};
 
 /// How the answer is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl Answer {
         out: &mut BytesMut,
         keep_s: u64,
         request_id: &[u8],
-        close: bool,
+        after: AfterAnswer,
         extra: &[u8],
     ) {
         put_status_line(out, self.status, b"");
@@ -96,9 +96,7 @@ impl Answer {
             put_ticket(out, ticket, keep_s);
         }
         put_field(out, b"x-request-id", request_id);
-        if close {
-            put_field(out, b"connection", b"close");
-        }
+        after.put(out);
         out.put_slice(extra);
         out.put_slice(b"\r\n");
         out.put_slice(self.body.as_bytes());

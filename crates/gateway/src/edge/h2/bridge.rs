@@ -2,12 +2,11 @@
 //! stream as the path's client connection).
 
 use std::future::poll_fn;
-use std::sync::atomic::AtomicBool;
+
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use tokio::sync::watch;
 
 use super::conn::Accepted;
 use super::frame::Reason;
@@ -18,6 +17,7 @@ use crate::proxy::client::{ClientConn, ClientLimits};
 use crate::proxy::headers::PeerIp;
 use crate::proxy::relay::{Pace, Stall};
 use crate::proxy::{Alarm, Proxy, ThreadParts};
+use crate::threads::Closing;
 
 /// Room made for a stream's request head to a backend.
 const STREAM_ROOM: usize = 1024;
@@ -28,7 +28,7 @@ pub(crate) struct StreamParts {
     pub(crate) proxy: Arc<Proxy>,
     pub(crate) thread: ThreadParts,
     pub(crate) limits: ClientLimits,
-    pub(crate) stopping: (watch::Receiver<bool>, Arc<AtomicBool>),
+    pub(crate) closing: Closing,
     /// Added to every answer (HSTS).
     pub(crate) added: Bytes,
     pub(crate) alarms: Alarms,
@@ -112,7 +112,7 @@ pub(crate) async fn serve(
     let mut conn = ClientConn::new(
         io,
         parts.peer.clone(),
-        Arc::clone(&parts.stopping.1),
+        parts.closing.clone(),
         parts.added.clone(),
     );
     conn.alarm = parts.alarms.take();

@@ -102,8 +102,10 @@ pub(crate) async fn serve<S>(
     // The futures the loop waits on besides the next stream are made once:
     // made afresh for every stream, they cost a timer and two waiter
     // registrations per request.
-    let mut stopping = parts.stopping.0.clone();
-    let stop = stopping.wait_for(|stop| *stop);
+    // The gateway stops, or this connection's thread is beyond the CPU
+    // quota's share (`crate::threads`): GOAWAY NO_ERROR either way.
+    let mut closing = parts.closing.thread_closes.clone();
+    let stop = closing.wait_for(|closes| *closes);
     let flood = alarm.rung();
     let idle = tokio::time::sleep(parts.limits.idle);
     let cut = tokio::time::sleep(Duration::MAX / 4);
