@@ -142,6 +142,14 @@ pub async fn run(
         gateway.add(spec.clone(), false);
     }
     crate::discovery::start(&gateway, &config);
+    // Before the admin listener serves: its first scrape shows the threads
+    // that accept (it read 0 when a test scraped before this ran).
+    let accepting_gauge = gateway.metrics.serving_threads_accepting.clone();
+    let accepting = if config.follow_cpu_quota {
+        Accepting::following_quota(config.workers, accepting_gauge)
+    } else {
+        Accepting::all(config.workers, &accepting_gauge)
+    };
     if gateway.source.path.is_some() || config.tls.is_some() {
         tokio::spawn(reload_on_sighup(Arc::clone(&gateway)));
     }
@@ -212,12 +220,6 @@ pub async fn run(
     let (inboxes, mut handed_over): (Vec<_>, Vec<_>) = (0..config.workers)
         .map(|_| mpsc::unbounded_channel())
         .unzip();
-    let accepting_gauge = gateway.metrics.serving_threads_accepting.clone();
-    let accepting = if config.follow_cpu_quota {
-        Accepting::following_quota(config.workers, accepting_gauge)
-    } else {
-        Accepting::all(config.workers, &accepting_gauge)
-    };
     let worker = Worker {
         gateway: Arc::clone(&gateway),
         accepting: accepting.clone(),
