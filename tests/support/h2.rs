@@ -32,6 +32,8 @@ pub const REFUSED_STREAM: u32 = 0x7;
 pub const CANCEL: u32 = 0x8;
 pub const COMPRESSION_ERROR: u32 = 0x9;
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+/// The highest stream id, which a graceful GOAWAY's first step names.
+pub const ANY_STREAM: u32 = 0x7fff_ffff;
 
 pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len();
@@ -130,8 +132,21 @@ impl RawH2 {
         self.writer.flush().await.expect("the gateway reads");
     }
 
-    /// The next frame; None once the connection ends or after 10 s.
+    /// The next frame; None once the connection ends or after 10 s. A
+    /// PING from the gateway is answered, as every client must (a graceful
+    /// GOAWAY waits for it).
     pub async fn next(&mut self) -> Option<Frame> {
+        let frame = self.next_unanswered().await?;
+        if frame.kind == PING && frame.flags & ACK == 0 {
+            // The gateway may be closing: a write that fails is its end.
+            let ack = self::frame(PING, ACK, 0, &frame.payload);
+            let _ = self.writer.write_all(&ack).await;
+            let _ = self.writer.flush().await;
+        }
+        Some(frame)
+    }
+
+    async fn next_unanswered(&mut self) -> Option<Frame> {
         let read = async {
             let mut head = [0u8; 9];
             self.reader.read_exact(&mut head).await.ok()?;

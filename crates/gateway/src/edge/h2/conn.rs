@@ -65,11 +65,21 @@ pub(crate) struct Accepted {
     pub(crate) held: usize,
 }
 
+/// The highest stream id: what a graceful GOAWAY's first step names.
+const ANY_STREAM: u32 = 0x7fff_ffff;
+/// The PING sent with a graceful GOAWAY's first step. Its answer means the
+/// client has read that GOAWAY, and every stream it opened before has been
+/// read here.
+const DRAIN_PING: [u8; 8] = *b"draining";
+
 /// How the connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
     /// The client closed it, or it failed.
     Closed,
+    /// A graceful GOAWAY's last step went out: no new stream comes from
+    /// here, and the streams open go on (frames are still read for them).
+    Drained,
     /// A connection error: the reason GOAWAY carries. `ENHANCE_YOUR_CALM`
     /// is only ever a flood of the kind the meter does not see.
     Error(Reason),
@@ -96,6 +106,11 @@ pub(crate) struct Conn<S> {
     settings_seen: bool,
     /// No new stream is taken (GOAWAY sent, or the client's received).
     refusing: bool,
+    /// A graceful GOAWAY's first step is sent, and its PING not yet
+    /// acknowledged.
+    draining: bool,
+    /// Its last step has just gone out: `poll_next` says so once.
+    drained: bool,
     /// A stream decoded and not yet handed over: frames are handled no
     /// further until it is.
     accepted: Option<Accepted>,
@@ -136,6 +151,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             last_stream: 0,
             settings_seen: false,
             refusing: false,
+            draining: false,
+            drained: false,
             accepted: None,
         }
     }
@@ -155,6 +172,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             if let Some(accepted) = self.accepted.take() {
                 return Poll::Ready(Ok(accepted));
+            }
+            if std::mem::take(&mut self.drained) {
+                return Poll::Ready(Err(Ended::Drained));
             }
             match self.poll_write_out(cx) {
                 Poll::Ready(Err(_)) => return Poll::Ready(Err(Ended::Closed)),
@@ -203,18 +223,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Queues GOAWAY. `NO_ERROR` lets the streams open finish; any other
-    /// reason ends them.
-    pub(crate) fn go_away(&mut self, reason: Reason) {
+    /// reason ends them. Returns whether no new stream is taken from now
+    /// on; if not, `poll_next` says `Ended::Drained` when that comes.
+    ///
+    /// `NO_ERROR` goes in two steps, as RFC 9113 section 6.8 advises: a
+    /// GOAWAY naming the highest stream id and a PING, then, once the PING
+    /// comes back, a GOAWAY naming the last stream opened. The client
+    /// stops opening streams at the first, and the ones it opened before
+    /// it had read it are still served. A single GOAWAY refused them, and
+    /// a client that does not retry a refused stream (h2load) lost them:
+    /// 3 requests in a run where a lowered CPU quota moved 8 connections.
+    pub(crate) fn go_away(&mut self, reason: Reason) -> bool {
+        if reason == Reason::NoError && !self.refusing {
+            let mut shared = self.lock();
+            frame::put_goaway(&mut shared.out, ANY_STREAM, reason);
+            frame::put_ping(&mut shared.out, &DRAIN_PING);
+            drop(shared);
+            self.draining = true;
+            return false;
+        }
         self.refusing = true;
+        self.draining = false;
         let mut shared = self.lock();
         frame::put_goaway(&mut shared.out, self.last_stream, reason);
         if reason != Reason::NoError {
             shared.close_all();
         }
+        true
+    }
+
+    /// A graceful GOAWAY's last step, once its PING is back (or when the
+    /// connection closes before): the streams opened so far are the last.
+    fn last_goaway(&mut self) {
+        if std::mem::take(&mut self.draining) {
+            self.refusing = true;
+            self.drained = true;
+            frame::put_goaway(&mut self.lock().out, self.last_stream, Reason::NoError);
+        }
     }
 
     /// Closes the connection: written out, then TLS's close.
     pub(crate) async fn close(&mut self) {
+        self.last_goaway();
         let _ = std::future::poll_fn(|cx| self.poll_write_out(cx)).await;
         let _ = std::future::poll_fn(|cx| Pin::new(&mut self.io).poll_shutdown(cx)).await;
         self.lock().close_all();
@@ -276,6 +326,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 if !head.has(frame::ACK) {
                     frame::put_ping_ack(&mut self.lock().out, &payload);
+                } else if payload[..] == DRAIN_PING {
+                    self.last_goaway();
                 }
                 Ok(())
             }

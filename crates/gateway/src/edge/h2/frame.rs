@@ -117,6 +117,11 @@ pub(crate) fn put_settings_ack(out: &mut BytesMut) {
     put_head(out, 0, SETTINGS, ACK, 0);
 }
 
+pub(crate) fn put_ping(out: &mut BytesMut, payload: &[u8; 8]) {
+    put_head(out, 8, PING, 0, 0);
+    out.put_slice(payload);
+}
+
 pub(crate) fn put_ping_ack(out: &mut BytesMut, payload: &[u8]) {
     put_head(out, 8, PING, ACK, 0);
     out.put_slice(payload);

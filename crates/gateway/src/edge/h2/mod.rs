@@ -135,14 +135,17 @@ pub(crate) async fn serve<S>(
     // connection is closed once it has been idle for one to two
     // `client_idle_ms`.
     let mut came = false;
+    // A NO_ERROR GOAWAY is sent; and its last step (`Conn::go_away`), after
+    // which no stream comes and the connection ends with its last stream.
     let mut closing = false;
+    let mut drained = false;
     loop {
         // Each wait but the last says whether to close, and how.
         let close = tokio::select! {
             // Streams first, all that are ready, so that the frames they
             // queue go out in one write after them.
             biased;
-            () = poll_fn(|cx| run_ready(&mut streams, &mut deferred, cx, closing, |accepted| {
+            () = poll_fn(|cx| run_ready(&mut streams, &mut deferred, cx, closing && drained, |accepted| {
                 forward(accepted, &parts, &metrics, None)
             })) => break,
             next = poll_fn(|cx| conn.poll_next(cx)) => match next {
@@ -159,6 +162,10 @@ pub(crate) async fn serve<S>(
                     None
                 }
                 Err(conn::Ended::Closed) => break,
+                Err(conn::Ended::Drained) => {
+                    drained = true;
+                    None
+                }
                 Err(conn::Ended::Error(reason)) => {
                     if reason == Reason::EnhanceYourCalm {
                         metrics.flood("h2_limit");
@@ -203,7 +210,7 @@ pub(crate) async fn serve<S>(
         };
         if let Some(reason) = close {
             metrics.goaway(reason);
-            conn.go_away(reason);
+            drained = conn.go_away(reason);
             if reason != Reason::NoError {
                 // Anything but NO_ERROR closes now; NO_ERROR lets the
                 // streams in progress finish.
