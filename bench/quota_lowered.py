@@ -3,7 +3,7 @@
 kept-alive connections: what the gateway serves once it is lowered.
 
 usage: bench/quota_lowered.py [--runs 5] [--seconds 15] [--lower-at 3]
-                              [--cores 0.5] [--connections 64]
+                              [--cores 0.5] [--connections 64] [--http2]
 
 The gateway (`workers` left at 0: a serving thread per CPU, as many taking
 connections as the quota allows) runs in a cgroup of its own, with no
@@ -29,28 +29,47 @@ Each run also measures FLASHGUARD_BIN with the quota set before the load
 (`capped_from_start`, its threads settled to the quota's share before wrk
 connects): the most that moving the connections can reach.
 
-Installs nginx and wrk when missing. Everything runs on 127.0.0.1 and
-stops by itself. Writes bench/quota-lowered-results.json.
+--http2 puts the gateway behind TLS and loads it with h2load (16
+connections x 10 streams) instead: a connection beyond the share is told
+GOAWAY, and h2load opens another. Its p99 is computed from its
+per-request log, and its errors are the requests it counted as failed.
+
+Installs nginx, wrk and nghttp2-client when missing. Everything runs on 127.0.0.1 and
+stops by itself. Writes bench/quota-lowered-results.json (with --http2,
+bench/quota-lowered-http2-results.json).
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402  (the processes and helpers of bench/gateway.py)
+import tls  # noqa: E402  (the certificate of bench/tls.py)
 from scaleout import Groups  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "quota-lowered-results.json")
+RESULTS_HTTP2 = os.path.join(ROOT, "bench", "quota-lowered-http2-results.json")
 
 
-def gateway(procs, binary, backend):
+def gateway(procs, binary, backend, tls_files=()):
     port, admin = g.free_port(), g.free_port()
     proc = procs.start([binary, "gateway", "--listen", f"127.0.0.1:{port}",
-                        "--admin-listen", f"127.0.0.1:{admin}", "--backend", f"s1=127.0.0.1:{backend}"],
+                        "--admin-listen", f"127.0.0.1:{admin}", "--backend", f"s1=127.0.0.1:{backend}", *tls_files],
                        env=dict(os.environ, RUST_LOG="warn", FLASHGUARD_ADMIN_TOKEN=g.TOKEN))
     line = proc.stdout.readline().strip()
     assert line.startswith("listening on "), line
     g.wait_port(admin)
     return proc, port, admin
+
+
+def h2load(port, seconds, tmp):
+    log = os.path.join(tmp, f"h2load-{port}.log")
+    out = subprocess.run(["h2load", "-D", str(seconds), "-c", "16", "-m", "10", "-t", "2", "--log-file", log,
+                          f"https://127.0.0.1:{port}/"], check=True, capture_output=True, text=True).stdout
+    failed = re.search(r"(\d+) failed", out)
+    times = sorted(int(line.split()[2]) for line in open(log) if len(line.split()) >= 3)
+    os.remove(log)
+    return {"errors": int(failed.group(1)) if failed else -1,
+            "p99_ms": times[int(len(times) * 0.99)] / 1000 if times else float("nan")}
 
 
 def answered(admin):
@@ -84,7 +103,7 @@ def set_quota(group, cores, v2):
 def one(name, binary, backend, groups, args, capped_from_start=False):
     procs = g.Procs()
     try:
-        proc, port, admin = gateway(procs, binary, backend)
+        proc, port, admin = gateway(procs, binary, backend, args.tls_files)
         group = groups.group(name, 1.0)
         set_quota(group, args.cores if capped_from_start else None, groups.v2)
         groups.place(group, proc.pid)
@@ -96,7 +115,10 @@ def one(name, binary, backend, groups, args, capped_from_start=False):
         result = {}
 
         def load():
-            result["wrk"] = g.wrk(port, "/", args.connections, args.seconds)
+            if args.http2:
+                result["wrk"] = h2load(port, args.seconds, args.tmp)
+            else:
+                result["wrk"] = g.wrk(port, "/", args.connections, args.seconds)
 
         wrk = threading.Thread(target=load)
         started = time.time()
@@ -123,10 +145,11 @@ def main():
     p.add_argument("--lower-at", type=float, default=3)
     p.add_argument("--cores", type=float, default=0.5)
     p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--http2", action="store_true")
     args = p.parse_args()
     if args.seconds < args.lower_at + 4:
         sys.exit("--seconds must leave at least 4 s after --lower-at")
-    for tool, package in (("nginx", "nginx"), ("wrk", "wrk")):
+    for tool, package in (("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client")):
         if not shutil.which(tool):
             subprocess.run(["apt-get", "install", "-y", "-q", package], check=True)
     builds = {"flashguard": g.BIN}
@@ -138,6 +161,11 @@ def main():
     try:
         with tempfile.TemporaryDirectory() as tmp:
             backend = g.nginx_backend(procs, tmp, "backend")
+            args.tmp = tmp
+            args.tls_files = ()
+            if args.http2:
+                cert, key, _ = tls.certificate(tmp)
+                args.tls_files = ("--tls-cert", cert, "--tls-key", key)
             for run in range(args.runs):
                 # By turns: each build first in every other run.
                 order = list(builds.items())
@@ -156,7 +184,7 @@ def main():
     finally:
         procs.stop_all()
         groups.remove()
-    summary = {"runs": rows, "args": vars(args)}
+    summary = {"runs": rows, "args": {k: v for k, v in vars(args).items() if k not in ("tmp", "tls_files")}}
     for name in [*builds, "capped_from_start"]:
         rates = [r[name]["rps_lowered"] for r in rows]
         summary[name] = {"rps_lowered_median": statistics.median(rates), "min": min(rates), "max": max(rates),
@@ -166,7 +194,7 @@ def main():
         ratios = [r["ratio"] for r in rows]
         summary["ratio"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
     print(json.dumps({k: v for k, v in summary.items() if k != "runs"}, indent=1))
-    with open(RESULTS, "w") as f:
+    with open(RESULTS_HTTP2 if args.http2 else RESULTS, "w") as f:
         json.dump(summary, f, indent=1)
 
 
