@@ -335,11 +335,17 @@ impl Line {
         while let Some(next) = self.buckets.front().copied() {
             let cost = next.count as f64 * self.show_up;
             if self.tokens < cost {
+                // The arrivals the tokens pay for, then the frontier past
+                // that share of the bucket. (Worked the other way round,
+                // from the share to a whole millisecond to a count, it
+                // rounded down twice: at one token, a bucket of 3, 6 or 7
+                // came to 0 arrivals, and where the rate keeps no more
+                // than one token, under half a customer a second, the
+                // line stopped for good.)
                 let span = next.end_ms - next.start_ms;
-                let share = self.tokens / cost;
-                let step_ms = (span as f64 * share) as u64;
-                let count = (next.count as f64 * step_ms as f64 / span as f64) as u64;
-                if step_ms >= 1 && count >= 1 {
+                let count = ((self.tokens / self.show_up) as u64).min(next.count - 1);
+                let step_ms = (span * count / next.count).max(1);
+                if count >= 1 {
                     self.tokens -= count as f64 * self.show_up;
                     self.frontier_ms = next.start_ms + step_ms;
                     Self::remember(&mut self.turns, now_ms, self.frontier_ms);
@@ -643,6 +649,30 @@ mod tests {
         line.advance(2_000, 10.0, 1_000, SESSION);
         line.join(2_000, false);
         assert!(!line.admit_now(2_000));
+    }
+
+    #[test]
+    fn a_slow_line_lets_in_a_bucket_of_any_size_one_by_one() {
+        // At 0.2 a second no more than one token is kept; three, six or
+        // seven arrivals in one tenth of a second stopped the line.
+        for arrivals in 2..=12u64 {
+            let mut line = line(Order::Fifo, 0);
+            for n in 0..arrivals {
+                line.join(5_000 + n * 3, false);
+            }
+            let mut at = 5_000;
+            while line.waiting() > 0 && at < 5_000 + (arrivals + 2) * 5_000 {
+                at += 100;
+                line.advance(at, 0.2, 1_000, SESSION);
+            }
+            assert_eq!(
+                line.waiting(),
+                0,
+                "{arrivals} arrivals, after {} ms",
+                at - 5_000
+            );
+            assert!(line.admits(5_000 + (arrivals - 1) * 3, false, arrivals));
+        }
     }
 
     #[test]
