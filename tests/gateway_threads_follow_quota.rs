@@ -110,8 +110,7 @@ async fn the_threads_taking_connections_follow_a_quota_set_and_lifted_while_it_r
     while moved < others {
         assert!(
             std::time::Instant::now() < deadline,
-            "{} of {others} connections beyond the quota's share moved",
-            moved
+            "{moved} of {others} connections beyond the quota's share moved"
         );
         let mut unmoved = Vec::new();
         for mut stream in stayed {

@@ -86,7 +86,6 @@ pub async fn wait_for_status(url: &str, status: u16, within: Duration) {
     }
 }
 
-/// A process's resident memory, from /proc.
 /// Whether the other side closes `stream` (or resets it) within `within`,
 /// whatever it sends first.
 pub async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(
@@ -106,6 +105,7 @@ pub async fn closed_by_peer<S: tokio::io::AsyncRead + Unpin>(
     tokio::time::timeout(within, read_to_end).await.is_ok()
 }
 
+/// A process's resident memory, from /proc.
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -18,7 +18,6 @@ pub(crate) mod redirect;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -168,11 +168,12 @@ pub(crate) fn write_client_head(out: &mut BytesMut, answer: &AnswerHead<'_>, aft
         ClientFraming::Chunked => put_field(out, b"transfer-encoding", b"chunked"),
         ClientFraming::HeadersOnly | ClientFraming::Close => {}
     }
-    if answer.framing == ClientFraming::Close {
-        AfterAnswer::Closed.put(out);
-    } else {
-        after.put(out);
-    }
+    // A body of unknown length ends with the connection, whatever `after`.
+    let after = match answer.framing {
+        ClientFraming::Close => AfterAnswer::Closed,
+        _ => after,
+    };
+    after.put(out);
     out.put_slice(b"\r\n");
 }
 

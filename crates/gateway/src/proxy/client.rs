@@ -22,7 +22,6 @@
 //! closed it at the same moment.
 
 use std::net::SocketAddr;
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! stream as the path's client connection).
 
 use std::future::poll_fn;
-
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
